@@ -1,0 +1,70 @@
+"""Typed errors. Core turns each into an HF JSON reply and an exit code.
+
+Providers raise :class:`CloudError` (or a subclass) for anything the cloud refused; core
+reports it as an IBM-style ``"... failed."`` reply. They never let SDK exceptions escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class OhfpError(Exception):
+    """Base of every error ohfp reports to Host Factory."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(OhfpError):
+    """Host Factory's input file is unreadable or invalid. ``problems`` name the fields."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return f"{self.message}: " + "; ".join(self.problems)
+
+
+class ConfigError(InputError):
+    """Configuration (files, environment, templates, plugins) is invalid or missing."""
+
+    exit_code = 3
+
+
+class CloudError(OhfpError):
+    """The cloud refused or failed an operation. ``code`` is the cloud's own error code."""
+
+    exit_code = 0  # reported in the reply, like IBM's plugin; the call itself was understood
+
+    def __init__(self, message: str, code: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class CapacityError(CloudError):
+    """Not enough capacity for the instance types or zones asked for."""
+
+
+class QuotaError(CloudError):
+    """An account limit (vCPU, instance, fleet quota) stops the operation."""
+
+
+class AuthError(CloudError):
+    """Credentials are missing or lack a permission."""
+
+
+class ThrottledError(CloudError):
+    """The cloud kept throttling past the retry budget."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message, code, retryable=True)

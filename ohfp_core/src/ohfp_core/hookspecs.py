@@ -1,0 +1,188 @@
+"""The provider contract: every hook a provider or extension plugin may implement.
+
+A process serves one provider instance. Exactly one provider is loaded, so each *provider
+hook* (``firstresult=True``) has one answer. *Extension hooks* fan out to every plugin:
+their results are collected into lists (validation, health) or they only observe
+(lifecycle events). Extension plugins may also wrap provider hooks with
+``@hookimpl(wrapper=True)`` to add quotas, auditing or a dry run.
+
+Rules every provider hook follows:
+
+- Arguments and results are :mod:`ohfp_core.models` objects, never dicts or SDK objects.
+- Failures the cloud reports are raised as :class:`ohfp_core.errors.CloudError` (or a
+  subclass: capacity, quota, auth, throttling); invalid configuration as
+  :class:`ohfp_core.errors.ConfigError`. Any other exception is a provider bug.
+- Calls are short: Host Factory bounds each call (``ProviderContext.timeout_sec``) and
+  polls again later, so never wait for machines to boot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ohfp_core.models import (
+        CloudRequest,
+        HealthCheck,
+        Machine,
+        MachineRef,
+        Problem,
+        Provisioned,
+        Reclaim,
+        RequestSnapshot,
+        ReturnItem,
+        Template,
+    )
+    from ohfp_core.storage import StorageFactory
+
+PROJECT = "ohfp"
+_hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------
+# Provider hooks: answered by the one loaded provider (first non-None result wins).
+# --------------------------------------------------------------------------------------
+
+
+@_hookspec(firstresult=True)
+def ohfp_available_templates(templates: Sequence[Template]) -> Sequence[Template] | None:
+    """Return the templates this provider instance offers.
+
+    :param templates: the templates read from the instance's templates file (possibly
+        empty), core fields parsed, every other key kept in ``Template.fields``.
+    :returns: the templates to offer. A provider may fill in attributes it can derive
+        (``ncpus``/``nram`` from an instance type), add templates of its own or drop ones it
+        cannot serve. Core validates the result. Return None to offer ``templates`` as is.
+
+    Stops at the first non-None result. Must not change anything in the cloud.
+    """
+
+
+@_hookspec(firstresult=True)
+def ohfp_provision(request_id: str, template: Template, count: int) -> Provisioned | None:
+    """Start provisioning ``count`` machines (units of capacity) from ``template``.
+
+    :param request_id: the id core gave the request (``req-…``); core has recorded the
+        request before this call.
+    :param template: the validated template.
+    :param count: how many machines (or weighted units) Host Factory asked for, ≥ 1.
+    :returns: a :class:`Provisioned` whose ``handle`` lets the provider find the request
+        again. Return at once; do not wait for machines to boot.
+    :raises CloudError: when the cloud refused the request outright (nothing was created).
+
+    **Idempotent on request_id**: core calls it again when a previous call crashed before
+    its result was stored. A second call must find what the first created (client tokens,
+    tags) and never create a second set of machines.
+    """
+
+
+@_hookspec(firstresult=True)
+def ohfp_machine_status(requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot] | None:
+    """Describe the machines of many requests in one batch.
+
+    :param requests: acquire and return requests that are still running. For an acquire
+        request, find its machines from ``handle``; for a return request, describe
+        ``machine_ids``.
+    :returns: a snapshot per ``request_id``. A request missing from the mapping, or a
+        machine missing from a return request's snapshot, means the cloud no longer knows
+        it (core reports acquire machines as failed and returned machines as terminated).
+
+    Batch cloud calls across requests (one describe for many machines). Read only, except
+    that a provider may terminate machines stuck pending past its own timeout and report
+    them terminated with a message. Idempotent.
+    """
+
+
+@_hookspec(firstresult=True)
+def ohfp_terminate_machines(machines: Sequence[ReturnItem]) -> Mapping[str, str] | None:
+    """Terminate machines Host Factory returns, and shrink what launched them.
+
+    :param machines: machines from one or many acquire requests (``ReturnItem.request``
+        is None when core does not know where a machine came from).
+    :returns: an error message per ``machine_id`` that could not be terminated; an empty
+        mapping when every termination was accepted.
+
+    A fleet or group that would replace a returned machine must have its target capacity
+    lowered; returning its last machine deletes it and anything made for it. Idempotent: a
+    machine already terminated or unknown to the cloud is not an error.
+    """
+
+
+@_hookspec(firstresult=True)
+def ohfp_reclaimed_machines(machines: Sequence[MachineRef]) -> Sequence[Reclaim] | None:
+    """Report hosts the cloud is taking back without Host Factory asking.
+
+    :param machines: hosts Host Factory holds from this provider, minus those core already
+        returns. ``MachineRef.machine_id`` may be None when only a name is known.
+    :returns: a :class:`Reclaim` per host being reclaimed: spot interruptions with the
+        seconds of notice left, hosts stopped or terminated outside Host Factory and hosts
+        the cloud no longer knows (grace 0). Hosts that are fine are left out.
+
+    Read only. Idempotent.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Extension hooks: every plugin (the provider too) may answer; results are collected.
+# --------------------------------------------------------------------------------------
+
+
+@_hookspec
+def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
+    """Check a template beyond core's own rules.
+
+    :param template: a template as read from the file (``fields`` in the file's spelling).
+    :returns: problems whose ``path`` names the field as the user wrote it
+        (``$.templates[2].vmType``-style paths are built by core: return the key, e.g.
+        ``vmType``). Return None or an empty list when the template is fine.
+
+    Called for every template on ``ohfp templates validate`` and for the requested one on
+    requestMachines. Must not call the cloud (validation runs offline).
+    """
+
+
+@_hookspec
+def ohfp_health_check() -> Sequence[HealthCheck] | None:
+    """Report health checks for ``ohfp health``.
+
+    :returns: checks run by this plugin (credentials, reachability of the cloud API,
+        quotas). May call the cloud, read only.
+    """
+
+
+@_hookspec
+def ohfp_register_storage(register: Callable[[str, StorageFactory], None]) -> None:
+    """Register storage backends by name.
+
+    :param register: call ``register(name, factory)``; ``factory(workdir)`` returns a
+        :class:`ohfp_core.storage.Storage`. Core registers ``"sqlite"`` itself; the backend
+        used is chosen by the ``storage`` setting.
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Lifecycle events: observers only, results ignored. Called after state is stored.
+# --------------------------------------------------------------------------------------
+
+
+@_hookspec
+def ohfp_request_submitted(request: CloudRequest) -> None:
+    """An acquire or return request was accepted and recorded."""
+
+
+@_hookspec
+def ohfp_machines_ready(request: CloudRequest, machines: Sequence[Machine]) -> None:
+    """Machines of an acquire request reached ``succeed`` for the first time."""
+
+
+@_hookspec
+def ohfp_machines_returned(request: CloudRequest, machines: Sequence[Machine]) -> None:
+    """Machines of a return request were terminated (the request finished)."""
+
+
+@_hookspec
+def ohfp_machines_reclaimed(reclaims: Sequence[Reclaim]) -> None:
+    """The cloud began taking back hosts (first time each host is reported)."""

@@ -1,0 +1,259 @@
+"""Core models: what providers receive and return, and what core stores.
+
+Every model is a frozen attrs class. Validators name the offending field so a bad value
+raised deep inside a provider still reads well in the HF reply. Serialisation lives in
+:mod:`ohfp_core.converter`; these classes know nothing about JSON spelling.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+TEMPLATE_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+MANDATORY_ATTRIBUTES = ("type", "ncpus", "nram")
+ATTRIBUTE_TYPES = ("String", "Numeric", "Boolean")
+
+
+class MachineState(str, enum.Enum):
+    """Cloud state of a machine, in Host Factory's spelling."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    SHUTTING_DOWN = "shutting-down"
+    TERMINATED = "terminated"
+
+    @property
+    def is_gone(self) -> bool:
+        """True when the machine is lost to the grid (stopped or on its way out)."""
+        return self not in (MachineState.PENDING, MachineState.RUNNING)
+
+
+class RequestKind(str, enum.Enum):
+    ACQUIRE = "acquire"
+    RETURN = "return"
+
+
+class RequestStatus(str, enum.Enum):
+    """Host Factory's request status."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    COMPLETE_WITH_ERROR = "complete_with_error"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not RequestStatus.RUNNING
+
+
+class MachineResult(str, enum.Enum):
+    """Host Factory's per-machine result."""
+
+    EXECUTING = "executing"
+    SUCCEED = "succeed"
+    FAIL = "fail"
+
+
+class PriceType(str, enum.Enum):
+    ONDEMAND = "ondemand"
+    SPOT = "spot"
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be ≥ 0, got {value}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be ≥ 1, got {value}")
+
+
+def _template_id(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not TEMPLATE_ID_RE.match(value):
+        raise ValueError(
+            f"templateId must be 1 to 64 characters of [0-9A-Za-z_-], got {value!r}"
+        )
+
+
+@frozen
+class Attribute:
+    """One template attribute: HF wants ``[type, value]`` with the value as a string."""
+
+    type: str = field(validator=attrs.validators.in_(ATTRIBUTE_TYPES))
+    value: str
+
+
+@frozen
+class Template:
+    """A machine template as Host Factory sees it.
+
+    ``fields`` holds every other key of the template file entry, in the file's own spelling
+    (``imageId``, ``vmType`` …): core does not interpret them, the provider does.
+    """
+
+    template_id: str = field(validator=_template_id)
+    max_number: int = field()
+    attributes: Mapping[str, Attribute] = field(factory=dict)
+    available_number: int | None = None
+    fields: Mapping[str, Any] = field(factory=dict)
+
+    @max_number.validator
+    def _max_number(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < -1:
+            raise ValueError(f"maxNumber must be -1 (unlimited) or ≥ 0, got {value}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_number == -1
+
+
+@frozen
+class Machine:
+    """A machine as the provider last saw it in the cloud.
+
+    ``name`` is the host name Host Factory uses as the host's identity (on AWS the private
+    DNS name). ``weight`` is how many units of requested capacity the machine counts for
+    (1 unless the template weights instance types). ``message`` carries the cloud's reason
+    for a machine that failed or went away.
+    """
+
+    machine_id: str
+    name: str
+    state: MachineState
+    private_ip: str | None = None
+    public_ip: str | None = None
+    launch_time: int = field(default=0, validator=_non_negative)
+    instance_type: str | None = None
+    price_type: PriceType | None = None
+    weight: int = field(default=1, validator=_positive)
+    message: str = ""
+    cloud_host_id: str | None = None
+    tags: Mapping[str, str] = field(factory=dict)
+
+
+@frozen
+class CloudRequest:
+    """What core knows about one request, handed to the provider to look it up again.
+
+    ``handle`` is exactly what the provider returned from provisioning (JSON-serialisable,
+    opaque to core). ``machine_ids`` are, for an acquire request, the machines core has seen
+    so far; for a return request, the machines being returned.
+    """
+
+    request_id: str
+    kind: RequestKind
+    template_id: str | None = None
+    machine_count: int = 0
+    handle: Mapping[str, Any] = field(factory=dict)
+    machine_ids: tuple[str, ...] = ()
+    created_at: int = 0
+
+
+@frozen
+class Provisioned:
+    """The provider's answer to a provisioning call.
+
+    ``handle`` must be JSON-serialisable; core stores it and passes it back in
+    :class:`CloudRequest`. ``machines`` lists machines already known (may be empty: the
+    request is asynchronous).
+    """
+
+    handle: Mapping[str, Any] = field(factory=dict)
+    machines: tuple[Machine, ...] = ()
+    message: str = ""
+
+
+@frozen
+class RequestSnapshot:
+    """The cloud's view of one request right now.
+
+    ``open`` is True while the cloud may still deliver machines for an acquire request (a
+    fleet that has not reached its target and has not expired). ``handle`` replaces the
+    stored handle when not None.
+    """
+
+    machines: tuple[Machine, ...] = ()
+    open: bool = False
+    message: str = ""
+    handle: Mapping[str, Any] | None = None
+
+
+@frozen
+class ReturnItem:
+    """One machine Host Factory asked to return, with the acquire request it came from."""
+
+    machine_id: str
+    name: str
+    request: CloudRequest | None = None
+
+
+@frozen
+class MachineRef:
+    """A host Host Factory holds, for the reclaim check. ``machine_id`` may be unknown."""
+
+    name: str
+    machine_id: str | None = None
+    request: CloudRequest | None = None
+
+
+@frozen
+class Reclaim:
+    """A host the cloud is taking back without Host Factory asking.
+
+    ``grace_period`` is the seconds left before the host is lost (0 when already gone).
+    """
+
+    name: str
+    grace_period: int = field(validator=_non_negative)
+    machine_id: str | None = None
+    reason: str = ""
+
+
+@frozen
+class Problem:
+    """A validation problem; ``path`` names the field in the user's spelling."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@frozen
+class HealthCheck:
+    """One health check result."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@frozen
+class ProviderContext:
+    """Everything a provider factory gets to build the provider for one instance.
+
+    ``config`` is the instance's provider config file as parsed JSON (IBM's
+    ``<instance>prov_config.json``), ``settings`` the provider's section of ohfp's own
+    settings file. ``timeout_sec`` is what is left of Host Factory's time budget for this
+    call; a provider bounds its retries by it.
+    """
+
+    instance: str
+    provider_type: str
+    confdir: Path
+    workdir: Path
+    logdir: Path | None = None
+    config: Mapping[str, Any] = field(factory=dict)
+    config_path: Path | None = None
+    settings: Mapping[str, Any] = field(factory=dict)
+    timeout_sec: float = 240.0
