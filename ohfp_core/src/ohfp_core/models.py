@@ -21,7 +21,7 @@ MANDATORY_ATTRIBUTES = ("type", "ncpus", "nram")
 ATTRIBUTE_TYPES = ("String", "Numeric", "Boolean")
 
 
-class MachineState(str, enum.Enum):
+class MachineState(enum.StrEnum):
     """Cloud state of a machine, in Host Factory's spelling."""
 
     PENDING = "pending"
@@ -37,12 +37,12 @@ class MachineState(str, enum.Enum):
         return self not in (MachineState.PENDING, MachineState.RUNNING)
 
 
-class RequestKind(str, enum.Enum):
+class RequestKind(enum.StrEnum):
     ACQUIRE = "acquire"
     RETURN = "return"
 
 
-class RequestStatus(str, enum.Enum):
+class RequestStatus(enum.StrEnum):
     """Host Factory's request status."""
 
     RUNNING = "running"
@@ -54,7 +54,7 @@ class RequestStatus(str, enum.Enum):
         return self is not RequestStatus.RUNNING
 
 
-class MachineResult(str, enum.Enum):
+class MachineResult(enum.StrEnum):
     """Host Factory's per-machine result."""
 
     EXECUTING = "executing"
@@ -62,7 +62,7 @@ class MachineResult(str, enum.Enum):
     FAIL = "fail"
 
 
-class PriceType(str, enum.Enum):
+class PriceType(enum.StrEnum):
     ONDEMAND = "ondemand"
     SPOT = "spot"
 
@@ -79,9 +79,7 @@ def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> 
 
 def _template_id(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not TEMPLATE_ID_RE.match(value):
-        raise ValueError(
-            f"templateId must be 1 to 64 characters of [0-9A-Za-z_-], got {value!r}"
-        )
+        raise ValueError(f"templateId must be 1 to 64 characters of [0-9A-Za-z_-], got {value!r}")
 
 
 @frozen

@@ -1,0 +1,243 @@
+"""The ``ohfp`` command.
+
+``ohfp hf <call> -f FILE`` answers one Host Factory call: exactly one JSON document on stdout,
+logs to ``HF_PROVIDER_LOGDIR`` (or stderr). Exit codes: 0 a reply was given (including an
+IBM-style ``"… failed."`` reply for a cloud refusal), 1 internal error, 2 invalid input,
+3 invalid configuration or plugins.
+
+Heavy modules are imported inside the commands that need them: every HF call is a new
+process, so start-up time is the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ohfp_core.errors import ConfigError, InputError, OhfpError
+
+if TYPE_CHECKING:
+    from ohfp_core.models import ProviderContext
+    from ohfp_core.operations import Operations
+
+HF_CALLS = (
+    "getAvailableTemplates",
+    "requestMachines",
+    "requestReturnMachines",
+    "getRequestStatus",
+    "getReturnRequests",
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+
+
+def _print_reply(reply: Any) -> None:
+    from ohfp_core.converter import dumps
+
+    sys.stdout.write(dumps(reply) + "\n")
+    sys.stdout.flush()
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("ohfp-core")
+
+
+def _context(provider: str | None) -> ProviderContext:
+    from ohfp_core import config
+    from ohfp_core.plugins import PROVIDER_GROUP, choose_provider, installed
+
+    paths = config.resolve_paths()
+    names = tuple(ep.name for ep in installed(PROVIDER_GROUP))
+    settings = config.load_settings(paths.confdir, names)
+    provider_type = choose_provider(provider, settings.provider)
+    context = config.provider_context(provider_type, paths, settings)
+    from ohfp_core.logs import configure_logging
+
+    configure_logging(
+        logdir=context.logdir,
+        instance=context.instance,
+        level=config.log_level(settings, context.config),
+    )
+    return context
+
+
+def _storage_name(context: ProviderContext) -> str:
+    from ohfp_core import config
+    from ohfp_core.plugins import PROVIDER_GROUP, installed
+
+    names = tuple(ep.name for ep in installed(PROVIDER_GROUP))
+    return config.load_settings(context.confdir, names).storage
+
+
+def _operations(provider: str | None) -> Operations:
+    from ohfp_core.operations import Operations
+    from ohfp_core.plugins import load_hooks
+
+    context = _context(provider)
+    hooks = load_hooks(context)
+    storage = _storage_name(context)
+    factories = hooks.storage_factories()
+    if storage not in factories:
+        raise ConfigError(
+            f"storage backend {storage!r} is not registered (registered: {', '.join(sorted(factories))})"
+        )
+    return Operations(hooks, factories[storage](context.workdir), context)
+
+
+def _run(what: str, action: Callable[[], Any]) -> int:
+    """Run ``action``, print its reply, turn every error into a JSON reply and exit code."""
+    try:
+        reply = action()
+    except InputError as exc:
+        _log_failure(what, exc)
+        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems)})
+        return exc.exit_code
+    except OhfpError as exc:
+        _log_failure(what, exc)
+        _print_reply({"message": f"{what} failed: {exc}"})
+        return exc.exit_code or EXIT_INTERNAL
+    except Exception as exc:
+        _log_failure(what, exc, internal=True)
+        _print_reply(
+            {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}
+        )
+        return EXIT_INTERNAL
+    _print_reply(reply)
+    return EXIT_OK
+
+
+def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
+    try:
+        from ohfp_core.logs import get_logger
+
+        logger = get_logger("ohfp.cli")
+        if internal:
+            logger.exception("call failed", call=what)
+        else:
+            logger.warning("call failed", call=what, error=str(exc))
+    except Exception:  # logging must never hide the reply
+        sys.stderr.write(f"ohfp: {what} failed: {exc}\n")
+
+
+def cmd_hf(args: argparse.Namespace) -> int:
+    from ohfp_core.converter import read_input
+
+    def action() -> Any:
+        data = read_input(args.file)
+        ops = _operations(args.provider)
+        from structlog.contextvars import bind_contextvars
+
+        bind_contextvars(
+            operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type
+        )
+        method = {
+            "getAvailableTemplates": ops.get_available_templates,
+            "requestMachines": ops.request_machines,
+            "requestReturnMachines": ops.request_return_machines,
+            "getRequestStatus": ops.get_request_status,
+            "getReturnRequests": ops.get_return_requests,
+        }[args.call]
+        return method(data)
+
+    return _run(args.call, action)
+
+
+def cmd_scripts(args: argparse.Namespace) -> int:
+    from ohfp_core.scripts import write_scripts
+
+    def action() -> Any:
+        written = write_scripts(Path(args.directory), args.provider, python=args.python)
+        return {"message": f"wrote {len(written)} Host Factory scripts", "scripts": [str(p) for p in written]}
+
+    return _run("scripts", action)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from ohfp_core.plugin_listing import describe_plugins
+
+    return _run("plugins", lambda: describe_plugins(args.provider, include_builtin=args.all))
+
+
+def cmd_templates_validate(args: argparse.Namespace) -> int:
+    def action() -> Any:
+        ops = _operations(args.provider)
+        report = ops.validate_templates()
+        problems = [p for items in report.values() for p in items]
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) in the templates", problems)
+        return {"message": f"{len(report)} templates valid.", "templates": sorted(report)}
+
+    return _run("templates validate", action)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    def action() -> Any:
+        reply = _operations(args.provider).health()
+        if reply["message"] != "healthy":
+            args.exit_code = 4
+        return reply
+
+    args.exit_code = EXIT_OK
+    code = _run("health", action)
+    return code or int(args.exit_code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ohfp", description="Open Host Factory provider framework for IBM Spectrum Symphony."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    provider_help = "provider type (else OHFP_PROVIDER, the 'provider' setting, or the only one installed)"
+    hf = commands.add_parser("hf", help="answer a Host Factory call, or write the Host Factory scripts")
+    hf_calls = hf.add_subparsers(dest="call", metavar="CALL", required=True)
+    for call in HF_CALLS:
+        sub = hf_calls.add_parser(call, help=f"the {call} call")
+        sub.add_argument("-f", "--file", required=True, help="Host Factory's input JSON file")
+        sub.add_argument("--provider", help=provider_help)
+        sub.set_defaults(handler=cmd_hf)
+    scripts = hf_calls.add_parser("scripts", help="write the five Host Factory scripts for a provider")
+    scripts.add_argument("directory", help="the plugin's script directory")
+    scripts.add_argument("--provider", required=True, help="provider type the scripts run")
+    scripts.add_argument("--python", help="interpreter the scripts run (default: this one)")
+    scripts.set_defaults(handler=cmd_scripts)
+
+    plugins = commands.add_parser("plugins", help="list installed providers and plugins as JSON")
+    plugins.add_argument("--provider", help=provider_help)
+    plugins.add_argument("--all", action="store_true", help="include core's built-in plugins")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    templates = commands.add_parser("templates", help="work with the instance's templates")
+    template_cmds = templates.add_subparsers(dest="templates_command", metavar="ACTION", required=True)
+    validate = template_cmds.add_parser("validate", help="check every template (core and provider rules)")
+    validate.add_argument("--provider", help=provider_help)
+    validate.set_defaults(handler=cmd_templates_validate)
+
+    health = commands.add_parser("health", help="run the provider's health checks")
+    health.add_argument("--provider", help=provider_help)
+    health.set_defaults(handler=cmd_health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        sys.stdout.write(f"ohfp {_version()}\n")
+        return EXIT_OK
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""Logging: structlog JSON lines to the instance's log file or stderr, never stdout.
+
+The CLI calls :func:`configure_logging` once per process and binds ``operation``,
+``instance`` and ``request_id`` with :func:`structlog.contextvars.bind_contextvars`; every
+line carries them. Values under secret-looking keys, and ``password=…``-style fragments
+inside strings, are masked before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from ohfp_core.errors import ConfigError
+
+MASK = "***"
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
+
+_SECRET_PARTS = ("secret", "password", "token", "credential", "passphrase")
+_SECRET_KEYS = frozenset({"key", "access_key", "secret_key", "aws_secret_access_key", "authorization"})
+# ``password=x``, ``password: x`` and the quoted-key spellings of JSON and Python reprs.
+_SECRET_IN_TEXT = re.compile(r"(?i)(aws_secret_access_key|secret_access_key|password)(['\"]?\s*[=:]\s*)\S+")
+_INSTANCE_RE = re.compile(r"^[0-9A-Za-z_.-]{1,128}$")
+
+_log_file: TextIO | None = None
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys whose values are never logged."""
+    lowered = key.lower()
+    return lowered in _SECRET_KEYS or any(part in lowered for part in _SECRET_PARTS)
+
+
+def _redact(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _SECRET_IN_TEXT.sub(rf"\1\2{MASK}", value)
+    if isinstance(value, Mapping):
+        return {
+            key: MASK if isinstance(key, str) and is_secret_key(key) else _redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(item) for item in value]
+    # Anything else would be rendered as its repr: mask secrets in that text.
+    return _redact(repr(value))
+
+
+def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secret-looking keys (at any depth) and secrets in strings."""
+    for key, value in event_dict.items():
+        event_dict[key] = MASK if is_secret_key(key) else _redact(value)
+    return event_dict
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A :class:`structlog.WriteLogger` that knows the name it was asked for."""
+
+    def __init__(self, file: TextIO, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _LoggerFactory:
+    """Builds loggers for ``structlog.get_logger(name)``: the name is the first argument."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        return _NamedWriteLogger(self._file, str(args[0]) if args else None)
+
+
+def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    name = getattr(logger, "name", None)
+    if name is not None:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+def _processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redact_secrets,  # after format_exc_info so tracebacks are masked too
+        structlog.processors.JSONRenderer(),
+    ]
+
+
+def configure_logging(
+    *, logdir: Path | None, instance: str, level: str = "INFO", stream: TextIO | None = None
+) -> None:
+    """Send JSON lines at ``level`` or above to ``logdir / f"ohfp-{instance}.log"`` (appended,
+    created 0600) when ``logdir`` is given, else to ``stream`` (default stderr).
+
+    Raises :class:`ConfigError` for an unknown level, an instance name unfit for a file name
+    or a log file that cannot be opened. Calling it again replaces the configuration.
+    """
+    global _log_file
+    min_level = LEVELS.get(level.lower())
+    if min_level is None:
+        raise ConfigError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}")
+    if logdir is not None:
+        if not _INSTANCE_RE.match(instance):
+            raise ConfigError(
+                f"instance name must be 1 to 128 characters of [0-9A-Za-z_.-], got {instance!r}"
+            )
+        path = logdir / f"ohfp-{instance}.log"
+        try:
+            logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the log file {path}: {exc.strerror}") from exc
+        output: TextIO = open(fd, "a", encoding="utf-8")  # noqa: SIM115 -- lives as long as the process logs
+    else:
+        output = stream if stream is not None else sys.stderr
+    if _log_file is not None and _log_file is not output:
+        _log_file.close()
+    _log_file = output if logdir is not None else None
+    structlog.configure(
+        processors=_processors(),
+        wrapper_class=structlog.make_filtering_bound_logger(min_level),
+        context_class=dict,
+        logger_factory=_LoggerFactory(output),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    """A structlog logger, with ``logger=name`` on every line when ``name`` is given.
+
+    Until :func:`configure_logging` runs, warnings and above go to stderr: structlog's own
+    default would print to stdout, which belongs to the Host Factory reply.
+    """
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=_processors(),
+            wrapper_class=structlog.make_filtering_bound_logger(LEVELS["warning"]),
+            logger_factory=_LoggerFactory(sys.stderr),
+            cache_logger_on_first_use=False,
+        )
+    logger: FilteringBoundLogger = structlog.get_logger() if name is None else structlog.get_logger(name)
+    return logger

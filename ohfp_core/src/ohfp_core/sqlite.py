@@ -1,0 +1,409 @@
+"""The embedded request store: one SQLite file in the instance's work directory.
+
+Every Host Factory call is a new process and calls overlap, so the file is opened in WAL mode
+with a busy timeout: readers never block, writers queue for up to :data:`BUSY_TIMEOUT_MS`
+instead of failing. The schema version lives in ``PRAGMA user_version`` and is brought up to
+date by :data:`_MIGRATIONS` when the store is opened. The file holds request handles and host
+names, so it and its directory are readable by the owner only.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ohfp_core.errors import ConfigError
+from ohfp_core.models import Machine, MachineResult, MachineState, PriceType, RequestKind, RequestStatus
+from ohfp_core.storage import MachineRecord, RequestRecord, iter_chunks
+
+DB_NAME = "ohfp-state.sqlite3"
+BUSY_TIMEOUT_MS = 30_000
+CHUNK = 500
+"""Most ids bound in one ``IN (…)`` list."""
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: requests and the machines seen for them.
+    (
+        """CREATE TABLE requests (
+            request_id TEXT PRIMARY KEY NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            template_id TEXT,
+            machine_count INTEGER NOT NULL,
+            handle TEXT,
+            machine_ids TEXT NOT NULL,
+            errors TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX requests_status ON requests (status, created_at)",
+        """CREATE TABLE machines (
+            machine_id TEXT PRIMARY KEY NOT NULL,
+            request_id TEXT NOT NULL,
+            template_id TEXT,
+            name TEXT NOT NULL,
+            result TEXT NOT NULL,
+            return_request_id TEXT,
+            reclaimed_at INTEGER,
+            updated_at INTEGER NOT NULL,
+            machine TEXT NOT NULL
+        )""",
+        "CREATE INDEX machines_request ON machines (request_id)",
+        "CREATE INDEX machines_name ON machines (name)",
+        "CREATE INDEX machines_return ON machines (return_request_id)",
+        # Exactly the rows held_machines() returns, so it reads only those.
+        "CREATE INDEX machines_held ON machines (template_id)"
+        " WHERE return_request_id IS NULL AND result != 'fail'",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_REQUEST_COLUMNS = (
+    "request_id, kind, status, template_id, machine_count, handle, machine_ids, errors, message,"
+    " created_at, updated_at"
+)
+_MACHINE_COLUMNS = (
+    "machine_id, request_id, template_id, name, result, return_request_id, reclaimed_at, updated_at, machine"
+)
+_PUT_REQUEST = (
+    "INSERT INTO requests (request_id, kind, status, template_id, machine_count, handle, machine_ids,"
+    " errors, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (request_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,"
+    " template_id = excluded.template_id, machine_count = excluded.machine_count,"
+    " handle = excluded.handle, machine_ids = excluded.machine_ids, errors = excluded.errors,"
+    " message = excluded.message, created_at = excluded.created_at, updated_at = excluded.updated_at"
+)
+_PUT_MACHINE = (
+    "INSERT INTO machines (machine_id, request_id, template_id, name, result, return_request_id,"
+    " reclaimed_at, updated_at, machine) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (machine_id) DO UPDATE SET request_id = excluded.request_id,"
+    " template_id = excluded.template_id, name = excluded.name, result = excluded.result,"
+    " return_request_id = excluded.return_request_id, reclaimed_at = excluded.reclaimed_at,"
+    " updated_at = excluded.updated_at, machine = excluded.machine"
+)
+_MACHINE_FIELDS = frozenset(f.name for f in attrs.fields(Machine))
+
+
+class SQLiteStorage:
+    """A :class:`~ohfp_core.storage.Storage` in ``workdir / "ohfp-state.sqlite3"``.
+
+    Opening creates ``workdir`` (0700) and the file (0600) when missing and migrates the
+    schema; a file written by a newer ohfp raises :class:`ConfigError`. One instance serves
+    one thread. Records are stored exactly as given: callers set their timestamps.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / DB_NAME
+        _create_private(self.path)
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the state database {self.path}: {exc}") from exc
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._enable_wal()
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise ConfigError(f"cannot open the state database {self.path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _enable_wal(self) -> None:
+        """Switch a new (or foreign) file to WAL; the mode then persists in the file.
+
+        The switch needs an exclusive lock and SQLite does not call the busy handler for it, so
+        processes opening a new file at once retry here until the busy timeout.
+        """
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.001
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _user_version(self) -> int:
+        row = self._conn.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the state database {self.path} has schema version {version} but this ohfp-core"
+                f" knows versions up to {SCHEMA_VERSION}: it was written by a newer ohfp;"
+                " upgrade ohfp-core or use another HF_PROVIDER_WORKDIR"
+            )
+
+    def _migrate(self) -> None:
+        version = self._user_version()
+        self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # Another process may have migrated while this one waited for the write lock.
+            version = self._user_version()
+            self._check_version(version)
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards."""
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` and re-raise on any exception.
+
+        Waits up to the busy timeout for other writers. Not re-entrant (raises RuntimeError).
+        """
+        if self._conn.in_transaction:
+            raise RuntimeError("SQLiteStorage.transaction() is not re-entrant")
+        with self._begin("BEGIN IMMEDIATE"):
+            yield
+
+    @contextmanager
+    def _atomic(self, write: bool) -> Iterator[None]:
+        """Group several statements: join the caller's transaction or run one of our own."""
+        if self._conn.in_transaction:
+            yield
+            return
+        with self._begin("BEGIN IMMEDIATE" if write else "BEGIN"):
+            yield
+
+    @contextmanager
+    def _begin(self, begin: str) -> Iterator[None]:
+        self._conn.execute(begin)
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def put_request(self, record: RequestRecord) -> None:
+        """Insert or replace a request."""
+        self._conn.execute(_PUT_REQUEST, _request_row(record))
+
+    def get_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
+        """Requests by id; unknown ids are absent from the result."""
+        ids = list(dict.fromkeys(request_ids))
+        found: dict[str, RequestRecord] = {}
+        with self._atomic(write=False):
+            for chunk in iter_chunks(ids, CHUNK):
+                sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
+                for row in self._conn.execute(sql, chunk):
+                    record = _request_from_row(row)
+                    found[record.request_id] = record
+        return found
+
+    def open_requests(self, kind: RequestKind | None = None) -> list[RequestRecord]:
+        """Requests whose status is still ``running``, oldest first (then by id)."""
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE status = ?"  # noqa: S608 -- constant columns
+        params: list[str] = [RequestStatus.RUNNING.value]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind.value)
+        sql += " ORDER BY created_at, request_id"
+        return [_request_from_row(row) for row in self._conn.execute(sql, params)]
+
+    # -- machines ----------------------------------------------------------------------------
+
+    def put_machines(self, records: Sequence[MachineRecord]) -> None:
+        """Insert or replace machines by machine id, all or none."""
+        if not records:
+            return
+        rows = [_machine_row(record) for record in records]
+        with self._atomic(write=True):
+            self._conn.executemany(_PUT_MACHINE, rows)
+
+    def machines_of(self, request_ids: Sequence[str]) -> dict[str, list[MachineRecord]]:
+        """Machines of acquire requests by request id (every id present, maybe empty), each
+        list in the order the machines were first stored."""
+        ids = list(dict.fromkeys(request_ids))
+        found: dict[str, list[MachineRecord]] = {request_id: [] for request_id in ids}
+        with self._atomic(write=False):
+            for chunk in iter_chunks(ids, CHUNK):
+                sql = (
+                    f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
+                    f" WHERE request_id IN ({_marks(chunk)}) ORDER BY rowid"
+                )
+                for row in self._conn.execute(sql, chunk):
+                    record = _machine_from_row(row)
+                    found[record.request_id].append(record)
+        return found
+
+    def find_machines(
+        self, machine_ids: Sequence[str] = (), names: Sequence[str] = ()
+    ) -> list[MachineRecord]:
+        """Machines whose id is in ``machine_ids`` or whose name is in ``names``, each once:
+        matches by id in the order given, then further matches by name in the order given."""
+        ids = list(dict.fromkeys(machine_ids))
+        wanted_names = list(dict.fromkeys(names))
+        by_id: dict[str, MachineRecord] = {}
+        by_name: dict[str, list[MachineRecord]] = {}
+        with self._atomic(write=False):
+            for chunk in iter_chunks(ids, CHUNK):
+                sql = f"SELECT {_MACHINE_COLUMNS} FROM machines WHERE machine_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
+                for row in self._conn.execute(sql, chunk):
+                    record = _machine_from_row(row)
+                    by_id[record.machine_id] = record
+            for chunk in iter_chunks(wanted_names, CHUNK):
+                sql = (
+                    f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
+                    f" WHERE name IN ({_marks(chunk)}) ORDER BY rowid"
+                )
+                for row in self._conn.execute(sql, chunk):
+                    record = _machine_from_row(row)
+                    by_name.setdefault(record.name, []).append(record)
+        result = [by_id[machine_id] for machine_id in ids if machine_id in by_id]
+        seen = set(by_id)
+        for name in wanted_names:
+            for record in by_name.get(name, ()):
+                if record.machine_id not in seen:
+                    seen.add(record.machine_id)
+                    result.append(record)
+        return result
+
+    def held_machines(self, template_id: str | None = None) -> list[MachineRecord]:
+        """Machines Host Factory holds (result not ``fail``, in no return request), optionally
+        of one template, in the order they were first stored."""
+        sql = (
+            f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- constant columns
+            " WHERE return_request_id IS NULL AND result != 'fail'"
+        )
+        params: list[str] = []
+        if template_id is not None:
+            sql += " AND template_id = ?"
+            params.append(template_id)
+        sql += " ORDER BY rowid"
+        return [_machine_from_row(row) for row in self._conn.execute(sql, params)]
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (and its directory 0700) if missing; SQLite gives the
+    -wal and -shm files the database file's mode."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot create the state database {path}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+def _marks(chunk: Sequence[str]) -> str:
+    return ", ".join("?" * len(chunk))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _request_row(record: RequestRecord) -> tuple[Any, ...]:
+    return (
+        record.request_id,
+        record.kind.value,
+        record.status.value,
+        record.template_id,
+        record.machine_count,
+        None if record.handle is None else _dumps(dict(record.handle)),
+        _dumps(list(record.machine_ids)),
+        _dumps(dict(record.errors)),
+        record.message,
+        record.created_at,
+        record.updated_at,
+    )
+
+
+def _request_from_row(row: tuple[Any, ...]) -> RequestRecord:
+    handle = row[5]
+    return RequestRecord(
+        request_id=row[0],
+        kind=RequestKind(row[1]),
+        status=RequestStatus(row[2]),
+        template_id=row[3],
+        machine_count=row[4],
+        handle=None if handle is None else json.loads(handle),
+        machine_ids=tuple(json.loads(row[6])),
+        errors=json.loads(row[7]),
+        message=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+    )
+
+
+def _plain(instance: Any, attribute: Any, value: Any) -> Any:
+    """attrs.asdict value serializer: enums to their value, mappings to dicts."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _machine_to_dict(machine: Machine) -> dict[str, Any]:
+    return attrs.asdict(machine, value_serializer=_plain)
+
+
+def _machine_from_dict(data: Mapping[str, Any]) -> Machine:
+    values = {key: value for key, value in data.items() if key in _MACHINE_FIELDS}
+    values["state"] = MachineState(values["state"])
+    price_type = values.get("price_type")
+    values["price_type"] = None if price_type is None else PriceType(price_type)
+    return Machine(**values)
+
+
+def _machine_row(record: MachineRecord) -> tuple[Any, ...]:
+    return (
+        record.machine_id,
+        record.request_id,
+        record.template_id,
+        record.name,
+        record.result.value,
+        record.return_request_id,
+        record.reclaimed_at,
+        record.updated_at,
+        _dumps(_machine_to_dict(record.machine)),
+    )
+
+
+def _machine_from_row(row: tuple[Any, ...]) -> MachineRecord:
+    return MachineRecord(
+        machine=_machine_from_dict(json.loads(row[8])),
+        request_id=row[1],
+        template_id=row[2],
+        result=MachineResult(row[4]),
+        return_request_id=row[5],
+        reclaimed_at=row[6],
+        updated_at=row[7],
+    )
