@@ -25,7 +25,11 @@ class Instance:
         self.cloud = FakeCloud()
         self.write_templates([template_entry("T1", 10), template_entry("T2", -1)])
         self.context = ProviderContext(
-            instance="fakeinst", provider_type="fake", confdir=self.confdir, workdir=self.workdir, timeout_sec=60
+            instance="fakeinst",
+            provider_type="fake",
+            confdir=self.confdir,
+            workdir=self.workdir,
+            timeout_sec=60,
         )
         self.hooks = Hooks(make_manager(self.cloud, provider_name="fake"), "fake")
         self.store = SQLiteStorage(self.workdir)

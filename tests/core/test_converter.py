@@ -17,7 +17,10 @@ def problems_of(exc: pytest.ExceptionInfo[InputError]) -> list[str]:
 
 
 def test_request_machines_ok() -> None:
-    assert converter.parse_request_machines({"template": {"templateId": "T-1", "machineCount": 3}}) == ("T-1", 3)
+    assert converter.parse_request_machines({"template": {"templateId": "T-1", "machineCount": 3}}) == (
+        "T-1",
+        3,
+    )
 
 
 def test_request_machines_extra_keys_are_ignored() -> None:
@@ -29,8 +32,14 @@ def test_request_machines_extra_keys_are_ignored() -> None:
     ("data", "expected"),
     [
         ({"template": {"templateId": "T", "machineCount": 0}}, "$.template.machineCount: must be ≥ 1, got 0"),
-        ({"template": {"templateId": "T", "machineCount": "3"}}, "$.template.machineCount: expected an integer"),
-        ({"template": {"templateId": "T", "machineCount": 1.5}}, "$.template.machineCount: expected an integer"),
+        (
+            {"template": {"templateId": "T", "machineCount": "3"}},
+            "$.template.machineCount: expected an integer",
+        ),
+        (
+            {"template": {"templateId": "T", "machineCount": 1.5}},
+            "$.template.machineCount: expected an integer",
+        ),
         ({"template": {"machineCount": 1}}, "$.template.templateId: required field missing"),
         ({"template": {"templateId": "a b", "machineCount": 1}}, "$.template.templateId: must be 1 to 64"),
         ({}, "$.template: required field missing"),

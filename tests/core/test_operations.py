@@ -62,11 +62,11 @@ def test_never_complete_with_fewer_machines_than_asked(instance: Instance) -> No
 
 def test_no_complete_with_error_while_executing(instance: Instance) -> None:
     rid = instance.request(2)
-    first, second = instance.cloud.by_request[rid]
+    first, _second = instance.cloud.by_request[rid]
     instance.cloud.set_state(first, MachineState.TERMINATED, "Server.InternalError")
     [entry] = instance.status(rid)
     assert entry["status"] == "running"
-    failed = [m for m in entry["machines"] if m["machineId"] == first][0]
+    failed = next(m for m in entry["machines"] if m["machineId"] == first)
     assert failed["result"] == "fail"
     assert failed["message"] == "Server.InternalError"
     instance.cloud.boot()
@@ -172,7 +172,10 @@ def test_return_lifecycle_across_requests_by_id_and_by_name(instance: Instance) 
     assert entry["status"] == "complete"
     assert {m["machineId"] for m in entry["machines"]} == {ids[0], ids[2]}
     # returned machines are no longer held: availability comes back
-    avail = {t["templateId"]: t.get("availableNumber") for t in instance.ops.get_available_templates({})["templates"]}
+    avail = {
+        t["templateId"]: t.get("availableNumber")
+        for t in instance.ops.get_available_templates({})["templates"]
+    }
     assert avail["T1"] == 9
 
 
@@ -277,7 +280,9 @@ def test_lifecycle_events(instance: Instance) -> None:
     instance.cloud.boot()
     [entry] = instance.status(rid)
     instance.status(rid)
-    ret = return_machines(instance, [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]])
+    ret = return_machines(
+        instance, [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+    )
     for mid in instance.cloud.by_request[rid]:
         instance.cloud.set_state(mid, MachineState.TERMINATED)
     instance.status(ret["requestId"])
@@ -307,7 +312,9 @@ def test_abandoned_request_is_cleaned_up(instance: Instance) -> None:
     from ohfp_core.storage import RequestRecord
 
     instance.store.put_request(
-        RequestRecord(request_id=rid, kind=RequestKind.ACQUIRE, template_id="T1", machine_count=1, created_at=1)
+        RequestRecord(
+            request_id=rid, kind=RequestKind.ACQUIRE, template_id="T1", machine_count=1, created_at=1
+        )
     )
     template = instance.ops.templates()[0]
     instance.cloud.ohfp_provision(rid, template, 1)  # the cloud did create it

@@ -1,0 +1,129 @@
+"""The ``ohfp`` command in-process: one JSON reply on stdout, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ohfp_core.cli import main
+
+
+@pytest.fixture
+def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "mockinstprov_config.json").write_text(json.dumps({"MOCK_BOOT_SECONDS": 0}))
+    monkeypatch.setenv("HF_PROVIDER_NAME", "mockinst")
+    monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
+    monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
+    monkeypatch.delenv("OHFP_PROVIDER", raising=False)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], tmp: Path, call: str, data: Any) -> tuple[int, Any]:
+    path = tmp / f"{call}.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    code = main(["hf", call, "-f", str(path), "--provider", "mock"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)  # exactly one JSON document, nothing else
+
+
+def test_call_round_trip(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+    assert code == 0
+    template = reply["templates"][0]["templateId"]
+    code, reply = run(
+        capsys, hf_env, "requestMachines", {"template": {"templateId": template, "machineCount": 1}}
+    )
+    assert code == 0 and reply["requestId"].startswith("req-")
+    code, reply = run(capsys, hf_env, "getRequestStatus", {"requests": [{"requestId": reply["requestId"]}]})
+    assert code == 0 and reply["requests"][0]["status"] in ("running", "complete")
+    log = hf_env / "log" / "ohfp-mockinst.log"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(line.get("operation") == "requestMachines" and line.get("request_id") for line in lines)
+    assert stat.S_IMODE(os.stat(log).st_mode) == 0o600
+    for state in (hf_env / "work").glob("*.sqlite3"):
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+
+def test_bad_input_exit_2_naming_the_field(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, reply = run(capsys, hf_env, "requestMachines", {"template": {"templateId": "x", "machineCount": 0}})
+    assert code == 2
+    assert "$.template.machineCount: must be ≥ 1" in reply["message"]
+    assert reply["errors"] == ["$.template.machineCount: must be ≥ 1, got 0"]
+    code, reply = run(capsys, hf_env, "getRequestStatus", "{not json")
+    assert code == 2 and "not valid JSON" in reply["message"]
+
+
+def test_bad_config_exit_3(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (hf_env / "conf" / "ohfp.json").write_text(json.dumps({"colour": "blue"}))
+    code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+    assert code == 3
+    assert "$.colour: unknown setting" in reply["message"]
+
+
+def test_unknown_provider_lists_installed(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = hf_env / "in.json"
+    path.write_text("{}")
+    code = main(["hf", "getAvailableTemplates", "-f", str(path), "--provider", "nosuch"])
+    reply = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert "'nosuch' is not installed" in reply["message"] and "mock" in reply["message"]
+
+
+def test_internal_error_exit_1_no_traceback_on_stdout(
+    hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ohfp_core import operations
+
+    def boom(self: object, data: object) -> None:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(operations.Operations, "get_return_requests", boom)
+    code, reply = run(capsys, hf_env, "getReturnRequests", {})
+    assert code == 1
+    assert "internal error (RuntimeError: kaboom)" in reply["message"]
+    assert "Traceback" not in json.dumps(reply)
+    log = (hf_env / "log" / "ohfp-mockinst.log").read_text()
+    assert "Traceback" in log  # the details go to the log
+
+
+def test_scripts_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["hf", "scripts", "--provider", "mock", str(tmp_path / "scripts")])
+    reply = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(reply["scripts"]) == 10
+    sh = (tmp_path / "scripts" / "requestMachines.sh").read_text()
+    assert sh.startswith("#!/bin/sh\n")
+    assert '-I -m ohfp_core hf requestMachines --provider mock "$@"' in sh
+    assert os.access(tmp_path / "scripts" / "requestMachines.sh", os.X_OK)
+    bat = (tmp_path / "scripts" / "getRequestStatus.bat").read_bytes()
+    assert b"hf getRequestStatus --provider mock %*\r\n" in bat
+    code = main(["hf", "scripts", "--provider", "nosuch", str(tmp_path / "x")])
+    assert code == 3 and not (tmp_path / "x").exists()
+    capsys.readouterr()
+
+
+def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "validate", "--provider", "mock"]) == 0
+    assert "templates valid" in json.loads(capsys.readouterr().out)["message"]
+    (hf_env / "conf" / "mockinstprov_templates.json").write_text(
+        json.dumps(
+            {"templates": [{"templateId": "A", "maxNumber": 1, "attributes": {"ncpus": ["Numeric", "many"]}}]}
+        )
+    )
+    assert main(["templates", "validate", "--provider", "mock"]) == 3
+    reply = json.loads(capsys.readouterr().out)
+    assert "$.templates[A].attributes.ncpus: must be a number, got 'many'" in reply["errors"]
+    assert main(["health", "--provider", "mock"]) == 0
+    assert json.loads(capsys.readouterr().out)["message"] == "healthy"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("ohfp 0.")
