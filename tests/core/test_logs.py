@@ -15,18 +15,14 @@ import pytest
 import structlog
 
 from ohfp_core.errors import ConfigError
-from ohfp_core.logs import configure_logging, get_logger
+from ohfp_core.logs import configure_logging, get_logger, reset_logging
 
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    reset_logging()
     yield
-    # Reconfiguring to a stream closes a log file a test opened.
-    configure_logging(logdir=None, instance="test", stream=io.StringIO())
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    reset_logging()  # also closes a log file a test opened
 
 
 def lines(text: str) -> list[dict[str, Any]]:

@@ -131,11 +131,9 @@ def cmd_hf(args: argparse.Namespace) -> int:
     def action() -> Any:
         data = read_input(args.file)
         ops = _operations(args.provider)
-        from structlog.contextvars import bind_contextvars
+        from ohfp_core.logs import bind_context
 
-        bind_contextvars(
-            operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type
-        )
+        bind_context(operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type)
         method = {
             "getAvailableTemplates": ops.get_available_templates,
             "requestMachines": ops.request_machines,

@@ -1,9 +1,14 @@
 """Logging: structlog JSON lines to the instance's log file or stderr, never stdout.
 
 The CLI calls :func:`configure_logging` once per process and binds ``operation``,
-``instance`` and ``request_id`` with :func:`structlog.contextvars.bind_contextvars`; every
-line carries them. Values under secret-looking keys, and ``password=…``-style fragments
-inside strings, are masked before anything is written.
+``instance`` and ``request_id`` with :func:`bind_context`; every line carries them. Values
+under secret-looking keys, and ``password=…``-style fragments inside strings, are masked
+before anything is written.
+
+structlog is imported on the first line actually written, not before: most Host Factory
+calls (a status poll every 30 s) log nothing at INFO, and every call is a new process whose
+start-up time is the budget. :func:`get_logger` returns a proxy that drops lines below the
+configured level without importing anything.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
-
-import structlog
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ohfp_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 MASK = "***"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
@@ -61,22 +66,18 @@ def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDic
     return event_dict
 
 
-class _NamedWriteLogger(structlog.WriteLogger):
-    """A :class:`structlog.WriteLogger` that knows the name it was asked for."""
-
-    def __init__(self, file: TextIO, name: str | None) -> None:
-        super().__init__(file)
-        self.name = name
-
-
 class _LoggerFactory:
     """Builds loggers for ``structlog.get_logger(name)``: the name is the first argument."""
 
     def __init__(self, file: TextIO) -> None:
         self._file = file
 
-    def __call__(self, *args: Any) -> _NamedWriteLogger:
-        return _NamedWriteLogger(self._file, str(args[0]) if args else None)
+    def __call__(self, *args: Any) -> Any:
+        import structlog
+
+        logger = structlog.WriteLogger(self._file)
+        logger.name = str(args[0]) if args else None  # type: ignore[attr-defined]
+        return logger
 
 
 def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -87,6 +88,8 @@ def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventD
 
 
 def _processors() -> list[Processor]:
+    import structlog
+
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -97,6 +100,15 @@ def _processors() -> list[Processor]:
         redact_secrets,  # after format_exc_info so tracebacks are masked too
         structlog.processors.JSONRenderer(),
     ]
+
+
+class _Setup:
+    """What :func:`configure_logging` asked for, applied to structlog on first use."""
+
+    min_level: int = LEVELS["warning"]  # before configure_logging: warnings to stderr
+    output: TextIO | None = None
+    context: dict[str, Any] = {}  # noqa: RUF012 - process-wide by design
+    applied = False
 
 
 def configure_logging(
@@ -129,27 +141,92 @@ def configure_logging(
     if _log_file is not None and _log_file is not output:
         _log_file.close()
     _log_file = output if logdir is not None else None
+    _Setup.min_level = min_level
+    _Setup.output = output
+    _Setup.applied = False
+    if "structlog" in sys.modules:  # already in use: apply now so open loggers follow
+        _apply()
+
+
+def _apply() -> None:
+    """Configure structlog from :class:`_Setup` (imports structlog)."""
+    import structlog
+
     structlog.configure(
         processors=_processors(),
-        wrapper_class=structlog.make_filtering_bound_logger(min_level),
+        wrapper_class=structlog.make_filtering_bound_logger(_Setup.min_level),
         context_class=dict,
-        logger_factory=_LoggerFactory(output),
+        logger_factory=_LoggerFactory(_Setup.output or sys.stderr),
         cache_logger_on_first_use=False,
     )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**_Setup.context)
+    _Setup.applied = True
+
+
+def bind_context(**values: Any) -> None:
+    """Bind values (operation, instance, request_id …) to every later line of this process."""
+    _Setup.context.update(values)
+    if _Setup.applied:
+        import structlog
+
+        structlog.contextvars.bind_contextvars(**values)
+
+
+class _LazyLogger:
+    """A logger that imports structlog only for a line at or above the configured level."""
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+
+    def _emit(self, level: int, method: str, event: str, kw: dict[str, Any]) -> None:
+        if level < _Setup.min_level:
+            return
+        if not _Setup.applied:
+            _apply()
+        import structlog
+
+        logger = structlog.get_logger() if self._name is None else structlog.get_logger(self._name)
+        getattr(logger, method)(event, **kw)
+
+    def debug(self, event: str, **kw: Any) -> None:
+        self._emit(LEVELS["debug"], "debug", event, kw)
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._emit(LEVELS["info"], "info", event, kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._emit(LEVELS["warning"], "warning", event, kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._emit(LEVELS["error"], "error", event, kw)
+
+    def exception(self, event: str, **kw: Any) -> None:
+        kw.setdefault("exc_info", True)
+        self._emit(LEVELS["error"], "error", event, kw)
 
 
 def get_logger(name: str | None = None) -> FilteringBoundLogger:
-    """A structlog logger, with ``logger=name`` on every line when ``name`` is given.
+    """A logger; ``logger=name`` is on every line when ``name`` is given.
 
     Until :func:`configure_logging` runs, warnings and above go to stderr: structlog's own
     default would print to stdout, which belongs to the Host Factory reply.
     """
-    if not structlog.is_configured():
-        structlog.configure(
-            processors=_processors(),
-            wrapper_class=structlog.make_filtering_bound_logger(LEVELS["warning"]),
-            logger_factory=_LoggerFactory(sys.stderr),
-            cache_logger_on_first_use=False,
-        )
-    logger: FilteringBoundLogger = structlog.get_logger() if name is None else structlog.get_logger(name)
-    return logger
+    return _LazyLogger(name)  # type: ignore[return-value]
+
+
+def reset_logging() -> None:
+    """Forget every configuration (for tests): back to warnings on stderr, no context."""
+    global _log_file
+    if _log_file is not None:
+        _log_file.close()
+        _log_file = None
+    _Setup.min_level = LEVELS["warning"]
+    _Setup.output = None
+    _Setup.context = {}
+    _Setup.applied = False
+    if "structlog" in sys.modules:
+        import structlog
+
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
