@@ -8,17 +8,20 @@ right after, with the same path style. Replies are built from core models by the
 
 HF's inputs are read leniently (extra keys are ignored: HF versions add keys); configuration
 files are read strictly by :mod:`ohfp_core.config`.
+
+cattrs is imported when a document needs structuring, not at start-up: getRequestStatus and
+getAvailableTemplates (most HF calls) never need it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
 
 from ohfp_core.errors import ConfigError, InputError
 from ohfp_core.models import (
@@ -31,9 +34,10 @@ from ohfp_core.models import (
     Template,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    import cattrs
 
-_converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------
@@ -76,11 +80,19 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
-_converter.register_structure_hook(int, _strict_int)
-_converter.register_structure_hook(str, _strict_str)
+@functools.cache
+def _converter() -> cattrs.Converter:
+    import cattrs
+
+    converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(str, _strict_str)
+    return converter
 
 
 def _format_exception(exc: BaseException, type_: Any) -> str:
+    import cattrs
+
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, ValueError) and str(exc):
@@ -89,8 +101,10 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
 
 
 def _structure(data: Any, cls: type[T], what: str) -> T:
+    import cattrs
+
     try:
-        return _converter.structure(data, cls)
+        return _converter().structure(data, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             problems = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
@@ -315,11 +329,11 @@ def reclaim_json(reclaim: Reclaim) -> dict[str, Any]:
 
 def machine_to_dict(machine: Machine) -> dict[str, Any]:
     """A machine as plain JSON data, for stores and handles (round-trips with ``machine_from_dict``)."""
-    return _converter.unstructure(machine)  # type: ignore[no-any-return]
+    return _converter().unstructure(machine)  # type: ignore[no-any-return]
 
 
 def machine_from_dict(data: Mapping[str, Any]) -> Machine:
-    return _converter.structure(data, Machine)
+    return _converter().structure(data, Machine)
 
 
 def dumps(reply: Mapping[str, Any] | Sequence[Any]) -> str:
