@@ -45,6 +45,7 @@ class FakeCloud:
         self.deliver: int | None = None  # deliver at most this many machines per request
         self.reclaims: dict[str, int] = {}
         self.templates: list[Template] | None = None
+        self.instant = False  # machines run at once and come back from provisioning
         self._ids = itertools.count(1)
 
     # control ---------------------------------------------------------------------------
@@ -94,7 +95,11 @@ class FakeCloud:
                 ids.append(mid)
             self.by_request[request_id] = ids
             self.open[request_id] = n < count and self.deliver is None
-        return Provisioned(handle={"ids": self.by_request[request_id]})
+        ids = self.by_request[request_id]
+        if self.instant:
+            self.boot()
+            return Provisioned(handle={"ids": ids}, machines=tuple(self.machines[i] for i in ids))
+        return Provisioned(handle={"ids": ids})
 
     @hookimpl
     def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:

@@ -289,6 +289,24 @@ def test_lifecycle_events(instance: Instance) -> None:
     assert events == [("submitted", "acquire"), ("ready", "2"), ("submitted", "return"), ("returned", "2")]
 
 
+def test_machines_running_at_provision_are_ready_at_once(instance: Instance) -> None:
+    ready: list[str] = []
+
+    class Observer:
+        from ohfp_core import hookimpl
+
+        @hookimpl
+        def ohfp_machines_ready(self, request, machines):  # type: ignore[no-untyped-def]
+            ready.extend(m.machine_id for m in machines)
+
+    instance.hooks.pm.register(Observer())
+    instance.cloud.instant = True
+    rid = instance.request(2)
+    assert sorted(ready) == sorted(instance.cloud.by_request[rid])
+    instance.status(rid)
+    assert len(ready) == 2  # not announced twice
+
+
 def test_wrapper_plugin_can_veto_provisioning(instance: Instance) -> None:
     """An extension plugin wraps the provider hook (quota / dry-run style)."""
     from ohfp_core import hookimpl

@@ -214,8 +214,11 @@ class Operations:
         record.updated_at = now()
         with self.store.transaction():
             self.store.put_request(record)
-            self._merge_machines(record, [(m, status.acquire_result(m)) for m in provisioned.machines])
+            ready = self._merge_machines(
+                record, [(m, status.acquire_result(m)) for m in provisioned.machines]
+            )
         self.hooks.request_submitted(_cloud_request(record))
+        self.hooks.machines_ready(_cloud_request(record), [m.machine for m in ready])
         log.info("request submitted", request_id=request_id, machines=len(provisioned.machines))
         message = provisioned.message or f"Request VM success from {self.context.provider_type}."
         return {"requestId": request_id, "message": message}

@@ -22,8 +22,10 @@ from ohfp_core.models import Machine, MachineResult, RequestKind, RequestStatus
 class RequestRecord:
     """One acquire (``req-…``) or return (``ret-…``) request.
 
-    ``handle`` is None until the provider's provisioning call has returned (a record with
-    no handle is re-provisioned, idempotently, on the next status call). For a return
+    ``handle`` is None until the provider's provisioning call has returned. A record left
+    without a handle past Host Factory's action timeout belongs to a call that died before
+    HF got its id: the next status call terminates whatever the cloud made for it and ends
+    it ``complete_with_error``. For a return
     request ``machine_ids`` are the machines being returned and ``errors`` the termination
     errors per machine id.
     """
