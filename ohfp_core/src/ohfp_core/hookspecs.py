@@ -73,9 +73,12 @@ def ohfp_provision(request_id: str, template: Template, count: int) -> Provision
         again. Return at once; do not wait for machines to boot.
     :raises CloudError: when the cloud refused the request outright (nothing was created).
 
-    **Idempotent on request_id**: core calls it again when a previous call crashed before
-    its result was stored. A second call must find what the first created (client tokens,
-    tags) and never create a second set of machines.
+    **Idempotent on request_id**: a second call with the same id (a retry by a wrapper
+    plugin, or by the provider's own SDK after a lost reply) must find what the first
+    created (client tokens, tags) and never create a second set of machines. Core records
+    the request before this call; a request whose call died is cleaned up by core through
+    ``ohfp_machine_status`` (with an empty handle) and ``ohfp_terminate_machines``, so a
+    provider should also be able to find a request's machines by its id alone.
     """
 
 
