@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from attrs import field, frozen
 
 if TYPE_CHECKING:
-    from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
-
     from ohfp_aws.config import AwsConfig
     from ohfp_aws.session import AwsClients
+    from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
 # Tags on every resource ohfp creates (launch template, fleet, group, instance).
 TAG_REQUEST = "ohfp:request-id"

@@ -1,0 +1,193 @@
+"""RunInstances: plain on-demand or spot instances of one type, no fleet around them.
+
+The request is finished once :meth:`RunInstancesHandler.provision` returns: what launched is
+in the handle (``{"api": "RunInstances", "instance_ids": [...], "errors": [...]}``) and
+nothing will add more later, so :meth:`~RunInstancesHandler.inspect` calls no API and a
+shortfall becomes an error message (HF sees ``complete_with_error``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ohfp_aws.errors import aws_call
+from ohfp_aws.handlers.base import (
+    TAG_INSTANCE,
+    TAG_REQUEST,
+    AwsContext,
+    AwsTemplate,
+    FleetState,
+    client_token,
+)
+from ohfp_aws.instances import WEIGHT_TAG, describe_instances, to_machine
+from ohfp_aws.launch_spec import needs_root_device, root_device_name, run_instances_params
+from ohfp_core.errors import CapacityError, CloudError
+from ohfp_core.models import Provisioned
+
+if TYPE_CHECKING:
+    from ohfp_core.models import CloudRequest, ReturnItem
+
+
+class RunInstancesHandler:
+    """Launches instances with RunInstances, in calls of at most ``runinstances_max_per_call``.
+
+    Each call asks MinCount=1, MaxCount=n, so AWS launches what it can; a call that comes
+    back short is repeated for the remainder on the next subnet (a new client token per
+    try). Calls rotate over the template's subnets, and a capacity error moves the call to
+    the next subnet. A capacity error before anything launched is raised; once some
+    instances run, it is kept in the handle and provisioning stops there.
+    """
+
+    api: ClassVar[str] = "RunInstances"
+    actions: ClassVar[tuple[str, ...]] = (
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstances",
+        "ec2:TerminateInstances",
+    )
+
+    def __init__(self, ctx: AwsContext) -> None:
+        self.ctx = ctx
+
+    def unsupported(self, template: AwsTemplate) -> str | None:
+        if template.price_type == "heterogeneous":
+            return "RunInstances cannot mix spot and on-demand (priceType heterogeneous)"
+        if len(template.vm_types) > 1:
+            return f"RunInstances launches one instance type; the template lists {len(template.vm_types)}"
+        if not template.vm_types and not template.launch_template_id:
+            return "no instance type (vmType) and no launchTemplateId"
+        return None
+
+    def _base_params(self, request_id: str, template: AwsTemplate, weight: int) -> dict[str, Any]:
+        tags = dict(self.ctx.tags_for(request_id, template))
+        if weight > 1:
+            tags[WEIGHT_TAG] = str(weight)
+        params: dict[str, Any]
+        if template.image_id:
+            image_id = self.ctx.resolve_image(template.image_id)
+            root = "/dev/xvda"
+            if needs_root_device(template):
+                root = root_device_name(self.ctx.clients.ec2, image_id)
+            params = run_instances_params(template, image_id, tags, root)
+        else:
+            params = run_instances_params(template, "", tags)
+            del params["ImageId"]  # the launch template supplies it
+        if template.launch_template_id:
+            params["LaunchTemplate"] = {
+                "LaunchTemplateId": template.launch_template_id,
+                "Version": "$Default",
+            }
+        if template.vm_types:
+            params["InstanceType"] = next(iter(template.vm_types))
+        if template.price_type == "spot":
+            spot: dict[str, Any] = {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            }
+            if template.max_spot_price:
+                spot["MaxPrice"] = template.max_spot_price
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        return params
+
+    def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
+        """Launch ``count`` units; a second call for the same request returns the first's instances.
+
+        Idempotency has two layers: instances tagged with this request id are looked up
+        first (one DescribeInstances), and every RunInstances carries a client token derived
+        from the request id, for a retry that comes before the tags are visible.
+        """
+        weight = next(iter(template.vm_types.values()), 1)
+        total = math.ceil(count / weight)
+        existing = self._existing(request_id)
+        if existing:
+            return self._provisioned(existing, total, [])
+        params = self._base_params(request_id, template, weight)
+        per_call = self.ctx.config.handlers.runinstances_max_per_call
+        subnets: Sequence[str | None] = template.subnet_ids or (None,)
+        launched: list[dict[str, Any]] = []
+        errors: list[str] = []
+        sizes = [min(per_call, total - start) for start in range(0, total, per_call)]
+        for call, size in enumerate(sizes):
+            got, error = self._launch(request_id, params, call, size, subnets)
+            launched.extend(got)
+            if error is not None:
+                if not launched:
+                    raise error
+                errors.append(f"launched {len(launched)} of {total} instances: {error}")
+                break
+        return self._provisioned(launched, total, errors)
+
+    def _existing(self, request_id: str) -> list[dict[str, Any]]:
+        """Instances an earlier call for ``request_id`` launched (not yet terminated)."""
+        filters = [
+            {"Name": f"tag:{TAG_REQUEST}", "Values": [request_id]},
+            {"Name": f"tag:{TAG_INSTANCE}", "Values": [self.ctx.instance_name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        return describe_instances(self.ctx.clients.ec2, filters=filters)
+
+    def _provisioned(self, instances: Sequence[dict[str, Any]], total: int, errors: list[str]) -> Provisioned:
+        ids = [instance["InstanceId"] for instance in instances]
+        if not errors and len(ids) < total:
+            errors = [f"launched {len(ids)} of {total} instances"]
+        handle = {"api": self.api, "instance_ids": ids, "errors": errors}
+        machines = tuple(to_machine(instance) for instance in instances)
+        return Provisioned(handle=handle, machines=machines, message="; ".join(errors))
+
+    def _launch(
+        self,
+        request_id: str,
+        params: dict[str, Any],
+        call: int,
+        size: int,
+        subnets: Sequence[str | None],
+    ) -> tuple[list[dict[str, Any]], CloudError | None]:
+        """One planned call of ``size`` instances, topped up on the next subnets.
+
+        Returns the instances launched and, when fewer than ``size``, why.
+        """
+        launched: list[dict[str, Any]] = []
+        error: CloudError | None = None
+        no_capacity: set[str | None] = set()
+        for attempt in range(len(subnets) + 1):
+            remaining = size - len(launched)
+            if remaining <= 0:
+                return launched, None
+            subnet = subnets[(call + attempt) % len(subnets)]
+            if subnet in no_capacity:
+                if len(no_capacity) == len(set(subnets)):
+                    break
+                continue
+            token = client_token(request_id, f"run-{call}" if attempt == 0 else f"run-{call}.{attempt}")
+            call_params = {**params, "MinCount": 1, "MaxCount": remaining, "ClientToken": token}
+            if subnet:
+                call_params["SubnetId"] = subnet
+            try:
+                with aws_call("RunInstances"):
+                    response = self.ctx.clients.ec2.run_instances(**call_params)
+            except CapacityError as exc:
+                error = exc
+                no_capacity.add(subnet)
+                continue
+            launched.extend(response.get("Instances", []))
+        if len(launched) < size and error is None:
+            error = CapacityError(f"RunInstances: AWS launched {len(launched)} of {size} instances asked")
+        return launched, error
+
+    def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
+        """The handle's instances; never open (RunInstances delivers all it will at once)."""
+        return {
+            request.request_id: FleetState(
+                instance_ids=tuple(request.handle.get("instance_ids", ())),
+                open=False,
+                errors=tuple(request.handle.get("errors", ())),
+            )
+            for request in requests
+        }
+
+    def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
+        """Terminate the instances; there is nothing else to shrink or delete."""
+        return self.ctx.terminate_instances([item.machine_id for item in items])
