@@ -1,0 +1,179 @@
+"""Auto Scaling group handler against moto.
+
+moto ignores MixedInstancesPolicy (every instance is the launch template's type, on-demand)
+and accepts a duplicate group name silently: the mixed policy is checked on the parameters
+ohfp sends (``Calls``), and idempotency on what ohfp does (it looks the group up first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from ohfp_aws.handlers.asg import ASGHandler
+from ohfp_aws.handlers.base import TAG_REQUEST
+
+from .conftest import REGION, Network
+from .fleet_support import Calls, acquire, alive_ids, make_provider, returns, template
+
+
+@pytest.fixture
+def provider(network: Network, tmp_path: Path) -> Any:
+    return make_provider(tmp_path)
+
+
+def group(name: str) -> dict[str, Any] | None:
+    groups = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    return groups[0] if groups else None
+
+
+def test_provision_inspect_partial_and_full_return(provider: Any, network: Network) -> None:
+    calls = Calls(provider.clients.autoscaling)
+    handler = ASGHandler(provider)
+    done = handler.provision("req-1", template(network), 3)
+    assert done.handle["api"] == "ASG" and done.handle["group_name"] == "ohfp-req-1"
+    created = group("ohfp-req-1")
+    assert created is not None
+    assert (created["MinSize"], created["MaxSize"], created["DesiredCapacity"]) == (0, 3, 3)
+    assert set(created["VPCZoneIdentifier"].split(",")) == set(network.subnet_ids)
+    assert created["LaunchTemplate"]["LaunchTemplateId"] == done.handle["launch_template_id"]
+    tag = next(t for t in created["Tags"] if t["Key"] == TAG_REQUEST)
+    assert tag["Value"] == "req-1" and tag["PropagateAtLaunch"] is True
+
+    request = acquire("req-1", done)
+    state = handler.inspect([request])["req-1"]
+    ids = list(state.instance_ids)
+    assert len(ids) == 3 and state.open is False and state.errors == ()
+    ec2 = boto3.client("ec2", region_name=REGION)
+
+    assert handler.release(returns(request, ids[:1])) == {}
+    (detach,) = calls.params("DetachInstances")
+    assert detach == {
+        "AutoScalingGroupName": "ohfp-req-1",
+        "InstanceIds": ids[:1],
+        "ShouldDecrementDesiredCapacity": True,
+    }
+    after = group("ohfp-req-1")
+    assert after is not None and after["DesiredCapacity"] == 2
+    assert {i["InstanceId"] for i in after["Instances"]} == set(ids[1:])
+    assert alive_ids(ec2, ids) == set(ids[1:])
+    assert handler.inspect([request])["req-1"].open is False
+
+    assert handler.release(returns(request, ids[1:])) == {}
+    assert calls.params("DeleteAutoScalingGroup") == [
+        {"AutoScalingGroupName": "ohfp-req-1", "ForceDelete": True}
+    ]
+    assert group("ohfp-req-1") is None
+    assert alive_ids(ec2, ids) == set()
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []
+
+
+def test_mixed_instances_policy_for_heterogeneous(provider: Any, network: Network) -> None:
+    calls = Calls(provider.clients.autoscaling)
+    tpl = template(
+        network,
+        price_type="heterogeneous",
+        percent_on_demand=25,
+        vm_types={"c5.xlarge": 1, "c5.2xlarge": 2},
+        vm_types_on_demand={"m5.xlarge": 1},
+        allocation_strategy="capacityOptimized",
+        max_spot_price="0.4",
+    )
+    done = ASGHandler(provider).provision("req-2", tpl, 8)
+    (params,) = calls.params("CreateAutoScalingGroup")
+    assert "LaunchTemplate" not in params
+    policy = params["MixedInstancesPolicy"]
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"] == {
+        "LaunchTemplateId": done.handle["launch_template_id"],
+        "Version": done.handle["launch_template_version"],
+    }
+    assert policy["LaunchTemplate"]["Overrides"] == [
+        {"InstanceType": "m5.xlarge", "WeightedCapacity": "1"},  # the on-demand type first
+        {"InstanceType": "c5.xlarge", "WeightedCapacity": "1"},
+        {"InstanceType": "c5.2xlarge", "WeightedCapacity": "2"},
+    ]
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": 25,
+        "OnDemandAllocationStrategy": "prioritized",
+        "SpotAllocationStrategy": "capacity-optimized",
+        "SpotMaxPrice": "0.4",
+    }
+    assert (params["MinSize"], params["MaxSize"], params["DesiredCapacity"]) == (0, 8, 8)
+
+
+def test_spot_diversified_uses_lowest_price_pools(provider: Any, network: Network) -> None:
+    calls = Calls(provider.clients.autoscaling)
+    tpl = template(network, price_type="spot", vm_types={"c5.xlarge": 1}, allocation_strategy="diversified")
+    ASGHandler(provider).provision("req-3", tpl, 2)
+    distribution = calls.params("CreateAutoScalingGroup")[0]["MixedInstancesPolicy"]["InstancesDistribution"]
+    assert distribution["OnDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["SpotAllocationStrategy"] == "lowest-price"
+    assert distribution["SpotInstancePools"] == 1
+
+
+def test_provision_twice_makes_one_group(provider: Any, network: Network) -> None:
+    # moto would accept a second CreateAutoScalingGroup of the same name: ohfp must not send it.
+    calls = Calls(provider.clients.autoscaling)
+    handler = ASGHandler(provider)
+    first = handler.provision("req-4", template(network), 2)
+    second = handler.provision("req-4", template(network), 2)
+    assert calls.names().count("CreateAutoScalingGroup") == 1
+    for key in ("api", "group_name", "target", "weights", "launch_template_id", "launch_template_created"):
+        assert second.handle[key] == first.handle[key]
+    groups = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups()
+    assert [g["AutoScalingGroupName"] for g in groups["AutoScalingGroups"]] == ["ohfp-req-4"]
+
+
+def test_inspect_one_describe_for_many_groups(provider: Any, network: Network) -> None:
+    calls = Calls(provider.clients.autoscaling)
+    handler = ASGHandler(provider)
+    a = acquire("req-5", handler.provision("req-5", template(network), 1))
+    b = acquire("req-6", handler.provision("req-6", template(network), 2))
+    gone = acquire(
+        "req-7", handler.provision("req-7", template(network), 1), machine_ids=("i-0123456789abcdef0",)
+    )
+    boto3.client("autoscaling", region_name=REGION).delete_auto_scaling_group(
+        AutoScalingGroupName="ohfp-req-7", ForceDelete=True
+    )
+    before = calls.names().count("DescribeAutoScalingGroups")
+    states = handler.inspect([a, b, gone])
+    assert calls.names().count("DescribeAutoScalingGroups") == before + 1
+    assert calls.params("DescribeAutoScalingGroups")[-1]["AutoScalingGroupNames"] == [
+        "ohfp-req-5",
+        "ohfp-req-6",
+        "ohfp-req-7",
+    ]
+    assert len(states["req-5"].instance_ids) == 1 and len(states["req-6"].instance_ids) == 2
+    assert states["req-7"].instance_ids == ("i-0123456789abcdef0",)
+    assert states["req-7"].errors == ("Auto Scaling group ohfp-req-7 no longer exists",)
+
+
+def test_release_lowers_min_size_and_detaches_in_batches_of_20(network: Network, tmp_path: Path) -> None:
+    provider = make_provider(tmp_path, {"handlers": {"ASG": {"minSize": 24}}})
+    calls = Calls(provider.clients.autoscaling)
+    handler = ASGHandler(provider)
+    done = handler.provision("req-8", template(network), 25)
+    request = acquire("req-8", done)
+    ids = list(handler.inspect([request])["req-8"].instance_ids)
+    assert len(ids) == 25
+    assert handler.release(returns(request, ids[:22])) == {}
+    assert calls.params("UpdateAutoScalingGroup") == [{"AutoScalingGroupName": "ohfp-req-8", "MinSize": 3}]
+    detached = calls.params("DetachInstances")
+    assert [len(d["InstanceIds"]) for d in detached] == [20, 2]
+    after = group("ohfp-req-8")
+    assert after is not None and after["DesiredCapacity"] == 3 and after["MinSize"] == 3
+
+
+def test_unsupported(network: Network) -> None:
+    from attrs import evolve
+
+    handler = ASGHandler.__new__(ASGHandler)
+    assert handler.unsupported(template(network)) is None
+    assert "subnetId" in (handler.unsupported(evolve(template(network), subnet_ids=())) or "")
+    assert "fleetType" in (handler.unsupported(evolve(template(network), fleet_type="request")) or "")
