@@ -1,0 +1,336 @@
+"""Benchmark the five Host Factory calls as Host Factory makes them. Prints figures, asserts nothing.
+
+Run by ``nox -s bench`` (``-- --runs 15 --aws-runs 5``), in a virtualenv where ohfp is installed
+as users install it (wheels, bytecode compiled). Every call is ``<call>.sh -f <input.json>`` in a
+fresh process with a bare environment (``PATH=/usr/bin:/bin`` and the ``HF_*`` variables).
+
+1. The mock provider: median and p90 wall time per call over ``--runs`` rounds.
+2. Import costs: ``-X importtime`` of one call, the biggest cumulative imports.
+3. The AWS provider against a moto server in this process: latency per call (moto's own time
+   included, so read it as an upper bound) and the AWS API calls each HF call makes, counted on
+   the server side (:mod:`moto_counter`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# moto reads its AMI catalogue at import: a two-image file keeps the server's start-up small.
+os.environ.setdefault("MOTO_AMIS_PATH", str(ROOT / "tests" / "aws" / "amis.json"))
+
+CALLS = (
+    "getAvailableTemplates",
+    "requestMachines",
+    "getRequestStatus",
+    "requestReturnMachines",
+    "getReturnRequests",
+)
+BARE_PATH = "/usr/bin:/bin"
+TARGET_MS = 150.0
+REGION = "us-east-1"
+AMI_ID = "ami-0123456789abcdef0"
+ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
+
+
+class Instance:
+    """A provider instance laid out as Host Factory lays it out, with its generated scripts."""
+
+    def __init__(self, root: Path, name: str, provider: str) -> None:
+        self.root, self.name, self.provider = root, name, provider
+        self.scripts = root / "scripts"
+        for sub in ("conf", "work", "log"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        subprocess.run(  # noqa: S603 - runs this installation's own commands
+            [
+                sys.executable,
+                "-I",
+                "-m",
+                "ohfp_core",
+                "hf",
+                "scripts",
+                "--provider",
+                provider,
+                str(self.scripts),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": BARE_PATH,
+            "HF_PROVIDER_NAME": self.name,
+            "HF_PROVIDER_CONFDIR": str(self.root / "conf"),
+            "HF_PROVIDER_WORKDIR": str(self.root / "work"),
+            "HF_PROVIDER_LOGDIR": str(self.root / "log"),
+        }
+
+    def write(self, suffix: str, document: Any) -> None:
+        (self.root / "conf" / f"{self.name}prov_{suffix}.json").write_text(json.dumps(document))
+
+    def input_file(self, payload: Any) -> Path:
+        path = self.root / "hf_in.json"
+        path.write_text(json.dumps(payload))
+        return path
+
+    def call(self, call: str, payload: Any = None) -> tuple[float, Any]:
+        """Run ``<call>.sh -f <file>``; (wall seconds, reply). Fails loudly on a bad reply."""
+        command = [str(self.scripts / f"{call}.sh"), "-f", str(self.input_file(payload or {}))]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, check=False)  # noqa: S603 - runs this installation's own commands
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{call} failed (exit {done.returncode}): {done.stdout}{done.stderr}")
+        return elapsed, json.loads(done.stdout)
+
+
+def quantiles(values: list[float]) -> tuple[float, float]:
+    """(median, p90) in milliseconds."""
+    ms = [v * 1000 for v in values]
+    p90 = statistics.quantiles(ms, n=10, method="inclusive")[8] if len(ms) > 1 else ms[0]
+    return statistics.median(ms), p90
+
+
+def machines_of(reply: Any) -> list[dict[str, str]]:
+    return [{"name": m["name"], "machineId": m["machineId"]} for m in reply["requests"][0]["machines"]]
+
+
+def round_trip(instance: Instance, template: str, count: int) -> dict[str, tuple[float, Any]]:
+    """One request's life: templates, request, status until done, return, reclaim check."""
+    out: dict[str, tuple[float, Any]] = {"getAvailableTemplates": instance.call("getAvailableTemplates")}
+    out["requestMachines"] = instance.call(
+        "requestMachines", {"template": {"templateId": template, "machineCount": count}}
+    )
+    request_id = out["requestMachines"][1]["requestId"]
+    for _ in range(50):
+        out["getRequestStatus"] = instance.call("getRequestStatus", {"requests": [{"requestId": request_id}]})
+        if out["getRequestStatus"][1]["requests"][0]["status"] != "running":
+            break
+    machines = machines_of(out["getRequestStatus"][1])
+    out["requestReturnMachines"] = instance.call("requestReturnMachines", {"machines": machines})
+    out["getReturnRequests"] = instance.call("getReturnRequests", {})
+    return out
+
+
+def print_table(title: str, rows: list[tuple[str, list[float], str]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'call':<24}{'median ms':>10}{'p90 ms':>9}  {'n':>3}  notes")
+    for name, values, note in rows:
+        median, p90 = quantiles(values)
+        print(f"  {name:<24}{median:>10.1f}{p90:>9.1f}  {len(values):>3}  {note}")
+
+
+def startup_floor(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-I", "-c", "pass"], check=True, env={"PATH": BARE_PATH})
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_mock(base: Path, runs: int) -> Instance:
+    instance = Instance(base / "mock", "mockinst", "mock")
+    instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
+    instance.write(
+        "templates",
+        {
+            "templates": [
+                {"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES, "vmType": "mock.small"}
+            ]
+        },
+    )
+    # Ten machines stay held throughout, so getReturnRequests has hosts to check.
+    instance.call("requestMachines", {"template": {"templateId": "bench", "machineCount": 10}})
+    round_trip(instance, "bench", 2)  # warm-up: page cache, database files
+    samples: dict[str, list[float]] = {call: [] for call in CALLS}
+    for _ in range(runs):
+        for call, (elapsed, _reply) in round_trip(instance, "bench", 2).items():
+            samples[call].append(elapsed)
+    rows = []
+    for call in CALLS:
+        median, _ = quantiles(samples[call])
+        rows.append(
+            (call, samples[call], "ok" if median <= TARGET_MS else f"over the {TARGET_MS:.0f} ms target")
+        )
+    rows.append(("(python -I -c pass)", startup_floor(runs), "interpreter start-up floor"))
+    print_table(
+        f"Mock provider: wall time per HF call, {runs} fresh processes each (target ≤ {TARGET_MS:.0f} ms)",
+        rows,
+    )
+    return instance
+
+
+def import_costs(instance: Instance, call: str, payload: Any, top: int = 12) -> None:
+    command = [sys.executable, "-I", "-X", "importtime", "-m", "ohfp_core", "hf", call, "-f"]
+    command += [str(instance.input_file(payload)), "--provider", instance.provider]
+    done = subprocess.run(command, env=instance.env(), capture_output=True, text=True, check=True)  # noqa: S603 - runs this installation's own commands
+    rows: list[tuple[int, int, str]] = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        own, cumulative, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
+        rows.append((int(cumulative), int(own), name))
+    total = sum(row[1] for row in rows)
+    print(f"\nImport costs: {instance.provider} {call} ({len(rows)} modules, {total / 1000:.1f} ms in all)")
+    print(f"  {'cumulative ms':>13}{'self ms':>9}  module")
+    for cumulative_us, self_us, name in sorted(rows, reverse=True)[:top]:
+        print(f"  {cumulative_us / 1000:>13.1f}{self_us / 1000:>9.1f}  {name}")
+    heavy = sorted({name for _, _, name in rows} & {"boto3", "botocore", "sqlite3", "moto"})
+    print(f"  heavy modules imported: {', '.join(heavy) or 'none'}")
+
+
+@contextmanager
+def aws_instance(base: Path) -> Iterator[tuple[Instance, Any]]:
+    import boto3
+    from moto_counter import CountingMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
+    with CountingMotoServer() as server:
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        ec2: Any = boto3.client(
+            "ec2",
+            region_name=REGION,
+            endpoint_url=server.endpoint,
+            aws_access_key_id=keys["aws_access_key_id"],
+            aws_secret_access_key=keys["aws_secret_access_key"],
+        )
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"][
+                "SubnetId"
+            ]
+            for cidr, zone in (("10.0.0.0/20", "a"), ("10.0.16.0/20", "b"))
+        ]
+        group = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
+        instance = Instance(base / "aws", "awsinst", "aws")
+        credentials = base / "aws" / "conf" / "credentials"
+        credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+        instance.write(
+            "config",
+            {
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": server.endpoint,
+                "AWS_CREDENTIAL_FILE": str(credentials),
+                "AWS_REQUEST_RETRY_ATTEMPTS": 0,
+            },
+        )
+        common: dict[str, Any] = {
+            "maxNumber": -1,
+            "attributes": ATTRIBUTES,
+            "imageId": AMI_ID,
+            "securityGroupIds": [group],
+        }
+        templates: list[dict[str, Any]] = [
+            {
+                "templateId": "RunInstances",
+                "providerApi": "RunInstances",
+                "vmType": "t3.micro",
+                "subnetId": subnets,
+            },
+            {
+                "templateId": "EC2Fleet-instant",
+                "providerApi": "EC2Fleet",
+                "fleetType": "instant",
+                "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
+                "subnetId": subnets,
+            },
+        ]
+        instance.write("templates", {"templates": [{**common, **t} for t in templates]})
+        yield instance, server.counter
+
+
+def bench_aws(base: Path, runs: int, count: int) -> None:
+    with aws_instance(base) as (instance, counter):
+        # Two machines stay held throughout, so getReturnRequests has hosts to check.
+        held = {"template": {"templateId": "RunInstances", "machineCount": 2}}
+        held_id = instance.call("requestMachines", held)[1]["requestId"]
+        instance.call("getRequestStatus", {"requests": [{"requestId": held_id}]})
+        for template in ("RunInstances", "EC2Fleet-instant"):
+            round_trip(instance, template, count)  # warm-up of this API
+            samples: dict[str, list[float]] = {call: [] for call in CALLS}
+            api_calls: dict[str, list[Counter[str]]] = {call: [] for call in CALLS}
+            for _ in range(runs):
+                trip = _counted_round_trip(instance, template, count, counter)
+                for call, (elapsed, calls) in trip.items():
+                    samples[call].append(elapsed)
+                    api_calls[call].append(calls)
+            rows = []
+            for call in CALLS:
+                totals = [sum(c.values()) for c in api_calls[call]]
+                breakdown = ", ".join(f"{name}×{n}" for name, n in sorted(api_calls[call][-1].items()))
+                rows.append(
+                    (call, samples[call], f"{statistics.median(totals):g} API calls: {breakdown or '-'}")
+                )
+            print_table(
+                f"AWS provider under a moto server, template {template!r} ({count} machines, {runs} rounds;"
+                " latency includes moto's own time)",
+                rows,
+            )
+        request = {"template": {"templateId": "RunInstances", "machineCount": 1}}
+        import_costs(instance, "requestMachines", request)
+
+
+def _counted_round_trip(
+    instance: Instance, template: str, count: int, counter: Any
+) -> dict[str, tuple[float, Counter[str]]]:
+    """:func:`round_trip` with the AWS calls each HF call made (server-side counts)."""
+    out: dict[str, tuple[float, Counter[str]]] = {}
+
+    def call(name: str, payload: Any = None) -> Any:
+        before = counter.snapshot()
+        elapsed, reply = instance.call(name, payload)
+        out[name] = (elapsed, counter.snapshot() - before)
+        return reply
+
+    call("getAvailableTemplates")
+    request_id = call("requestMachines", {"template": {"templateId": template, "machineCount": count}})[
+        "requestId"
+    ]
+    status = call("getRequestStatus", {"requests": [{"requestId": request_id}]})
+    for _ in range(20):
+        if status["requests"][0]["status"] != "running":
+            break
+        status = call("getRequestStatus", {"requests": [{"requestId": request_id}]})
+    call("requestReturnMachines", {"machines": machines_of(status)})
+    call("getReturnRequests", {})
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="rounds for the mock provider (default 15)")
+    parser.add_argument("--aws-runs", type=int, default=5, help="rounds per AWS API (default 5; 0 skips AWS)")
+    parser.add_argument("--aws-machines", type=int, default=2, help="machines per AWS request (default 2)")
+    args = parser.parse_args()
+    import ohfp_core
+
+    package = Path(ohfp_core.__file__).parent
+    compiled = any((package / "__pycache__").glob("cli.*.pyc"))
+    print(f"python {sys.version.split()[0]} at {sys.executable}")
+    print(f"ohfp_core from {package} ({'bytecode compiled' if compiled else 'NO compiled bytecode'})")
+    with tempfile.TemporaryDirectory(prefix="ohfp-bench-") as tmp:
+        base = Path(tmp)
+        mock = bench_mock(base, args.runs)
+        import_costs(mock, "getAvailableTemplates", {})
+        if args.aws_runs > 0:
+            bench_aws(base, args.aws_runs, args.aws_machines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Test, lint, benchmark and demo sessions for the ohfp monorepo.
+
+Needs only Python ≥ 3.11 with ``pip install nox uv``; uv makes the virtualenvs and
+installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI runs).
+
+- ``tests``: pytest over ``tests/`` (arguments after ``--`` go to pytest).
+- ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
+- ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
+  calls per HF call. Prints figures; asserts nothing about time.
+- ``quickstart``: the README's lifecycle demo on the mock provider.
+
+The three distributions are installed as users get them (built wheels, not editable, with
+bytecode compiled). uv caches a local project's build by its pyproject.toml, so each run
+asks for those three to be rebuilt: a reused virtualenv always runs the current source.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
+SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws")
+TEST_DEPS = (
+    "pytest>=8",
+    "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1",
+    "boto3>=1.34",
+    "uv",  # the end-to-end tests build a user-like virtualenv with it
+)
+# Linters pinned: a new release may add rules or change formatting under everyone's feet.
+LINT_DEPS = (
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "boto3-stubs[ec2,autoscaling,ssm,sts,iam]",
+    "pytest>=8",
+    "nox",  # noxfile.py is type-checked too
+    "werkzeug",  # benchmarks/moto_counter.py serves moto with it
+)
+
+# Every HF call is a new process: without compiled bytecode each one recompiles ohfp and its
+# dependencies (PYTHONDONTWRITEBYTECODE may be set in the environment).
+UV_ENV = {"UV_COMPILE_BYTECODE": "1"}
+
+
+def _install_ohfp(session: nox.Session, *extra: str) -> None:
+    refresh = [arg for dist in DISTRIBUTIONS for arg in ("--reinstall-package", dist)]
+    session.install(*refresh, *SOURCES, *extra, env=UV_ENV)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """pytest over tests/ (unit, conformance, moto and end-to-end); posargs go to pytest."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and strict mypy over the three packages."""
+    _install_ohfp(session, *LINT_DEPS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    session.run("mypy", "noxfile.py", "benchmarks", "examples")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
+    _install_ohfp(session, "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1", "boto3>=1.34")
+    session.run("python", "benchmarks/bench_hf.py", *session.posargs)
+
+
+@nox.session
+def quickstart(session: nox.Session) -> None:
+    """The README's copy-paste demo: one request's life on the mock provider."""
+    _install_ohfp(session)
+    session.run("python", "examples/quickstart.py", *session.posargs)

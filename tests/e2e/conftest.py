@@ -1,0 +1,243 @@
+"""End-to-end fixtures: ohfp installed as a user installs it, driven as Host Factory drives it.
+
+One virtualenv per test session holds the three distributions built from this checkout
+(wheels, not editable, bytecode compiled). Each HF call runs the generated ``<call>.sh -f
+<input.json>`` in a new process whose environment is only ``PATH=/usr/bin:/bin`` and the
+``HF_*`` variables (plus what a test adds on purpose), exactly what Host Factory gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
+BARE_PATH = "/usr/bin:/bin"
+CALL_TIMEOUT = 120
+
+
+def _uv() -> list[str]:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        from uv import find_uv_bin  # type: ignore[import-not-found]
+    except ImportError:
+        pytest.fail("the end-to-end tests need uv (pip install uv) to build their virtualenv")
+    return [str(find_uv_bin())]
+
+
+@attrs.frozen
+class Installation:
+    """A virtualenv with ohfp installed from the checkout, and its generated HF scripts."""
+
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def ohfp(self) -> Path:
+        return self.venv / "bin" / "ohfp"
+
+    def run(
+        self, *args: str | Path, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command of the installation with a bare environment (plus ``env``)."""
+        return subprocess.run(
+            [str(a) for a in args],
+            env={"PATH": BARE_PATH, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=CALL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    def scripts(self, provider: str, directory: Path) -> Path:
+        """``ohfp hf scripts --provider PROVIDER DIRECTORY`` (asserting it worked)."""
+        done = self.run(self.ohfp, "hf", "scripts", "--provider", provider, directory)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return directory
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """ohfp-core, ohfp-mock and ohfp-aws built from the checkout into a fresh virtualenv."""
+    venv = tmp_path_factory.mktemp("ohfp-venv")
+    uv = _uv()
+    env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(
+        [*uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(venv)],
+        check=True,
+        env=env,
+    )
+    refresh = [arg for dist in DISTRIBUTIONS for arg in ("--reinstall-package", dist)]
+    subprocess.run(
+        [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *refresh]
+        + [str(REPO / source) for source in SOURCES],
+        check=True,
+        env=env,
+    )
+    return Installation(venv)
+
+
+@pytest.fixture(scope="session")
+def mock_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The five scripts (``.sh`` and ``.bat``) for the mock provider."""
+    return installation.scripts("mock", tmp_path_factory.mktemp("mock-scripts"))
+
+
+@attrs.frozen
+class Reply:
+    """One HF call's outcome; ``doc`` is stdout parsed as exactly one JSON document."""
+
+    code: int
+    stdout: str
+    stderr: str
+    doc: Any
+
+    @classmethod
+    def of(cls, done: subprocess.CompletedProcess[str]) -> Reply:
+        try:
+            doc = json.loads(done.stdout)  # raises on anything but one JSON document
+        except json.JSONDecodeError as exc:
+            raise AssertionError(
+                f"stdout is not one JSON document ({exc}):\n{done.stdout}\nstderr:\n{done.stderr}"
+            ) from None
+        return cls(done.returncode, done.stdout, done.stderr, doc)
+
+    def ok(self) -> Any:
+        """The reply document of a call that must have succeeded."""
+        assert self.code == 0, f"exit {self.code}: {self.stdout}\nstderr:\n{self.stderr}"
+        return self.doc
+
+
+@attrs.define
+class HostFactory:
+    """A provider instance laid out as Host Factory lays it out, and the calls HF makes."""
+
+    installation: Installation
+    scripts: Path
+    root: Path
+    name: str
+    env_extra: dict[str, str] = attrs.field(factory=dict)
+
+    @property
+    def confdir(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def logdir(self) -> Path:
+        return self.root / "log"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": BARE_PATH,
+            "HF_PROVIDER_NAME": self.name,
+            "HF_PROVIDER_CONFDIR": str(self.confdir),
+            "HF_PROVIDER_WORKDIR": str(self.workdir),
+            "HF_PROVIDER_LOGDIR": str(self.logdir),
+            **self.env_extra,
+        }
+
+    def write_config(self, suffix: str, document: Any) -> Path:
+        """``<instance>prov_<suffix>.json`` in the config dir."""
+        path = self.confdir / f"{self.name}prov_{suffix}.json"
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+        return path
+
+    def input_file(self, payload: Any) -> Path:
+        """HF's temporary input file: ``payload`` as JSON, or as is when it is a str."""
+        fd, name = tempfile.mkstemp(prefix="hf_in_", dir=self.root)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(payload if isinstance(payload, str) else json.dumps(payload))
+        return Path(name)
+
+    def command(self, call: str, payload: Any) -> list[str]:
+        return [str(self.scripts / f"{call}.sh"), "-f", str(self.input_file(payload))]
+
+    def call(self, call: str, payload: Any = None) -> Reply:
+        """Run ``<call>.sh -f <file>`` in a new process, as HF does (``{}`` when no payload)."""
+        done = subprocess.run(
+            self.command(call, {} if payload is None else payload),
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=CALL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            cwd=self.root,
+        )
+        return Reply.of(done)
+
+    def start(self, call: str, payload: Any) -> subprocess.Popen[str]:
+        """Start a call without waiting (for overlapping calls); see :meth:`finish`."""
+        return subprocess.Popen(
+            self.command(call, payload),
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=self.root,
+        )
+
+    @staticmethod
+    def finish(process: subprocess.Popen[str]) -> Reply:
+        """Wait for a call made with :meth:`start`."""
+        stdout, stderr = process.communicate(timeout=CALL_TIMEOUT)
+        return Reply.of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+
+    def status(self, *request_ids: str) -> list[dict[str, Any]]:
+        reply = self.call("getRequestStatus", {"requests": [{"requestId": i} for i in request_ids]}).ok()
+        entries: list[dict[str, Any]] = reply["requests"]
+        return entries
+
+    def mock(self, *args: str) -> Any:
+        """``python -m ohfp_mock --workdir WORKDIR ARGS`` (the mock cloud's control CLI)."""
+        done = self.installation.run(
+            self.installation.python, "-I", "-m", "ohfp_mock", "--workdir", self.workdir, *args
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    def state_files(self) -> list[Path]:
+        return sorted(p for p in self.workdir.rglob("*") if p.is_file())
+
+
+def make_instance(installation: Installation, scripts: Path, root: Path, name: str) -> HostFactory:
+    hf = HostFactory(installation, scripts, root, name)
+    for directory in (hf.confdir, hf.workdir, hf.logdir):
+        directory.mkdir(parents=True, exist_ok=True)
+    return hf
+
+
+MOCK_CONFIG = {"MOCK_BOOT_SECONDS": 30, "MOCK_TERMINATE_SECONDS": 20, "MOCK_SEED": 7}
+"""Slow simulated boots: nothing finishes unless a test advances the mock clock."""
+
+
+@pytest.fixture
+def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> Iterator[HostFactory]:
+    """A ``mockinst`` instance of the mock provider with its built-in demo templates."""
+    hf = make_instance(installation, mock_scripts, tmp_path, "mockinst")
+    hf.write_config("config", MOCK_CONFIG)
+    yield hf

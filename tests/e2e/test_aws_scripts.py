@@ -1,0 +1,203 @@
+"""The AWS provider end to end, against a moto server: IBM's config files, the generated scripts.
+
+The server runs in this test process (``ThreadedMotoServer`` on 127.0.0.1, a free port); the
+HF calls are separate processes that reach it through ``AWS_ENDPOINT_URL`` in the instance's
+``awsinstprov_config.json`` and read fake credentials from ``AWS_CREDENTIAL_FILE``, as an
+IBM installation does: their environment holds nothing of AWS. moto marks instances running on
+the first describe, so a request completes on the first polls; the short sleeps between polls
+only let the provider's own describe calls catch up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from .conftest import HostFactory, Installation, make_instance
+
+pytestmark = pytest.mark.e2e
+
+REGION = "us-east-1"
+AMI_ID = "ami-0123456789abcdef0"  # from tests/aws/amis.json (MOTO_AMIS_PATH, set in tests/conftest.py)
+FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@attrs.frozen
+class MotoServer:
+    endpoint: str
+    subnet_ids: tuple[str, ...]
+    security_group_id: str
+
+    def ec2(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "ec2",
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
+            aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
+        )
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    """A moto server on a free local port with a VPC: two subnets and a security group."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        bare = MotoServer(endpoint, (), "")
+        ec2 = bare.ec2()
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = tuple(
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for cidr, zone in (("10.0.0.0/20", f"{REGION}a"), ("10.0.16.0/20", f"{REGION}b"))
+        )
+        group = ec2.create_security_group(GroupName="hf-e2e", Description="ohfp e2e", VpcId=vpc)["GroupId"]
+        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return installation.scripts("aws", tmp_path_factory.mktemp("aws-scripts"))
+
+
+def _attributes(ncpus: int, nram: int) -> dict[str, list[str]]:
+    return {"type": ["String", "X86_64"], "ncpus": ["Numeric", str(ncpus)], "nram": ["Numeric", str(nram)]}
+
+
+@pytest.fixture
+def aws_hf(
+    installation: Installation, aws_scripts: Path, moto_server: MotoServer, tmp_path: Path
+) -> HostFactory:
+    """An ``awsinst`` instance with IBM-style config and templates files pointing at moto."""
+    hf = make_instance(installation, aws_scripts, tmp_path, "awsinst")
+    credentials = hf.confdir / "credentials"
+    credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
+    credentials.chmod(0o600)
+    hf.write_config(
+        "config",
+        {
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": moto_server.endpoint,
+            "AWS_CREDENTIAL_FILE": str(credentials),
+            "AWS_CONNECTION_TIMEOUT_MS": 5000,
+            "AWS_REQUEST_RETRY_ATTEMPTS": 1,
+            "AWS_INSTANCE_PENDING_TIMEOUT_SEC": 180,
+        },
+    )
+    common = {
+        "imageId": AMI_ID,
+        "securityGroupIds": [moto_server.security_group_id],
+        "instanceTags": "team=grid;suite=e2e",
+    }
+    hf.write_config(
+        "templates",
+        {
+            "templates": [
+                {
+                    "templateId": "OnDemand-RunInstances",
+                    "maxNumber": 10,
+                    "attributes": _attributes(2, 1024),
+                    "priceType": "ondemand",
+                    "providerApi": "RunInstances",
+                    "vmType": "t3.micro",
+                    # moto launches MinCount (1) per RunInstances call, where AWS launches up to
+                    # MaxCount; the handler tops a short call up on the next subnet, so with two
+                    # subnets moto delivers the three machines these tests ask for.
+                    "subnetId": list(moto_server.subnet_ids),
+                    **common,
+                },
+                {
+                    "templateId": "Fleet-instant",
+                    "maxNumber": 10,
+                    "attributes": _attributes(2, 1024),
+                    "priceType": "ondemand",
+                    "providerApi": "EC2Fleet",
+                    "fleetType": "instant",
+                    "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
+                    "subnetId": ",".join(moto_server.subnet_ids),
+                    **common,
+                },
+            ]
+        },
+    )
+    return hf
+
+
+def poll(hf: HostFactory, request_id: str, tries: int = 20) -> dict[str, Any]:
+    for _ in range(tries):
+        [entry] = hf.status(request_id)
+        assert entry["requestId"] == request_id
+        if entry["status"] != "running":
+            return entry
+        time.sleep(0.2)
+    raise AssertionError(f"{request_id} still running after {tries} polls: {entry}")
+
+
+def instance_states(server: MotoServer, ids: list[str]) -> dict[str, str]:
+    reply = server.ec2().describe_instances(InstanceIds=ids)
+    return {i["InstanceId"]: i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
+
+
+@pytest.mark.parametrize("template_id", ["OnDemand-RunInstances", "Fleet-instant"])
+def test_aws_lifecycle_with_a_console_termination(
+    aws_hf: HostFactory, moto_server: MotoServer, template_id: str
+) -> None:
+    offered = aws_hf.call("getAvailableTemplates").ok()
+    assert {"OnDemand-RunInstances", "Fleet-instant"} <= {t["templateId"] for t in offered["templates"]}
+
+    reply = aws_hf.call("requestMachines", {"template": {"templateId": template_id, "machineCount": 3}}).ok()
+    request_id = reply["requestId"]
+    done = poll(aws_hf, request_id)
+    assert done["status"] == "complete", done
+    machines = done["machines"]
+    assert len(machines) == 3
+    ids = [m["machineId"] for m in machines]
+    assert all(i.startswith("i-") for i in ids) and len(set(ids)) == 3
+    assert {m["result"] for m in machines} == {"succeed"}
+    assert all(m["name"] and m["privateIpAddress"] and isinstance(m["launchtime"], int) for m in machines)
+    assert set(instance_states(moto_server, ids).values()) == {"running"}
+    held = [{"name": m["name"], "machineId": m["machineId"]} for m in machines]
+    assert aws_hf.call("getReturnRequests", {"machines": held}).ok()["requests"] == []
+
+    first, second, _ = machines
+    returned = aws_hf.call("requestReturnMachines", {"machines": held[:1]}).ok()
+    finished = poll(aws_hf, returned["requestId"])
+    assert finished["status"] == "complete", finished
+    assert [m["machineId"] for m in finished["machines"]] == [first["machineId"]]
+    assert instance_states(moto_server, [first["machineId"]])[first["machineId"]] == "terminated"
+
+    moto_server.ec2().terminate_instances(InstanceIds=[second["machineId"]])  # from the "console"
+    for payload in ({"machines": held}, {}):
+        reclaims = aws_hf.call("getReturnRequests", payload).ok()
+        assert reclaims["requests"] == [{"machine": second["name"], "gracePeriod": 0}], reclaims
+
+    rest = aws_hf.call("requestReturnMachines", {"machines": held[1:]}).ok()
+    assert poll(aws_hf, rest["requestId"])["status"] == "complete"
+    assert set(instance_states(moto_server, ids).values()) == {"terminated"}
+    assert {stat_mode(p) for p in aws_hf.state_files()} == {0o600}
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_aws_bad_template_id_is_refused_before_any_cloud_call(
+    aws_hf: HostFactory, moto_server: MotoServer
+) -> None:
+    before = moto_server.ec2().describe_instances()["Reservations"]
+    reply = aws_hf.call("requestMachines", {"template": {"templateId": "Nope", "machineCount": 1}})
+    assert reply.code != 0 and "$.template.templateId" in str(reply.doc)
+    assert moto_server.ec2().describe_instances()["Reservations"] == before
