@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ EXTENSION_MODULE = textwrap.dedent(
 
 
 @pytest.fixture
-def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A site dir with providers 'fakeone' and 'faketwo' and an extension 'siteext'."""
     (tmp_path / "fakeprov_mod.py").write_text(PROVIDER_MODULE)
     (tmp_path / "siteext_mod.py").write_text(EXTENSION_MODULE)
@@ -81,7 +82,9 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv(plugins.LOAD_PLUGINS_ENV, raising=False)
     for mod in ("fakeprov_mod", "siteext_mod"):
         sys.modules.pop(mod, None)
-    return tmp_path
+    plugins.entry_points_of.cache_clear()
+    yield tmp_path
+    plugins.entry_points_of.cache_clear()
 
 
 def test_installed_lists_distributions(fake_site: Path) -> None:

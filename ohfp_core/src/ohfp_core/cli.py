@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ohfp_core.errors import ConfigError, InputError, OhfpError
 
 if TYPE_CHECKING:
+    from ohfp_core.config import Settings
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
 
@@ -48,46 +49,37 @@ def _version() -> str:
     return version("ohfp-core")
 
 
-def _context(provider: str | None) -> ProviderContext:
+def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
+    """The instance's context and ohfp's settings; configures logging."""
     from ohfp_core import config
-    from ohfp_core.plugins import PROVIDER_GROUP, choose_provider, installed
+    from ohfp_core.logs import configure_logging
+    from ohfp_core.plugins import PROVIDER_GROUP, choose_provider, names_of
 
     paths = config.resolve_paths()
-    names = tuple(ep.name for ep in installed(PROVIDER_GROUP))
-    settings = config.load_settings(paths.confdir, names)
+    settings = config.load_settings(paths.confdir, tuple(names_of(PROVIDER_GROUP)))
     provider_type = choose_provider(provider, settings.provider)
     context = config.provider_context(provider_type, paths, settings)
-    from ohfp_core.logs import configure_logging
-
     configure_logging(
         logdir=context.logdir,
         instance=context.instance,
         level=config.log_level(settings, context.config),
     )
-    return context
-
-
-def _storage_name(context: ProviderContext) -> str:
-    from ohfp_core import config
-    from ohfp_core.plugins import PROVIDER_GROUP, installed
-
-    names = tuple(ep.name for ep in installed(PROVIDER_GROUP))
-    return config.load_settings(context.confdir, names).storage
+    return context, settings
 
 
 def _operations(provider: str | None) -> Operations:
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
 
-    context = _context(provider)
+    context, settings = _context(provider)
     hooks = load_hooks(context)
-    storage = _storage_name(context)
     factories = hooks.storage_factories()
-    if storage not in factories:
+    if settings.storage not in factories:
         raise ConfigError(
-            f"storage backend {storage!r} is not registered (registered: {', '.join(sorted(factories))})"
+            f"storage backend {settings.storage!r} is not registered "
+            f"(registered: {', '.join(sorted(factories))})"
         )
-    return Operations(hooks, factories[storage](context.workdir), context)
+    return Operations(hooks, factories[settings.storage](context.workdir), context)
 
 
 def _run(what: str, action: Callable[[], Any]) -> int:

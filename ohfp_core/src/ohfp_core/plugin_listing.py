@@ -13,6 +13,7 @@ from ohfp_core.plugins import (
     EntryPointInfo,
     allowed_extensions,
     choose_provider,
+    entry_points_of,
     hooks_of,
     load_provider_factory,
 )
@@ -58,10 +59,9 @@ def describe_plugins(requested: str | None, include_builtin: bool = False) -> di
         enabled = allowed is None or info.name in allowed
         hooks = None
         if enabled:
-            from importlib import metadata
-
-            for ep in metadata.entry_points(group=PLUGIN_GROUP, name=info.name):
-                hooks = _hooks_in_module(ep.load())
+            for ep in entry_points_of(PLUGIN_GROUP):
+                if ep.name == info.name:
+                    hooks = _hooks_in_module(ep.load())
         plugins.append(_entry(info, enabled=enabled, hooks=hooks))
     reply: dict[str, Any] = {"providers": providers, "plugins": plugins}
     if include_builtin:

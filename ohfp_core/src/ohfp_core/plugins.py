@@ -14,6 +14,7 @@ Two entry-point groups:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
@@ -58,10 +59,22 @@ class EntryPointInfo:
     version: str | None
 
 
+@functools.cache
+def entry_points_of(group: str) -> tuple[metadata.EntryPoint, ...]:
+    """The entry points of ``group``: one scan per group and process (a scan reads every
+    installed distribution's metadata, and each HF call is a new process)."""
+    return tuple(metadata.entry_points(group=group))
+
+
+def names_of(group: str) -> list[str]:
+    """Entry-point names of ``group``, sorted. Reads no distribution versions."""
+    return sorted({ep.name for ep in entry_points_of(group)})
+
+
 def installed(group: str) -> list[EntryPointInfo]:
     """Entry points of ``group`` with their distributions, sorted by name. Imports nothing."""
     found: dict[str, EntryPointInfo] = {}
-    for ep in metadata.entry_points(group=group):
+    for ep in entry_points_of(group):
         dist = ep.dist
         found.setdefault(
             ep.name,
@@ -83,7 +96,7 @@ def choose_provider(requested: str | None, setting: str | None = None) -> str:
     :raises ConfigError: when the choice is not installed or is ambiguous; the message lists
         what is installed.
     """
-    names = [ep.name for ep in installed(PROVIDER_GROUP)]
+    names = names_of(PROVIDER_GROUP)
     choice = requested or os.environ.get(PROVIDER_ENV) or setting
     listing = ", ".join(names) if names else "none"
     if choice:
@@ -105,7 +118,9 @@ def choose_provider(requested: str | None, setting: str | None = None) -> str:
 
 def load_provider_factory(provider_type: str) -> ProviderFactory:
     """Import the factory behind the ``ohfp.providers`` entry point ``provider_type``."""
-    for ep in metadata.entry_points(group=PROVIDER_GROUP, name=provider_type):
+    for ep in entry_points_of(PROVIDER_GROUP):
+        if ep.name != provider_type:
+            continue
         factory = ep.load()
         if not callable(factory):
             raise ConfigError(f"provider entry point {provider_type!r} ({ep.value}) is not callable")
@@ -160,7 +175,7 @@ def make_manager(
         pm.register(plugin, name=name)
     if load_entry_points:
         allowed = allowed_extensions()
-        for ep in metadata.entry_points(group=PLUGIN_GROUP):
+        for ep in entry_points_of(PLUGIN_GROUP):
             if allowed is not None and ep.name not in allowed:
                 continue
             if pm.get_plugin(ep.name) is None:

@@ -48,9 +48,9 @@ def write_scripts(directory: Path, provider: str, python: str | None = None) -> 
 
     :raises ConfigError: when ``provider`` is not installed or the name is unsafe.
     """
-    from ohfp_core.plugins import PROVIDER_GROUP, installed
+    from ohfp_core.plugins import PROVIDER_GROUP, names_of
 
-    names = [ep.name for ep in installed(PROVIDER_GROUP)]
+    names = names_of(PROVIDER_GROUP)
     if provider not in names:
         raise ConfigError(
             f"provider {provider!r} is not installed (installed providers: {', '.join(names) or 'none'})"
