@@ -43,7 +43,7 @@ def count_calls(provider: AwsProvider) -> Counter[str]:
     def record(model: Any, **_: Any) -> None:
         calls[f"{model.service_model.signing_name}:{model.name}"] += 1
 
-    provider.clients.session.events.register("before-call.*.*", record)
+    provider.clients.session.register("before-call.*.*", record)
     return calls
 
 

@@ -14,8 +14,9 @@ import boto3
 import pytest
 
 from ohfp_aws.handlers.base import TAG_REQUEST, client_token
-from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler, on_demand_units
-from ohfp_core.errors import CapacityError
+from ohfp_aws.handlers.common import describe_batched, fleet_state, on_demand_units
+from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
+from ohfp_core.errors import CapacityError, CloudError
 
 from .conftest import REGION, Network
 from .fleet_support import (
@@ -166,6 +167,67 @@ def test_on_demand_units() -> None:
     assert on_demand_units(hetero, 5) == 3  # 2.5 rounds half up
     assert on_demand_units(evolve(hetero, percent_on_demand=None), 5) == 0
     assert on_demand_units(hetero, 10, max_spot_percent=20) == 8
+
+
+def test_describe_batched_asks_one_by_one_after_not_found() -> None:
+    # Shared by DescribeFleets and DescribeSpotFleetRequests; moto leaves unknown ids out
+    # instead of failing the batch, so AWS's behaviour is played by the describer here.
+    asked: list[list[str]] = []
+
+    def describe(ids: list[str]) -> dict[str, dict[str, Any]]:
+        asked.append(ids)
+        if "ghost" in ids:
+            raise CloudError("DescribeFleets: unknown", "InvalidFleetId.NotFound")
+        return {i: {"Id": i} for i in ids}
+
+    found = describe_batched(["a", "b", "ghost", "c", "a"], 2, describe)
+    assert found == {"a": {"Id": "a"}, "b": {"Id": "b"}, "c": {"Id": "c"}}
+    assert asked == [["a", "b"], ["ghost", "c"], ["ghost"], ["c"]]
+
+    def throttled(ids: list[str]) -> dict[str, dict[str, Any]]:
+        raise CloudError("DescribeFleets: slow down", "RequestLimitExceeded", True)
+
+    with pytest.raises(CloudError, match="slow down"):
+        describe_batched(["a"], 2, throttled)
+
+    def throttled_when_alone(ids: list[str]) -> dict[str, dict[str, Any]]:
+        if len(ids) > 1:
+            raise CloudError("DescribeFleets: unknown", "InvalidFleetId.NotFound")
+        raise CloudError("DescribeFleets: slow down", "RequestLimitExceeded", True)
+
+    with pytest.raises(CloudError, match="slow down"):  # only not-found is passed over
+        describe_batched(["a", "b"], 2, throttled_when_alone)
+
+
+def test_fleet_state_rule() -> None:
+    # Shared by the EC2 Fleet and Spot Fleet handlers; each passes its own wording.
+    def closed(state: str, expired: bool) -> str:
+        return "expired" if expired else f"is {state}"
+
+    def rule(**fields: Any) -> Any:
+        values: dict[str, Any] = {
+            "state": "active",
+            "target": 3.0,
+            "fulfilled": 2.0,
+            "valid_until": 100.0,
+            "now": 50.0,
+            "activity_status": None,
+            "closed": closed,
+            "launch_errors": "launch failed",
+        }
+        return fleet_state(("i-1", "i-2"), **{**values, **fields})
+
+    short = rule()
+    assert short.open is True and short.errors == () and short.instance_ids == ("i-1", "i-2")
+    assert rule(now=100.0).errors == ("expired with 2 of 3 units",)
+    assert rule(state="failed", activity_status="error").errors == (
+        "is failed with 2 of 3 units",
+        "launch failed",
+    )
+    assert rule(valid_until=None, now=1e12).open is True  # no deadline: never expires
+    assert rule(now=100.0, fulfilled=2.5).errors == ("expired with 2.5 of 3 units",)
+    full = rule(fulfilled=3.0, now=200.0, activity_status="error")
+    assert full.open is False and full.errors == ()
 
 
 def test_provision_twice_reuses_launch_template_and_token(

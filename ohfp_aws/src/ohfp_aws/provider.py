@@ -1,7 +1,7 @@
 """The AWS provider: ohfp's hooks answered with EC2 Fleet, Auto Scaling, Spot Fleet or RunInstances.
 
 :func:`make_provider` is the ``ohfp.providers`` entry point ``aws``. Importing this module
-imports no boto3: clients are made on first use (:mod:`ohfp_aws.session`) and handler
+imports no boto3 or botocore: clients are made on first use (:mod:`ohfp_aws.session`) and handler
 modules when a template needs them (:mod:`ohfp_aws.handlers`).
 
 The provider picks one handler per template (``providerApi``, else the first enabled API in

@@ -1,7 +1,9 @@
-"""boto3 clients for one provider instance, created on first use.
+"""AWS clients for one provider instance, created on first use.
 
-boto3 is imported only when a client is first needed, so HF calls that never reach AWS
-(and importing :mod:`ohfp_aws.provider`) do not pay for it.
+botocore is imported only when a client is first needed, so HF calls that never reach AWS
+(and importing :mod:`ohfp_aws.provider`) do not pay for it. Clients come straight from a
+botocore session: they are the clients boto3 would make, without importing boto3's
+resource and S3 transfer layers (about 80 ms of every call's start-up).
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ class AwsClients:
 
     @cached_property
     def session(self) -> Any:
-        """The boto3 session all clients share."""
-        import boto3
+        """The botocore session all clients share (one credential resolution per process)."""
         import botocore.session
 
         core = botocore.session.get_session()
         if self.config.credential_file:
             core.set_config_variable("credentials_file", self.config.credential_file)
-        return boto3.session.Session(botocore_session=core, region_name=self.config.region)
+        return core
 
     @cached_property
     def client_config(self) -> Any:
@@ -56,8 +57,11 @@ class AwsClients:
 
     def client(self, service: str) -> Any:
         """A new client for ``service`` (prefer the cached properties)."""
-        client = self.session.client(
-            service, config=self.client_config, endpoint_url=self.config.endpoint_url
+        client = self.session.create_client(
+            service,
+            region_name=self.config.region,
+            config=self.client_config,
+            endpoint_url=self.config.endpoint_url,
         )
         self.created.append(client)
         return client

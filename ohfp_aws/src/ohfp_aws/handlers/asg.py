@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ohfp_aws.errors import aws_call, error_code
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState
-from ohfp_aws.handlers.ec2_fleet import group_returns, instance_types, priorities
+from ohfp_aws.handlers.common import ON_DEMAND_STRATEGIES, group_returns, instance_types, priorities
 from ohfp_aws.instances import chunks
 from ohfp_aws.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch_templates import (
@@ -38,7 +38,6 @@ SPOT_STRATEGIES = {
     "lowestPrice": "lowest-price",
     "priceCapacityOptimized": "price-capacity-optimized",
 }
-ON_DEMAND_STRATEGIES = {"lowestPrice": "lowest-price", "prioritized": "prioritized"}
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
 _LEAVING = ("Terminating", "Terminated", "Detaching", "Detached")

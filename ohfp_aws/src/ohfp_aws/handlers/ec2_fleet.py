@@ -9,22 +9,33 @@ spot units by ``priceType`` and ``percentOnDemand``.
 Returning machines: AWS lets only a ``maintain`` fleet change its target (ModifyFleet), so
 only there is the target lowered (without letting the fleet pick instances to terminate);
 the other types never replace. The last machine deletes the fleet and its launch template.
-
-This module also holds what the three fleet-like handlers share (capacity split, grouping
-returned machines, which instances are still alive).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ohfp_aws.errors import aws_call, error_code, translate
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState, client_token
-from ohfp_aws.instances import chunks, describe_machines
+from ohfp_aws.handlers.common import (
+    ON_DEMAND_STRATEGIES,
+    Clock,
+    alive,
+    as_utc,
+    deadline,
+    describe_batched,
+    epoch_of,
+    fleet_state,
+    group_returns,
+    instance_types,
+    on_demand_units,
+    overrides,
+    pages,
+)
+from ohfp_aws.instances import chunks
 from ohfp_aws.launch_spec import tag_list
 from ohfp_aws.launch_templates import (
     ACTIONS as LAUNCH_TEMPLATE_ACTIONS,
@@ -36,136 +47,7 @@ from ohfp_aws.launch_templates import (
     launch_template_spec,
 )
 from ohfp_core.errors import CloudError
-from ohfp_core.models import CloudRequest, MachineState, Provisioned, ReturnItem
-
-# --------------------------------------------------------------------------------------
-# Shared by the EC2 Fleet, Spot Fleet and ASG handlers.
-# --------------------------------------------------------------------------------------
-
-Clock = Callable[[], float]
-_GONE_STATES = (MachineState.TERMINATED, MachineState.SHUTTING_DOWN)
-
-
-def on_demand_units(template: AwsTemplate, count: int, max_spot_percent: int = 100) -> int:
-    """How many of ``count`` units are on-demand.
-
-    ``ondemand``: all; ``spot``: none; ``heterogeneous``: ``percentOnDemand`` % rounded half
-    up (0 without it), raised so the spot share stays within ``max_spot_percent`` %.
-    """
-    if template.price_type == "ondemand":
-        return count
-    if template.price_type == "spot":
-        return 0
-    on_demand = (count * (template.percent_on_demand or 0) + 50) // 100
-    spot = min(count - on_demand, count * max_spot_percent // 100)
-    return count - spot
-
-
-def instance_types(template: AwsTemplate) -> dict[str, int]:
-    """Every instance type the template may launch → its weight (on-demand types included
-    for heterogeneous templates)."""
-    types = dict(template.vm_types)
-    if template.price_type == "heterogeneous":
-        for name, weight in template.vm_types_on_demand.items():
-            types.setdefault(name, weight)
-    return types
-
-
-def priorities(template: AwsTemplate) -> dict[str, int]:
-    """Launch priority per instance type (0 is first).
-
-    ``vmTypesOnDemand`` types come first (so a ``prioritized`` on-demand strategy launches
-    them before the others), then ``vmTypesPriority`` order, then the template's order.
-    """
-    types = list(instance_types(template))
-    on_demand = set(template.vm_types_on_demand) if template.price_type == "heterogeneous" else set()
-    ranked = sorted(
-        types,
-        key=lambda t: (t not in on_demand, template.vm_types_priority.get(t, len(types)), types.index(t)),
-    )
-    return {name: rank for rank, name in enumerate(ranked)}
-
-
-def units(value: float) -> str:
-    """Capacity units for a message: ``3`` rather than ``3.0``."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def group_returns(
-    items: Sequence[ReturnItem], api: str, key: str
-) -> tuple[dict[str, tuple[Mapping[str, Any], CloudRequest, list[str]]], list[str]]:
-    """Returned machines by ``handle[key]`` of their acquire request (for handles of ``api``),
-    and the ids of machines no such request claims."""
-    groups: dict[str, tuple[Mapping[str, Any], CloudRequest, list[str]]] = {}
-    loose: list[str] = []
-    for item in items:
-        request = item.request
-        handle = request.handle if request is not None else {}
-        if request is None or handle.get("api") != api or not handle.get(key):
-            loose.append(item.machine_id)
-            continue
-        groups.setdefault(str(handle[key]), (handle, request, []))[2].append(item.machine_id)
-    return groups, loose
-
-
-def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
-    """The ids among ``instance_ids`` whose instances exist and are not terminating.
-
-    Fleet instance listings lag behind terminations (and moto never drops terminated ones),
-    so who is left is decided by one batched DescribeInstances.
-    """
-    ids = list(dict.fromkeys(instance_ids))
-    if not ids:
-        return set()
-    machines = describe_machines(ctx.clients.ec2, ids)
-    return {i for i, machine in machines.items() if machine.state not in _GONE_STATES}
-
-
-def deadline(template: AwsTemplate, start: float) -> int:
-    """When a request stops waiting for capacity: ``start`` + ``spotFleetRequestExpiry`` minutes.
-
-    Handlers start from the launch template's creation time, the same on every attempt, so
-    a retried create sends the same ``ValidUntil`` with the same client token.
-    """
-    return int(start) + template.spot_fleet_request_expiry_min * 60
-
-
-def as_utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def epoch_of(value: Any) -> float | None:
-    """A timestamp AWS returned (datetime or ISO text) as seconds since the epoch."""
-    if isinstance(value, datetime):
-        return value.timestamp() if value.tzinfo else value.replace(tzinfo=UTC).timestamp()
-    if isinstance(value, str) and value:
-        with contextlib.suppress(ValueError):
-            return epoch_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    return None
-
-
-def is_not_found(exc: CloudError) -> bool:
-    code = error_code(exc)
-    return code.endswith(("NotFound", "NotFoundException", "Malformed"))
-
-
-def pages(
-    call: Callable[..., Mapping[str, Any]], operation: str, **params: Any
-) -> Iterator[Mapping[str, Any]]:
-    """Every page of a NextToken-paginated EC2 call, errors translated."""
-    while True:
-        with aws_call(operation):
-            page = call(**params)
-        yield page
-        token = page.get("NextToken")
-        if not token:
-            return
-        params["NextToken"] = token
-
-
-# --------------------------------------------------------------------------------------
-# EC2 Fleet
-# --------------------------------------------------------------------------------------
+from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
 SPOT_STRATEGIES = {
     "capacityOptimized": "capacity-optimized",
@@ -174,8 +56,6 @@ SPOT_STRATEGIES = {
     "lowestPrice": "lowest-price",
     "priceCapacityOptimized": "price-capacity-optimized",
 }
-ON_DEMAND_STRATEGIES = {"lowestPrice": "lowest-price", "prioritized": "prioritized"}
-LIVE_STATES = ("submitted", "active", "modifying")
 DESCRIBE_CHUNK = 100  # FleetIds has no documented maximum; stay modest
 DELETE_CHUNK = {"instant": 25, "request": 100, "maintain": 100}  # AWS's DeleteFleets limits
 _EMPTY_FLEET = "InvalidParameterCombination"
@@ -273,7 +153,7 @@ class EC2FleetHandler:
             "LaunchTemplateConfigs": [
                 {
                     "LaunchTemplateSpecification": launch_template_spec(handle),
-                    **self._overrides(template, prioritized, spot > 0),
+                    **overrides(template, prioritized, template.max_spot_price if spot > 0 else None),
                 }
             ],
             "TagSpecifications": [{"ResourceType": "fleet", "Tags": tags}],
@@ -294,27 +174,6 @@ class EC2FleetHandler:
         if fleet_type == "request":
             params["ValidUntil"] = as_utc(handle["valid_until"])
         return params
-
-    @staticmethod
-    def _overrides(template: AwsTemplate, prioritized: bool, spot: bool) -> dict[str, Any]:
-        types = instance_types(template)
-        ranks = priorities(template)
-        overrides: list[dict[str, Any]] = []
-        for name in types or [None]:
-            for subnet in template.subnet_ids or (None,):
-                override: dict[str, Any] = {}
-                if name is not None:
-                    override["InstanceType"] = name
-                    override["WeightedCapacity"] = float(types[name])
-                    if prioritized:
-                        override["Priority"] = float(ranks[name])
-                if subnet is not None:
-                    override["SubnetId"] = subnet
-                if spot and template.max_spot_price:
-                    override["MaxPrice"] = template.max_spot_price
-                if override:
-                    overrides.append(override)
-        return {"Overrides": overrides} if overrides else {}
 
     def _record_instant(self, handle: dict[str, Any], response: Mapping[str, Any], count: int) -> None:
         """Keep an instant fleet's instances and errors; raise when it launched nothing."""
@@ -385,33 +244,25 @@ class EC2FleetHandler:
             ids = tuple(dict.fromkeys([*known, *members]))
             return FleetState(instance_ids=ids, errors=tuple(handle.get("errors", ())))
         members = self.fleet_members(fleet)
-        ids = tuple(dict.fromkeys([*members, *known]))
-        state = fleet.get("FleetState", "")
-        valid_until = handle.get("valid_until") or epoch_of(fleet.get("ValidUntil"))
-        expired = valid_until is not None and now >= float(valid_until)
-        short = fulfilled < target
-        is_open = state in LIVE_STATES and short and not expired
-        errors: list[str] = []
-        if short and not is_open:
-            why = "expired" if expired else f"is {state}"
-            errors.append(f"EC2 fleet {fleet_id} {why} with {units(fulfilled)} of {units(target)} units")
-        if short and fleet.get("ActivityStatus") == "error":
-            errors.append(f"EC2 fleet {fleet_id} reports errors launching instances")
-        return FleetState(instance_ids=ids, open=is_open, errors=tuple(errors))
+
+        def closed(current: str, expired: bool) -> str:
+            return f"EC2 fleet {fleet_id} expired" if expired else f"EC2 fleet {fleet_id} is {current}"
+
+        return fleet_state(
+            tuple(dict.fromkeys([*members, *known])),
+            state=fleet.get("FleetState", ""),
+            target=target,
+            fulfilled=fulfilled,
+            valid_until=handle.get("valid_until") or epoch_of(fleet.get("ValidUntil")),
+            now=now,
+            activity_status=fleet.get("ActivityStatus"),
+            closed=closed,
+            launch_errors=f"EC2 fleet {fleet_id} reports errors launching instances",
+        )
 
     def describe_fleets(self, fleet_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Fleets by id, in batched DescribeFleets calls; unknown ids are left out."""
-        found: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(fleet_ids, DESCRIBE_CHUNK):
-            try:
-                found.update(self._describe_chunk(chunk))
-            except CloudError as exc:
-                if not is_not_found(exc):
-                    raise
-                for fleet_id in chunk:  # one unknown id fails the batch: ask one by one
-                    with contextlib.suppress(CloudError):
-                        found.update(self._describe_chunk([fleet_id]))
-        return found
+        return describe_batched(fleet_ids, DESCRIBE_CHUNK, self._describe_chunk)
 
     def _describe_chunk(self, fleet_ids: list[str]) -> dict[str, dict[str, Any]]:
         ec2 = self.ctx.clients.ec2

@@ -11,26 +11,25 @@ modifies no other type); the last machine cancels the request and deletes the te
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ohfp_aws.errors import aws_call, error_code
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState, client_token
-from ohfp_aws.handlers.ec2_fleet import (
+from ohfp_aws.handlers.common import (
     Clock,
     alive,
     as_utc,
     deadline,
+    describe_batched,
     epoch_of,
+    fleet_state,
     group_returns,
     instance_types,
-    is_not_found,
     on_demand_units,
+    overrides,
     pages,
-    priorities,
-    units,
 )
 from ohfp_aws.instances import chunks
 from ohfp_aws.launch_spec import tag_list
@@ -52,7 +51,6 @@ SPOT_STRATEGIES = {
     "priceCapacityOptimized": "priceCapacityOptimized",
 }
 ON_DEMAND_STRATEGIES = {"lowestPrice": "lowestPrice", "prioritized": "prioritized"}
-LIVE_STATES = ("submitted", "active", "modifying")
 _NOTHING_TO_TERMINATE = "InvalidParameterCombination"
 BATCH = 100  # CancelSpotFleetRequests takes at most 100 ids; describe uses the same batches
 
@@ -137,7 +135,7 @@ class SpotFleetHandler:
             "LaunchTemplateConfigs": [
                 {
                     "LaunchTemplateSpecification": launch_template_spec(handle),
-                    **self._overrides(template, prioritized),
+                    **overrides(template, prioritized),
                 }
             ],
             "TagSpecifications": [
@@ -157,25 +155,6 @@ class SpotFleetHandler:
         if handle["fleet_type"] == "request":
             config["ValidUntil"] = as_utc(handle["valid_until"])
         return config
-
-    @staticmethod
-    def _overrides(template: AwsTemplate, prioritized: bool) -> dict[str, Any]:
-        types = instance_types(template)
-        ranks = priorities(template)
-        overrides: list[dict[str, Any]] = []
-        for name in types or [None]:
-            for subnet in template.subnet_ids or (None,):
-                override: dict[str, Any] = {}
-                if name is not None:
-                    override["InstanceType"] = name
-                    override["WeightedCapacity"] = float(types[name])
-                    if prioritized:
-                        override["Priority"] = float(ranks[name])
-                if subnet is not None:
-                    override["SubnetId"] = subnet
-                if override:
-                    overrides.append(override)
-        return {"Overrides": overrides} if overrides else {}
 
     # -- inspect ------------------------------------------------------------------------
 
@@ -208,32 +187,25 @@ class SpotFleetHandler:
         fulfilled = float(config.get("FulfilledCapacity", 0))
         state = str(fleet.get("SpotFleetRequestState", ""))
         members = self.fleet_members(fleet_id) if not state.startswith("cancelled") else {}
-        ids = tuple(dict.fromkeys([*members, *known]))
-        valid_until = epoch_of(config.get("ValidUntil")) or handle.get("valid_until")
-        expired = valid_until is not None and now >= float(valid_until)
-        short = fulfilled < target
-        is_open = state in LIVE_STATES and short and not expired
-        errors: list[str] = []
-        if short and not is_open:
-            why = "failed" if state == "failed" else "expired"
-            errors.append(f"spot fleet {why} with {units(fulfilled)} of {units(target)} units")
-        if short and fleet.get("ActivityStatus") == "error":
-            errors.append(f"spot fleet request {fleet_id} reports errors launching instances")
-        return FleetState(instance_ids=ids, open=is_open, errors=tuple(errors))
+
+        def closed(current: str, expired: bool) -> str:
+            return "spot fleet failed" if current == "failed" else "spot fleet expired"
+
+        return fleet_state(
+            tuple(dict.fromkeys([*members, *known])),
+            state=state,
+            target=target,
+            fulfilled=fulfilled,
+            valid_until=epoch_of(config.get("ValidUntil")) or handle.get("valid_until"),
+            now=now,
+            activity_status=fleet.get("ActivityStatus"),
+            closed=closed,
+            launch_errors=f"spot fleet request {fleet_id} reports errors launching instances",
+        )
 
     def describe_requests(self, fleet_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Spot fleet requests by id, batched; unknown ids are left out."""
-        found: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(fleet_ids, BATCH):
-            try:
-                found.update(self._describe_chunk(chunk))
-            except CloudError as exc:
-                if not is_not_found(exc):
-                    raise
-                for fleet_id in chunk:  # one unknown id fails the batch: ask one by one
-                    with contextlib.suppress(CloudError):
-                        found.update(self._describe_chunk([fleet_id]))
-        return found
+        return describe_batched(fleet_ids, BATCH, self._describe_chunk)
 
     def _describe_chunk(self, fleet_ids: list[str]) -> dict[str, dict[str, Any]]:
         ec2 = self.ctx.clients.ec2
