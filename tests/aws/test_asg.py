@@ -177,3 +177,25 @@ def test_unsupported(network: Network) -> None:
     assert handler.unsupported(template(network)) is None
     assert "subnetId" in (handler.unsupported(evolve(template(network), subnet_ids=())) or "")
     assert "fleetType" in (handler.unsupported(evolve(template(network), fleet_type="request")) or "")
+
+
+def test_last_held_machine_deletes_the_group_with_what_hf_never_got(provider: Any, network: Network) -> None:
+    """A machine terminated from the console makes the group launch a replacement Host
+    Factory never hears of. When HF returns the last machine it holds, the group goes, and
+    the replacement with it."""
+    handler = ASGHandler(provider)
+    done = handler.provision("req-r", template(network), 2)
+    ids = list(handler.inspect([acquire("req-r", done)])["req-r"].instance_ids)
+    client = boto3.client("autoscaling", region_name=REGION)
+    client.set_desired_capacity(AutoScalingGroupName="ohfp-req-r", DesiredCapacity=3)  # the replacement
+    everything = {i["InstanceId"] for i in group("ohfp-req-r")["Instances"]}  # type: ignore[index]
+    assert len(everything) == 3
+    ec2 = boto3.client("ec2", region_name=REGION)
+    held_both = acquire("req-r", done, tuple(ids))  # core passes the machines HF still holds
+    assert handler.release(returns(held_both, ids[:1])) == {}
+    assert group("ohfp-req-r") is not None  # HF still holds one
+    held_last = acquire("req-r", done, tuple(ids[1:]))
+    assert handler.release(returns(held_last, ids[1:])) == {}
+    assert group("ohfp-req-r") is None
+    assert alive_ids(ec2, list(everything)) == set()
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []

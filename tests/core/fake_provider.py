@@ -46,6 +46,7 @@ class FakeCloud:
         self.reclaims: dict[str, int] = {}
         self.templates: list[Template] | None = None
         self.instant = False  # machines run at once and come back from provisioning
+        self.returned: list[ReturnItem] = []  # every ReturnItem the provider was given
         self._ids = itertools.count(1)
 
     # control ---------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class FakeCloud:
     @hookimpl
     def ohfp_terminate_machines(self, machines: Sequence[ReturnItem]) -> Mapping[str, str]:
         self.calls.append("terminate:" + ",".join(m.machine_id for m in machines))
+        self.returned.extend(machines)
         self._raise_if_asked()
         errors = {}
         for item in machines:

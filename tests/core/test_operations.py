@@ -179,6 +179,23 @@ def test_return_lifecycle_across_requests_by_id_and_by_name(instance: Instance) 
     assert avail["T1"] == 9
 
 
+def test_provider_learns_which_machines_hf_still_holds(instance: Instance) -> None:
+    """ReturnItem.request.machine_ids: the request's machines HF holds, this return's included,
+    earlier returns and failed machines excluded (the provider deletes a fleet on the last)."""
+    rid = instance.request(3)
+    a, b, c = instance.cloud.by_request[rid]
+    instance.cloud.set_state(c, MachineState.TERMINATED, "failed to boot")
+    instance.cloud.boot()
+    [entry] = instance.status(rid)
+    names = {m["machineId"]: m["name"] for m in entry["machines"]}
+    return_machines(instance, [{"name": names[a], "machineId": a}])
+    return_machines(instance, [{"name": names[b], "machineId": b}])
+    first, second = instance.cloud.returned
+    assert first.request is not None and sorted(first.request.machine_ids) == sorted([a, b])
+    assert second.request is not None and second.request.machine_ids == (b,)
+    assert second.request.request_id == rid
+
+
 def test_return_of_nothing_active(instance: Instance) -> None:
     reply = return_machines(instance, [{"name": "ghost.example", "machineId": "i-0000000000000dead"}])
     assert reply["requestId"].startswith("ret-")

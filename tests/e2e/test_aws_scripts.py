@@ -130,6 +130,39 @@ def aws_hf(
                     "subnetId": ",".join(moto_server.subnet_ids),
                     **common,
                 },
+                {
+                    "templateId": "Fleet-request-spot",
+                    "maxNumber": 10,
+                    "attributes": _attributes(2, 1024),
+                    "priceType": "spot",
+                    "providerApi": "EC2Fleet",
+                    "fleetType": "request",
+                    "vmTypes": {"t3.micro": 1},
+                    "subnetId": list(moto_server.subnet_ids),
+                    **common,
+                },
+                {
+                    "templateId": "ASG-ondemand",
+                    "maxNumber": 10,
+                    "attributes": _attributes(2, 4096),
+                    "providerApi": "ASG",
+                    "vmType": "t3.medium",
+                    "subnetId": list(moto_server.subnet_ids),
+                    **common,
+                },
+                {
+                    "templateId": "Spot-fleet",
+                    "maxNumber": 10,
+                    "attributes": _attributes(2, 8192),
+                    "priceType": "spot",
+                    "providerApi": "SpotFleet",
+                    "vmTypes": {"m5.large": 1},
+                    "subnetId": ",".join(moto_server.subnet_ids),
+                    "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
+                    "allocationStrategy": "capacityOptimized",
+                    "spotFleetRequestExpiry": 30,
+                    **common,
+                },
             ]
         },
     )
@@ -151,12 +184,51 @@ def instance_states(server: MotoServer, ids: list[str]) -> dict[str, str]:
     return {i["InstanceId"]: i["State"]["Name"] for r in reply["Reservations"] for i in r["Instances"]}
 
 
-@pytest.mark.parametrize("template_id", ["OnDemand-RunInstances", "Fleet-instant"])
+ALL_TEMPLATES = ["OnDemand-RunInstances", "Fleet-instant", "Fleet-request-spot", "ASG-ondemand", "Spot-fleet"]
+
+
+def leftovers(server: MotoServer) -> dict[str, list[str]]:
+    """What ohfp made besides instances that is still there: launch templates, live EC2
+    fleets, Auto Scaling groups and spot fleet requests."""
+    import boto3
+
+    ec2 = server.ec2()
+    asg = boto3.client(
+        "autoscaling",
+        region_name=REGION,
+        endpoint_url=server.endpoint,
+        aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
+        aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
+    )
+    fleets = [
+        f["FleetId"]
+        for f in ec2.describe_fleets()["Fleets"]
+        if f.get("FleetState") not in ("deleted", "deleted_running", "deleted_terminating")
+    ]
+    spot = [
+        c["SpotFleetRequestId"]
+        for c in ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
+        if not str(c.get("SpotFleetRequestState", "")).startswith("cancelled")
+    ]
+    return {
+        "launch_templates": [
+            t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]
+        ],
+        "fleets": fleets,
+        "groups": [
+            g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]
+        ],
+        "spot_fleets": spot,
+    }
+
+
+@pytest.mark.parametrize("template_id", ALL_TEMPLATES)
 def test_aws_lifecycle_with_a_console_termination(
     aws_hf: HostFactory, moto_server: MotoServer, template_id: str
 ) -> None:
     offered = aws_hf.call("getAvailableTemplates").ok()
-    assert {"OnDemand-RunInstances", "Fleet-instant"} <= {t["templateId"] for t in offered["templates"]}
+    assert set(ALL_TEMPLATES) <= {t["templateId"] for t in offered["templates"]}
+    before = leftovers(moto_server)
 
     reply = aws_hf.call("requestMachines", {"template": {"templateId": template_id, "machineCount": 3}}).ok()
     request_id = reply["requestId"]
@@ -187,6 +259,7 @@ def test_aws_lifecycle_with_a_console_termination(
     rest = aws_hf.call("requestReturnMachines", {"machines": held[1:]}).ok()
     assert poll(aws_hf, rest["requestId"])["status"] == "complete"
     assert set(instance_states(moto_server, ids).values()) == {"terminated"}
+    assert leftovers(moto_server) == before, "the last return leaves no fleet, group or launch template"
     assert {stat_mode(p) for p in aws_hf.state_files()} == {0o600}
 
 
@@ -201,3 +274,27 @@ def test_aws_bad_template_id_is_refused_before_any_cloud_call(
     reply = aws_hf.call("requestMachines", {"template": {"templateId": "Nope", "machineCount": 1}})
     assert reply.code != 0 and "$.template.templateId" in str(reply.doc)
     assert moto_server.ec2().describe_instances()["Reservations"] == before
+
+
+def test_spot_interruption_is_reported_with_its_grace(aws_hf: HostFactory, moto_server: MotoServer) -> None:
+    """A spot fleet's instance interrupted by AWS shows up in getReturnRequests (grace 0 once
+    it is terminated). moto has no interruption notices: the server runs in this process, so
+    the test terminates the instance in moto's backend with AWS's spot state reason."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    reply = aws_hf.call("requestMachines", {"template": {"templateId": "Spot-fleet", "machineCount": 2}}).ok()
+    done = poll(aws_hf, reply["requestId"])
+    assert done["status"] == "complete", done
+    victim, keeper = done["machines"]
+    instance = ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(victim["machineId"])
+    instance.terminate()
+    instance.state_reason = StateReason(
+        "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+    )
+    reclaims = aws_hf.call("getReturnRequests", {}).ok()
+    assert reclaims["requests"] == [{"machine": victim["name"], "gracePeriod": 0}], reclaims
+    held = [{"name": m["name"], "machineId": m["machineId"]} for m in (victim, keeper)]
+    returned = aws_hf.call("requestReturnMachines", {"machines": held}).ok()
+    assert poll(aws_hf, returned["requestId"])["status"] == "complete"

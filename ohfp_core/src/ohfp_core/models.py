@@ -187,7 +187,12 @@ class RequestSnapshot:
 
 @frozen
 class ReturnItem:
-    """One machine Host Factory asked to return, with the acquire request it came from."""
+    """One machine Host Factory asked to return, with the acquire request it came from.
+
+    ``request.machine_ids`` are the machines of that request Host Factory still holds (this
+    return's included): when every one of them is being returned, nothing of the request is
+    left for Host Factory, and the provider deletes what launched them.
+    """
 
     machine_id: str
     name: str

@@ -300,7 +300,11 @@ class Operations:
                 name=r.name,
                 request=_cloud_request(
                     acquire[r.request_id],
-                    [m.machine_id for m in held.get(r.request_id, []) if m.result is not MachineResult.FAIL],
+                    [
+                        m.machine_id
+                        for m in held.get(r.request_id, [])
+                        if m.result is not MachineResult.FAIL and m.return_request_id is None
+                    ],
                 )
                 if r.request_id in acquire
                 else None,

@@ -16,7 +16,13 @@ from typing import Any, ClassVar
 
 from ohfp_aws.errors import aws_call, error_code
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState
-from ohfp_aws.handlers.common import ON_DEMAND_STRATEGIES, group_returns, instance_types, priorities
+from ohfp_aws.handlers.common import (
+    ON_DEMAND_STRATEGIES,
+    group_returns,
+    instance_types,
+    nothing_held_after,
+    priorities,
+)
 from ohfp_aws.instances import chunks
 from ohfp_aws.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch_templates import (
@@ -246,7 +252,7 @@ class ASGHandler:
                     emptied.append(handle)
                 continue
             members = _members(group)
-            if not [i for i in members if i["InstanceId"] not in gone]:
+            if nothing_held_after(request, gone) or not [i for i in members if i["InstanceId"] not in gone]:
                 with aws_call("DeleteAutoScalingGroup"):
                     client.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
                 emptied.append(handle)

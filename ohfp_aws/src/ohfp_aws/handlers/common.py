@@ -219,6 +219,16 @@ def overrides(template: AwsTemplate, prioritized: bool, max_price: str | None = 
 # -- release ------------------------------------------------------------------------------
 
 
+def nothing_held_after(request: CloudRequest, returned: Iterable[str]) -> bool:
+    """True when Host Factory holds no other machine of ``request`` once ``returned`` go.
+
+    Then the fleet or group is deleted with whatever it still runs: anything left is a
+    machine Host Factory never got (a replacement for one the console terminated, say).
+    False when core named no machines for the request (the cloud's view decides then).
+    """
+    return bool(request.machine_ids) and not set(request.machine_ids) - set(returned)
+
+
 def group_returns(
     items: Sequence[ReturnItem], api: str, key: str
 ) -> tuple[dict[str, tuple[Mapping[str, Any], CloudRequest, list[str]]], list[str]]:

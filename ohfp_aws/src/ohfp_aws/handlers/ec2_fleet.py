@@ -31,6 +31,7 @@ from ohfp_aws.handlers.common import (
     fleet_state,
     group_returns,
     instance_types,
+    nothing_held_after,
     on_demand_units,
     overrides,
     pages,
@@ -311,7 +312,7 @@ class EC2FleetHandler:
                     emptied.append(handle)
                 continue
             active = {i: info for i, info in members[fleet_id].items() if i in living}
-            if set(active) - gone:
+            if set(active) - gone and not nothing_held_after(request, gone):
                 if handle.get("fleet_type") == "maintain":
                     self._lower_target(fleet, handle, [active[i] for i in returned if i in active])
             elif not str(fleet.get("FleetState", "")).startswith("deleted"):

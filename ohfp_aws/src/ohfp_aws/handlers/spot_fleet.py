@@ -27,6 +27,7 @@ from ohfp_aws.handlers.common import (
     fleet_state,
     group_returns,
     instance_types,
+    nothing_held_after,
     on_demand_units,
     overrides,
     pages,
@@ -252,7 +253,7 @@ class SpotFleetHandler:
                     emptied.append(handle)
                 continue
             active = {i: t for i, t in members[fleet_id].items() if i in living}
-            if set(active) - gone:
+            if set(active) - gone and not nothing_held_after(request, gone):
                 if handle.get("fleet_type") == "maintain":
                     self._lower_target(fleets[fleet_id], handle, [active[i] for i in returned if i in active])
             else:
