@@ -47,6 +47,7 @@ class FakeCloud:
         self.templates: list[Template] | None = None
         self.instant = False  # machines run at once and come back from provisioning
         self.returned: list[ReturnItem] = []  # every ReturnItem the provider was given
+        self.refuse: set[str] = set()  # machine ids whose termination fails
         self._ids = itertools.count(1)
 
     # control ---------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class FakeCloud:
         errors = {}
         for item in machines:
             if item.machine_id in self.machines:
-                if item.machine_id.endswith("bad"):
+                if item.machine_id in self.refuse:
                     errors[item.machine_id] = "termination refused"
                     continue
                 self.set_state(item.machine_id, MachineState.SHUTTING_DOWN)

@@ -213,15 +213,15 @@ def test_termination_error_is_a_failed_machine(instance: Instance) -> None:
     rid = instance.request(1)
     instance.cloud.boot()
     instance.status(rid)
-    (mid,) = instance.cloud.by_request[rid]
-    # rename the machine so the fake refuses to terminate it
-    bad = mid + "bad"
-    instance.cloud.machines[bad] = instance.cloud.machines.pop(mid)
+    (bad,) = instance.cloud.by_request[rid]
+    instance.cloud.refuse.add(bad)
     ret = return_machines(instance, [{"name": "x", "machineId": bad}])["requestId"]
     [entry] = instance.status(ret)
     assert entry["status"] == "complete_with_error"
     assert entry["machines"][0]["result"] == "fail"
     assert entry["machines"][0]["message"] == "termination refused"
+    # the machine is still running, so it is HF's again: held, and checked for reclaims
+    assert [m.machine_id for m in instance.store.held_machines()] == [bad]
 
 
 def test_refused_return_keeps_machines_held(instance: Instance) -> None:

@@ -452,7 +452,10 @@ class Operations:
                 else Machine(machine_id=machine_id, name=machine_id, state=MachineState.TERMINATED)
             )
             if old is not None:
-                updates.append(attrs.evolve(old, machine=shown, updated_at=now()))
+                # A machine whose termination failed is still Host Factory's: held again.
+                still_held = result is MachineResult.FAIL and old.return_request_id == record.request_id
+                owner = None if still_held else old.return_request_id
+                updates.append(attrs.evolve(old, machine=shown, return_request_id=owner, updated_at=now()))
             if result is MachineResult.SUCCEED:
                 gone.append(shown)
             results.append(result)
