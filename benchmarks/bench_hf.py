@@ -249,9 +249,21 @@ def aws_instance(base: Path) -> Iterator[tuple[Instance, Any]]:
                 "vmTypes": {"t3.micro": 1, "t3a.micro": 1},
                 "subnetId": subnets,
             },
+            {"templateId": "ASG", "providerApi": "ASG", "vmType": "t3.micro", "subnetId": subnets},
+            {
+                "templateId": "SpotFleet",
+                "providerApi": "SpotFleet",
+                "priceType": "spot",
+                "vmTypes": {"t3.micro": 1},
+                "subnetId": subnets,
+                "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role",
+            },
         ]
         instance.write("templates", {"templates": [{**common, **t} for t in templates]})
         yield instance, server.counter
+
+
+AWS_TEMPLATES = ("RunInstances", "EC2Fleet-instant", "ASG", "SpotFleet")
 
 
 def bench_aws(base: Path, runs: int, count: int) -> None:
@@ -260,7 +272,7 @@ def bench_aws(base: Path, runs: int, count: int) -> None:
         held = {"template": {"templateId": "RunInstances", "machineCount": 2}}
         held_id = instance.call("requestMachines", held)[1]["requestId"]
         instance.call("getRequestStatus", {"requests": [{"requestId": held_id}]})
-        for template in ("RunInstances", "EC2Fleet-instant"):
+        for template in AWS_TEMPLATES:
             round_trip(instance, template, count)  # warm-up of this API
             samples: dict[str, list[float]] = {call: [] for call in CALLS}
             api_calls: dict[str, list[Counter[str]]] = {call: [] for call in CALLS}
@@ -281,8 +293,30 @@ def bench_aws(base: Path, runs: int, count: int) -> None:
                 " latency includes moto's own time)",
                 rows,
             )
+        batched_status(instance, counter, per_api=3)
         request = {"template": {"templateId": "RunInstances", "machineCount": 1}}
         import_costs(instance, "requestMachines", request)
+
+
+def batched_status(instance: Instance, counter: Any, per_api: int) -> None:
+    """One getRequestStatus for ``per_api`` running requests of every API: the AWS calls it
+    costs (one DescribeInstances for all, one describe per fleet or group API)."""
+    ids = [
+        instance.call("requestMachines", {"template": {"templateId": template, "machineCount": 2}})[1][
+            "requestId"
+        ]
+        for template in AWS_TEMPLATES
+        for _ in range(per_api)
+    ]
+    before = counter.snapshot()
+    elapsed, reply = instance.call("getRequestStatus", {"requests": [{"requestId": i} for i in ids]})
+    calls = counter.snapshot() - before
+    machines = sum(len(r["machines"]) for r in reply["requests"])
+    breakdown = ", ".join(f"{name}×{n}" for name, n in sorted(calls.items()))
+    print(
+        f"\nBatched getRequestStatus: {len(ids)} requests ({per_api} per API), {machines} machines,"
+        f" {elapsed * 1000:.0f} ms, {sum(calls.values())} AWS API calls: {breakdown}"
+    )
 
 
 def _counted_round_trip(
