@@ -373,3 +373,39 @@ def test_health(instance: Instance) -> None:
     reply = instance.ops.health()
     assert reply["message"] == "healthy"
     assert reply["checks"] == [{"name": "fake", "ok": True, "detail": "all good"}]
+
+
+def test_abandoned_request_uses_the_providers_cancel(instance: Instance) -> None:
+    from ohfp_core import hookimpl
+    from ohfp_core.storage import RequestRecord
+
+    cancelled: list[str] = []
+    fail = [True]
+
+    class Canceller:
+        @hookimpl
+        def ohfp_cancel_request(self, request):  # type: ignore[no-untyped-def]
+            if fail[0]:
+                raise CapacityError("throttled")
+            cancelled.append(request.request_id)
+            return True
+
+    instance.hooks.pm.register(Canceller())
+    instance.store.put_request(
+        RequestRecord(request_id="req-dead", kind=RequestKind.ACQUIRE, template_id="T1", machine_count=1)
+    )
+    young = RequestRecord(
+        request_id="req-young", kind=RequestKind.ACQUIRE, template_id="T1", machine_count=1, created_at=2**31
+    )
+    instance.store.put_request(young)  # still within HF's timeout: its call may be running
+    instance.status("req-x")
+    assert (
+        instance.store.get_requests(["req-dead"])["req-dead"].status is RequestStatus.RUNNING
+    )  # retried later
+    fail[0] = False
+    instance.status("req-x")
+    assert cancelled == ["req-dead"]
+    dead = instance.store.get_requests(["req-dead", "req-young"])
+    assert dead["req-dead"].status is RequestStatus.COMPLETE_WITH_ERROR
+    assert dead["req-young"].status is RequestStatus.RUNNING
+    assert not [c for c in instance.cloud.calls if c.startswith("terminate")]  # the provider did it

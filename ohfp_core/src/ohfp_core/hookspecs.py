@@ -128,6 +128,23 @@ def ohfp_reclaimed_machines(machines: Sequence[MachineRef]) -> Sequence[Reclaim]
     """
 
 
+@_hookspec(firstresult=True)
+def ohfp_cancel_request(request: CloudRequest) -> bool | None:
+    """Remove everything the cloud made for an acquire request Host Factory never got.
+
+    :param request: an acquire request whose provisioning call died before its id reached
+        Host Factory. ``request.handle`` is usually empty: find what was made by the request
+        id (tags, names derived from it).
+    :returns: True once every machine, fleet, group and launch template made for the
+        request is deleted or on its way out (also when nothing was ever made). Return None
+        (do not implement the hook) to let core terminate the machines
+        ``ohfp_machine_status`` finds for the request instead.
+    :raises CloudError: when the cloud refused; core tries again on a later call.
+
+    Idempotent: called again until it succeeds.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Extension hooks: every plugin (the provider too) may answer; results are collected.
 # --------------------------------------------------------------------------------------

@@ -509,8 +509,9 @@ class Operations:
         """Clean up acquire requests whose provisioning call died before HF got an id.
 
         Such a record has no handle and is older than HF's action timeout, so the process
-        that made it is gone and HF never learned the id: whatever the cloud made for it
-        (found by request id) is terminated, and the record ends ``complete_with_error``.
+        that made it is gone and HF never learned the id. The provider removes whatever the
+        cloud made for it (``ohfp_cancel_request``; without that hook, core terminates the
+        machines status finds by request id), and the record ends ``complete_with_error``.
         """
         cutoff = now() - int(self.context.timeout_sec)
         stale = [
@@ -518,20 +519,14 @@ class Operations:
             for r in self.store.open_requests(RequestKind.ACQUIRE)
             if r.handle is None and r.created_at < cutoff
         ]
-        if not stale:
-            return
-        try:
-            snapshots = self.hooks.machine_status([_cloud_request(r) for r in stale])
-            orphans = [
-                ReturnItem(machine_id=m.machine_id, name=m.name, request=_cloud_request(r))
-                for r in stale
-                for m in snapshots.get(r.request_id, RequestSnapshot()).machines
-            ]
-            self.hooks.terminate_machines(orphans)
-        except CloudError as exc:
-            log.warning("reconcile postponed", error=exc.message)
-            return
         for record in stale:
+            request = _cloud_request(record)
+            try:
+                if not self.hooks.cancel_request(request):
+                    self._terminate_found(request)
+            except CloudError as exc:
+                log.warning("reconcile postponed", request_id=record.request_id, error=exc.message)
+                continue
             self._finish(
                 record,
                 RequestStatus.COMPLETE_WITH_ERROR,
@@ -539,6 +534,15 @@ class Operations:
                 {},
             )
             log.warning("abandoned request cleaned up", request_id=record.request_id)
+
+    def _terminate_found(self, request: CloudRequest) -> None:
+        """Terminate the machines the provider finds for ``request`` (by its id)."""
+        snapshot = self.hooks.machine_status([request]).get(request.request_id, RequestSnapshot())
+        found = tuple(m.machine_id for m in snapshot.machines)
+        owner = attrs.evolve(request, handle=dict(snapshot.handle or {}), machine_ids=found)
+        self.hooks.terminate_machines(
+            [ReturnItem(machine_id=m.machine_id, name=m.name, request=owner) for m in snapshot.machines]
+        )
 
     # ---------------------------------------------------------------- reclaims
     def get_return_requests(self, data: Any) -> dict[str, Any]:

@@ -221,6 +221,11 @@ class Hooks:
         result = self.pm.hook.ohfp_terminate_machines(machines=tuple(machines))
         return dict(self._first(result, "ohfp_terminate_machines"))
 
+    def cancel_request(self, request: CloudRequest) -> bool:
+        """True when the provider removed everything made for ``request``; False when it
+        does not implement cancelling (core then terminates the machines it can find)."""
+        return bool(self.pm.hook.ohfp_cancel_request(request=request))
+
     def reclaimed_machines(self, machines: Sequence[MachineRef]) -> list[Reclaim]:
         if not machines:
             return []
