@@ -14,7 +14,7 @@ from ohfp_aws.handlers import HANDLERS, handler_class
 from ohfp_aws.iam import policy_for
 from ohfp_aws.provider import make_provider
 from ohfp_core.errors import CloudError
-from ohfp_core.models import MachineRef, ReturnItem, Template
+from ohfp_core.models import CloudRequest, MachineRef, RequestKind, ReturnItem, Template
 
 from .aws_support import acquire_request, count_calls, hooks_for
 from .conftest import REGION, Network, make_context, make_template
@@ -53,7 +53,8 @@ FIELDS: dict[str, dict[str, Any]] = {
 
 
 def run_cycle(hooks: Any, template: Template, request_id: str) -> None:
-    """Provision → status → reclaim check → return → status, tolerating moto's gaps."""
+    """Provision → status → reclaim check → return → status, tolerating moto's gaps; then
+    provision again and cancel that request as if its handle were lost."""
     provisioned = hooks.provision(request_id, template, 2)
     request = acquire_request(request_id, template, 2, provisioned)
     machines = hooks.machine_status([request])[request_id].machines
@@ -65,6 +66,9 @@ def run_cycle(hooks: Any, template: Template, request_id: str) -> None:
         # moto gaps: ModifyFleet is not implemented, and terminating an instance of a
         # cancelled Spot Fleet crashes inside moto. The calls were made (and counted) anyway.
         pass
+    lost = f"{request_id}-lost"
+    hooks.provision(lost, template, 1)
+    assert hooks.cancel_request(CloudRequest(request_id=lost, kind=RequestKind.ACQUIRE)) is True
 
 
 def test_every_called_action_is_in_the_policy(network: Network, tmp_path: Path) -> None:
@@ -95,6 +99,14 @@ def test_every_called_action_is_in_the_policy(network: Network, tmp_path: Path) 
         "ssm:GetParameter",
         "sts:GetCallerIdentity",
         "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DeleteAutoScalingGroup",
+        "ec2:DescribeTags",
+        "ec2:DescribeFleets",
+        "ec2:DeleteFleets",
+        "ec2:DescribeSpotFleetRequests",
+        "ec2:CancelSpotFleetRequests",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DeleteLaunchTemplate",
     ):
         assert expected in called, f"the cycle did not exercise {expected}"
     missing = called - allowed(policy_for(apis))

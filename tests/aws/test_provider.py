@@ -355,3 +355,25 @@ def test_fleet_machines_carry_their_type_weight(network: Network, aws_provider: 
     snapshot = hooks.machine_status([acquire_request("req-w", template, 4, provisioned)])["req-w"]
     assert snapshot.machines and {m.weight for m in snapshot.machines} == {2}
     assert sum(m.weight for m in snapshot.machines) == 4
+
+
+def test_hosts_named_without_id_are_terminated_by_name(network: Network, aws_provider: AwsProvider) -> None:
+    """Host Factory may return a host by name only; core does not know it (its state was
+    lost, say): the provider finds the instance by private DNS name and terminates it."""
+    from ohfp_core.models import ReturnItem
+
+    hooks = hooks_for(aws_provider)
+    template = make_template(network, providerApi="RunInstances")
+    provisioned = hooks.provision("req-n", template, 1)
+    snapshot = hooks.machine_status([acquire_request("req-n", template, 1, provisioned)])["req-n"]
+    (machine,) = snapshot.machines
+    errors = hooks.terminate_machines(
+        [
+            ReturnItem(machine_id="", name=machine.name),
+            ReturnItem(machine_id="", name="ip-10-9-9-9.ec2.internal"),
+        ]
+    )
+    assert errors == {}  # an unknown host is gone, not an error
+    ec2 = boto3.client("ec2", region_name=REGION)
+    [reservation] = ec2.describe_instances(InstanceIds=[machine.machine_id])["Reservations"]
+    assert reservation["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")

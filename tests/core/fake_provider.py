@@ -47,7 +47,8 @@ class FakeCloud:
         self.templates: list[Template] | None = None
         self.instant = False  # machines run at once and come back from provisioning
         self.returned: list[ReturnItem] = []  # every ReturnItem the provider was given
-        self.refuse: set[str] = set()  # machine ids whose termination fails
+        self.refuse: set[str] = set()  # machine ids (or names) whose termination fails
+        self.terminate_error: CloudError | None = None  # terminate raises this
         self._ids = itertools.count(1)
 
     # control ---------------------------------------------------------------------------
@@ -128,8 +129,17 @@ class FakeCloud:
         self.calls.append("terminate:" + ",".join(m.machine_id for m in machines))
         self.returned.extend(machines)
         self._raise_if_asked()
+        if self.terminate_error is not None:
+            raise self.terminate_error
+        by_name = {m.name: mid for mid, m in self.machines.items()}
         errors = {}
         for item in machines:
+            if not item.machine_id:  # HF named the host only: find it by name
+                if item.name in self.refuse:
+                    errors[item.name] = "termination refused"
+                elif item.name in by_name:
+                    self.set_state(by_name[item.name], MachineState.SHUTTING_DOWN)
+                continue
             if item.machine_id in self.machines:
                 if item.machine_id in self.refuse:
                     errors[item.machine_id] = "termination refused"

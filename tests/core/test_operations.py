@@ -198,15 +198,38 @@ def test_provider_learns_which_machines_hf_still_holds(instance: Instance) -> No
 
 def test_return_of_nothing_active(instance: Instance) -> None:
     reply = return_machines(instance, [{"name": "ghost.example", "machineId": "i-0000000000000dead"}])
-    assert reply["requestId"].startswith("ret-")
+    assert reply["message"] == "No Active VM."  # the cloud does not know it
     [entry] = instance.status(reply["requestId"])
     assert entry["status"] == "complete"  # unknown to the cloud = already gone
-    reply = return_machines(instance, [{"name": "nobody.example"}])
+    rid = instance.request(1)
+    instance.cloud.boot()
+    [acquired] = instance.status(rid)
+    machine = acquired["machines"][0]
+    instance.cloud.set_state(machine["machineId"], MachineState.TERMINATED)  # from the console
+    reply = return_machines(instance, [{"name": machine["name"], "machineId": machine["machineId"]}])
+    assert reply["message"] == "No Active VM."  # the stored state said running; the cloud knows better
+
+
+def test_return_of_hosts_named_without_id(instance: Instance) -> None:
+    """Hosts HF names without an id that core does not know go to the provider by name: gone
+    from the cloud is succeed, a termination error is fail."""
+    rid = instance.request(2)
+    instance.cloud.boot()
+    instance.status(rid)
+    a, b = (instance.cloud.machines[i] for i in instance.cloud.by_request[rid])
+    instance.cloud.refuse.add("stuck.example")
+    reply = return_machines(instance, [{"name": "nobody.example"}, {"name": "stuck.example"}])
     assert reply["message"] == "No Active VM."
     [entry] = instance.status(reply["requestId"])
+    results = {m["name"]: (m["result"], m["message"]) for m in entry["machines"]}
+    assert results == {"nobody.example": ("succeed", ""), "stuck.example": ("fail", "termination refused")}
     assert entry["status"] == "complete_with_error"
-    assert entry["machines"][0]["name"] == "nobody.example"
-    assert entry["machines"][0]["result"] == "fail"
+    items = [i for i in instance.cloud.returned if not i.machine_id]
+    assert [i.name for i in items] == ["nobody.example", "stuck.example"]
+    # a known host by name only is matched by core to its machine
+    return_machines(instance, [{"name": a.name}])
+    assert instance.cloud.machines[a.machine_id].state is MachineState.SHUTTING_DOWN
+    assert instance.cloud.machines[b.machine_id].state is MachineState.RUNNING
 
 
 def test_termination_error_is_a_failed_machine(instance: Instance) -> None:
@@ -229,7 +252,7 @@ def test_refused_return_keeps_machines_held(instance: Instance) -> None:
     instance.cloud.boot()
     [entry] = instance.status(rid)
     machine = entry["machines"][0]
-    instance.cloud.fail_next = CapacityError("api down")
+    instance.cloud.terminate_error = CapacityError("api down")
     reply = return_machines(instance, [{"name": machine["name"], "machineId": machine["machineId"]}])
     assert "requestId" not in reply and "failed" in reply["message"]
     assert [m.machine_id for m in instance.store.held_machines()] == [machine["machineId"]]

@@ -15,6 +15,7 @@ from typing import Any
 
 from ohfp_aws.errors import TRANSIENT_CODES, aws_call, error_code
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, client_token
+from ohfp_aws.handlers.common import made_for
 from ohfp_aws.launch_spec import instance_launch_data, needs_root_device, root_device_name, tag_list
 from ohfp_core.errors import CloudError
 
@@ -123,6 +124,27 @@ def delete_for_request(ctx: AwsContext, handle: Mapping[str, Any]) -> None:
     except CloudError as exc:
         if error_code(exc) not in _NOT_FOUND:
             raise
+
+
+def delete_by_request_id(ctx: AwsContext, request_id: str) -> None:
+    """Delete the launch template ``ohfp-<request_id>`` found by name, for a request whose
+    handle was lost; only when it carries this request's and provider instance's tags (a
+    template ohfp made). A template that does not exist is not an error.
+    """
+    try:
+        with aws_call("DescribeLaunchTemplates"):
+            found = ctx.clients.ec2.describe_launch_templates(LaunchTemplateNames=[template_name(request_id)])
+    except CloudError as exc:
+        if error_code(exc) not in _NOT_FOUND:
+            raise
+        return
+    for launch_template in found.get("LaunchTemplates", []):
+        if made_for(launch_template.get("Tags"), ctx, request_id):
+            handle = {
+                "launch_template_created": True,
+                "launch_template_id": launch_template["LaunchTemplateId"],
+            }
+            delete_for_request(ctx, handle)
 
 
 def discard_after_failure(ctx: AwsContext, handle: Mapping[str, Any], exc: CloudError) -> None:

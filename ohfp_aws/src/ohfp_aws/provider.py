@@ -401,9 +401,12 @@ class AwsProvider:
     def ohfp_terminate_machines(self, machines: Sequence[ReturnItem]) -> Mapping[str, str]:
         by_api: dict[str, list[ReturnItem]] = defaultdict(list)
         direct: list[str] = []
+        names: list[str] = []
         for item in machines:
             api = item.request.handle.get("api") if item.request is not None else None
-            if isinstance(api, str) and api in HANDLERS:
+            if not item.machine_id:
+                names.append(item.name)
+            elif isinstance(api, str) and api in HANDLERS:
                 by_api[api].append(item)
             else:
                 direct.append(item.machine_id)
@@ -419,7 +422,73 @@ class AwsProvider:
                 errors.update(self.terminate_instances(direct))
             except CloudError as exc:
                 errors.update(dict.fromkeys(direct, str(exc)))
+        if names:
+            try:
+                errors.update(self._terminate_by_name(names))
+            except CloudError as exc:
+                errors.update(dict.fromkeys(names, str(exc)))
         return errors
+
+    @hookimpl
+    def ohfp_cancel_request(self, request: CloudRequest) -> bool:
+        """Remove what ohfp made for an acquire request whose provisioning call died, found
+        by the request id alone: each enabled API's fleets or group (:meth:`Handler.cancel`),
+        then the instances still tagged with the id, then the launch template
+        ``ohfp-<request id>``. APIs that are disabled are not asked (the IAM policy may not
+        allow their calls).
+
+        :raises CloudError: when AWS refused; core asks again later.
+        """
+        from ohfp_aws.launch_templates import delete_by_request_id
+
+        request_id = request.request_id
+        enabled = self.config.handlers.enabled
+        templates = False
+        for api in HANDLERS:
+            if api not in enabled:
+                continue
+            try:
+                handler = self.handler(api)
+            except ImportError:
+                continue
+            with aws_call(api):
+                handler.cancel(request_id)
+            templates = templates or "ec2:DeleteLaunchTemplate" in handler.actions
+        left = self._find_by_request_tag([request])[request_id].instance_ids
+        errors = self.terminate_instances(left)
+        if errors:
+            raise CloudError(
+                f"TerminateInstances: {len(errors)} of {len(left)} instances: {next(iter(errors.values()))}"
+            )
+        if templates:
+            delete_by_request_id(self, request_id)
+        log.info("cancelled request", request_id=request_id, instances=len(left))
+        return True
+
+    def _instances_by_name(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Instances by private DNS name (the host name HF knows), 200 names a call. A name
+        may have been reused by a newer instance: one that is not terminated wins."""
+        from ohfp_aws.instances import chunks, describe_instances
+
+        by_name: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(dict.fromkeys(names)), FILTER_VALUES_MAX):
+            filters = _describe_filter("private-dns-name", chunk)
+            for described in describe_instances(self.clients.ec2, filters=filters):
+                name = described.get("PrivateDnsName")
+                if name and (name not in by_name or by_name[name]["State"]["Name"] == "terminated"):
+                    by_name[name] = described
+        return by_name
+
+    def _terminate_by_name(self, names: Sequence[str]) -> dict[str, str]:
+        """Terminate hosts HF named without an id; an error per name. A name EC2 does not
+        know, or whose instance is already terminated, is gone: not an error."""
+        found = {
+            name: instance["InstanceId"]
+            for name, instance in self._instances_by_name(names).items()
+            if instance["State"]["Name"] != "terminated"
+        }
+        failures = self.terminate_instances(list(found.values()))
+        return {name: failures[instance_id] for name, instance_id in found.items() if instance_id in failures}
 
     @hookimpl
     def ohfp_reclaimed_machines(self, machines: Sequence[MachineRef]) -> Sequence[Reclaim]:
@@ -427,18 +496,10 @@ class AwsProvider:
 
         ec2 = self.clients.ec2
         ids = [ref.machine_id for ref in machines if ref.machine_id]
-        names = [ref.name for ref in machines if not ref.machine_id]
         instances = describe_instances(ec2, ids)
-        for start in range(0, len(names), FILTER_VALUES_MAX):
-            chunk = names[start : start + FILTER_VALUES_MAX]
-            instances += describe_instances(ec2, filters=_describe_filter("private-dns-name", chunk))
+        by_name = self._instances_by_name([ref.name for ref in machines if not ref.machine_id])
+        instances += list(by_name.values())
         by_id = {i["InstanceId"]: i for i in instances}
-        by_name: dict[str, dict[str, Any]] = {}
-        for described in instances:
-            # A name may have been reused by a newer instance: prefer one that is not terminated.
-            name = described.get("PrivateDnsName")
-            if name and (name not in by_name or by_name[name]["State"]["Name"] == "terminated"):
-                by_name[name] = described
         notices = self._spot_notices(
             [
                 i

@@ -104,9 +104,11 @@ def ohfp_terminate_machines(machines: Sequence[ReturnItem]) -> Mapping[str, str]
     """Terminate machines Host Factory returns, and shrink what launched them.
 
     :param machines: machines from one or many acquire requests (``ReturnItem.request``
-        is None when core does not know where a machine came from).
-    :returns: an error message per ``machine_id`` that could not be terminated; an empty
-        mapping when every termination was accepted.
+        is None when core does not know where a machine came from; ``machine_id`` is empty
+        for a host Host Factory named only, to be found by ``name``).
+    :returns: an error message per ``machine_id`` (per ``name`` for a host without an id)
+        that could not be terminated; an empty mapping when every termination was accepted.
+        A host the cloud does not know is gone, not an error.
 
     A fleet or group that would replace a returned machine must have its target capacity
     lowered; returning its last machine deletes it and anything made for it. Idempotent: a

@@ -192,6 +192,9 @@ class ReturnItem:
     ``request.machine_ids`` are the machines of that request Host Factory still holds (this
     return's included): when every one of them is being returned, nothing of the request is
     left for Host Factory, and the provider deletes what launched them.
+
+    ``machine_id`` is empty when Host Factory named the host only and core does not know it:
+    the provider finds it by ``name`` (and keys an error for it by the name).
     """
 
     machine_id: str

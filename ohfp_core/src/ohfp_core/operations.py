@@ -40,8 +40,6 @@ from ohfp_core.storage import MachineRecord, RequestRecord, Storage
 
 log = get_logger("ohfp.operations")
 
-UNKNOWN_HOST = "not a machine of this provider instance"
-
 
 def new_request_id(kind: RequestKind) -> str:
     return f"{'req' if kind is RequestKind.ACQUIRE else 'ret'}-{uuid.uuid4()}"
@@ -271,61 +269,33 @@ class Operations:
         asked = converter.parse_machines(data, "requestReturnMachines", required=True)
         request_id = new_request_id(RequestKind.RETURN)
         stamp = now()
-        known = self.store.find_machines(
-            [m.machineId for m in asked if m.machineId], [m.name for m in asked if not m.machineId]
-        )
-        by_id = {r.machine_id: r for r in known}
-        by_name = {r.name: r for r in known}
-        records: list[MachineRecord] = []
-        unknown_ids: list[MachineRecord] = []
-        errors: dict[str, str] = {}
-        for entry in asked:
-            found = by_id.get(entry.machineId) if entry.machineId else by_name.get(entry.name)
-            if found is not None:
-                records.append(found)
-            elif entry.machineId:
-                machine = Machine(machine_id=entry.machineId, name=entry.name, state=MachineState.RUNNING)
-                unknown_ids.append(MachineRecord(machine=machine, request_id=request_id))
-            else:
-                errors[f"host:{entry.name}"] = UNKNOWN_HOST
-        machine_ids = list(
-            dict.fromkeys([r.machine_id for r in records] + [r.machine_id for r in unknown_ids])
-        )
-        active = [r for r in records if r.machine.state is not MachineState.TERMINATED] + unknown_ids
-        acquire = self.store.get_requests(list({r.request_id for r in records}))
-        held = self.store.machines_of(list(acquire))
+        records, unknown_ids, names_only = self._match_returned(asked, request_id)
+        machine_ids = list(dict.fromkeys([r.machine_id for r in (*records, *unknown_ids)]))
+        active = self._active(request_id, machine_ids, [*records, *unknown_ids])
         items = [
-            ReturnItem(
-                machine_id=r.machine_id,
-                name=r.name,
-                request=_cloud_request(
-                    acquire[r.request_id],
-                    [
-                        m.machine_id
-                        for m in held.get(r.request_id, [])
-                        if m.result is not MachineResult.FAIL and m.return_request_id is None
-                    ],
-                )
-                if r.request_id in acquire
-                else None,
-            )
-            for r in records
-            if r.machine.state is not MachineState.TERMINATED
-        ] + [ReturnItem(machine_id=r.machine_id, name=r.name) for r in unknown_ids]
+            *self._return_items(records),
+            *(ReturnItem(machine_id=r.machine_id, name=r.name) for r in unknown_ids),
+            *(ReturnItem(machine_id="", name=name) for name in names_only),
+        ]
         record = RequestRecord(
             request_id=request_id,
             kind=RequestKind.RETURN,
             machine_ids=tuple(machine_ids),
-            errors=errors,
+            errors={_host_key(name): "" for name in names_only},
             created_at=stamp,
             updated_at=stamp,
         )
         with self.store.transaction():
             self.store.put_request(record)
-            marked = [attrs.evolve(r, return_request_id=request_id, updated_at=stamp) for r in records]
-            unknown = [attrs.evolve(r, return_request_id=request_id, updated_at=stamp) for r in unknown_ids]
-            self.store.put_machines(marked + unknown)
-        log.info("return recorded", request_id=request_id, machines=len(machine_ids))
+            self.store.put_machines(
+                [
+                    attrs.evolve(r, return_request_id=request_id, updated_at=stamp)
+                    for r in (*records, *unknown_ids)
+                ]
+            )
+        log.info(
+            "return recorded", request_id=request_id, machines=len(machine_ids), names_only=len(names_only)
+        )
         try:
             failures = self.hooks.terminate_machines(items)
         except CloudError as exc:
@@ -335,13 +305,78 @@ class Operations:
             log.warning("terminate refused", request_id=request_id, error=exc.message, code=exc.code)
             return {"message": f"Delete VM failed: {exc.message}"}
         if failures:
-            record.errors = {**record.errors, **failures}
+            named = set(names_only)
+            record.errors = {
+                **record.errors,
+                **{_host_key(key) if key in named else key: error for key, error in failures.items()},
+            }
             record.updated_at = now()
             self.store.put_request(record)
         self.hooks.request_submitted(_cloud_request(record))
         if not active:
             return {"message": "No Active VM.", "requestId": request_id}
         return {"requestId": request_id, "message": "Delete VM success."}
+
+    def _match_returned(
+        self, asked: Sequence[converter.MachineInput], request_id: str
+    ) -> tuple[list[MachineRecord], list[MachineRecord], list[str]]:
+        """Split HF's hosts into machines core knows, machines known only by the id HF gave
+        (recorded under the return request) and hosts HF named without an id that core
+        does not know (the provider looks those up by name)."""
+        known = self.store.find_machines(
+            [m.machineId for m in asked if m.machineId], [m.name for m in asked if not m.machineId]
+        )
+        by_id = {r.machine_id: r for r in known}
+        by_name = {r.name: r for r in known}
+        records: dict[str, MachineRecord] = {}
+        unknown_ids: dict[str, MachineRecord] = {}
+        names_only: list[str] = []
+        for entry in asked:
+            found = by_id.get(entry.machineId) if entry.machineId else by_name.get(entry.name)
+            if found is not None:
+                records[found.machine_id] = found
+            elif entry.machineId:
+                machine = Machine(machine_id=entry.machineId, name=entry.name, state=MachineState.RUNNING)
+                unknown_ids[entry.machineId] = MachineRecord(machine=machine, request_id=request_id)
+            elif entry.name not in names_only:
+                names_only.append(entry.name)
+        return list(records.values()), list(unknown_ids.values()), names_only
+
+    def _return_items(self, records: Sequence[MachineRecord]) -> list[ReturnItem]:
+        """ReturnItems for known machines, each with its acquire request and the machines of
+        that request HF still holds (earlier returns and failed machines left out)."""
+        acquire = self.store.get_requests(list({r.request_id for r in records}))
+        held = self.store.machines_of(list(acquire))
+        requests = {
+            request_id: _cloud_request(
+                record,
+                [
+                    m.machine_id
+                    for m in held.get(request_id, [])
+                    if m.result is not MachineResult.FAIL and m.return_request_id is None
+                ],
+            )
+            for request_id, record in acquire.items()
+        }
+        return [
+            ReturnItem(machine_id=r.machine_id, name=r.name, request=requests.get(r.request_id))
+            for r in records
+        ]
+
+    def _active(
+        self, request_id: str, machine_ids: Sequence[str], records: Sequence[MachineRecord]
+    ) -> set[str]:
+        """The machines the cloud still runs (not terminated or on the way out), for IBM's
+        "No Active VM." reply; from the stored states when the cloud cannot be asked."""
+        if not machine_ids:
+            return set()
+        ask = CloudRequest(request_id=request_id, kind=RequestKind.RETURN, machine_ids=tuple(machine_ids))
+        try:
+            snapshot = self.hooks.machine_status([ask]).get(request_id, RequestSnapshot())
+        except CloudError:
+            return {r.machine_id for r in records if r.machine.state is not MachineState.TERMINATED}
+        gone = (MachineState.TERMINATED, MachineState.SHUTTING_DOWN)
+        return {m.machine_id for m in snapshot.machines if m.state not in gone}
 
     # ---------------------------------------------------------------- status
     def get_request_status(self, data: Any) -> dict[str, Any]:
@@ -460,12 +495,9 @@ class Operations:
                 gone.append(shown)
             results.append(result)
             machines.append(converter.machine_json(shown, result, error or ""))
-        for key, error in record.errors.items():
-            if key.startswith("host:"):
-                name = key.removeprefix("host:")
-                host = Machine(machine_id="", name=name, state=MachineState.TERMINATED)
-                results.append(MachineResult.FAIL)
-                machines.append(converter.machine_json(host, MachineResult.FAIL, error))
+        for host_json, result in _named_hosts(record):
+            results.append(result)
+            machines.append(host_json)
         state = status.return_status(results)
         failed = sum(r is MachineResult.FAIL for r in results)
         message = (
@@ -497,12 +529,7 @@ class Operations:
                 error = record.errors.get(m.machine_id)
                 result = status.return_result(m.machine, error)
                 machines.append(converter.machine_json(m.machine, result, error or ""))
-            for key, error in record.errors.items():
-                if key.startswith("host:"):
-                    host = Machine(
-                        machine_id="", name=key.removeprefix("host:"), state=MachineState.TERMINATED
-                    )
-                    machines.append(converter.machine_json(host, MachineResult.FAIL, error))
+            machines.extend(host_json for host_json, _ in _named_hosts(record))
         return _entry(record.request_id, record.status, record.message, machines)
 
     def _reconcile_abandoned(self) -> None:
@@ -619,6 +646,23 @@ class Operations:
             "instance": self.context.instance,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         }
+
+
+def _host_key(name: str) -> str:
+    """How a return record keys a host HF named without an id (``errors`` map)."""
+    return f"host:{name}"
+
+
+def _named_hosts(record: RequestRecord) -> list[tuple[dict[str, Any], MachineResult]]:
+    """Entries for the hosts HF returned by name only: ``succeed`` unless the provider
+    reported an error for it (the cloud terminated it or no longer knows it)."""
+    entries = []
+    for key, error in record.errors.items():
+        if key.startswith("host:"):
+            host = Machine(machine_id="", name=key.removeprefix("host:"), state=MachineState.TERMINATED)
+            result = MachineResult.FAIL if error else MachineResult.SUCCEED
+            entries.append((converter.machine_json(host, result, error), result))
+    return entries
 
 
 def _entry(

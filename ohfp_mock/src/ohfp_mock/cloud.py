@@ -56,6 +56,7 @@ _CHUNK = 500  # ids per IN (...) clause, far below SQLite's variable limit
 _STOP_MESSAGES = {
     "returned": "terminated: returned by Host Factory",
     "console": "terminated outside Host Factory (console)",
+    "cancelled": "terminated: its request was cancelled",
 }
 _RECLAIM_MESSAGE = "spot instance interrupted: reclaimed by the cloud"
 _NOTICE_MESSAGE = "spot interruption notice"
@@ -269,7 +270,8 @@ def _marks(values: Sequence[str]) -> str:
 class MockCloud:
     """A simulated cloud in ``<workdir>/mock-cloud.sqlite3``; safe across processes.
 
-    Cloud calls (:meth:`provision`, :meth:`status`, :meth:`terminate`, :meth:`reclaimed`) raise
+    Cloud calls (:meth:`provision`, :meth:`status`, :meth:`terminate`, :meth:`cancel`,
+    :meth:`reclaimed`) raise
     :class:`CloudError` like a throttled API when ``api_error_rate`` says so or after
     :meth:`inject_errors`. The control calls (:meth:`advance`, :meth:`reclaim`,
     :meth:`console_terminate`, :meth:`machines`) never fail that way.
@@ -545,6 +547,23 @@ class MockCloud:
                         (now, *chunk),
                     )
         return {}
+
+    @_cloud_call
+    def cancel(self, request_id: str) -> None:
+        """Terminate every machine launched for ``request_id`` and close its cloud request,
+        found by the request id alone. Idempotent; a request the cloud never saw is no error."""
+        self._api_call("CancelRequest")
+        with self._transaction(write=True) as db:
+            now = self._now(db)
+            db.execute(
+                "UPDATE machines SET stop_at = ?, stop_reason = 'cancelled'"
+                " WHERE request_id = ? AND stop_at IS NULL",
+                (now, request_id),
+            )
+            db.execute(
+                "UPDATE requests SET closed = 1, message = 'cancelled' WHERE request_id = ? AND closed = 0",
+                (request_id,),
+            )
 
     @_cloud_call
     def reclaimed(self, refs: Sequence[MachineRef]) -> list[Reclaim]:

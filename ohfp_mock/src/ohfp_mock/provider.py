@@ -77,6 +77,11 @@ class MockProvider:
         )
 
     @hookimpl
+    def ohfp_cancel_request(self, request: CloudRequest) -> bool:
+        self.cloud.cancel(request.request_id)
+        return True
+
+    @hookimpl
     def ohfp_reclaimed_machines(self, machines: Sequence[MachineRef]) -> Sequence[Reclaim]:
         return self.cloud.reclaimed(machines)
 

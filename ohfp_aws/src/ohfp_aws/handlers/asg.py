@@ -20,6 +20,7 @@ from ohfp_aws.handlers.common import (
     ON_DEMAND_STRATEGIES,
     group_returns,
     instance_types,
+    made_for,
     nothing_held_after,
     priorities,
 )
@@ -276,6 +277,25 @@ class ASGHandler:
         for handle in emptied:
             delete_for_request(self.ctx, handle)
         return errors
+
+    # -- cancel -------------------------------------------------------------------------
+
+    def cancel(self, request_id: str) -> None:
+        """Delete the group ``ohfp-<request_id>`` with its instances (ForceDelete) when it
+        carries this request's and provider instance's tags.
+
+        :raises CloudError: when AWS refused.
+        """
+        name = group_name(request_id)
+        group = self.describe_groups([name]).get(name)
+        if group is None or group.get("Status") == "Delete in progress":
+            return
+        if not made_for(group.get("Tags"), self.ctx, request_id):
+            return
+        with aws_call("DeleteAutoScalingGroup"):
+            self.ctx.clients.autoscaling.delete_auto_scaling_group(
+                AutoScalingGroupName=name, ForceDelete=True
+            )
 
 
 def _members(group: Mapping[str, Any]) -> list[Mapping[str, Any]]:

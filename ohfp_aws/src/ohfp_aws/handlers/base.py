@@ -135,3 +135,11 @@ class Handler(Protocol):
         fleet/group and any launch template ohfp made for it once its last machine goes.
         Returns an error message per machine id that could not be terminated."""
         ...
+
+    def cancel(self, request_id: str) -> None:
+        """Delete the fleets or group this API made for ``request_id`` (terminating their
+        instances), found by the request id alone: the handle was lost with the provisioning
+        call. Only resources tagged with the request id and this provider instance go; the
+        provider itself terminates the tagged instances left and deletes the launch
+        template. Idempotent; raises CloudError when AWS refused."""
+        ...

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ohfp_aws.errors import aws_call, error_code
-from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState
+from ohfp_aws.handlers.base import TAG_INSTANCE, TAG_REQUEST, AwsContext, AwsTemplate, FleetState
 from ohfp_aws.instances import chunks, describe_machines
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, MachineState, ReturnItem
@@ -143,6 +143,16 @@ def epoch_of(value: Any) -> float | None:
         with contextlib.suppress(ValueError):
             return epoch_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
     return None
+
+
+# -- cancel -------------------------------------------------------------------------------
+
+
+def made_for(tags: Iterable[Mapping[str, Any]] | None, ctx: AwsContext, request_id: str) -> bool:
+    """True when AWS ``tags`` (``[{"Key": …, "Value": …}]``) mark a resource ohfp made for
+    ``request_id`` in this provider instance."""
+    found = {str(t.get("Key")): t.get("Value") for t in tags or ()}
+    return found.get(TAG_REQUEST) == request_id and found.get(TAG_INSTANCE) == ctx.instance_name
 
 
 # -- AWS calls ----------------------------------------------------------------------------

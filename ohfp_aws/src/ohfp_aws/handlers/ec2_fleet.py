@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ohfp_aws.errors import aws_call, error_code, translate
-from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState, client_token
+from ohfp_aws.handlers.base import TAG_REQUEST, AwsContext, AwsTemplate, FleetState, client_token
 from ohfp_aws.handlers.common import (
     ON_DEMAND_STRATEGIES,
     Clock,
@@ -31,6 +31,7 @@ from ohfp_aws.handlers.common import (
     fleet_state,
     group_returns,
     instance_types,
+    made_for,
     nothing_held_after,
     on_demand_units,
     overrides,
@@ -74,6 +75,7 @@ class EC2FleetHandler:
         "ec2:DescribeFleetInstances",
         "ec2:ModifyFleet",
         "ec2:DeleteFleets",
+        "ec2:DescribeTags",
         "ec2:RunInstances",
         "ec2:CreateTags",
         "ec2:DescribeInstances",
@@ -377,3 +379,33 @@ class EC2FleetHandler:
                     if code.endswith("NotFound"):
                         deleted.add(failure["FleetId"])
         return deleted
+
+    # -- cancel -------------------------------------------------------------------------
+
+    def cancel(self, request_id: str) -> None:
+        """Delete the fleets tagged with ``request_id`` (terminating their instances).
+
+        DescribeFleets cannot filter by tag, so DescribeTags finds the fleet ids; DescribeFleets
+        then leaves out fleets already deleted and those of another provider instance.
+
+        :raises CloudError: when AWS refused, or did not delete a fleet.
+        """
+        filters = [
+            {"Name": "resource-type", "Values": ["fleet"]},
+            {"Name": "key", "Values": [TAG_REQUEST]},
+            {"Name": "value", "Values": [request_id]},
+        ]
+        tagged = [
+            str(tag["ResourceId"])
+            for page in pages(self.ctx.clients.ec2.describe_tags, "DescribeTags", Filters=filters)
+            for tag in page.get("Tags", [])
+        ]
+        doomed = [
+            (fleet_id, str(fleet.get("Type")))
+            for fleet_id, fleet in self.describe_fleets(tagged).items()
+            if not str(fleet.get("FleetState", "")).startswith("deleted")
+            and made_for(fleet.get("Tags"), self.ctx, request_id)
+        ]
+        left = {fleet_id for fleet_id, _ in doomed} - self._delete_fleets(doomed)
+        if left:
+            raise CloudError(f"DeleteFleets: EC2 fleets {', '.join(sorted(left))} were not deleted")

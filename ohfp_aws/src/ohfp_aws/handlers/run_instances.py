@@ -191,3 +191,7 @@ class RunInstancesHandler:
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
         """Terminate the instances; there is nothing else to shrink or delete."""
         return self.ctx.terminate_instances([item.machine_id for item in items])
+
+    def cancel(self, request_id: str) -> None:
+        """Nothing to do: RunInstances makes only instances, and the provider terminates the
+        instances tagged with the request id whatever the API."""
