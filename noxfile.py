@@ -38,6 +38,7 @@ LINT_DEPS = (
     "pytest>=8",
     "nox",  # noxfile.py is type-checked too
     "werkzeug",  # benchmarks/moto_counter.py serves moto with it
+    "moto>=5.1",  # the tests are type-checked too
 )
 
 # Every HF call is a new process: without compiled bytecode each one recompiles ohfp and its
@@ -59,12 +60,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and strict mypy over the three packages."""
+    """ruff (lint and format) and strict mypy over the three packages, the tests and tools."""
     _install_ohfp(session, *LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "noxfile.py", "benchmarks", "examples")
+    session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests")
 
 
 @nox.session

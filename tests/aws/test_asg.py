@@ -25,7 +25,7 @@ def provider(network: Network, tmp_path: Path) -> Any:
     return make_provider(tmp_path)
 
 
-def group(name: str) -> dict[str, Any] | None:
+def group(name: str) -> Any:
     groups = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups(
         AutoScalingGroupNames=[name]
     )["AutoScalingGroups"]

@@ -27,9 +27,9 @@ def provider(network: Network, tmp_path: Path) -> Any:
     return make_provider(tmp_path)
 
 
-def versions(lt_id: str) -> list[dict[str, Any]]:
+def versions(lt_id: str) -> list[Any]:
     ec2 = boto3.client("ec2", region_name=REGION)
-    result: list[dict[str, Any]] = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id)[
+    result: list[Any] = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id)[
         "LaunchTemplateVersions"
     ]
     return result

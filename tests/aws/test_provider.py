@@ -192,7 +192,7 @@ def test_unknown_handle_api(aws_provider: AwsProvider) -> None:
 
 # reclaims ---------------------------------------------------------------------------------
 def test_reclaims(network: Network, aws_provider: AwsProvider) -> None:
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.ec2.models import ec2_backends
 
     hooks = hooks_for(aws_provider)

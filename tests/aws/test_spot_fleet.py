@@ -31,7 +31,7 @@ def spot_template(network: Network, **fields: Any) -> Any:
     return template(network, **{"price_type": "spot", "fleet_role": ROLE, **fields})
 
 
-def fleet_of(fleet_id: str) -> dict[str, Any] | None:
+def fleet_of(fleet_id: str) -> Any:
     ec2 = boto3.client("ec2", region_name=REGION)
     configs = ec2.describe_spot_fleet_requests(SpotFleetRequestIds=[fleet_id])["SpotFleetRequestConfigs"]
     return configs[0] if configs else None

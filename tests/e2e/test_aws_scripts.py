@@ -280,7 +280,7 @@ def test_spot_interruption_is_reported_with_its_grace(aws_hf: HostFactory, moto_
     """A spot fleet's instance interrupted by AWS shows up in getReturnRequests (grace 0 once
     it is terminated). moto has no interruption notices: the server runs in this process, so
     the test terminates the instance in moto's backend with AWS's spot state reason."""
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.instances import StateReason
 
