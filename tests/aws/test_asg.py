@@ -188,7 +188,7 @@ def test_last_held_machine_deletes_the_group_with_what_hf_never_got(provider: An
     ids = list(handler.inspect([acquire("req-r", done)])["req-r"].instance_ids)
     client = boto3.client("autoscaling", region_name=REGION)
     client.set_desired_capacity(AutoScalingGroupName="ohfp-req-r", DesiredCapacity=3)  # the replacement
-    everything = {i["InstanceId"] for i in group("ohfp-req-r")["Instances"]}  # type: ignore[index]
+    everything = {i["InstanceId"] for i in group("ohfp-req-r")["Instances"]}
     assert len(everything) == 3
     ec2 = boto3.client("ec2", region_name=REGION)
     held_both = acquire("req-r", done, tuple(ids))  # core passes the machines HF still holds
