@@ -377,3 +377,22 @@ def test_hosts_named_without_id_are_terminated_by_name(network: Network, aws_pro
     ec2 = boto3.client("ec2", region_name=REGION)
     [reservation] = ec2.describe_instances(InstanceIds=[machine.machine_id])["Reservations"]
     assert reservation["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
+
+
+def test_validation_says_when_no_enabled_api_can_serve(network: Network, tmp_path: Path) -> None:
+    """Offline: a SpotFleet template without fleetRole, with only SpotFleet enabled."""
+    provider = make_provider(
+        make_context(tmp_path, None, {"handlers": {"order": ["SpotFleet"], "EC2Fleet": {"enabled": False}}})
+    )
+    template = make_template(network, priceType="spot", providerApi="SpotFleet")
+    problems = hooks_for(provider).validate_template(template)
+    assert [p.path for p in problems] == ["providerApi"]
+    assert "fleetRole" in problems[0].message
+    assert (
+        hooks_for(provider).validate_template(
+            make_template(
+                network, providerApi="SpotFleet", fleetRole="arn:aws:iam::1:role/r", priceType="spot"
+            )
+        )
+        == []
+    )

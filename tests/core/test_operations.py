@@ -432,3 +432,20 @@ def test_abandoned_request_uses_the_providers_cancel(instance: Instance) -> None
     assert dead["req-dead"].status is RequestStatus.COMPLETE_WITH_ERROR
     assert dead["req-young"].status is RequestStatus.RUNNING
     assert not [c for c in instance.cloud.calls if c.startswith("terminate")]  # the provider did it
+
+
+def test_a_template_the_provider_cannot_serve_holds_nothing(instance: Instance) -> None:
+    """The provider refuses the template (ConfigError, before the cloud): the request ends
+    and does not keep holding capacity until the abandoned-request clean-up."""
+    from ohfp_core import hookimpl
+
+    class Picky:
+        @hookimpl(tryfirst=True)
+        def ohfp_provision(self, request_id, template, count):  # type: ignore[no-untyped-def]
+            raise ConfigError("template T1: no enabled API can serve it")
+
+    instance.hooks.pm.register(Picky())
+    with pytest.raises(ConfigError):
+        instance.request(4)
+    assert instance.ops.get_available_templates({})["templates"][0]["availableNumber"] == 10
+    assert instance.store.open_requests() == []

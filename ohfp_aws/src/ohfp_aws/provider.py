@@ -232,7 +232,16 @@ class AwsProvider:
 
     @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
-        return validate_template(template, self.context.confdir)
+        """The template's fields, then whether an enabled AWS API can serve it (offline)."""
+        problems = list(validate_template(template, self.context.confdir))
+        if problems:
+            return problems
+        try:
+            self.choose_handler(parse_template(template, self.context.confdir))
+        except ConfigError as exc:
+            field = "providerApi" if template.fields.get("providerApi") else "(handler)"
+            problems.append(Problem(field, str(exc)))
+        return problems
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:

@@ -72,6 +72,8 @@ def ohfp_provision(request_id: str, template: Template, count: int) -> Provision
     :returns: a :class:`Provisioned` whose ``handle`` lets the provider find the request
         again. Return at once; do not wait for machines to boot.
     :raises CloudError: when the cloud refused the request outright (nothing was created).
+    :raises ConfigError: when the template cannot be served; only before the cloud is
+        touched (core then ends the request, holding nothing).
 
     **Idempotent on request_id**: a second call with the same id (a retry by a wrapper
     plugin, or by the provider's own SDK after a lost reply) must find what the first

@@ -208,6 +208,10 @@ class Operations:
             self._finish(record, RequestStatus.COMPLETE_WITH_ERROR, exc.message, handle={})
             log.warning("provision refused", request_id=request_id, error=exc.message, code=exc.code)
             return {"message": f"Request VM from {self.context.provider_type} failed: {exc.message}"}
+        except ConfigError as exc:
+            # Raised before the cloud is touched (hookspec): the request holds nothing.
+            self._finish(record, RequestStatus.COMPLETE_WITH_ERROR, str(exc), handle={})
+            raise
         record.handle = dict(provisioned.handle)
         record.updated_at = now()
         with self.store.transaction():
