@@ -127,3 +127,53 @@ def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixtu
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ohfp 0.")
+
+
+STORAGE_PLUGIN = '''
+from pathlib import Path
+
+from ohfp_core import hookimpl
+from ohfp_core.sqlite import SQLiteStorage
+
+
+class MarkedStorage(SQLiteStorage):
+    """SQLite under another name, leaving a mark that it was the one used."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        (workdir / "marked-storage-used").write_text("yes")
+
+
+@hookimpl
+def ohfp_register_storage(register):
+    register("marked", MarkedStorage)
+'''
+
+
+def test_storage_backend_from_a_plugin(
+    hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 'storage' setting picks a backend an extension plugin registered."""
+    from ohfp_core import plugins
+    from tests.core.distributions import make_distribution
+
+    site = hf_env / "site"
+    site.mkdir()
+    (site / "marked_storage_mod.py").write_text(STORAGE_PLUGIN)
+    make_distribution(
+        site, "ohfp-marked-storage", "1.0", {plugins.PLUGIN_GROUP: {"marked": "marked_storage_mod"}}
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv(plugins.LOAD_PLUGINS_ENV, raising=False)
+    plugins.entry_points_of.cache_clear()
+    try:
+        (hf_env / "conf" / "ohfp.json").write_text(json.dumps({"storage": "marked"}))
+        code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+        assert code == 0 and reply["templates"]
+        assert (hf_env / "work" / "marked-storage-used").read_text() == "yes"
+        (hf_env / "conf" / "ohfp.json").write_text(json.dumps({"storage": "nosuch"}))
+        code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+        assert code == 3
+        assert "storage backend 'nosuch' is not registered (registered: marked, sqlite)" in reply["message"]
+    finally:
+        plugins.entry_points_of.cache_clear()
