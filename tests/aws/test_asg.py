@@ -17,7 +17,7 @@ from ohfp_aws.handlers.asg import ASGHandler
 from ohfp_aws.handlers.base import TAG_REQUEST
 
 from .conftest import REGION, Network
-from .fleet_support import Calls, acquire, alive_ids, make_provider, returns, template
+from .fleet_support import Calls, acquire, alive_ids, answer, make_provider, returns, template
 
 
 @pytest.fixture
@@ -199,3 +199,43 @@ def test_last_held_machine_deletes_the_group_with_what_hf_never_got(provider: An
     assert group("ohfp-req-r") is None
     assert alive_ids(ec2, list(everything)) == set()
     assert ec2.describe_launch_templates()["LaunchTemplates"] == []
+
+
+def test_a_short_group_waits_until_its_deadline_and_says_why(provider: Any, network: Network) -> None:
+    """moto always fills a group at once, so the group's answer is replaced at the client
+    boundary (a group short of one instance) and so are its scaling activities."""
+    handler = ASGHandler(provider, clock=lambda: 1_000.0)
+    done = handler.provision("req-s", template(network), 3)
+    assert done.handle["valid_until"] > 1_000  # spotFleetRequestExpiry (30 min) after the request
+    request = acquire("req-s", done)
+    client = provider.clients.autoscaling
+    real = client.describe_auto_scaling_groups(AutoScalingGroupNames=["ohfp-req-s"])["AutoScalingGroups"][0]
+
+    def short_group(params: dict[str, Any]) -> dict[str, Any]:
+        return {"AutoScalingGroups": [{**real, "Instances": real["Instances"][:2]}]}
+
+    answer(client, "DescribeAutoScalingGroups", short_group)
+    answer(
+        client,
+        "DescribeScalingActivities",
+        lambda params: {
+            "Activities": [
+                {
+                    "ActivityId": "a-1",
+                    "AutoScalingGroupName": "ohfp-req-s",
+                    "Cause": "capacity",
+                    "StartTime": "2026-01-01T00:00:00Z",
+                    "StatusCode": "Failed",
+                    "StatusMessage": "We currently do not have sufficient t3.micro capacity.",
+                }
+            ]
+        },
+    )
+    state = handler.inspect([request])["req-s"]
+    assert state.open is True  # still within its deadline
+    no_capacity = "We currently do not have sufficient t3.micro capacity."
+    assert state.errors == (f"Auto Scaling group ohfp-req-s could not launch: {no_capacity}",)
+    handler.clock = lambda: float(done.handle["valid_until"])
+    state = handler.inspect([request])["req-s"]
+    assert state.open is False
+    assert state.errors[0] == "Auto Scaling group ohfp-req-s expired with 2 of 3 units"

@@ -7,17 +7,28 @@ MixedInstancesPolicy: overrides in priority order (``vmTypesOnDemand`` first, so
 ``OnDemandPercentageAboveBaseCapacity``. Returning machines detaches them with the desired
 capacity decremented (so the group does not replace them), then terminates them; the last
 machine deletes the group and the launch template.
+
+A group short of its desired capacity is waited for until ``spotFleetRequestExpiry`` minutes
+after the request (as fleets are); then the request ends with what it got, and the group's
+latest failed scaling activity says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
+
+import attrs
 
 from ohfp_aws.errors import aws_call, error_code
 from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState
 from ohfp_aws.handlers.common import (
     ON_DEMAND_STRATEGIES,
+    Clock,
+    deadline,
+    epoch_of,
+    fleet_state,
     group_returns,
     instance_types,
     made_for,
@@ -47,6 +58,7 @@ SPOT_STRATEGIES = {
 }
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
+ACTIVITIES = 5  # scaling activities read to explain a shortfall (newest first)
 _LEAVING = ("Terminating", "Terminated", "Detaching", "Detached")
 
 
@@ -66,6 +78,7 @@ class ASGHandler:
         "ec2:TerminateInstances",
         "autoscaling:CreateAutoScalingGroup",
         "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeScalingActivities",
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:DetachInstances",
         "autoscaling:DeleteAutoScalingGroup",
@@ -73,8 +86,9 @@ class ASGHandler:
         "iam:PassRole",
     )
 
-    def __init__(self, ctx: AwsContext) -> None:
+    def __init__(self, ctx: AwsContext, clock: Clock = time.time) -> None:
         self.ctx = ctx
+        self.clock = clock
 
     # -- provision ----------------------------------------------------------------------
 
@@ -105,6 +119,7 @@ class ASGHandler:
             "weights": types,
             **handle_fields(self.ctx, request_id, template, overrides),
         }
+        handle["valid_until"] = deadline(template, handle["launch_template_created_at"] or self.clock())
         try:
             with aws_call("CreateAutoScalingGroup"):
                 self.ctx.clients.autoscaling.create_auto_scaling_group(
@@ -188,9 +203,11 @@ class ASGHandler:
             .get("LaunchTemplate", {})
             .get("LaunchTemplateSpecification", {})
         )
+        created = epoch_of(group.get("CreatedTime")) or self.clock()
         return {
             "api": self.api,
             "group_name": group["AutoScalingGroupName"],
+            "valid_until": deadline(template, created),
             "target": count,
             "weights": instance_types(template),
             "launch_template_id": spec.get("LaunchTemplateId"),
@@ -233,10 +250,38 @@ class ASGHandler:
             members = _members(group)
             delivered = sum(_weight(i, weights) for i in members)
             ids = tuple(dict.fromkeys([*(i["InstanceId"] for i in members), *request.machine_ids]))
-            states[request.request_id] = FleetState(
-                instance_ids=ids, open=delivered < int(group.get("DesiredCapacity", 0))
+            state = fleet_state(
+                ids,
+                state="active",
+                target=float(group.get("DesiredCapacity", 0)),
+                fulfilled=float(delivered),
+                valid_until=request.handle.get("valid_until"),
+                now=self.clock(),
+                activity_status=None,
+                closed=_expired_message(name),
+                launch_errors="",
             )
+            if delivered < float(group.get("DesiredCapacity", 0)):
+                why = self.launch_failure(name)
+                if why:
+                    state = attrs.evolve(state, errors=(*state.errors, why))
+            states[request.request_id] = state
         return states
+
+    def launch_failure(self, name: str) -> str | None:
+        """The group's latest failed or cancelled scaling activity, as a message (one
+        DescribeScalingActivities call; asked only for a group short of capacity)."""
+        with aws_call("DescribeScalingActivities"):
+            page = self.ctx.clients.autoscaling.describe_scaling_activities(
+                AutoScalingGroupName=name, MaxRecords=ACTIVITIES
+            )
+        for activity in page.get("Activities", []):
+            if activity.get("StatusCode") in ("Failed", "Cancelled"):
+                detail = activity.get("StatusMessage") or activity.get("Description") or "no reason given"
+                return f"Auto Scaling group {name} could not launch: {detail}"
+            if activity.get("StatusCode") == "Successful":
+                return None  # the latest launch worked: capacity is on its way
+        return None
 
     # -- release ------------------------------------------------------------------------
 
@@ -296,6 +341,15 @@ class ASGHandler:
             self.ctx.clients.autoscaling.delete_auto_scaling_group(
                 AutoScalingGroupName=name, ForceDelete=True
             )
+
+
+def _expired_message(name: str) -> Callable[[str, bool], str]:
+    """A group only closes by its deadline (its state is not read)."""
+
+    def closed(state: str, expired: bool) -> str:
+        return f"Auto Scaling group {name} expired"
+
+    return closed
 
 
 def _members(group: Mapping[str, Any]) -> list[Mapping[str, Any]]:
