@@ -148,8 +148,3 @@ def test_machine_json_uses_hf_spelling() -> None:
         "instanceType": "t3.micro",
     }
     json.dumps(reply)
-
-
-def test_machine_round_trip() -> None:
-    machine = Machine(machine_id="i-1", name="h", state=MachineState.PENDING, tags={"a": "b"}, weight=2)
-    assert converter.machine_from_dict(json.loads(json.dumps(converter.machine_to_dict(machine)))) == machine

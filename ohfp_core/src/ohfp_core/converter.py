@@ -327,15 +327,6 @@ def reclaim_json(reclaim: Reclaim) -> dict[str, Any]:
     return {"machine": reclaim.name, "gracePeriod": int(reclaim.grace_period)}
 
 
-def machine_to_dict(machine: Machine) -> dict[str, Any]:
-    """A machine as plain JSON data, for stores and handles (round-trips with ``machine_from_dict``)."""
-    return _converter().unstructure(machine)  # type: ignore[no-any-return]
-
-
-def machine_from_dict(data: Mapping[str, Any]) -> Machine:
-    return _converter().structure(data, Machine)
-
-
 def dumps(reply: Mapping[str, Any] | Sequence[Any]) -> str:
     """The one JSON style of every reply on stdout."""
     return json.dumps(reply, indent=2, ensure_ascii=False)

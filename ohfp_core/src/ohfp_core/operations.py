@@ -124,10 +124,12 @@ class Operations:
         used = dict.fromkeys(wanted, 0)
         open_acquires = [r for r in self.store.open_requests(RequestKind.ACQUIRE) if r.template_id in wanted]
         open_ids = {r.request_id for r in open_acquires}
-        for held_machine in self.store.held_machines():
-            tid = held_machine.template_id
-            if tid is not None and tid in wanted and held_machine.request_id not in open_ids:
-                used[tid] += held_machine.machine.weight
+        for template_id in wanted:
+            used[template_id] += sum(
+                m.machine.weight
+                for m in self.store.held_machines(template_id)
+                if m.request_id not in open_ids
+            )
         machines = self.store.machines_of([r.request_id for r in open_acquires])
         for request in open_acquires:
             units = sum(
@@ -146,10 +148,9 @@ class Operations:
             if template.unlimited:
                 result.append(template)
                 continue
-            free = max(0, template.max_number - used[template.template_id])
-            if template.available_number is not None:
-                free = min(free, template.available_number)
-            result.append(attrs.evolve(template, available_number=free))
+            result.append(
+                attrs.evolve(template, available_number=_free(template, used[template.template_id]))
+            )
         return result
 
     def get_available_templates(self, data: Any) -> dict[str, Any]:
@@ -189,9 +190,7 @@ class Operations:
         with self.store.transaction():
             if not template.unlimited:
                 used = self._in_use([template_id])[template_id]
-                free = max(0, template.max_number - used)
-                if template.available_number is not None:
-                    free = min(free, template.available_number)
+                free = _free(template, used)
                 if count > free:
                     raise InputError(
                         "invalid requestMachines input",
@@ -650,6 +649,13 @@ class Operations:
             "instance": self.context.instance,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         }
+
+
+def _free(template: Template, used: int) -> int:
+    """Units a limited template can still provide: maxNumber less what is in use, capped by
+    an ``availableNumber`` the file or the provider set."""
+    free = max(0, template.max_number - used)
+    return free if template.available_number is None else min(free, template.available_number)
 
 
 def _host_key(name: str) -> str:

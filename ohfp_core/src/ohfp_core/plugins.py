@@ -272,7 +272,7 @@ def build_provider(factory: ProviderFactory, context: ProviderContext) -> object
         return factory(context)
     except OhfpError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except ValueError as exc:  # a factory's way to say "bad config"; anything else is a bug
         raise ConfigError(f"provider {context.provider_type!r} rejected its configuration: {exc}") from exc
 
 

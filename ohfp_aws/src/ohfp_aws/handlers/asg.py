@@ -32,6 +32,7 @@ from ohfp_aws.handlers.common import (
     group_returns,
     instance_types,
     made_for,
+    missing_launch_source,
     nothing_held_after,
     priorities,
 )
@@ -93,12 +94,11 @@ class ASGHandler:
     # -- provision ----------------------------------------------------------------------
 
     def unsupported(self, template: AwsTemplate) -> str | None:
-        if not template.image_id and not template.launch_template_id:
-            return "an Auto Scaling group needs imageId or launchTemplateId"
+        missing = missing_launch_source(template, "an Auto Scaling group")
+        if missing:
+            return missing
         if not template.subnet_ids:
             return "an Auto Scaling group needs subnetId"
-        if not template.vm_types and not template.launch_template_id:
-            return "an Auto Scaling group needs vmType or vmTypes (or a launchTemplateId that sets the type)"
         if template.fleet_type is not None:
             return "an Auto Scaling group has no fleetType"
         return None

@@ -71,6 +71,16 @@ def priorities(template: AwsTemplate) -> dict[str, int]:
     return {name: rank for rank, name in enumerate(ranked)}
 
 
+def missing_launch_source(template: AwsTemplate, what: str) -> str | None:
+    """Why ``what`` (a fleet or group) cannot launch ``template``: no image or launch
+    template, or no instance type; None when it can."""
+    if not template.image_id and not template.launch_template_id:
+        return f"{what} needs imageId or launchTemplateId"
+    if not template.vm_types and not template.launch_template_id:
+        return f"{what} needs vmType or vmTypes (or a launchTemplateId that sets the type)"
+    return None
+
+
 def deadline(template: AwsTemplate, start: float) -> int:
     """When a request stops waiting for capacity: ``start`` + ``spotFleetRequestExpiry`` minutes.
 

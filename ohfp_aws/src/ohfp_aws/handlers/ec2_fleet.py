@@ -32,6 +32,7 @@ from ohfp_aws.handlers.common import (
     group_returns,
     instance_types,
     made_for,
+    missing_launch_source,
     nothing_held_after,
     on_demand_units,
     overrides,
@@ -90,10 +91,9 @@ class EC2FleetHandler:
     # -- provision ----------------------------------------------------------------------
 
     def unsupported(self, template: AwsTemplate) -> str | None:
-        if not template.image_id and not template.launch_template_id:
-            return "EC2 Fleet needs imageId or launchTemplateId"
-        if not template.vm_types and not template.launch_template_id:
-            return "EC2 Fleet needs vmType or vmTypes (or a launchTemplateId that sets the type)"
+        missing = missing_launch_source(template, "EC2 Fleet")
+        if missing:
+            return missing
         if template.fleet_type not in (None, "instant", "request", "maintain"):
             return f"EC2 Fleet has no fleetType {template.fleet_type}"
         if template.allocation_strategy and template.allocation_strategy not in SPOT_STRATEGIES:

@@ -28,6 +28,7 @@ from ohfp_aws.handlers.common import (
     group_returns,
     instance_types,
     made_for,
+    missing_launch_source,
     nothing_held_after,
     on_demand_units,
     overrides,
@@ -84,10 +85,9 @@ class SpotFleetHandler:
     def unsupported(self, template: AwsTemplate) -> str | None:
         if not template.fleet_role:
             return "Spot Fleet needs fleetRole (the IAM role Spot Fleet launches with)"
-        if not template.image_id and not template.launch_template_id:
-            return "Spot Fleet needs imageId or launchTemplateId"
-        if not template.vm_types and not template.launch_template_id:
-            return "Spot Fleet needs vmType or vmTypes (or a launchTemplateId that sets the type)"
+        missing = missing_launch_source(template, "Spot Fleet")
+        if missing:
+            return missing
         if template.fleet_type not in (None, "request", "maintain"):
             return f"Spot Fleet has no fleetType {template.fleet_type} (request or maintain)"
         return None
