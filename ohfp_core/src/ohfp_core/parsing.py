@@ -1,0 +1,346 @@
+"""Parse once: JSON documents structured by cattrs into attrs classes that hold the rules.
+
+Every document ohfp reads (Host Factory's inputs, ``ohfp.json``, a provider's config and
+templates) is one attrs class per object, with:
+
+- the user's key spelling as the field's ``alias`` (``templateId``, ``AWS_REGION``), which
+  the converter reads (``use_alias``);
+- validators built with :func:`rule` (or raising :class:`FieldError`), so a value rule
+  names its field however deep it sits;
+- strict scalars: ``int`` refuses ``true`` and ``"3"``, ``str`` refuses numbers and lone
+  surrogates, a list field refuses a string (it is never walked character by character)
+  and an object field refuses anything but an object.
+
+:func:`structure` runs the converter and turns every failure into one error listing
+problems as ``$.path.key: message``, the path spelled as the user wrote the document.
+
+cattrs is imported when the first document is structured, not at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ohfp_core.errors import InputError
+
+if TYPE_CHECKING:
+    import cattrs
+
+T = TypeVar("T")
+E = TypeVar("E", bound=InputError)
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""Every integer read from a document fits a signed 64-bit integer."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class FieldError(ValueError):
+    """A rule broken by one field: ``key`` is the field as the user spells it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def describe(value: Any) -> str:
+    """A short rendering of a bad value for a message (long values are cut)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def rule(check: Callable[[Any], str | None]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator from ``check(value) -> message or None``; the message names the
+    field by its alias. None values pass (an optional field left out)."""
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        message = check(value)
+        if message:
+            raise FieldError(attribute.alias or attribute.name, message)
+
+    return validate
+
+
+def between(low: int | float, high: int | float | None = None) -> Callable[[Any], str | None]:
+    """A check that a number is in ``low..high`` (no upper bound when ``high`` is None)."""
+
+    def check(value: Any) -> str | None:
+        span = f"{low}..{high}" if high is not None else f"≥ {low}"
+        if value < low or (high is not None and value > high):
+            return f"must be {span}, got {value}"
+        return None
+
+    return check
+
+
+def one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
+    """A check that a value is one of ``choices``."""
+
+    def check(value: Any) -> str | None:
+        if value not in choices:
+            return f"must be one of {', '.join(choices)}, got {describe(value)}"
+        return None
+
+    return check
+
+
+def matching(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
+    """A check that a string matches ``pattern``; ``what`` describes it (``1 to 64 characters …``)."""
+
+    def check(value: Any) -> str | None:
+        if not pattern.match(value):
+            return f"must be {what}, got {describe(value)}"
+        return None
+
+    return check
+
+
+def not_blank(value: Any) -> str | None:
+    """A check that a string holds more than white space."""
+    return None if value.strip() else "must not be empty"
+
+
+# --------------------------------------------------------------------------------------
+# Strict scalar and collection hooks.
+# --------------------------------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def strict_int(value: Any, _: Any = None) -> int:
+    """An integer, not a boolean, a float or a numeric string; within 64 bits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {describe(value)}")
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"integer out of range (at most {INT_MAX})")
+    return value
+
+
+def strict_float(value: Any, _: Any = None) -> float:
+    """A finite number (an integer is fine), not a boolean or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {describe(value)}")
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+        raise ValueError("number out of range")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def strict_str(value: Any, _: Any = None) -> str:
+    """A string of valid Unicode (a lone surrogate such as ``"\\ud800"`` is refused)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {describe(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+def strict_bool(value: Any, _: Any = None) -> bool:
+    """``true`` or ``false``, nothing else."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {describe(value)}")
+    return value
+
+
+def _sequence_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+
+    origin = getattr(type_, "__origin__", type_)
+    inner = (
+        homogenous_tuple_structure_factory(type_, converter)
+        if origin is tuple
+        else list_structure_factory(type_, converter)
+    )
+
+    def structure_sequence(value: Any, cl: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list, got {_kind(value)}")
+        return inner(value, cl)
+
+    return structure_sequence
+
+
+def _mapping_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner = converter.gen_structure_mapping(type_)
+
+    def structure_mapping(value: Any, cl: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected an object, got {_kind(value)}")
+        return inner(value, cl)
+
+    return structure_mapping
+
+
+def _class_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.gen import make_dict_structure_fn
+
+    inner = make_dict_structure_fn(type_, converter)
+
+    def structure_object(value: Any, cl: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected an object, got {_kind(value)}")
+        return inner(value, cl)
+
+    return structure_object
+
+
+def make_converter(*, forbid_extra_keys: bool) -> cattrs.Converter:
+    """A cattrs converter with ohfp's strict hooks, reading fields by their alias.
+
+    ``forbid_extra_keys``: unknown keys are errors (configuration) or ignored (Host
+    Factory's inputs, to which new HF versions add keys). Register hooks of your own on the
+    result for types of your own (a lenient spelling, say).
+    """
+    import cattrs
+    from cattrs.cols import is_mapping, is_sequence
+
+    converter = cattrs.Converter(
+        detailed_validation=True, forbid_extra_keys=forbid_extra_keys, use_alias=True
+    )
+    converter.register_structure_hook(int, strict_int)
+    converter.register_structure_hook(float, strict_float)
+    converter.register_structure_hook(str, strict_str)
+    converter.register_structure_hook(bool, strict_bool)
+    converter.register_structure_hook_factory(is_sequence, lambda t: _sequence_factory(t, converter))
+    converter.register_structure_hook_factory(is_mapping, lambda t: _mapping_factory(t, converter))
+    converter.register_structure_hook_factory(attrs.has, lambda t: _class_factory(t, converter))
+    return converter
+
+
+@functools.cache
+def input_converter() -> cattrs.Converter:
+    """The shared converter for Host Factory's inputs (unknown keys ignored)."""
+    return make_converter(forbid_extra_keys=False)
+
+
+@functools.cache
+def config_converter() -> cattrs.Converter:
+    """The shared converter for configuration files (unknown keys refused)."""
+    return make_converter(forbid_extra_keys=True)
+
+
+# --------------------------------------------------------------------------------------
+# Errors in the user's spelling.
+# --------------------------------------------------------------------------------------
+
+
+def _aliases(cl: Any) -> dict[str, str]:
+    if not attrs.has(cl):
+        return {}
+    return {a.name: a.alias or a.name for a in attrs.fields(cl)}
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    text = str(key)
+    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{json.dumps(text, ensure_ascii=False)}]"
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, FieldError):
+        return exc.message
+    text = str(exc)
+    if isinstance(exc, ValueError | TypeError) and text:
+        return text
+    return f"invalid value ({type(exc).__name__})"
+
+
+def problems_of(
+    exc: BaseException, path: str = "$", unknown: Callable[[type, str], str] | None = None
+) -> list[str]:
+    """``$.path.key: message`` lines for a failure of :func:`structure`'s converter.
+
+    :param unknown: the message for an unknown key of a class (default: ``unknown key;
+        known: …`` listing the class's keys).
+    """
+    from cattrs import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+    if isinstance(exc, ClassValidationError):
+        names = _aliases(exc.cl)
+        lines: list[str] = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            lines += problems_of(sub, _join(path, names.get(note.name, note.name)), unknown)
+        for sub in without:
+            if isinstance(sub, ForbiddenExtraKeysError):
+                for key in sorted(map(str, sub.extra_fields)):
+                    text = unknown(sub.cl, key) if unknown else _unknown_key(sub.cl)
+                    lines.append(f"{_join(path, key)}: {text}")
+            elif isinstance(sub, FieldError):
+                lines.append(f"{_join(path, sub.key)}: {sub.message}")
+            else:
+                lines += problems_of(sub, path, unknown)
+        return lines
+    if isinstance(exc, IterableValidationError):
+        lines = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            lines += problems_of(sub, _join(path, note.index), unknown)
+        for sub in without:
+            lines += problems_of(sub, path, unknown)
+        return lines
+    if isinstance(exc, FieldError):
+        return [f"{_join(path, exc.key)}: {exc.message}"]
+    return [f"{path}: {_message(exc)}"]
+
+
+def _unknown_key(cl: type) -> str:
+    known = sorted(_aliases(cl).values())
+    return f"unknown key; known: {', '.join(known)}" if known else "unknown key"
+
+
+def structure(
+    data: Any,
+    cl: type[T],
+    *,
+    converter: cattrs.Converter,
+    error: type[E],
+    message: str,
+    path: str = "$",
+    unknown: Callable[[type, str], str] | None = None,
+) -> T:
+    """``data`` as a ``cl``, or ``error(message, problems)`` naming every bad field.
+
+    :param path: where ``data`` sits in its document (``$.templates[2]``).
+    :param unknown: see :func:`problems_of`.
+    """
+    import cattrs
+
+    try:
+        return converter.structure(data, cl)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise error(message, problems_of(exc, path, unknown)) from None
