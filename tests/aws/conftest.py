@@ -138,8 +138,8 @@ def make_template(
         "nram": Attribute("Numeric", "1024"),
     }
     return Template(
-        template_id,
-        max_number,
+        template_id=template_id,
+        max_number=max_number,
         attributes=attributes,
         fields={k: v for k, v in base.items() if v is not None},
     )

@@ -58,9 +58,11 @@ def run_cycle(hooks: Any, template: Template, request_id: str) -> None:
     provisioned = hooks.provision(request_id, template, 2)
     request = acquire_request(request_id, template, 2, provisioned)
     machines = hooks.machine_status([request])[request_id].machines
-    hooks.reclaimed_machines([MachineRef(m.name, m.machine_id) for m in machines])
+    hooks.reclaimed_machines([MachineRef(name=m.name, machine_id=m.machine_id) for m in machines])
     try:
-        hooks.terminate_machines([ReturnItem(m.machine_id, m.name, request) for m in machines])
+        hooks.terminate_machines(
+            [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in machines]
+        )
         hooks.machine_status([request])
     except (CloudError, AttributeError):
         # moto gaps: ModifyFleet is not implemented, and terminating an instance of a
@@ -80,7 +82,7 @@ def test_every_called_action_is_in_the_policy(network: Network, tmp_path: Path) 
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name="/ohfp/ami", Value=network.ami_id, Type="String"
     )
-    hooks.available_templates([Template("T", 5, fields={"vmType": "t3.micro"})])
+    hooks.available_templates([Template(template_id="T", max_number=5, fields={"vmType": "t3.micro"})])
     hooks.health_check()
     for api in apis:
         template = make_template(network, f"T-{api}", providerApi=api, imageId="/ohfp/ami", **FIELDS[api])

@@ -82,13 +82,16 @@ def test_user_data_path_is_relative_to_the_confdir(network: Network, aws_provide
 def test_missing_cpus_and_memory_come_from_the_instance_type(aws_provider: AwsProvider) -> None:
     calls = count_calls(aws_provider)
     given = [
-        Template("A", 5, fields={"vmType": "t3.micro"}),
+        Template(template_id="A", max_number=5, fields={"vmType": "t3.micro"}),
         Template(
-            "B", 5, attributes={"ncpus": Attribute("Numeric", "8")}, fields={"vmTypes": {"m5.large": 1}}
+            template_id="B",
+            max_number=5,
+            attributes={"ncpus": Attribute("Numeric", "8")},
+            fields={"vmTypes": {"m5.large": 1}},
         ),
         Template(
-            "C",
-            5,
+            template_id="C",
+            max_number=5,
             attributes={k: Attribute("Numeric", "1") for k in ("ncpus", "nram")}
             | {"type": Attribute("String", "X86_64")},
             fields={"vmType": "m5.large"},
@@ -111,7 +114,7 @@ def test_templates_survive_a_failing_describe(
 ) -> None:
     from moto.ec2.models import EC2Backend
 
-    given = [Template("A", 5, fields={"vmType": "t3.micro"})]
+    given = [Template(template_id="A", max_number=5, fields={"vmType": "t3.micro"})]
     with failing(monkeypatch, EC2Backend, "describe_instance_types", "UnauthorizedOperation"):
         assert hooks_for(aws_provider).available_templates(given) == given
 
@@ -149,7 +152,12 @@ def test_stuck_pending_machines_are_terminated(
     provisioned = hooks.provision("req-p", template, 1)
     (machine,) = provisioned.machines
     aws_provider.clock = lambda: NOW
-    stuck = Machine(machine.machine_id, machine.name, MachineState.PENDING, launch_time=int(NOW) - 200)
+    stuck = Machine(
+        machine_id=machine.machine_id,
+        name=machine.name,
+        state=MachineState.PENDING,
+        launch_time=int(NOW) - 200,
+    )
     monkeypatch.setattr(
         ohfp_aws.instances, "describe_machines", lambda ec2, ids, **kw: {stuck.machine_id: stuck}
     )
@@ -174,18 +182,38 @@ def test_young_machines_not_yet_visible_are_pending(network: Network, tmp_path: 
     provider.sleep = sleeps.append
     hooks = hooks_for(provider)
     handle = {"api": "RunInstances", "instance_ids": [UNKNOWN], "errors": []}
-    young = CloudRequest("req-y", RequestKind.ACQUIRE, "T", 1, handle, created_at=int(NOW) - 10)
+    young = CloudRequest(
+        request_id="req-y",
+        kind=RequestKind.ACQUIRE,
+        template_id="T",
+        machine_count=1,
+        handle=handle,
+        created_at=int(NOW) - 10,
+    )
     (machine,) = hooks.machine_status([young])["req-y"].machines
     assert (machine.machine_id, machine.state) == (UNKNOWN, MachineState.PENDING)
     assert sleeps == [0.25, 0.25]
-    old = CloudRequest("req-o", RequestKind.ACQUIRE, "T", 1, handle, created_at=int(NOW) - 1000)
+    old = CloudRequest(
+        request_id="req-o",
+        kind=RequestKind.ACQUIRE,
+        template_id="T",
+        machine_count=1,
+        handle=handle,
+        created_at=int(NOW) - 1000,
+    )
     sleeps.clear()
     assert hooks.machine_status([old])["req-o"].machines == ()
     assert sleeps == []
 
 
 def test_unknown_handle_api(aws_provider: AwsProvider) -> None:
-    request = CloudRequest("req-u", RequestKind.ACQUIRE, "T", 1, {"api": "Lambda"})
+    request = CloudRequest(
+        request_id="req-u",
+        kind=RequestKind.ACQUIRE,
+        template_id="T",
+        machine_count=1,
+        handle={"api": "Lambda"},
+    )
     snapshot = hooks_for(aws_provider).machine_status([request])["req-u"]
     assert "names no known AWS API ('Lambda')" in snapshot.message and snapshot.machines == ()
 
@@ -208,11 +236,11 @@ def test_reclaims(network: Network, aws_provider: AwsProvider) -> None:
     )
     # Terminated from the console, outside Host Factory.
     boto3.client("ec2", region_name=REGION).terminate_instances(InstanceIds=[ondemand[0].machine_id])
-    refs = [MachineRef(m.name, m.machine_id) for m in (*spot, *ondemand)]
+    refs = [MachineRef(name=m.name, machine_id=m.machine_id) for m in (*spot, *ondemand)]
     refs += [
-        MachineRef("ip-10-255-255-254.ec2.internal", UNKNOWN),
-        MachineRef(ondemand[1].name),  # a name only: found by private-dns-name
-        MachineRef("ip-10-255-255-253.ec2.internal"),
+        MachineRef(name="ip-10-255-255-254.ec2.internal", machine_id=UNKNOWN),
+        MachineRef(name=ondemand[1].name),  # a name only: found by private-dns-name
+        MachineRef(name="ip-10-255-255-253.ec2.internal"),
     ]
     reclaims = {r.name: r for r in hooks.reclaimed_machines(refs)}
     assert set(reclaims) == {
@@ -256,7 +284,7 @@ def test_spot_interruption_notice_grace_with_stubber(tmp_path: Path, aws_env: No
             },
         )
         (reclaim,) = hooks_for(provider).reclaimed_machines(
-            [MachineRef("ip-10-0-0-9.ec2.internal", "i-0123456789abcdef0")]
+            [MachineRef(name="ip-10-0-0-9.ec2.internal", machine_id="i-0123456789abcdef0")]
         )
     assert (reclaim.grace_period, reclaim.reason) == (90, "spot interruption notice")
 

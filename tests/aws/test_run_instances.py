@@ -70,9 +70,12 @@ def test_provision_status_partial_and_full_return(network: Network, tmp_path: Pa
     # partial return
     first, *rest = snapshot.machines
     calls.clear()
-    assert hooks.terminate_machines([ReturnItem(first.machine_id, first.name, request)]) == {}
+    assert (
+        hooks.terminate_machines([ReturnItem(machine_id=first.machine_id, name=first.name, request=request)])
+        == {}
+    )
     assert calls == {"ec2:TerminateInstances": 1}
-    ret = CloudRequest("ret-1", RequestKind.RETURN, machine_ids=(first.machine_id,))
+    ret = CloudRequest(request_id="ret-1", kind=RequestKind.RETURN, machine_ids=(first.machine_id,))
     calls.clear()
     after = hooks.machine_status([request, ret])
     assert calls == {"ec2:DescribeInstances": 1}  # one describe for both requests
@@ -82,7 +85,12 @@ def test_provision_status_partial_and_full_return(network: Network, tmp_path: Pa
     assert [states[m.machine_id] for m in rest] == [MachineState.RUNNING] * 2
 
     # full return
-    assert hooks.terminate_machines([ReturnItem(m.machine_id, m.name, request) for m in rest]) == {}
+    assert (
+        hooks.terminate_machines(
+            [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in rest]
+        )
+        == {}
+    )
     final = hooks.machine_status([request])["req-1"]
     assert {m.state for m in final.machines} == {MachineState.TERMINATED}
 

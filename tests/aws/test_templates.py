@@ -22,7 +22,11 @@ BASE = {"imageId": "ami-0123456789abcdef0", "vmType": "t3.micro"}
 def sample_templates() -> list[Template]:
     raw = json.loads((DATA / "awsprov_templates.json").read_text())["templates"]
     return [
-        Template(t["templateId"], t["maxNumber"], fields={k: v for k, v in t.items() if k not in CORE_KEYS})
+        Template(
+            template_id=t["templateId"],
+            max_number=t["maxNumber"],
+            fields={k: v for k, v in t.items() if k not in CORE_KEYS},
+        )
         for t in raw
     ]
 
@@ -93,7 +97,7 @@ def test_problems_name_the_field(fields: dict[str, Any], path: str, fragment: st
 
 
 def test_max_number_range() -> None:
-    template = Template("T", 10001, fields=BASE)
+    template = Template(template_id="T", max_number=10001, fields=BASE)
     assert [p.path for p in validate_template(template)] == ["maxNumber"]
 
 
@@ -107,7 +111,7 @@ def test_ibm_passthrough_keys_are_accepted() -> None:
 
 def test_user_data_is_the_file_content(tmp_path: Path) -> None:
     (tmp_path / "boot.sh").write_text("#!/bin/sh\necho hi\n")
-    template = Template("T", 5, fields={**BASE, "userDataScript": "boot.sh"})
+    template = Template(template_id="T", max_number=5, fields={**BASE, "userDataScript": "boot.sh"})
     assert parse_template(template, base_dir=tmp_path).user_data == "#!/bin/sh\necho hi\n"
     assert validate_fields(template.fields, tmp_path) == []
     assert [p.path for p in validate_fields(template.fields, tmp_path / "elsewhere")] == ["userDataScript"]
@@ -117,7 +121,7 @@ def test_user_data_is_the_file_content(tmp_path: Path) -> None:
 
 def test_parse_rejects_invalid_templates() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_template(Template("T", 5, fields={**BASE, "volumeType": "io1"}))
+        parse_template(Template(template_id="T", max_number=5, fields={**BASE, "volumeType": "io1"}))
     assert info.value.problems == ("iops: required when volumeType is io1",)
 
 
@@ -133,7 +137,7 @@ def test_launch_data_shape(tmp_path: Path) -> None:
         "instanceProfile": "arn:aws:iam::123456789012:instance-profile/hf",
         "userDataScript": "boot.sh",
     }
-    template = parse_template(Template("T", 5, fields=fields), base_dir=tmp_path)
+    template = parse_template(Template(template_id="T", max_number=5, fields=fields), base_dir=tmp_path)
     data = instance_launch_data(template, "ami-9", {"a": "b"}, root_device="/dev/sda1")
     assert data == {
         "ImageId": "ami-9",
@@ -157,7 +161,9 @@ def test_launch_data_shape(tmp_path: Path) -> None:
 
 
 def test_launch_data_minimal() -> None:
-    template = parse_template(Template("T", 5, fields={**BASE, "instanceProfile": "hf-profile"}))
+    template = parse_template(
+        Template(template_id="T", max_number=5, fields={**BASE, "instanceProfile": "hf-profile"})
+    )
     assert instance_launch_data(template, "ami-9", {}) == {
         "ImageId": "ami-9",
         "IamInstanceProfile": {"Name": "hf-profile"},

@@ -163,7 +163,7 @@ class FakeCloud:
 
     @hookimpl
     def ohfp_health_check(self) -> list[HealthCheck]:
-        return [HealthCheck("fake", True, "all good")]
+        return [HealthCheck(name="fake", ok=True, detail="all good")]
 
 
 def template_entry(template_id: str = "T1", max_number: int = 10, **fields: Any) -> dict[str, Any]:

@@ -223,7 +223,11 @@ def test_example_provision_status_return_cycle(example: ModuleType, tmp_path: Pa
     provisioned = hooks.provision("req-docs-1", template, 2)
     json.dumps(provisioned.handle)
     request = CloudRequest(
-        "req-docs-1", RequestKind.ACQUIRE, template.template_id, 2, handle=provisioned.handle
+        request_id="req-docs-1",
+        kind=RequestKind.ACQUIRE,
+        template_id=template.template_id,
+        machine_count=2,
+        handle=provisioned.handle,
     )
     snapshot = hooks.machine_status([request])["req-docs-1"]
     results = [(m, status.acquire_result(m)) for m in snapshot.machines]
@@ -231,9 +235,14 @@ def test_example_provision_status_return_cycle(example: ModuleType, tmp_path: Pa
     assert status.acquire_status(2, results, snapshot.open) is RequestStatus.COMPLETE
 
     machines = snapshot.machines
-    assert hooks.terminate_machines([ReturnItem(m.machine_id, m.name, request) for m in machines]) == {}
+    assert (
+        hooks.terminate_machines(
+            [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in machines]
+        )
+        == {}
+    )
     returned = CloudRequest(
-        "ret-docs-1", RequestKind.RETURN, machine_ids=tuple(m.machine_id for m in machines)
+        request_id="ret-docs-1", kind=RequestKind.RETURN, machine_ids=tuple(m.machine_id for m in machines)
     )
     after = hooks.machine_status([returned])["ret-docs-1"].machines
     assert [m.state for m in after] == [MachineState.TERMINATED, MachineState.TERMINATED]

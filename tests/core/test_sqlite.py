@@ -123,7 +123,9 @@ def test_machine_round_trip_keeps_every_field(workdir: Path) -> None:
     )
     assert_no_defaults(full)
     assert_no_defaults(record)
-    bare = MachineRecord(machine=Machine("i-bare", "", MachineState.PENDING), request_id="req-2")
+    bare = MachineRecord(
+        machine=Machine(machine_id="i-bare", name="", state=MachineState.PENDING), request_id="req-2"
+    )
     first = SQLiteStorage(workdir)
     first.put_machines([record, bare])
     first.close()

@@ -23,7 +23,7 @@ SMALL = DEMO_TEMPLATES[0]
 
 def lost(request_id: str) -> CloudRequest:
     """An acquire request as core hands it to the hook: no handle, no machines."""
-    return CloudRequest(request_id, RequestKind.ACQUIRE)
+    return CloudRequest(request_id=request_id, kind=RequestKind.ACQUIRE)
 
 
 def states(provider: MockProvider, request_id: str) -> list[MachineState]:

@@ -36,7 +36,7 @@ SMALL, SPOT = DEMO_TEMPLATES
 
 
 def _status(provider: MockProvider, request_id: str, handle: Any = None) -> RequestSnapshot:
-    request = CloudRequest(request_id, RequestKind.ACQUIRE, handle=handle or {})
+    request = CloudRequest(request_id=request_id, kind=RequestKind.ACQUIRE, handle=handle or {})
     return provider.ohfp_machine_status([request])[request_id]
 
 
@@ -62,8 +62,12 @@ def test_machines_boot_after_the_boot_delay(make_mock: MakeMock) -> None:
 def test_terminated_machines_shut_down_then_terminate(make_mock: MakeMock) -> None:
     provider = make_mock(MOCK_BOOT_SECONDS=0, MOCK_TERMINATE_SECONDS=5)
     machine = provider.ohfp_provision("req-1", SMALL, 1).machines[0]
-    assert provider.ohfp_terminate_machines([ReturnItem(machine.machine_id, machine.name)]) == {}
-    ret = CloudRequest("ret-1", RequestKind.RETURN, machine_ids=(machine.machine_id, "i-unknown"))
+    assert (
+        provider.ohfp_terminate_machines([ReturnItem(machine_id=machine.machine_id, name=machine.name)]) == {}
+    )
+    ret = CloudRequest(
+        request_id="ret-1", kind=RequestKind.RETURN, machine_ids=(machine.machine_id, "i-unknown")
+    )
     assert [m.state for m in provider.ohfp_machine_status([ret])["ret-1"].machines] == [
         MachineState.SHUTTING_DOWN
     ]
@@ -76,7 +80,7 @@ def test_terminated_machines_shut_down_then_terminate(make_mock: MakeMock) -> No
 def test_terminate_by_name_when_the_id_is_unknown_to_hf(make_mock: MakeMock) -> None:
     provider = make_mock(MOCK_BOOT_SECONDS=0, MOCK_TERMINATE_SECONDS=0)
     machine = provider.ohfp_provision("req-1", SMALL, 1).machines[0]
-    provider.ohfp_terminate_machines([ReturnItem("", machine.name)])
+    provider.ohfp_terminate_machines([ReturnItem(machine_id="", name=machine.name)])
     assert _status(provider, "req-1").machines[0].state is MachineState.TERMINATED
 
 
@@ -94,7 +98,9 @@ def test_failure_rate_one_kills_every_machine_while_pending(make_mock: MakeMock)
     after = _status(provider, "req-1").machines
     assert {m.state for m in after} == {MachineState.TERMINATED}
     assert all("failed while pending" in m.message for m in after)
-    reclaims = provider.ohfp_reclaimed_machines([MachineRef(m.name, m.machine_id) for m in after])
+    reclaims = provider.ohfp_reclaimed_machines(
+        [MachineRef(name=m.name, machine_id=m.machine_id) for m in after]
+    )
     assert {(r.name, r.grace_period) for r in reclaims} == {(m.name, 0) for m in after}
 
 
@@ -116,7 +122,7 @@ def test_capacity_shortfall_closes_the_request(make_mock: MakeMock) -> None:
     with pytest.raises(CapacityError, match="MOCK_CAPACITY"):
         provider.ohfp_provision("req-2", SMALL, 1)
     first = provisioned.machines[0]
-    provider.ohfp_terminate_machines([ReturnItem(first.machine_id, first.name)])
+    provider.ohfp_terminate_machines([ReturnItem(machine_id=first.machine_id, name=first.name)])
     assert len(provider.ohfp_provision("req-2", SMALL, 1).machines) == 1
 
 
@@ -134,7 +140,7 @@ def test_api_error_rate_one_fails_every_cloud_call(make_mock: MakeMock) -> None:
         provider.ohfp_provision("req-1", SMALL, 1)
     assert raised.value.retryable
     with pytest.raises(CloudError):
-        provider.ohfp_machine_status([CloudRequest("req-1", RequestKind.ACQUIRE)])
+        provider.ohfp_machine_status([CloudRequest(request_id="req-1", kind=RequestKind.ACQUIRE)])
     assert make_mock().cloud.machines() == []  # nothing was created
 
 
@@ -187,7 +193,9 @@ def test_instance_type_weight_and_price_from_the_template(make_mock: MakeMock) -
 def test_same_seed_same_calls_give_the_same_cloud(tmp_path: Path) -> None:
     def run(root: Path, seed: int) -> list[tuple[str, str, str, bool]]:
         knobs = {"MOCK_SEED": seed, "MOCK_FAILURE_RATE": 0.3, "MOCK_SPOT_RECLAIM_RATE": 0.5}
-        provider = make_provider(ProviderContext("i", "mock", root, root, config=knobs))
+        provider = make_provider(
+            ProviderContext(instance="i", provider_type="mock", confdir=root, workdir=root, config=knobs)
+        )
         provider.ohfp_provision("req-1", SMALL, 4)
         provider.ohfp_provision("req-2", SPOT, 4)
         machines = provider.cloud.machines()
@@ -207,7 +215,7 @@ def test_same_seed_same_calls_give_the_same_cloud(tmp_path: Path) -> None:
 def test_spot_notice_counts_down_with_the_clock(make_mock: MakeMock) -> None:
     provider = make_mock(MOCK_BOOT_SECONDS=0, MOCK_TERMINATE_SECONDS=10)
     machine, healthy = provider.ohfp_provision("req-1", SPOT, 2).machines
-    refs = [MachineRef(machine.name, machine.machine_id), MachineRef(healthy.name)]
+    refs = [MachineRef(name=machine.name, machine_id=machine.machine_id), MachineRef(name=healthy.name)]
     provider.cloud.reclaim(machine.name)
     assert [(r.machine_id, r.grace_period) for r in provider.ohfp_reclaimed_machines(refs)] == [
         (machine.machine_id, 120)
@@ -227,7 +235,7 @@ def test_spot_reclaim_rate_interrupts_spot_machines_only(make_mock: MakeMock) ->
     provider = make_mock(MOCK_SPOT_RECLAIM_RATE=1, MOCK_RECLAIM_GRACE_SECONDS=60, MOCK_BOOT_SECONDS=0)
     spot = provider.ohfp_provision("req-1", SPOT, 3).machines
     ondemand = provider.ohfp_provision("req-2", SMALL, 3).machines
-    refs = [MachineRef(m.name, m.machine_id) for m in (*spot, *ondemand)]
+    refs = [MachineRef(name=m.name, machine_id=m.machine_id) for m in (*spot, *ondemand)]
     assert provider.ohfp_reclaimed_machines(refs) == []
     provider.cloud.advance(RECLAIM_WINDOW_SECONDS)
     reclaims = provider.ohfp_reclaimed_machines(refs)
@@ -239,14 +247,17 @@ def test_spot_reclaim_rate_zero_never_interrupts(make_mock: MakeMock) -> None:
     provider = make_mock(MOCK_BOOT_SECONDS=0)
     spot = provider.ohfp_provision("req-1", SPOT, 3).machines
     provider.cloud.advance(10 * RECLAIM_WINDOW_SECONDS)
-    assert provider.ohfp_reclaimed_machines([MachineRef(m.name, m.machine_id) for m in spot]) == []
+    assert (
+        provider.ohfp_reclaimed_machines([MachineRef(name=m.name, machine_id=m.machine_id) for m in spot])
+        == []
+    )
 
 
 def test_console_termination_is_reclaimed_with_no_grace(make_mock: MakeMock) -> None:
     provider = make_mock(MOCK_BOOT_SECONDS=0)
     machine = provider.ohfp_provision("req-1", SMALL, 1).machines[0]
     provider.cloud.console_terminate(machine.machine_id)
-    (reclaim,) = provider.ohfp_reclaimed_machines([MachineRef(machine.name)])
+    (reclaim,) = provider.ohfp_reclaimed_machines([MachineRef(name=machine.name)])
     assert (reclaim.machine_id, reclaim.grace_period) == (machine.machine_id, 0)
     assert "console" in reclaim.reason
 
@@ -274,7 +285,11 @@ def test_reclaiming_an_unknown_machine_is_a_lookup_error(make_mock: MakeMock) ->
 )
 def test_bad_knob_names_the_key(tmp_path: Path, key: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=key):
-        make_provider(ProviderContext("i", "mock", tmp_path, tmp_path, config={key: value}))
+        make_provider(
+            ProviderContext(
+                instance="i", provider_type="mock", confdir=tmp_path, workdir=tmp_path, config={key: value}
+            )
+        )
 
 
 def test_knobs_from_config_override_settings() -> None:
@@ -302,7 +317,7 @@ def test_demo_templates_offered_when_the_file_has_none(make_mock: MakeMock) -> N
 
 
 def test_templates_from_the_file_get_derived_attributes(make_mock: MakeMock) -> None:
-    bare = Template("from-file", 5, fields={"vmType": "mock.large"})
+    bare = Template(template_id="from-file", max_number=5, fields={"vmType": "mock.large"})
     (offered,) = make_mock().ohfp_available_templates([bare])
     assert offered.attributes["ncpus"].value == "4"
     assert offered.attributes["nram"].value == "8192"
@@ -315,7 +330,7 @@ def test_aws_example_templates_are_accepted(make_mock: MakeMock) -> None:
     provider = make_mock()
     for entry in json.loads(example.read_text())["templates"]:
         fields = {k: v for k, v in entry.items() if k not in ("templateId", "maxNumber", "attributes")}
-        template = Template(entry["templateId"], entry["maxNumber"], fields=fields)
+        template = Template(template_id=entry["templateId"], max_number=entry["maxNumber"], fields=fields)
         assert provider.ohfp_validate_template(template) == [], entry["templateId"]
 
 
@@ -348,7 +363,9 @@ def test_database_is_private_and_health_checked(make_mock: MakeMock, tmp_path: P
 def test_health_check_fails_when_the_database_cannot_open(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    provider = make_provider(ProviderContext("i", "mock", tmp_path, blocker))
+    provider = make_provider(
+        ProviderContext(instance="i", provider_type="mock", confdir=tmp_path, workdir=blocker)
+    )
     (check,) = provider.ohfp_health_check()
     assert not check.ok
 
@@ -383,12 +400,12 @@ def test_control_cli(make_mock: MakeMock, tmp_path: Path) -> None:
     assert {m.state for m in _status(provider, "req-1").machines} == {MachineState.RUNNING}
     code, reclaimed = _cli(workdir, "reclaim", one.name, "--grace", "30")
     assert code == 0 and reclaimed["machine"]["gracePeriod"] == 30
-    assert [r.grace_period for r in provider.ohfp_reclaimed_machines([MachineRef(one.name)])] == [30]
+    assert [r.grace_period for r in provider.ohfp_reclaimed_machines([MachineRef(name=one.name)])] == [30]
     code, terminated = _cli(workdir, "console-terminate", two.machine_id)
     assert code == 0 and terminated["machine"]["state"] == "shutting-down"
     code, failing = _cli(workdir, "fail-next")
     assert code == 0 and failing == {"failNext": 1}
     with pytest.raises(ThrottledError):
-        provider.ohfp_machine_status([CloudRequest("req-1", RequestKind.ACQUIRE)])
+        provider.ohfp_machine_status([CloudRequest(request_id="req-1", kind=RequestKind.ACQUIRE)])
     code, error = _cli(workdir, "reclaim", "i-00000000000000000")
     assert code == 1 and "i-00000000000000000" in error["message"]

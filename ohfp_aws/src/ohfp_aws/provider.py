@@ -520,19 +520,40 @@ class AwsProvider:
         for ref in machines:
             instance = by_id.get(ref.machine_id) if ref.machine_id else by_name.get(ref.name)
             if instance is None:
-                reclaims.append(Reclaim(ref.name, 0, ref.machine_id, "unknown to EC2"))
+                reclaims.append(
+                    Reclaim(name=ref.name, grace_period=0, machine_id=ref.machine_id, reason="unknown to EC2")
+                )
                 continue
             instance_id = instance["InstanceId"]
             state = instance["State"]["Name"]
             reason = instance.get("StateReason") or {}
             if reason.get("Code") == SPOT_TERMINATION_REASON:
-                reclaims.append(Reclaim(ref.name, 0, instance_id, f"spot interruption: {state}"))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name,
+                        grace_period=0,
+                        machine_id=instance_id,
+                        reason=f"spot interruption: {state}",
+                    )
+                )
             elif state in ("stopping", "stopped", "shutting-down", "terminated"):
                 detail = reason.get("Message") or reason.get("Code") or ""
-                reclaims.append(Reclaim(ref.name, 0, instance_id, f"{state}: {detail}".rstrip(": ")))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name,
+                        grace_period=0,
+                        machine_id=instance_id,
+                        reason=f"{state}: {detail}".rstrip(": "),
+                    )
+                )
             elif instance_id in notices:
                 reclaims.append(
-                    Reclaim(ref.name, notices[instance_id], instance_id, "spot interruption notice")
+                    Reclaim(
+                        name=ref.name,
+                        grace_period=notices[instance_id],
+                        machine_id=instance_id,
+                        reason="spot interruption notice",
+                    )
                 )
         return reclaims
 
@@ -564,9 +585,9 @@ class AwsProvider:
     def ohfp_health_check(self) -> Sequence[HealthCheck]:
         checks = [
             HealthCheck(
-                "aws.config",
-                True,
-                f"region {self.config.region}; APIs in order: "
+                name="aws.config",
+                ok=True,
+                detail=f"region {self.config.region}; APIs in order: "
                 + ", ".join(a for a in self.config.handlers.order if a in self.config.handlers.enabled),
             )
         ]
@@ -575,9 +596,9 @@ class AwsProvider:
             try:
                 with aws_call(operation):
                     detail = call()
-                checks.append(HealthCheck(name, True, detail))
+                checks.append(HealthCheck(name=name, ok=True, detail=detail))
             except Exception as exc:  # a health check reports, it never raises
-                checks.append(HealthCheck(name, False, str(exc)))
+                checks.append(HealthCheck(name=name, ok=False, detail=str(exc)))
 
         probe(
             "aws.credentials",
@@ -603,5 +624,7 @@ class AwsProvider:
                 try:
                     handler_class(api)
                 except (ImportError, AttributeError) as exc:
-                    checks.append(HealthCheck(f"aws.handler.{api}", False, f"cannot load: {exc}"))
+                    checks.append(
+                        HealthCheck(name=f"aws.handler.{api}", ok=False, detail=f"cannot load: {exc}")
+                    )
         return checks

@@ -90,7 +90,7 @@ class Attribute:
     value: str
 
 
-@frozen
+@frozen(kw_only=True)
 class Template:
     """A machine template as Host Factory sees it.
 
@@ -114,7 +114,7 @@ class Template:
         return self.max_number == -1
 
 
-@frozen
+@frozen(kw_only=True)
 class Machine:
     """A machine as the provider last saw it in the cloud.
 
@@ -138,7 +138,7 @@ class Machine:
     tags: Mapping[str, str] = field(factory=dict)
 
 
-@frozen
+@frozen(kw_only=True)
 class CloudRequest:
     """What core knows about one request, handed to the provider to look it up again.
 
@@ -156,7 +156,7 @@ class CloudRequest:
     created_at: int = 0
 
 
-@frozen
+@frozen(kw_only=True)
 class Provisioned:
     """The provider's answer to a provisioning call.
 
@@ -170,7 +170,7 @@ class Provisioned:
     message: str = ""
 
 
-@frozen
+@frozen(kw_only=True)
 class RequestSnapshot:
     """The cloud's view of one request right now.
 
@@ -185,7 +185,7 @@ class RequestSnapshot:
     handle: Mapping[str, Any] | None = None
 
 
-@frozen
+@frozen(kw_only=True)
 class ReturnItem:
     """One machine Host Factory asked to return, with the acquire request it came from.
 
@@ -202,7 +202,7 @@ class ReturnItem:
     request: CloudRequest | None = None
 
 
-@frozen
+@frozen(kw_only=True)
 class MachineRef:
     """A host Host Factory holds, for the reclaim check. ``machine_id`` may be unknown."""
 
@@ -211,7 +211,7 @@ class MachineRef:
     request: CloudRequest | None = None
 
 
-@frozen
+@frozen(kw_only=True)
 class Reclaim:
     """A host the cloud is taking back without Host Factory asking.
 
@@ -235,7 +235,7 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-@frozen
+@frozen(kw_only=True)
 class HealthCheck:
     """One health check result."""
 
@@ -244,7 +244,7 @@ class HealthCheck:
     detail: str = ""
 
 
-@frozen
+@frozen(kw_only=True)
 class ProviderContext:
     """Everything a provider factory gets to build the provider for one instance.
 

@@ -307,10 +307,10 @@ def problems_of(
         return lines
     if isinstance(exc, IterableValidationError):
         lines = []
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            lines += problems_of(sub, _join(path, note.index), unknown)
-        for sub in without:
+        indexed, rest = exc.group_exceptions()
+        for sub, item in indexed:
+            lines += problems_of(sub, _join(path, item.index), unknown)
+        for sub in rest:
             lines += problems_of(sub, path, unknown)
         return lines
     if isinstance(exc, FieldError):

@@ -7,7 +7,8 @@ How a provider package uses it (needs ``pip install ohfp-core[testing]``)::
     class TestMyCloudContract(ProviderContract):
         @pytest.fixture
         def provider(self, tmp_path):           # the object your factory returns
-            return make_provider(ProviderContext("inst", "mycloud", tmp_path, tmp_path))
+            ctx = ProviderContext(instance="inst", provider_type="mycloud", confdir=tmp_path, workdir=tmp_path)
+            return make_provider(ctx)
 
         @pytest.fixture
         def cloud_driver(self, provider):       # a CloudDriver for your test cloud
@@ -127,7 +128,7 @@ class ProviderContract:
         return request, machines
 
     def _return(self, hooks: Hooks, request: CloudRequest, machines: Sequence[Machine]) -> CloudRequest:
-        items = [ReturnItem(m.machine_id, m.name, request) for m in machines]
+        items = [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in machines]
         assert hooks.terminate_machines(items) == {}
         return CloudRequest(
             request_id=_request_id("ret"),
@@ -199,9 +200,11 @@ class ProviderContract:
 
     def test_status_of_unknown_requests(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
         self._provision(hooks, cloud_driver)  # something exists that must not be reported
-        unknown = CloudRequest(_request_id(), RequestKind.ACQUIRE, template_id="x", machine_count=1)
+        unknown = CloudRequest(
+            request_id=_request_id(), kind=RequestKind.ACQUIRE, template_id="x", machine_count=1
+        )
         unknown_return = CloudRequest(
-            _request_id("ret"), RequestKind.RETURN, machine_ids=("i-0000000000000000f",)
+            request_id=_request_id("ret"), kind=RequestKind.RETURN, machine_ids=("i-0000000000000000f",)
         )
         snapshots = hooks.machine_status([unknown, unknown_return])
         for request in (unknown, unknown_return):
@@ -211,14 +214,14 @@ class ProviderContract:
     # termination -----------------------------------------------------------------------
     def test_terminate_is_idempotent(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
         request, machines = self._running(hooks, cloud_driver)
-        items = [ReturnItem(m.machine_id, m.name, request) for m in machines]
+        items = [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in machines]
         assert hooks.terminate_machines(items) == {}
         assert hooks.terminate_machines(items) == {}
         cloud_driver.settle()
         assert hooks.terminate_machines(items) == {}
 
     def test_terminate_unknown_machine(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
-        unknown = ReturnItem("i-0000000000000000f", "ip-10-255-255-254.unknown.internal")
+        unknown = ReturnItem(machine_id="i-0000000000000000f", name="ip-10-255-255-254.unknown.internal")
         assert hooks.terminate_machines([unknown]) == {}
 
     def test_return_request_shows_machines_gone(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
@@ -251,17 +254,22 @@ class ProviderContract:
         _, machines = self._running(hooks, cloud_driver)
         taken, healthy = machines[0], machines[1]
         cloud_driver.reclaim(taken.machine_id)
-        reclaims = hooks.reclaimed_machines([MachineRef(m.name, m.machine_id) for m in machines])
+        reclaims = hooks.reclaimed_machines(
+            [MachineRef(name=m.name, machine_id=m.machine_id) for m in machines]
+        )
         assert [r.name for r in reclaims] == [taken.name], reclaims
         assert 0 <= reclaims[0].grace_period <= MAX_SPOT_NOTICE
         assert healthy.name not in {r.name for r in reclaims}
 
     def test_healthy_machines_are_not_reclaimed(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
         _, machines = self._running(hooks, cloud_driver)
-        assert hooks.reclaimed_machines([MachineRef(m.name, m.machine_id) for m in machines]) == []
+        assert (
+            hooks.reclaimed_machines([MachineRef(name=m.name, machine_id=m.machine_id) for m in machines])
+            == []
+        )
 
     def test_unknown_machine_is_reclaimed_at_once(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
-        ref = MachineRef("ip-10-255-255-254.unknown.internal", "i-0000000000000000f")
+        ref = MachineRef(name="ip-10-255-255-254.unknown.internal", machine_id="i-0000000000000000f")
         reclaims = hooks.reclaimed_machines([ref])
         assert [(r.name, r.grace_period) for r in reclaims] == [(ref.name, 0)]
 
@@ -269,7 +277,9 @@ class ProviderContract:
         _, machines = self._running(hooks, cloud_driver)
         cloud_driver.terminate_outside(machines[0].machine_id)
         cloud_driver.settle()
-        reclaims = hooks.reclaimed_machines([MachineRef(m.name, m.machine_id) for m in machines])
+        reclaims = hooks.reclaimed_machines(
+            [MachineRef(name=m.name, machine_id=m.machine_id) for m in machines]
+        )
         assert [(r.name, r.grace_period) for r in reclaims] == [(machines[0].name, 0)]
 
     # errors and health -------------------------------------------------------------------

@@ -583,12 +583,21 @@ class MockCloud:
         for ref in refs:
             machine = by_id.get(ref.machine_id) if ref.machine_id else by_name.get(ref.name)
             if machine is None:
-                reclaims.append(Reclaim(ref.name, 0, ref.machine_id, "unknown to the mock cloud"))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name,
+                        grace_period=0,
+                        machine_id=ref.machine_id,
+                        reason="unknown to the mock cloud",
+                    )
+                )
                 continue
             grace = machine.grace(now)
             if grace is not None:
                 reason = machine.message(now) or _NOTICE_MESSAGE
-                reclaims.append(Reclaim(ref.name, grace, machine.machine_id, reason))
+                reclaims.append(
+                    Reclaim(name=ref.name, grace_period=grace, machine_id=machine.machine_id, reason=reason)
+                )
         return reclaims
 
     def health(self) -> HealthCheck:
@@ -600,8 +609,8 @@ class MockCloud:
                 self._set_meta(db, "checked_at", now)
                 count = db.execute("SELECT count(*) FROM machines").fetchone()[0]
         except sqlite3.Error as exc:
-            return HealthCheck(name, False, f"{self.path}: {exc}")
-        return HealthCheck(name, True, f"{self.path}: readable and writable, {count} machines")
+            return HealthCheck(name=name, ok=False, detail=f"{self.path}: {exc}")
+        return HealthCheck(name=name, ok=True, detail=f"{self.path}: readable and writable, {count} machines")
 
     # control calls (tests, admins) --------------------------------------------------------
     def now(self) -> float:

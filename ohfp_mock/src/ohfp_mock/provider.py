@@ -92,7 +92,9 @@ class MockProvider:
         try:
             return [self.cloud.health()]
         except (OSError, sqlite3.Error) as exc:  # the database could not even be opened
-            return [HealthCheck("mock cloud database", False, f"{self.context.workdir}: {exc}")]
+            return [
+                HealthCheck(name="mock cloud database", ok=False, detail=f"{self.context.workdir}: {exc}")
+            ]
 
 
 def make_provider(ctx: ProviderContext) -> MockProvider:

@@ -34,7 +34,11 @@ class ExampleDriver:
 class TestExampleContract(ProviderContract):
     @pytest.fixture
     def provider(self, tmp_path: Path) -> ExampleProvider:
-        return make_provider(ProviderContext("exampleinst", "example", tmp_path, tmp_path))
+        return make_provider(
+            ProviderContext(
+                instance="exampleinst", provider_type="example", confdir=tmp_path, workdir=tmp_path
+            )
+        )
 
     @pytest.fixture
     def cloud_driver(self, tmp_path: Path) -> ExampleDriver:

@@ -115,12 +115,27 @@ class ExampleProvider:
             machine_id = ref.machine_id or by_name.get(ref.name)
             record = known.get(machine_id) if machine_id else None
             if record is None:
-                reclaims.append(Reclaim(ref.name, 0, ref.machine_id, "unknown to the cloud"))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name,
+                        grace_period=0,
+                        machine_id=ref.machine_id,
+                        reason="unknown to the cloud",
+                    )
+                )
             elif record["state"] != "running":
-                reclaims.append(Reclaim(ref.name, 0, machine_id, record.get("message", "")))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name, grace_period=0, machine_id=machine_id, reason=record.get("message", "")
+                    )
+                )
             elif record.get("notice") is not None:
                 left = max(0, NOTICE_SECONDS - (now - record["notice"]))
-                reclaims.append(Reclaim(ref.name, left, machine_id, "interruption notice"))
+                reclaims.append(
+                    Reclaim(
+                        name=ref.name, grace_period=left, machine_id=machine_id, reason="interruption notice"
+                    )
+                )
         return reclaims
 
     @hookimpl
@@ -129,8 +144,8 @@ class ExampleProvider:
             with cloud_state(self.workdir) as cloud:
                 count = len(cloud["machines"])
         except OSError as exc:
-            return [HealthCheck("example cloud", False, str(exc))]
-        return [HealthCheck("example cloud", True, f"{count} machines in {self.workdir}")]
+            return [HealthCheck(name="example cloud", ok=False, detail=str(exc))]
+        return [HealthCheck(name="example cloud", ok=True, detail=f"{count} machines in {self.workdir}")]
 
 
 def make_provider(ctx: ProviderContext) -> ExampleProvider:
