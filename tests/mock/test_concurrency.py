@@ -24,7 +24,8 @@ request_id, count = sys.argv[3], int(sys.argv[4])
 deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:
     time.sleep(0.002)
-provider = make_provider(ProviderContext(instance="mockinst", provider_type="mock", confdir=work, workdir=work))
+context = ProviderContext(instance="mockinst", provider_type="mock", confdir=work, workdir=work)
+provider = make_provider(context)
 machines = provider.ohfp_provision(request_id, DEMO_TEMPLATES[0], count).machines
 print(json.dumps([[m.machine_id, m.private_ip, m.name] for m in machines]))
 """

@@ -7,7 +7,8 @@ How a provider package uses it (needs ``pip install ohfp-core[testing]``)::
     class TestMyCloudContract(ProviderContract):
         @pytest.fixture
         def provider(self, tmp_path):           # the object your factory returns
-            ctx = ProviderContext(instance="inst", provider_type="mycloud", confdir=tmp_path, workdir=tmp_path)
+            ctx = ProviderContext(instance="inst", provider_type="mycloud", confdir=tmp_path,
+                                  workdir=tmp_path)
             return make_provider(ctx)
 
         @pytest.fixture
