@@ -130,8 +130,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 STORAGE_PLUGIN = '''
-from pathlib import Path
-
 from ohfp_core import hookimpl
 from ohfp_core.sqlite import SQLiteStorage
 
@@ -139,9 +137,9 @@ from ohfp_core.sqlite import SQLiteStorage
 class MarkedStorage(SQLiteStorage):
     """SQLite under another name, leaving a mark that it was the one used."""
 
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        (workdir / "marked-storage-used").write_text("yes")
+    def __init__(self, context):
+        super().__init__(context.workdir)
+        (context.workdir / "marked-storage-used").write_text("yes")
 
 
 @hookimpl

@@ -9,6 +9,7 @@ import pytest
 
 from ohfp_core import config
 from ohfp_core.errors import ConfigError
+from ohfp_core.templates import load_templates
 
 
 def test_paths_from_hf_environment_with_ibm_defaults() -> None:
@@ -62,7 +63,8 @@ def test_settings_file(tmp_path: Path) -> None:
     settings = config.load_settings(tmp_path, ("aws", "mock"))
     assert settings.provider == "aws"
     assert settings.log_level == "DEBUG"
-    assert settings.provider_sections == {"aws": {"handlers": {}}}
+    assert settings.sections == {"aws": {"handlers": {}}}
+    assert settings.section("mock") == {}
     assert config.load_settings(tmp_path / "nowhere", ()) == config.Settings()
 
 
@@ -87,13 +89,18 @@ def test_templates_file_duplicates_and_bad_entries(tmp_path: Path) -> None:
     from ohfp_core.models import ProviderContext
 
     ctx = ProviderContext(instance="inst", provider_type="mock", confdir=tmp_path, workdir=tmp_path)
-    assert config.load_templates(ctx) == []
+    assert load_templates(ctx).templates == ()
     good = {"templateId": "A", "maxNumber": 1, "attributes": {}}
     (tmp_path / "mockprov_templates.json").write_text(
         json.dumps({"templates": [good, good, {"maxNumber": "x"}]})
     )
+    loaded = load_templates(ctx)
+    assert [t.template_id for t in loaded.templates] == ["A"]
+    problems = loaded.problems
+    assert "$.templates[1].templateId: duplicate id 'A'" in problems
+    assert any(p.startswith("$.templates[2].templateId") for p in problems)
+    assert any(p.startswith("$.templates[2].maxNumber") for p in problems)
+    (tmp_path / "mockprov_templates.json").write_text(json.dumps({"templates": "A"}))
     with pytest.raises(ConfigError) as exc:
-        config.load_templates(ctx)
-    assert "$.templates[1].templateId: duplicate id 'A'" in exc.value.problems
-    assert any(p.startswith("$.templates[2].templateId") for p in exc.value.problems)
-    assert any(p.startswith("$.templates[2].maxNumber") for p in exc.value.problems)
+        load_templates(ctx)
+    assert exc.value.problems == ("$.templates: expected a list of templates",)

@@ -10,6 +10,7 @@ import pytest
 from ohfp_core import converter
 from ohfp_core.errors import ConfigError, InputError
 from ohfp_core.models import Machine, MachineResult, MachineState, PriceType
+from ohfp_core.templates import template_from_json
 
 
 def problems_of(exc: pytest.ExceptionInfo[InputError]) -> list[str]:
@@ -56,7 +57,7 @@ def test_machines_input() -> None:
     parsed = converter.parse_machines(
         {"machines": [{"name": "h1", "machineId": "i-1"}, {"name": "h2"}]}, "x", required=True
     )
-    assert [(m.name, m.machineId) for m in parsed] == [("h1", "i-1"), ("h2", None)]
+    assert [(m.name, m.machine_id) for m in parsed] == [("h1", "i-1"), ("h2", None)]
     assert converter.parse_machines({}, "x", required=False) == []
     with pytest.raises(InputError) as exc:
         converter.parse_machines({"machines": [{"machineId": "i-1"}]}, "x", required=True)
@@ -101,7 +102,7 @@ def test_template_attributes_as_pairs_or_scalars() -> None:
         "attributes": {"type": "X86_64", "ncpus": 2, "nram": ["Numeric", "1024"], "gpu": True, "mem": 1.0},
         "imageId": "ami-1",
     }
-    template = converter.template_from_json(entry, "$.templates[0]")
+    template = template_from_json(entry, "$.templates[0]")
     reply = converter.template_json(template)
     assert reply["attributes"] == {
         "type": ["String", "X86_64"],
@@ -116,7 +117,7 @@ def test_template_attributes_as_pairs_or_scalars() -> None:
 
 def test_template_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as exc:
-        converter.template_from_json(
+        template_from_json(
             {"templateId": "T", "maxNumber": -2, "attributes": {"ncpus": ["Numbr", "1"]}}, "$.templates[3]"
         )
     text = " | ".join(exc.value.problems)

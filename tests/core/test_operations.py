@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from ohfp_core.errors import CapacityError, ConfigError, InputError
@@ -21,14 +22,22 @@ def test_available_templates_with_availability(instance: Instance) -> None:
     assert {t["templateId"]: t for t in reply["templates"]}["T1"]["availableNumber"] == 7
 
 
-def test_invalid_template_file_fails_naming_the_field(instance: Instance) -> None:
+def test_invalid_templates_are_left_out_naming_the_field(instance: Instance) -> None:
     entry = template_entry("T1")
     del entry["attributes"]["nram"]
-    instance.write_templates([entry, template_entry("T2", badKey=1)])
+    instance.write_templates([entry, template_entry("T2", badKey=1), template_entry("T3")])
+    reply = instance.ops.get_available_templates({})
+    assert [t["templateId"] for t in reply["templates"]] == ["T3"]
+    assert "$.templates[T1].attributes.nram: mandatory attribute missing" in reply["errors"]
+    assert "$.templates[T2].badKey: not allowed" in reply["errors"]
+    assert "2 template(s) left out as invalid: T1, T2" in reply["message"]
+    report = instance.ops.validate_templates()
+    assert report["T3"] == []
+    assert "$.templates[T1].attributes.nram: mandatory attribute missing" in report["T1"]
     with pytest.raises(ConfigError) as exc:
-        instance.ops.get_available_templates({})
-    assert "$.templates[T1].attributes.nram: mandatory attribute missing" in exc.value.problems
-    assert "$.templates[T2].badKey: not allowed" in exc.value.problems
+        instance.ops.request_machines({"template": {"templateId": "T2", "machineCount": 1}})
+    assert exc.value.problems == ("$.templates[T2].badKey: not allowed",)
+    assert instance.ops.request_machines({"template": {"templateId": "T3", "machineCount": 1}})["requestId"]
 
 
 def test_request_lifecycle(instance: Instance) -> None:
@@ -82,8 +91,7 @@ def test_machine_the_cloud_forgot_fails(instance: Instance) -> None:
     instance.cloud.open[rid] = True  # still running? no: keep the request open to re-query
     del instance.cloud.machines[mid]
     record = instance.store.get_requests([rid])[rid]
-    record.status = RequestStatus.RUNNING
-    instance.store.put_request(record)
+    instance.store.put_request(attrs.evolve(record, status=RequestStatus.RUNNING))
     [entry] = instance.status(rid)
     assert entry["machines"][0]["result"] == "fail"
     assert "no longer knows" in entry["machines"][0]["message"]
@@ -374,7 +382,7 @@ def test_abandoned_request_is_cleaned_up(instance: Instance) -> None:
             request_id=rid, kind=RequestKind.ACQUIRE, template_id="T1", machine_count=1, created_at=1
         )
     )
-    template = instance.ops.templates()[0]
+    template = instance.ops.offered()[0][0]
     instance.cloud.ohfp_provision(rid, template, 1)  # the cloud did create it
     instance.status("req-other")
     record = instance.store.get_requests([rid])[rid]

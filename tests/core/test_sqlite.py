@@ -80,11 +80,13 @@ def test_request_round_trip_keeps_every_field(workdir: Path) -> None:
         message="déjà terminated",
         created_at=1_700_000_000,
         updated_at=1_700_000_050,
+        delivered=True,
+        owner="host-a:/var/ohfp/work",
     )
     assert_no_defaults(record)
     first = SQLiteStorage(workdir)
     first.put_request(record)
-    first.put_request(RequestRecord("req-nohandle", RequestKind.ACQUIRE))
+    first.put_request(RequestRecord(request_id="req-nohandle", kind=RequestKind.ACQUIRE))
     first.close()
 
     reopened = SQLiteStorage(workdir)
@@ -93,7 +95,7 @@ def test_request_round_trip_keeps_every_field(workdir: Path) -> None:
 
     assert got["ret-7"] == record
     assert isinstance(got["ret-7"].machine_ids, tuple)
-    assert got["req-nohandle"] == RequestRecord("req-nohandle", RequestKind.ACQUIRE)
+    assert got["req-nohandle"] == RequestRecord(request_id="req-nohandle", kind=RequestKind.ACQUIRE)
     assert got["req-nohandle"].handle is None
 
 
@@ -144,10 +146,12 @@ def test_machine_round_trip_keeps_every_field(workdir: Path) -> None:
 
 
 def test_put_request_replaces_the_stored_request(store: SQLiteStorage) -> None:
-    store.put_request(RequestRecord("req-1", RequestKind.ACQUIRE, machine_count=2, created_at=10))
+    store.put_request(
+        RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, machine_count=2, created_at=10)
+    )
     changed = RequestRecord(
-        "req-1",
-        RequestKind.ACQUIRE,
+        request_id="req-1",
+        kind=RequestKind.ACQUIRE,
         status=RequestStatus.COMPLETE,
         machine_count=2,
         handle={"fleet": "f-1"},
@@ -174,13 +178,22 @@ def test_put_machines_replaces_by_machine_id_and_keeps_first_stored_order(store:
 
 
 def test_open_requests_are_running_only_oldest_first_and_filter_by_kind(store: SQLiteStorage) -> None:
-    store.put_request(RequestRecord("req-c", RequestKind.ACQUIRE, created_at=30))
-    store.put_request(RequestRecord("ret-a", RequestKind.RETURN, created_at=10))
-    store.put_request(RequestRecord("req-b", RequestKind.ACQUIRE, created_at=20))
-    store.put_request(RequestRecord("req-a", RequestKind.ACQUIRE, created_at=20))
-    store.put_request(RequestRecord("req-done", RequestKind.ACQUIRE, RequestStatus.COMPLETE, created_at=1))
+    store.put_request(RequestRecord(request_id="req-c", kind=RequestKind.ACQUIRE, created_at=30))
+    store.put_request(RequestRecord(request_id="ret-a", kind=RequestKind.RETURN, created_at=10))
+    store.put_request(RequestRecord(request_id="req-b", kind=RequestKind.ACQUIRE, created_at=20))
+    store.put_request(RequestRecord(request_id="req-a", kind=RequestKind.ACQUIRE, created_at=20))
     store.put_request(
-        RequestRecord("ret-err", RequestKind.RETURN, RequestStatus.COMPLETE_WITH_ERROR, created_at=2)
+        RequestRecord(
+            request_id="req-done", kind=RequestKind.ACQUIRE, status=RequestStatus.COMPLETE, created_at=1
+        )
+    )
+    store.put_request(
+        RequestRecord(
+            request_id="ret-err",
+            kind=RequestKind.RETURN,
+            status=RequestStatus.COMPLETE_WITH_ERROR,
+            created_at=2,
+        )
     )
 
     assert [r.request_id for r in store.open_requests()] == ["ret-a", "req-a", "req-b", "req-c"]
@@ -220,7 +233,7 @@ def test_find_machines_by_ids_and_names_returns_each_once(store: SQLiteStorage) 
 
 
 def test_get_requests_omits_unknown_and_machines_of_lists_every_id(store: SQLiteStorage) -> None:
-    store.put_request(RequestRecord("req-1", RequestKind.ACQUIRE))
+    store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
     store.put_machines([mrec("i-1", "req-1"), mrec("i-2", "req-1"), mrec("i-3", "req-3")])
 
     assert list(store.get_requests(["req-1", "req-unknown"])) == ["req-1"]
@@ -257,7 +270,7 @@ def test_lookups_over_1000_ids_use_bounded_indexed_queries(
     machine_ids = [f"i-{n:05d}" for n in range(count)]
     with store.transaction():
         for request_id in request_ids:
-            store.put_request(RequestRecord(request_id, RequestKind.ACQUIRE))
+            store.put_request(RequestRecord(request_id=request_id, kind=RequestKind.ACQUIRE))
     store.put_machines([mrec(m, r, template_id="t1") for m, r in zip(machine_ids, request_ids, strict=True)])
     recorder = QueryRecorder(store._conn)
     monkeypatch.setattr(store, "_conn", recorder)
@@ -284,21 +297,21 @@ def test_lookups_over_1000_ids_use_bounded_indexed_queries(
 
 
 def test_transaction_rolls_back_on_exception(store: SQLiteStorage) -> None:
-    store.put_request(RequestRecord("req-1", RequestKind.ACQUIRE, message="before"))
+    store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, message="before"))
 
     with pytest.raises(ValueError, match="boom"), store.transaction():
-        store.put_request(RequestRecord("req-1", RequestKind.ACQUIRE, message="after"))
-        store.put_request(RequestRecord("req-2", RequestKind.ACQUIRE))
+        store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, message="after"))
+        store.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
         store.put_machines([mrec("i-1"), mrec("i-2")])
         raise ValueError("boom")
 
     assert store.get_requests(["req-1", "req-2"]) == {
-        "req-1": RequestRecord("req-1", RequestKind.ACQUIRE, message="before")
+        "req-1": RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, message="before")
     }
     assert store.find_machines(["i-1", "i-2"]) == []
 
     with store.transaction():
-        store.put_request(RequestRecord("req-2", RequestKind.ACQUIRE))
+        store.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
     assert list(store.get_requests(["req-2"])) == ["req-2"]
 
 
@@ -308,7 +321,7 @@ def test_transaction_commits_for_other_connections_and_is_not_reentrant(
     other = SQLiteStorage(workdir)
     try:
         with store.transaction():
-            store.put_request(RequestRecord("req-1", RequestKind.ACQUIRE))
+            store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
             assert other.get_requests(["req-1"]) == {}
             with pytest.raises(RuntimeError, match="re-entrant"), store.transaction():
                 pass
@@ -325,7 +338,7 @@ def test_files_are_private_to_the_owner(tmp_path: Path) -> None:
     old_umask = os.umask(0o002)
     try:
         opened = SQLiteStorage(workdir)
-        opened.put_request(RequestRecord("req-1", RequestKind.ACQUIRE))
+        opened.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
         names = sorted(p.name for p in workdir.iterdir())
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in workdir.iterdir()}
         opened.close()
@@ -371,7 +384,7 @@ def test_a_file_that_is_not_a_database_is_a_config_error(workdir: Path) -> None:
 def _open_and_insert(workdir: str, index: int, barrier: Any) -> None:
     barrier.wait(60)
     opened = SQLiteStorage(Path(workdir))
-    opened.put_request(RequestRecord(f"req-{index}", RequestKind.ACQUIRE))
+    opened.put_request(RequestRecord(request_id=f"req-{index}", kind=RequestKind.ACQUIRE))
     opened.close()
 
 
@@ -381,8 +394,7 @@ def _increment(workdir: str, rounds: int, barrier: Any) -> None:
     for _ in range(rounds):
         with opened.transaction():
             record = opened.get_requests([COUNTER_ID])[COUNTER_ID]
-            record.message = str(int(record.message) + 1)
-            opened.put_request(record)
+            opened.put_request(attrs.evolve(record, message=str(int(record.message) + 1)))
     opened.close()
 
 
@@ -410,7 +422,7 @@ def test_processes_opening_a_new_database_at_once_all_succeed(workdir: Path) -> 
 
 def test_concurrent_read_modify_write_loses_no_update(workdir: Path) -> None:
     opened = SQLiteStorage(workdir)
-    opened.put_request(RequestRecord(COUNTER_ID, RequestKind.ACQUIRE, message="0"))
+    opened.put_request(RequestRecord(request_id=COUNTER_ID, kind=RequestKind.ACQUIRE, message="0"))
     opened.close()
 
     exitcodes = _run_workers(_increment, [(str(workdir), ROUNDS)] * WORKERS)

@@ -53,10 +53,11 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
     """The instance's context and ohfp's settings; configures logging."""
     from ohfp_core import config
     from ohfp_core.logs import configure_logging
-    from ohfp_core.plugins import PROVIDER_GROUP, choose_provider, names_of
+    from ohfp_core.plugins import PLUGIN_GROUP, PROVIDER_GROUP, choose_provider, names_of
 
     paths = config.resolve_paths()
-    settings = config.load_settings(paths.confdir, tuple(names_of(PROVIDER_GROUP)))
+    named = (*names_of(PROVIDER_GROUP), *names_of(PLUGIN_GROUP), "sqlite")
+    settings = config.load_settings(paths.confdir, named)
     provider_type = choose_provider(provider, settings.provider)
     context = config.provider_context(provider_type, paths, settings)
     configure_logging(
@@ -70,20 +71,31 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
 def _operations(provider: str | None) -> Operations:
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
+    from ohfp_core.storage import StorageContext
 
     context, settings = _context(provider)
-    hooks = load_hooks(context)
+    hooks = load_hooks(context, settings.sections)
     factories = hooks.storage_factories()
     if settings.storage not in factories:
         raise ConfigError(
             f"storage backend {settings.storage!r} is not registered "
             f"(registered: {', '.join(sorted(factories))})"
         )
-    return Operations(hooks, factories[settings.storage](context.workdir), context)
+    store_context = StorageContext(
+        instance=context.instance,
+        workdir=context.workdir,
+        settings=settings.section(settings.storage),
+        timeout_sec=context.timeout_sec,
+    )
+    return Operations(hooks, factories[settings.storage](store_context), context)
 
 
-def _run(what: str, action: Callable[[], Any]) -> int:
-    """Run ``action``, print its reply, turn every error into a JSON reply and exit code."""
+def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None = None) -> int:
+    """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
+
+    ``after`` runs once the reply is written (not when the call failed): a failure there is
+    logged, the reply stands.
+    """
     try:
         reply = action()
     except InputError as exc:
@@ -100,7 +112,16 @@ def _run(what: str, action: Callable[[], Any]) -> int:
             {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}
         )
         return EXIT_INTERNAL
-    _print_reply(reply)
+    try:
+        _print_reply(reply)
+    except OSError as exc:  # Host Factory stopped reading: nothing more to do
+        _log_failure(what, exc)
+        return EXIT_INTERNAL
+    if after is not None:
+        try:
+            after()
+        except Exception as exc:  # the reply is out: report, never replace it
+            _log_failure(what, exc, internal=not isinstance(exc, OhfpError))
     return EXIT_OK
 
 
@@ -120,9 +141,12 @@ def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
 def cmd_hf(args: argparse.Namespace) -> int:
     from ohfp_core.converter import read_input
 
+    made: list[Operations] = []
+
     def action() -> Any:
         data = read_input(args.file)
         ops = _operations(args.provider)
+        made.append(ops)
         from ohfp_core.logs import bind_context
 
         bind_context(operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type)
@@ -135,7 +159,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         }[args.call]
         return method(data)
 
-    return _run(args.call, action)
+    def delivered() -> None:
+        for ops in made:
+            ops.reply_written()
+
+    return _run(args.call, action, delivered)
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:

@@ -13,15 +13,21 @@ defaults under ``HF_CONFDIR``/``HF_WORKDIR``/``HF_LOGDIR``). In the config direc
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 from attrs import field, frozen
 
 from ohfp_core.errors import ConfigError
-from ohfp_core.models import ProviderContext, Template
+from ohfp_core.models import ProviderContext
+from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure
+
+if TYPE_CHECKING:
+    pass
 
 SETTINGS_FILE = "ohfp.json"
 DEFAULT_TIMEOUT_SEC = 240.0
@@ -37,20 +43,34 @@ _HF_LOG_LEVELS = {
 }
 
 
-@frozen
+def _upper(value: str | None) -> str | None:
+    return None if value is None else value.upper()
+
+
+@frozen(kw_only=True)
 class Settings:
     """ohfp's own settings (``ohfp.json`` in the config directory), every key optional.
 
     ``provider``: provider type when ``--provider``/``OHFP_PROVIDER`` are not given.
     ``storage``: storage backend name (default ``sqlite``).
-    ``logLevel``: DEBUG, INFO (default), WARNING or ERROR; ``OHFP_LOG_LEVEL`` overrides.
-    ``<provider type>``: an object of that provider's own settings (e.g. ``"aws": {…}``).
+    ``logLevel``: DEBUG, INFO (default), WARNING or ERROR (any case); ``OHFP_LOG_LEVEL`` overrides.
+    ``sections``: an object per installed provider type, extension plugin or storage backend,
+    named as it is (``"aws": {…}``, ``"postgresql": {…}``): that plugin's own settings.
     """
 
-    provider: str | None = None
-    storage: str = "sqlite"
-    log_level: str | None = None
-    provider_sections: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+    provider: str | None = field(default=None, validator=rule(not_blank))
+    storage: str = field(default="sqlite", validator=rule(not_blank))
+    log_level: str | None = field(
+        default=None,
+        metadata=key("logLevel"),
+        converter=_upper,
+        validator=rule(one_of(LOG_LEVELS)),
+    )
+    sections: Mapping[str, Mapping[str, Any]] = field(factory=dict, metadata=NOT_READ)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The settings object named ``name`` (empty when the file has none)."""
+        return self.sections.get(name, {})
 
 
 @frozen
@@ -113,48 +133,39 @@ def find_file(confdir: Path | None, instance: str | None, provider_type: str, su
     return None
 
 
-def load_settings(confdir: Path | None, provider_names: tuple[str, ...] = ()) -> Settings:
+def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Settings:
     """Read ``ohfp.json``; unknown keys are reported, not dropped.
 
-    :param provider_names: installed provider types; each may have a section of its own.
+    :param section_names: names that may carry a settings object of their own: installed
+        provider types, extension plugins and storage backends.
+    :raises ConfigError: naming every bad key as ``$.key: message``.
     """
     path = confdir / SETTINGS_FILE if confdir is not None else None
     if path is None or not path.is_file():
         return Settings()
     raw = read_json_file(path, "settings file")
-    where = f"{path}"
+    where = f"invalid settings file {str(path)!r}"
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"settings file {where!r} must hold a JSON object")
-    problems: list[str] = []
-    provider = raw.get("provider")
-    if provider is not None and not isinstance(provider, str):
-        problems.append("$.provider: expected a provider type name")
-    storage = raw.get("storage", "sqlite")
-    if not isinstance(storage, str):
-        problems.append("$.storage: expected a storage backend name")
-    level = raw.get("logLevel")
-    if level is not None and (not isinstance(level, str) or level.upper() not in LOG_LEVELS):
-        problems.append(f"$.logLevel: must be one of {', '.join(LOG_LEVELS)}")
-    sections: dict[str, Mapping[str, Any]] = {}
-    for key, value in raw.items():
-        if key in ("provider", "storage", "logLevel"):
-            continue
-        if key in provider_names:
-            if isinstance(value, Mapping):
-                sections[key] = value
-            else:
-                problems.append(f"$.{key}: provider settings must be an object")
-        else:
-            known = ", ".join(("provider", "storage", "logLevel", *provider_names))
-            problems.append(f"$.{key}: unknown setting (known: {known})")
-    if problems:
-        raise ConfigError(f"invalid settings file {where!r}", problems)
-    return Settings(
-        provider=provider,
-        storage=storage,
-        log_level=level.upper() if isinstance(level, str) else None,
-        provider_sections=sections,
+        raise ConfigError(f"settings file {str(path)!r} must hold a JSON object")
+    named = set(section_names) - {"provider", "storage", "logLevel"}
+    own = {key: value for key, value in raw.items() if key not in named}
+    known = ", ".join(("provider", "storage", "logLevel", *sorted(named)))
+    sections = structure(
+        {key: value for key, value in raw.items() if key in named},
+        dict[str, dict[str, Any]],
+        converter=config_converter(),
+        error=ConfigError,
+        message=where,
     )
+    settings = structure(
+        own,
+        Settings,
+        converter=config_converter(),
+        error=ConfigError,
+        message=where,
+        unknown=lambda cls, key: f"unknown setting (known: {known})",
+    )
+    return attrs.evolve(settings, sections=sections)
 
 
 def log_level(
@@ -175,14 +186,29 @@ def log_level(
     return "INFO"
 
 
+TIMEOUT_RANGE = (1.0, 86400.0)
+
+
 def action_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """``HF_PROVIDER_ACTION_TIMEOUT`` seconds (HF's bound on one call), default 240."""
+    """``HF_PROVIDER_ACTION_TIMEOUT`` seconds (HF's bound on one call), default 240.
+
+    :raises ConfigError: for anything but a number of seconds in 1..86400 (``inf`` included).
+    """
     env = os.environ if environ is None else environ
-    try:
-        value = float(env.get("HF_PROVIDER_ACTION_TIMEOUT", DEFAULT_TIMEOUT_SEC))
-    except ValueError:
+    text = env.get("HF_PROVIDER_ACTION_TIMEOUT", "").strip()
+    if not text:
         return DEFAULT_TIMEOUT_SEC
-    return value if value > 0 else DEFAULT_TIMEOUT_SEC
+    low, high = TIMEOUT_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also refuses nan and inf
+        raise ConfigError(
+            f"HF_PROVIDER_ACTION_TIMEOUT must be a number of seconds from {low:g} to {high:g},"
+            f" got {text[:40]!r}"
+        )
+    return value
 
 
 def provider_context(
@@ -213,38 +239,6 @@ def provider_context(
         logdir=paths.logdir,
         config=config,
         config_path=config_path,
-        settings=settings.provider_sections.get(provider_type, {}),
+        settings=settings.section(provider_type),
         timeout_sec=action_timeout(environ),
     )
-
-
-def load_templates(context: ProviderContext) -> list[Template]:
-    """The templates file's entries (empty when there is none).
-
-    :raises ConfigError: naming ``$.templates[i].field`` for bad core fields or duplicates.
-    """
-    from ohfp_core.converter import template_from_json
-
-    path = find_file(context.confdir, context.instance, context.provider_type, "templates")
-    if path is None:
-        return []
-    raw = read_json_file(path, "templates file")
-    entries = raw.get("templates") if isinstance(raw, Mapping) else None
-    if not isinstance(entries, list):
-        raise ConfigError(f"templates file {str(path)!r}", ["$.templates: expected a list of templates"])
-    templates: list[Template] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(entries):
-        try:
-            template = template_from_json(entry, f"$.templates[{i}]")
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        if template.template_id in seen:
-            problems.append(f"$.templates[{i}].templateId: duplicate id {template.template_id!r}")
-        seen.add(template.template_id)
-        templates.append(template)
-    if problems:
-        raise ConfigError(f"invalid templates file {str(path)!r}", problems)
-    return templates

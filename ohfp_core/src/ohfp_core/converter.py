@@ -1,140 +1,172 @@
 """Host Factory's JSON, in and out.
 
-One private cattrs converter structures HF's input files into small wire classes whose
-attribute names are HF's own camelCase keys, so cattrs' error paths read exactly as the
-user wrote them (``$.template.machineCount``). Value rules cattrs cannot express are checked
-right after, with the same path style. Replies are built from core models by the
-``*_json`` functions, which own HF's spelling exceptions (``launchtime``).
+In: :func:`read_input` reads HF's ``-f`` file within :data:`MAX_INPUT_BYTES` (UTF-8, plain
+JSON: no NaN, no integer literal longer than a 64-bit integer, no absurd nesting); the
+``parse_*`` functions structure it through :mod:`ohfp_core.parsing` into small wire classes
+whose aliases are HF's own keys, so every error reads ``$.template.machineCount: …``. HF's
+inputs are read leniently (extra keys are ignored: HF versions add keys).
 
-HF's inputs are read leniently (extra keys are ignored: HF versions add keys); configuration
-files are read strictly by :mod:`ohfp_core.config`.
-
-cattrs is imported when a document needs structuring, not at start-up: getRequestStatus and
-getAvailableTemplates (most HF calls) never need it.
+Out: the ``*_json`` and ``*_entry`` functions build every reply document from core models and
+own HF's spelling exceptions (``launchtime``); :func:`dumps` is the one JSON style on stdout.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import attrs
+from attrs import field, frozen
 
-from ohfp_core.errors import ConfigError, InputError
+from ohfp_core.errors import InputError
+from ohfp_core.masking import mask_secrets
 from ohfp_core.models import (
-    ATTRIBUTE_TYPES,
     TEMPLATE_ID_RE,
-    Attribute,
     Machine,
     MachineResult,
+    MachineState,
     Reclaim,
+    RequestStatus,
     Template,
 )
+from ohfp_core.parsing import input_converter, key, matching, not_blank, rule, structure
 
-if TYPE_CHECKING:
-    import cattrs
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+"""Largest input file read (50,000 machines of a return fit in a few MB)."""
+MAX_MACHINE_COUNT = 50_000
+"""Most units one requestMachines may ask for."""
+MAX_MACHINES = 100_000
+"""Most machines one requestReturnMachines or getReturnRequests may name."""
+MAX_REQUEST_IDS = 10_000
+"""Most ids one getRequestStatus may ask about."""
+MAX_NAME_LENGTH = 255
+"""Longest host name, machine id or request id (a DNS name is at most 253 characters)."""
+_MAX_INT_DIGITS = 19  # a signed 64-bit integer
+_TEMPLATE_ID_RULE = rule(matching(TEMPLATE_ID_RE, "1 to 64 characters of [0-9A-Za-z_-]"))
 
-T = TypeVar("T")
+
+def _count(value: int) -> str | None:
+    if value < 1:
+        return f"must be ≥ 1, got {value}"
+    if value > MAX_MACHINE_COUNT:
+        return f"must be at most {MAX_MACHINE_COUNT} per request, got {value}"
+    return None
+
+
+def _short(text: str) -> str | None:
+    if len(text) > MAX_NAME_LENGTH:
+        return f"must be at most {MAX_NAME_LENGTH} characters, got {len(text)}"
+    return not_blank(text)
 
 
 # --------------------------------------------------------------------------------------
-# Wire classes: HF's input documents, attribute names in HF's spelling.
+# Wire classes: HF's input documents, keys in HF's spelling.
 # --------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class _TemplateAsk:
-    templateId: str
-    machineCount: int
+@frozen(kw_only=True)
+class TemplateAsk:
+    template_id: str = field(metadata=key("templateId"), validator=_TEMPLATE_ID_RULE)
+    machine_count: int = field(metadata=key("machineCount"), validator=rule(lambda n: _count(n)))
 
 
-@attrs.frozen
+@frozen(kw_only=True)
 class RequestMachinesInput:
-    template: _TemplateAsk
+    template: TemplateAsk
 
 
-@attrs.frozen
+@frozen(kw_only=True)
 class MachineInput:
-    name: str
-    machineId: str | None = None
+    """A host HF names: ``name`` always, ``machine_id`` when HF knows it."""
+
+    name: str = field(validator=rule(_short))
+    machine_id: str | None = field(default=None, metadata=key("machineId"), validator=rule(_short))
 
 
-@attrs.frozen
+@frozen(kw_only=True)
 class MachinesInput:
-    machines: list[MachineInput] = attrs.field(factory=list)
+    machines: tuple[MachineInput, ...] = field(
+        default=(), validator=rule(lambda items: _at_most(items, MAX_MACHINES, "machines"))
+    )
 
 
-def _strict_int(value: Any, _: type) -> int:
-    # cattrs would accept "3" and 3.7; HF sends numbers, and a float count is a mistake.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {json.dumps(value)}")
-    return value
+def _at_most(items: Sequence[Any], limit: int, what: str) -> str | None:
+    return f"at most {limit} {what} per call, got {len(items)}" if len(items) > limit else None
 
 
-def _strict_str(value: Any, _: type) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {json.dumps(value)}")
-    return value
+# --------------------------------------------------------------------------------------
+# Reading the input file.
+# --------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _converter() -> cattrs.Converter:
-    import cattrs
-
-    converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
-    converter.register_structure_hook(int, _strict_int)
-    converter.register_structure_hook(str, _strict_str)
-    return converter
+class _TooLong(ValueError):
+    pass
 
 
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    import cattrs
-
-    if isinstance(exc, KeyError):
-        return "required field missing"
-    if isinstance(exc, ValueError) and str(exc):
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
+def _int_literal(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {digits} digits (at most {_MAX_INT_DIGITS})")
+    return int(text)
 
 
-def _structure(data: Any, cls: type[T], what: str) -> T:
-    import cattrs
+def _no_constant(name: str) -> Any:
+    raise _TooLong(f"{name} is not a JSON number")
 
+
+def _read_bytes(path: Path | str) -> bytes:
+    flags = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
     try:
-        return _converter().structure(data, cls)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            problems = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
-            problems = [_flip(p) for p in problems]
-        else:
-            problems = [f"$: {exc}"]
-        raise InputError(f"invalid {what} input", problems) from None
-
-
-def _flip(message: str) -> str:
-    """cattrs says ``msg @ $.path``; ohfp says ``$.path: msg``."""
-    text, sep, path = message.rpartition(" @ ")
-    return f"{path}: {text}" if sep else message
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise InputError(f"cannot read input file {str(path)!r}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"input file {str(path)!r} is not a regular file")
+        if info.st_size > MAX_INPUT_BYTES:
+            raise InputError(
+                f"input file {str(path)!r} is {info.st_size} bytes; at most {MAX_INPUT_BYTES} are read"
+            )
+        data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"input file {str(path)!r} is larger than {MAX_INPUT_BYTES} bytes")
+    return data
 
 
 def read_input(path: Path | str) -> Any:
-    """Read HF's ``-f`` file: a JSON document (an empty file counts as ``{}``)."""
+    """Read HF's ``-f`` file: a JSON document (an empty file counts as ``{}``).
+
+    :raises InputError: for a file that is missing, not a regular file, larger than
+        :data:`MAX_INPUT_BYTES`, not UTF-8, not JSON, nested beyond what the parser allows,
+        or holding NaN/Infinity or an integer beyond 64 bits.
+    """
+    data = _read_bytes(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read input file {str(path)!r}: {exc.strerror or exc}") from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"input file {str(path)!r} is not UTF-8 text", [f"byte {exc.start}: {exc.reason}"]
+        ) from None
     if not text.strip():
         return {}
+    where = f"input file {str(path)!r} is not valid JSON"
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int_literal, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"input file {str(path)!r} is not valid JSON",
-            [f"line {exc.lineno} column {exc.colno}: {exc.msg}"],
-        ) from None
+        raise InputError(where, [f"line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    except _TooLong as exc:
+        raise InputError(where, [str(exc)]) from None
+    except RecursionError:
+        raise InputError(where, ["nested too deeply"]) from None
+
+
+# --------------------------------------------------------------------------------------
+# The inputs.
+# --------------------------------------------------------------------------------------
 
 
 def _require_object(data: Any, what: str) -> Mapping[str, Any]:
@@ -145,17 +177,15 @@ def _require_object(data: Any, what: str) -> Mapping[str, Any]:
 
 def parse_request_machines(data: Any) -> tuple[str, int]:
     """``{"template": {"templateId": …, "machineCount": …}}`` → (template id, count)."""
-    ask = _structure(
-        _require_object(data, "requestMachines"), RequestMachinesInput, "requestMachines"
-    ).template
-    problems = []
-    if not TEMPLATE_ID_RE.match(ask.templateId):
-        problems.append("$.template.templateId: must be 1 to 64 characters of [0-9A-Za-z_-]")
-    if ask.machineCount < 1:
-        problems.append(f"$.template.machineCount: must be ≥ 1, got {ask.machineCount}")
-    if problems:
-        raise InputError("invalid requestMachines input", problems)
-    return ask.templateId, ask.machineCount
+    what = "requestMachines"
+    parsed = structure(
+        _require_object(data, what),
+        RequestMachinesInput,
+        converter=input_converter(),
+        error=InputError,
+        message=f"invalid {what} input",
+    )
+    return parsed.template.template_id, parsed.template.machine_count
 
 
 def parse_machines(data: Any, what: str, *, required: bool) -> list[MachineInput]:
@@ -163,15 +193,28 @@ def parse_machines(data: Any, what: str, *, required: bool) -> list[MachineInput
     obj = _require_object(data, what)
     if required and "machines" not in obj:
         raise InputError(f"invalid {what} input", ["$.machines: required field missing"])
-    machines = _structure(obj, MachinesInput, what).machines
-    problems = [
-        f"$.machines[{i}].name: must not be empty" for i, m in enumerate(machines) if not m.name.strip()
-    ]
+    machines = structure(
+        obj, MachinesInput, converter=input_converter(), error=InputError, message=f"invalid {what} input"
+    ).machines
     if required and not machines:
-        problems.append("$.machines: must list at least one machine")
-    if problems:
-        raise InputError(f"invalid {what} input", problems)
-    return machines
+        raise InputError(f"invalid {what} input", ["$.machines: must list at least one machine"])
+    return list(machines)
+
+
+def _well_formed_id(value: Any) -> bool:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _echo(value: Any) -> str:
+    """A malformed id as text for its reply entry (cut short, valid UTF-8)."""
+    text = "" if value is None else str(value)
+    return text[:MAX_NAME_LENGTH].encode("utf-8", "replace").decode("utf-8")
 
 
 def parse_request_ids(data: Any) -> list[tuple[str, bool]]:
@@ -191,88 +234,16 @@ def parse_request_ids(data: Any) -> list[tuple[str, bool]]:
         raise InputError(
             "invalid getRequestStatus input", ['$.requests: expected a list of {"requestId": …} objects']
         )
+    if len(entries) > MAX_REQUEST_IDS:
+        raise InputError(
+            "invalid getRequestStatus input",
+            [f"$.requests: at most {MAX_REQUEST_IDS} requests per call, got {len(entries)}"],
+        )
     ids: list[tuple[str, bool]] = []
     for entry in entries:
         value = entry.get("requestId") if isinstance(entry, Mapping) else None
-        if isinstance(value, str) and value.strip():
-            ids.append((value, True))
-        else:
-            ids.append(("" if value is None else str(value), False))
+        ids.append((str(value), True) if _well_formed_id(value) else (_echo(value), False))
     return ids
-
-
-# --------------------------------------------------------------------------------------
-# Templates file (configuration: strict about the core fields).
-# --------------------------------------------------------------------------------------
-
-_CORE_TEMPLATE_KEYS = ("templateId", "maxNumber", "attributes", "availableNumber")
-
-
-def _attribute(name: str, value: Any, path: str) -> Attribute:
-    if isinstance(value, list | tuple):
-        if len(value) != 2 or not isinstance(value[0], str):
-            raise ValueError(f"{path}: expected [type, value], got {json.dumps(value)}")
-        kind, raw = value
-        if kind not in ATTRIBUTE_TYPES:
-            raise ValueError(f"{path}[0]: type must be one of {', '.join(ATTRIBUTE_TYPES)}, got {kind!r}")
-    elif isinstance(value, bool):
-        kind, raw = "Boolean", value
-    elif isinstance(value, int | float):
-        kind, raw = "Numeric", value
-    elif isinstance(value, str):
-        kind, raw = ("String", value)
-    else:
-        raise ValueError(f"{path}: expected [type, value] or a scalar, got {json.dumps(value)}")
-    if isinstance(raw, bool):
-        text = "true" if raw else "false"
-    elif isinstance(raw, float) and raw.is_integer():
-        text = str(int(raw))
-    else:
-        text = str(raw)
-    return Attribute(type=kind, value=text)
-
-
-def template_from_json(entry: Any, path: str) -> Template:
-    """One templates-file entry → :class:`Template` (attributes as pairs or scalars).
-
-    :raises ConfigError: naming the field, e.g. ``$.templates[1].maxNumber``.
-    """
-    if not isinstance(entry, Mapping):
-        raise ConfigError("invalid template", [f"{path}: expected an object"])
-    problems: list[str] = []
-    template_id = entry.get("templateId")
-    if not isinstance(template_id, str) or not TEMPLATE_ID_RE.match(template_id):
-        problems.append(f"{path}.templateId: required, 1 to 64 characters of [0-9A-Za-z_-]")
-    max_number = entry.get("maxNumber", -1)
-    if isinstance(max_number, bool) or not isinstance(max_number, int) or max_number < -1:
-        problems.append(
-            f"{path}.maxNumber: must be an integer ≥ -1 (-1 = unlimited), got {json.dumps(max_number)}"
-        )
-    available = entry.get("availableNumber")
-    if available is not None and (
-        isinstance(available, bool) or not isinstance(available, int) or available < 0
-    ):
-        problems.append(f"{path}.availableNumber: must be an integer ≥ 0")
-    attributes: dict[str, Attribute] = {}
-    raw_attributes = entry.get("attributes", {})
-    if not isinstance(raw_attributes, Mapping):
-        problems.append(f"{path}.attributes: expected an object of name → [type, value]")
-    else:
-        for name, value in raw_attributes.items():
-            try:
-                attributes[name] = _attribute(name, value, f"{path}.attributes.{name}")
-            except ValueError as exc:
-                problems.append(str(exc))
-    if problems:
-        raise ConfigError("invalid template", problems)
-    fields = {key: value for key, value in entry.items() if key not in _CORE_TEMPLATE_KEYS}
-    return Template(
-        template_id=str(template_id),
-        max_number=max_number,
-        attributes=attributes,
-        available_number=available,
-        fields=fields,
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -294,9 +265,9 @@ def template_json(template: Template) -> dict[str, Any]:
     reply["attributes"] = {name: [a.type, a.value] for name, a in template.attributes.items()}
     reply["pgrpName"] = None
     reply["onDemandCapacity"] = 0
-    for key in _ECHOED_TEMPLATE_FIELDS:
-        if key in template.fields:
-            reply[key] = template.fields[key]
+    for name in _ECHOED_TEMPLATE_FIELDS:
+        if name in template.fields:
+            reply[name] = template.fields[name]
     return reply
 
 
@@ -323,10 +294,40 @@ def machine_json(machine: Machine, result: MachineResult, message: str | None = 
     return reply
 
 
+def named_host_json(name: str, error: str) -> tuple[dict[str, Any], MachineResult]:
+    """The entry of a host HF returned by name only: ``succeed`` unless the provider reported
+    an error for it."""
+    host = Machine(machine_id="", name=name, state=MachineState.TERMINATED)
+    result = MachineResult.FAIL if error else MachineResult.SUCCEED
+    return machine_json(host, result, error), result
+
+
+def request_entry(
+    request_id: str, state: RequestStatus, message: str, machines: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One request of getRequestStatus' reply."""
+    return {"requestId": request_id, "status": state.value, "message": message, "machines": machines}
+
+
+def unknown_entry(request_id: str, message: str) -> dict[str, Any]:
+    """The entry for an id core cannot answer: ``complete_with_error``, no machines."""
+    return request_entry(request_id, RequestStatus.COMPLETE_WITH_ERROR, message, [])
+
+
 def reclaim_json(reclaim: Reclaim) -> dict[str, Any]:
     return {"machine": reclaim.name, "gracePeriod": int(reclaim.grace_period)}
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, Mapping):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
+
+
 def dumps(reply: Mapping[str, Any] | Sequence[Any]) -> str:
-    """The one JSON style of every reply on stdout."""
-    return json.dumps(reply, indent=2, ensure_ascii=False)
+    """The one JSON style of every reply on stdout; credentials in URLs are masked."""
+    return json.dumps(_masked(reply), indent=2, ensure_ascii=False)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ohfp_core.masking import mask_secrets
+
 
 class OhfpError(Exception):
-    """Base of every error ohfp reports to Host Factory."""
+    """Base of every error ohfp reports to Host Factory. Credentials in URLs are masked in
+    its message."""
 
     exit_code = 1
 
     def __init__(self, message: str) -> None:
+        message = mask_secrets(message)
         super().__init__(message)
         self.message = message
 
@@ -26,7 +30,7 @@ class InputError(OhfpError):
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
-        self.problems = tuple(problems)
+        self.problems = tuple(mask_secrets(problem) for problem in problems)
 
     def __str__(self) -> str:
         if not self.problems:
@@ -38,6 +42,14 @@ class ConfigError(InputError):
     """Configuration (files, environment, templates, plugins) is invalid or missing."""
 
     exit_code = 3
+
+
+class StorageError(ConfigError):
+    """The state store cannot be read or written (disk full, read-only file, server gone).
+
+    An environment problem, reported with exit code 3; what the call did before is
+    reconciled by a later call once the store works again.
+    """
 
 
 class CloudError(OhfpError):

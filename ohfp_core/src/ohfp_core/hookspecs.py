@@ -19,7 +19,7 @@ Rules every provider hook follows:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Machine,
         MachineRef,
         Problem,
+        ProviderContext,
         Provisioned,
         Reclaim,
         RequestSnapshot,
@@ -155,6 +156,23 @@ def ohfp_cancel_request(request: CloudRequest) -> bool | None:
 
 
 @_hookspec
+def ohfp_configure(context: ProviderContext, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    """Configure a plugin for this call, before any other hook runs.
+
+    :param context: the provider instance's context (directories, provider type, Host
+        Factory's time budget).
+    :param settings: ``ohfp.json``'s sections by name. An extension plugin reads its own,
+        named as its ``ohfp.plugins`` entry point (``"budget": {…}``); a missing section
+        means defaults.
+    :raises ConfigError: when the plugin's settings are invalid (the call then fails with
+        exit code 3 before anything reaches the cloud).
+
+    Called once per process for every plugin but the provider (which gets its context from
+    its factory). Must not call the cloud.
+    """
+
+
+@_hookspec
 def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
     """Check a template beyond core's own rules.
 
@@ -181,9 +199,11 @@ def ohfp_health_check() -> Sequence[HealthCheck] | None:
 def ohfp_register_storage(register: Callable[[str, StorageFactory], None]) -> None:
     """Register storage backends by name.
 
-    :param register: call ``register(name, factory)``; ``factory(workdir)`` returns a
-        :class:`ohfp_core.storage.Storage`. Core registers ``"sqlite"`` itself; the backend
-        used is chosen by the ``storage`` setting.
+    :param register: call ``register(name, factory)``; ``factory(context)`` takes a
+        :class:`ohfp_core.storage.StorageContext` (the work directory and the backend's own
+        ``ohfp.json`` section, named ``name``) and returns a :class:`ohfp_core.storage.Storage`.
+        Core registers ``"sqlite"`` itself; the backend used is chosen by the ``storage``
+        setting. The factory is called only for the backend in use.
     """
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ohfp_core.errors import ConfigError
+from ohfp_core.masking import MASK, mask_secrets
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-MASK = "***"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 
 _SECRET_PARTS = ("secret", "password", "token", "credential", "passphrase")
@@ -47,7 +47,7 @@ def _redact(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return _SECRET_IN_TEXT.sub(rf"\1\2{MASK}", value)
+        return mask_secrets(_SECRET_IN_TEXT.sub(rf"\1\2{MASK}", value))
     if isinstance(value, Mapping):
         return {
             key: MASK if isinstance(key, str) and is_secret_key(key) else _redact(item)

@@ -3,8 +3,9 @@
 Every document ohfp reads (Host Factory's inputs, ``ohfp.json``, a provider's config and
 templates) is one attrs class per object, with:
 
-- the user's key spelling as the field's ``alias`` (``templateId``, ``AWS_REGION``), which
-  the converter reads (``use_alias``);
+- the user's key spelling given by :func:`key` in the field's metadata
+  (``field(metadata=key("templateId"))``), else the field's ``alias``; Python code keeps
+  the attribute names;
 - validators built with :func:`rule` (or raising :class:`FieldError`), so a value rule
   names its field however deep it sits;
 - strict scalars: ``int`` refuses ``true`` and ``"3"``, ``str`` refuses numbers and lone
@@ -42,10 +43,29 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class FieldError(ValueError):
-    """A rule broken by one field: ``key`` is the field as the user spells it."""
+KEY = "ohfp.key"
+"""The metadata entry holding a field's key as the user spells it."""
 
-    def __init__(self, key: str, message: str) -> None:
+
+def key(name: str) -> dict[str, str]:
+    """Field metadata naming the field's key in the document: ``field(metadata=key("maxNumber"))``."""
+    return {KEY: name}
+
+
+NOT_READ = {"ohfp.not-read": True}
+"""Field metadata for a field set by code, never read from the document."""
+
+
+def key_of(attribute: attrs.Attribute[Any]) -> str:
+    """The key a field is read from: its :func:`key`, else its alias, else its name."""
+    return str(attribute.metadata.get(KEY) or attribute.alias or attribute.name)
+
+
+class FieldError(ValueError):
+    """A rule broken by one field: ``key`` is the field as the user spells it (a list index
+    for an item of a list)."""
+
+    def __init__(self, key: str | int, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
@@ -62,15 +82,20 @@ def describe(value: Any) -> str:
 
 def rule(check: Callable[[Any], str | None]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     """An attrs validator from ``check(value) -> message or None``; the message names the
-    field by its alias. None values pass (an optional field left out)."""
+    field by its alias. None values pass (an optional field left out).
+
+    The converter also runs it right after structuring the field, so a document with several
+    bad fields gets every problem in one reply.
+    """
 
     def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None:
             return
         message = check(value)
         if message:
-            raise FieldError(attribute.alias or attribute.name, message)
+            raise FieldError(key_of(attribute), message)
 
+    validate.field_rule = True  # type: ignore[attr-defined]
     return validate
 
 
@@ -202,10 +227,37 @@ def _mapping_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, 
     return structure_mapping
 
 
-def _class_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    from cattrs.gen import make_dict_structure_fn
+def _checked(converter: cattrs.Converter, attribute: attrs.Attribute[Any]) -> Callable[[Any, Any], Any]:
+    """The field's structure hook followed by its :func:`rule` validator."""
+    base = converter.get_structure_hook(attribute.type)
+    check = attribute.validator
+    assert check is not None  # noqa: S101 -- only called for fields that have one
 
-    inner = make_dict_structure_fn(type_, converter)
+    convert = attribute.converter if callable(attribute.converter) else None
+
+    def structure_field(value: Any, cl: Any) -> Any:
+        result = base(value, cl)
+        check(None, attribute, convert(result) if convert is not None else result)
+        return result
+
+    return structure_field
+
+
+def _class_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.gen import make_dict_structure_fn, override
+
+    attrs.resolve_types(type_)
+    overrides = {
+        a.name: override(omit=True)
+        if a.metadata.get("ohfp.not-read")
+        else override(
+            rename=key_of(a),
+            struct_hook=_checked(converter, a) if getattr(a.validator, "field_rule", False) else None,
+        )
+        for a in attrs.fields(type_)
+        if a.init
+    }
+    inner = make_dict_structure_fn(type_, converter, **overrides)  # type: ignore[arg-type]
 
     def structure_object(value: Any, cl: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -258,7 +310,7 @@ def config_converter() -> cattrs.Converter:
 def _aliases(cl: Any) -> dict[str, str]:
     if not attrs.has(cl):
         return {}
-    return {a.name: a.alias or a.name for a in attrs.fields(cl)}
+    return {a.name: key_of(a) for a in attrs.fields(cl)}
 
 
 def _join(path: str, key: Any) -> str:
@@ -294,7 +346,11 @@ def problems_of(
         lines: list[str] = []
         with_notes, without = exc.group_exceptions()
         for sub, note in with_notes:
-            lines += problems_of(sub, _join(path, names.get(note.name, note.name)), unknown)
+            where = _join(path, names.get(note.name, note.name))
+            if isinstance(sub, FieldError):  # a rule checked while the field was structured
+                lines.append(f"{where}: {sub.message}")
+            else:
+                lines += problems_of(sub, where, unknown)
         for sub in without:
             if isinstance(sub, ForbiddenExtraKeysError):
                 for key in sorted(map(str, sub.extra_fields)):

@@ -150,9 +150,9 @@ class _CoreDefaults:
 
     @hookimpl
     def ohfp_register_storage(self, register: Callable[[str, StorageFactory], None]) -> None:
-        from ohfp_core.sqlite import SQLiteStorage
+        from ohfp_core.sqlite import open_sqlite
 
-        register("sqlite", SQLiteStorage)
+        register("sqlite", open_sqlite)
 
 
 def make_manager(
@@ -232,6 +232,12 @@ class Hooks:
         return list(self.pm.hook.ohfp_reclaimed_machines(machines=tuple(machines)))
 
     # extension hooks ------------------------------------------------------------------
+    def configure(self, context: ProviderContext, settings: Mapping[str, Mapping[str, Any]]) -> None:
+        """Hand every plugin but the provider its context and ``ohfp.json``'s sections."""
+        provider = self.pm.get_plugin(f"provider:{self.provider_type}")
+        caller = self.pm.subset_hook_caller("ohfp_configure", [provider] if provider is not None else [])
+        caller(context=context, settings=settings)
+
     def validate_template(self, template: Template) -> list[Problem]:
         results = self.pm.hook.ohfp_validate_template(template=template)
         return [problem for result in results if result for problem in result]
@@ -276,12 +282,15 @@ def build_provider(factory: ProviderFactory, context: ProviderContext) -> object
         raise ConfigError(f"provider {context.provider_type!r} rejected its configuration: {exc}") from exc
 
 
-def load_hooks(context: ProviderContext) -> Hooks:
-    """Load the provider named in ``context`` and the allowed extension plugins."""
+def load_hooks(context: ProviderContext, settings: Mapping[str, Mapping[str, Any]] | None = None) -> Hooks:
+    """Load the provider named in ``context`` and the allowed extension plugins, then
+    configure the extensions with ``settings`` (``ohfp.json``'s sections by name)."""
     factory = load_provider_factory(context.provider_type)
     provider = build_provider(factory, context)
     pm = make_manager(provider, provider_name=context.provider_type, load_entry_points=True)
-    return Hooks(pm, context.provider_type)
+    hooks = Hooks(pm, context.provider_type)
+    hooks.configure(context, settings or {})
+    return hooks
 
 
 def hooks_of(plugin: object) -> list[str]:

@@ -9,21 +9,26 @@ names, so it and its directory are readable by the owner only.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from ohfp_core.errors import ConfigError
-from ohfp_core.models import Machine, MachineResult, MachineState, PriceType, RequestKind, RequestStatus
-from ohfp_core.storage import MachineRecord, RequestRecord, iter_chunks
+from ohfp_core.models import MachineResult, RequestKind, RequestStatus
+from ohfp_core.storage import (
+    MachineRecord,
+    RequestRecord,
+    StorageContext,
+    StoredValue,
+    iter_chunks,
+    machine_from_doc,
+    machine_to_doc,
+)
 
 DB_NAME = "ohfp-state.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
@@ -65,23 +70,41 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX machines_held ON machines (template_id)"
         " WHERE return_request_id IS NULL AND result != 'fail'",
     ),
+    # 2: whether Host Factory got the reply naming a request, and where its call holds its
+    # lock; values cached by providers and plugins. Requests stored before this version were
+    # answered, except those whose provisioning call died (running without a handle).
+    (
+        "ALTER TABLE requests ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE requests ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "UPDATE requests SET delivered = 0 WHERE status = 'running' AND handle IS NULL",
+        # Exactly the rows undelivered_requests() returns, so it reads only those.
+        "CREATE INDEX requests_undelivered ON requests (created_at)"
+        " WHERE delivered = 0 AND status = 'running'",
+        """CREATE TABLE stored_values (
+            key TEXT PRIMARY KEY NOT NULL,
+            value TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _REQUEST_COLUMNS = (
     "request_id, kind, status, template_id, machine_count, handle, machine_ids, errors, message,"
-    " created_at, updated_at"
+    " created_at, updated_at, delivered, owner"
 )
 _MACHINE_COLUMNS = (
     "machine_id, request_id, template_id, name, result, return_request_id, reclaimed_at, updated_at, machine"
 )
 _PUT_REQUEST = (
     "INSERT INTO requests (request_id, kind, status, template_id, machine_count, handle, machine_ids,"
-    " errors, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " errors, message, created_at, updated_at, delivered, owner)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (request_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,"
     " template_id = excluded.template_id, machine_count = excluded.machine_count,"
     " handle = excluded.handle, machine_ids = excluded.machine_ids, errors = excluded.errors,"
-    " message = excluded.message, created_at = excluded.created_at, updated_at = excluded.updated_at"
+    " message = excluded.message, created_at = excluded.created_at, updated_at = excluded.updated_at,"
+    " delivered = excluded.delivered, owner = excluded.owner"
 )
 _PUT_MACHINE = (
     "INSERT INTO machines (machine_id, request_id, template_id, name, result, return_request_id,"
@@ -91,7 +114,10 @@ _PUT_MACHINE = (
     " return_request_id = excluded.return_request_id, reclaimed_at = excluded.reclaimed_at,"
     " updated_at = excluded.updated_at, machine = excluded.machine"
 )
-_MACHINE_FIELDS = frozenset(f.name for f in attrs.fields(Machine))
+_PUT_VALUE = (
+    "INSERT INTO stored_values (key, value, expires_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
 
 
 class SQLiteStorage:
@@ -235,6 +261,15 @@ class SQLiteStorage:
         sql += " ORDER BY created_at, request_id"
         return [_request_from_row(row) for row in self._conn.execute(sql, params)]
 
+    def undelivered_requests(self) -> list[RequestRecord]:
+        """Running requests Host Factory has not got the reply for, oldest first (index
+        ``requests_undelivered`` holds exactly these)."""
+        sql = (
+            f"SELECT {_REQUEST_COLUMNS} FROM requests"  # noqa: S608 -- constant columns
+            " WHERE delivered = 0 AND status = 'running' ORDER BY created_at, request_id"
+        )
+        return [_request_from_row(row) for row in self._conn.execute(sql)]
+
     # -- machines ----------------------------------------------------------------------------
 
     def put_machines(self, records: Sequence[MachineRecord]) -> None:
@@ -307,6 +342,93 @@ class SQLiteStorage:
         sql += " ORDER BY rowid"
         return [_machine_from_row(row) for row in self._conn.execute(sql, params)]
 
+    # -- values ------------------------------------------------------------------------------
+
+    def put_values(self, values: Sequence[StoredValue]) -> None:
+        """Insert or replace values by key, all or none."""
+        rows = [(v.key, _dumps(v.value), v.expires_at) for v in values]
+        if rows:
+            with self._atomic(write=True):
+                self._conn.executemany(_PUT_VALUE, rows)
+
+    def get_values(self, keys: Sequence[str], now: int) -> dict[str, Any]:
+        """Unexpired values by key."""
+        found: dict[str, Any] = {}
+        with self._atomic(write=False):
+            for chunk in iter_chunks(list(dict.fromkeys(keys)), CHUNK):
+                sql = (
+                    "SELECT key, value FROM stored_values"  # noqa: S608 -- only "?" marks are interpolated
+                    f" WHERE key IN ({_marks(chunk)}) AND expires_at > ?"
+                )
+                for key, value in self._conn.execute(sql, [*chunk, now]):
+                    found[key] = json.loads(value)
+        return found
+
+    def values_with_prefix(self, prefix: str, now: int) -> dict[str, Any]:
+        """Unexpired values whose key starts with ``prefix`` (a range scan of the key index)."""
+        sql = "SELECT key, value FROM stored_values WHERE key >= ? AND key < ? AND expires_at > ?"
+        rows = self._conn.execute(sql, (prefix, prefix + "\U0010ffff", now))
+        return {key: json.loads(value) for key, value in rows}
+
+    def delete_values(self, keys: Sequence[str]) -> None:
+        """Forget values by key."""
+        with self._atomic(write=True):
+            for chunk in iter_chunks(list(dict.fromkeys(keys)), CHUNK):
+                sql = f"DELETE FROM stored_values WHERE key IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks
+                self._conn.execute(sql, chunk)
+
+    # -- administration ----------------------------------------------------------------------
+
+    def iter_requests(self) -> Iterator[RequestRecord]:
+        """Every request, oldest first."""
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY created_at, request_id"  # noqa: S608 -- constant columns
+        for row in self._conn.execute(sql).fetchall():
+            yield _request_from_row(row)
+
+    def iter_machines(self) -> Iterator[MachineRecord]:
+        """Every machine, in the order first stored."""
+        sql = f"SELECT {_MACHINE_COLUMNS} FROM machines ORDER BY rowid"  # noqa: S608 -- constant columns
+        for row in self._conn.execute(sql).fetchall():
+            yield _machine_from_row(row)
+
+    def iter_values(self) -> Iterator[StoredValue]:
+        """Every value, expired ones included."""
+        for key, value, expires_at in self._conn.execute(
+            "SELECT key, value, expires_at FROM stored_values ORDER BY key"
+        ).fetchall():
+            yield StoredValue(key=key, value=json.loads(value), expires_at=expires_at)
+
+    def check(self) -> dict[str, Any]:
+        """Schema version, ``PRAGMA quick_check``, journal mode and row counts."""
+        problems = [
+            str(row[0]) for row in self._conn.execute("PRAGMA quick_check").fetchall() if row[0] != "ok"
+        ]
+        version = self._user_version()
+        if version != SCHEMA_VERSION:
+            problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
+        counts = {
+            table: int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608 -- constant names
+            for table in ("requests", "machines", "stored_values")
+        }
+        return {
+            "backend": "sqlite",
+            "path": str(self.path),
+            "schemaVersion": version,
+            "journalMode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "ok": not problems,
+            "problems": problems,
+            "counts": {
+                "requests": counts["requests"],
+                "machines": counts["machines"],
+                "values": counts["stored_values"],
+            },
+        }
+
+
+def open_sqlite(context: StorageContext) -> SQLiteStorage:
+    """The ``sqlite`` storage factory: the store in the instance's work directory."""
+    return SQLiteStorage(context.workdir)
+
 
 def _create_private(path: Path) -> None:
     """Create the database file 0600 (and its directory 0700) if missing; SQLite gives the
@@ -342,6 +464,8 @@ def _request_row(record: RequestRecord) -> tuple[Any, ...]:
         record.message,
         record.created_at,
         record.updated_at,
+        int(record.delivered),
+        record.owner,
     )
 
 
@@ -359,28 +483,9 @@ def _request_from_row(row: tuple[Any, ...]) -> RequestRecord:
         message=row[8],
         created_at=row[9],
         updated_at=row[10],
+        delivered=bool(row[11]),
+        owner=row[12],
     )
-
-
-def _plain(instance: Any, attribute: Any, value: Any) -> Any:
-    """attrs.asdict value serializer: enums to their value, mappings to dicts."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
-
-
-def _machine_to_dict(machine: Machine) -> dict[str, Any]:
-    return attrs.asdict(machine, value_serializer=_plain)
-
-
-def _machine_from_dict(data: Mapping[str, Any]) -> Machine:
-    values = {key: value for key, value in data.items() if key in _MACHINE_FIELDS}
-    values["state"] = MachineState(values["state"])
-    price_type = values.get("price_type")
-    values["price_type"] = None if price_type is None else PriceType(price_type)
-    return Machine(**values)
 
 
 def _machine_row(record: MachineRecord) -> tuple[Any, ...]:
@@ -393,13 +498,13 @@ def _machine_row(record: MachineRecord) -> tuple[Any, ...]:
         record.return_request_id,
         record.reclaimed_at,
         record.updated_at,
-        _dumps(_machine_to_dict(record.machine)),
+        _dumps(machine_to_doc(record.machine)),
     )
 
 
 def _machine_from_row(row: tuple[Any, ...]) -> MachineRecord:
     return MachineRecord(
-        machine=_machine_from_dict(json.loads(row[8])),
+        machine=machine_from_doc(json.loads(row[8])),
         request_id=row[1],
         template_id=row[2],
         result=MachineResult(row[4]),

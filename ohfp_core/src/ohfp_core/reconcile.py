@@ -1,0 +1,169 @@
+"""Requests whose call died before Host Factory got their id, found and ended.
+
+requestMachines and requestReturnMachines record a request before they touch the cloud and
+mark it *delivered* only once the reply naming it is written. A running request that is not
+delivered and whose call is gone (its lock is free, :mod:`ohfp_core.inflight`; or, for a
+request another host recorded, it is older than ``HF_PROVIDER_ACTION_TIMEOUT``) was never
+seen by Host Factory:
+
+- an acquire request is **cancelled**: the provider removes everything the cloud made for it
+  (``ohfp_cancel_request``; without that hook, core terminates the machines the provider
+  finds for it), its stored machines end failed, and it ends ``complete_with_error``;
+- a return request is **finished**: Host Factory asked for those machines to go, so they
+  are terminated (again: termination is idempotent); a machine that cannot be terminated
+  is held again, as after any failed termination.
+
+Every Host Factory call runs :meth:`Reconciler.run` first: the query reads only undelivered
+requests (indexed), so it costs nothing when no call died. A cloud refusal leaves the
+request for the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from ohfp_core.errors import CloudError
+from ohfp_core.inflight import CallLock, CallLocks
+from ohfp_core.logs import get_logger
+from ohfp_core.models import (
+    CloudRequest,
+    MachineResult,
+    MachineState,
+    RequestKind,
+    RequestSnapshot,
+    RequestStatus,
+    ReturnItem,
+)
+from ohfp_core.plugins import Hooks
+from ohfp_core.returns import items_for, named_hosts, with_failures
+from ohfp_core.storage import RequestRecord, Storage, cloud_request
+
+log = get_logger("ohfp.reconcile")
+
+MAX_PER_CALL = 20
+"""Most dead requests one call reconciles (the rest wait for the next call)."""
+AGE_MARGIN_SEC = 5
+"""Added to the action timeout before a request of another host counts as dead."""
+CANCELLED = (
+    "abandoned: the call that made it ended before Host Factory got its id; everything it made was removed"
+)
+RETURNED = (
+    "abandoned: the call that returned these machines ended before Host Factory got the reply;"
+    " they were terminated"
+)
+
+
+class Reconciler:
+    """Finds dead calls' requests in ``store`` and ends them through ``hooks``."""
+
+    def __init__(
+        self, hooks: Hooks, store: Storage, locks: CallLocks, timeout_sec: float, clock: Callable[[], int]
+    ) -> None:
+        self.hooks = hooks
+        self.store = store
+        self.locks = locks
+        self.timeout_sec = timeout_sec
+        self.clock = clock
+
+    def dead(self) -> Iterator[tuple[RequestRecord, CallLock]]:
+        """Undelivered running requests whose call is gone, each with its lock now held (so
+        no other call reconciles it at the same time). Release every lock yielded."""
+        for record in self.store.undelivered_requests():
+            mine = record.owner == self.locks.owner and self.locks.available
+            if not mine and self.clock() - record.created_at <= self.timeout_sec + AGE_MARGIN_SEC:
+                continue  # another host's call may still be at work: wait for HF's timeout
+            lock = self.locks.try_take(record.request_id)
+            if lock is None:
+                continue  # its call is at work (or another call is reconciling it)
+            current = self.store.get_requests([record.request_id]).get(record.request_id)
+            if current is None or current.delivered or current.status.is_final:
+                lock.release()  # it finished just before letting go of its lock
+                continue
+            yield current, lock
+
+    def run(self, limit: int = MAX_PER_CALL) -> int:
+        """End up to ``limit`` dead calls' requests; how many were ended."""
+        ended = 0
+        for record, lock in self.dead():
+            try:
+                if record.kind is RequestKind.ACQUIRE:
+                    self._cancel(record)
+                else:
+                    self._finish_return(record)
+                ended += 1
+            except CloudError as exc:
+                log.warning("reconcile postponed", request_id=record.request_id, error=exc.message)
+            finally:
+                lock.release()
+            if ended >= limit:
+                break
+        return ended
+
+    def _cancel(self, record: RequestRecord) -> None:
+        request = cloud_request(record)
+        if not self.hooks.cancel_request(request):
+            self._terminate_found(request)
+        stamp = self.clock()
+        machines = self.store.machines_of([record.request_id]).get(record.request_id, [])
+        with self.store.transaction():
+            self.store.put_machines(
+                [
+                    attrs.evolve(
+                        m,
+                        machine=attrs.evolve(m.machine, state=MachineState.TERMINATED, message=CANCELLED),
+                        result=MachineResult.FAIL,
+                        updated_at=stamp,
+                    )
+                    for m in machines
+                ]
+            )
+            self.store.put_request(
+                attrs.evolve(
+                    record,
+                    status=RequestStatus.COMPLETE_WITH_ERROR,
+                    message=CANCELLED,
+                    handle=record.handle if record.handle is not None else {},
+                    updated_at=stamp,
+                )
+            )
+        log.warning("abandoned request cancelled", request_id=record.request_id, machines=len(machines))
+
+    def _terminate_found(self, request: CloudRequest) -> None:
+        """Terminate the machines the provider finds for ``request`` (by its id)."""
+        snapshot = self.hooks.machine_status([request]).get(request.request_id, RequestSnapshot())
+        found = tuple(m.machine_id for m in snapshot.machines)
+        owner = attrs.evolve(request, handle=dict(snapshot.handle or {}), machine_ids=found)
+        self.hooks.terminate_machines(
+            [ReturnItem(machine_id=m.machine_id, name=m.name, request=owner) for m in snapshot.machines]
+        )
+
+    def _finish_return(self, record: RequestRecord) -> None:
+        still, items = items_for(self.store, record)
+        failures = self.hooks.terminate_machines(items)
+        stamp = self.clock()
+        errors = with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
+        with self.store.transaction():
+            self.store.put_machines(
+                [
+                    attrs.evolve(m, return_request_id=None, updated_at=stamp)  # held again
+                    for m in still
+                    if m.machine_id in failures
+                ]
+            )
+            self.store.put_request(
+                attrs.evolve(
+                    record,
+                    status=RequestStatus.COMPLETE_WITH_ERROR,
+                    message=RETURNED,
+                    errors=errors,
+                    updated_at=stamp,
+                )
+            )
+        log.warning(
+            "abandoned return finished",
+            request_id=record.request_id,
+            machines=len(still),
+            failed=len(failures),
+        )
