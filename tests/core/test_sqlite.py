@@ -22,11 +22,11 @@ from ohfp_core.models import (
     RequestKind,
     RequestStatus,
 )
-from ohfp_core.sqlite import CHUNK, DB_NAME, SCHEMA_VERSION, SQLiteStorage
+from ohfp_core.sqlite import CHUNK, DB_NAME, SCHEMA_VERSION, SQLiteStorage, open_sqlite
 from ohfp_core.storage import MachineRecord, RequestRecord, StorageFactory
 
 # mypy checks that the class satisfies the Storage protocol through the factory type.
-FACTORY: StorageFactory = SQLiteStorage
+FACTORY: StorageFactory = open_sqlite
 
 COUNTER_ID = "req-counter"
 WORKERS = 8
