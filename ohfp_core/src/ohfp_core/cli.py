@@ -12,6 +12,7 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +35,19 @@ HF_CALLS = (
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_ENVIRONMENT = 3
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
+)
+
+
+def _environment_failure(exc: BaseException) -> bool:
+    """True for a failure of the machine, not of ohfp: the state database or a file under
+    the work directory cannot be read or written (disk full, read-only, permissions)."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        return True
+    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
+    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
 
 
 def _print_reply(reply: Any) -> None:
@@ -107,6 +121,17 @@ def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None 
         _print_reply({"message": f"{what} failed: {exc}"})
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
+        if _environment_failure(exc):
+            _log_failure(what, exc)
+            _print_reply(
+                {
+                    "message": f"{what} failed: the state or work directory cannot be used ({exc});"
+                    " fix the environment (disk space, permissions, mounts): the next call"
+                    " reconciles what this one left",
+                    "errors": [f"{type(exc).__name__}: {exc}"],
+                }
+            )
+            return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
         _print_reply(
             {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}

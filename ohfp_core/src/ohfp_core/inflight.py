@@ -23,6 +23,8 @@ import socket
 from pathlib import Path
 from types import ModuleType
 
+from ohfp_core.files import private_dir
+
 fcntl: ModuleType | None
 try:
     import fcntl
@@ -71,7 +73,7 @@ class CallLocks:
         return self.directory / f"{name}.lock"
 
     def _open(self, request_id: str, exclusive_create: bool) -> tuple[Path, int]:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.directory, "lock directory")
         path = self._path(request_id)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
         if exclusive_create:
