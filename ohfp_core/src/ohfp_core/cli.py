@@ -104,12 +104,27 @@ def _operations(provider: str | None) -> Operations:
     return Operations(hooks, factories[settings.storage](store_context), context)
 
 
-def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None = None) -> int:
+def _run(
+    what: str,
+    action: Callable[[], Any],
+    after: Callable[[], None] | None = None,
+    failed: Callable[[], None] | None = None,
+) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
-    ``after`` runs once the reply is written (not when the call failed): a failure there is
-    logged, the reply stands.
+    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
+    ``failed`` runs instead when the call failed or its reply could not be written.
     """
+    code = _attempt(what, action, after)
+    if code != EXIT_OK and failed is not None:
+        try:
+            failed()
+        except Exception as exc:  # never hide the reply already given
+            _log_failure(what, exc, internal=True)
+    return code
+
+
+def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
     try:
         reply = action()
     except InputError as exc:
@@ -188,7 +203,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         for ops in made:
             ops.reply_written()
 
-    return _run(args.call, action, delivered)
+    def failed() -> None:
+        for ops in made:
+            ops.call_failed()
+
+    return _run(args.call, action, delivered, failed)
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:

@@ -42,6 +42,13 @@ class CallLock:
         self.path = path
         self._fd = fd
 
+    def drop(self) -> None:
+        """Let go of the lock but keep its file, as a process that dies does: the request
+        is left for a later call to reconcile."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def release(self) -> None:
         """Remove the lock file, then drop the lock (in that order: whoever opens the path
         afterwards makes a new file and sees the request's state as this call left it)."""

@@ -76,10 +76,17 @@ class Operations:
         self._made: list[tuple[str, CallLock]] = []
 
     # ---------------------------------------------------------------- the reply
+    def call_failed(self) -> None:
+        """The call ends without a reply naming its requests (an error was reported, or the
+        reply could not be written): let go of their locks so the next call reconciles them
+        as a dead call's."""
+        for _, lock in self._made:
+            lock.drop()
+        self._made.clear()
+
     def reply_written(self) -> None:
         """The reply is on stdout: the requests this call made are delivered to Host Factory;
-        their locks go. Not calling it (the reply could not be written) leaves them to be
-        reconciled as a dead call's."""
+        their locks go."""
         for request_id, lock in self._made:
             with self.store.transaction():
                 record = self.store.get_requests([request_id]).get(request_id)
