@@ -178,9 +178,7 @@ def test_files_are_owner_only_whatever_the_umask(hf_env: Path, capsys: pytest.Ca
     old = os.umask(0)
     try:
         run(capsys, hf_env, "getAvailableTemplates", {})
-        code, _ = run(
-            capsys, hf_env, REQUEST, {"template": {"templateId": "mock-small", "machineCount": 1}}
-        )
+        code, _ = run(capsys, hf_env, REQUEST, {"template": {"templateId": "mock-small", "machineCount": 1}})
         assert code == 0
         scripts = hf_env / "scripts"
         assert main(["hf", "scripts", "--provider", "mock", str(scripts)]) == 0

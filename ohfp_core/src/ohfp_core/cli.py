@@ -91,9 +91,10 @@ def _operations(provider: str | None) -> Operations:
     hooks = load_hooks(context, settings.sections)
     factories = hooks.storage_factories()
     if settings.storage not in factories:
+        registered = ", ".join(sorted(factories))
         raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered "
-            f"(registered: {', '.join(sorted(factories))})"
+            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
+            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
         )
     store_context = StorageContext(
         instance=context.instance,
@@ -129,11 +130,11 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
         reply = action()
     except InputError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems)})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
         return exc.exit_code
     except OhfpError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}"})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
         if _environment_failure(exc):
@@ -149,7 +150,10 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
             return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
         _print_reply(
-            {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}
+            {
+                "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
+                "errors": [f"{type(exc).__name__}: {exc}"],
+            }
         )
         return EXIT_INTERNAL
     try:

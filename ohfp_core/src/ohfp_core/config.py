@@ -146,7 +146,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
     raw = read_json_file(path, "settings file")
     where = f"invalid settings file {str(path)!r}"
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"settings file {str(path)!r} must hold a JSON object")
+        raise ConfigError(f"settings file {str(path)!r} must hold a JSON object", ["$: expected an object"])
     named = set(section_names) - {"provider", "storage", "logLevel"}
     own = {key: value for key, value in raw.items() if key not in named}
     known = ", ".join(("provider", "storage", "logLevel", *sorted(named)))
@@ -229,7 +229,10 @@ def provider_context(
     if config_path is not None:
         raw = read_json_file(config_path, "provider config")
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"provider config {str(config_path)!r} must hold a JSON object")
+            raise ConfigError(
+                f"provider config file {str(config_path)!r} must hold a JSON object",
+                ["$: expected an object"],
+            )
         config = raw
     return ProviderContext(
         instance=instance,
