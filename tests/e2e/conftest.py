@@ -77,7 +77,12 @@ class Installation:
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     """ohfp-core, ohfp-mock and ohfp-aws built from the checkout into a fresh virtualenv."""
-    venv = tmp_path_factory.mktemp("ohfp-venv")
+    return install(tmp_path_factory.mktemp("ohfp-venv"))
+
+
+def install(venv: Path, *extra: Path) -> Installation:
+    """A new virtualenv at ``venv`` with the distributions built from the checkout (and the
+    test-only distributions ``extra``)."""
     uv = _uv()
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
     env.pop("VIRTUAL_ENV", None)
@@ -89,7 +94,8 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     refresh = [arg for dist in DISTRIBUTIONS for arg in ("--reinstall-package", dist)]
     subprocess.run(
         [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *refresh]
-        + [str(REPO / source) for source in SOURCES],
+        + [str(REPO / source) for source in SOURCES]
+        + [str(path) for path in extra],
         check=True,
         env=env,
     )
