@@ -34,7 +34,8 @@ from ohfp_core.models import (
     ReturnItem,
 )
 from ohfp_core.operations import Operations
-from ohfp_core.plugins import Hooks, hooks_of, make_manager
+from ohfp_core.plugin_listing import marked_hooks
+from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.testing import ProviderContract
 
@@ -211,7 +212,7 @@ def test_example_entry_points_resolve(example: ModuleType) -> None:
             if group == "ohfp.providers":
                 assert obj is example.make_provider
             else:
-                assert hooks_of(obj), f"{value} implements no ohfp hook"
+                assert marked_hooks(obj), f"{value} implements no ohfp hook"
 
 
 def test_example_provision_status_return_cycle(example: ModuleType, tmp_path: Path) -> None:

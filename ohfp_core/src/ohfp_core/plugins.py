@@ -291,9 +291,3 @@ def load_hooks(context: ProviderContext, settings: Mapping[str, Mapping[str, Any
     hooks = Hooks(pm, context.provider_type)
     hooks.configure(context, settings or {})
     return hooks
-
-
-def hooks_of(plugin: object) -> list[str]:
-    """The ohfp hook names ``plugin`` implements (by attribute name, without registering)."""
-    names = {name for name in dir(hookspecs) if name.startswith("ohfp_")}
-    return sorted(name for name in names if callable(getattr(plugin, name, None)))
