@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -400,10 +402,19 @@ def test_status_survives_a_cloud_outage(instance: Instance) -> None:
     assert "cloud status unavailable" in entry["message"]
 
 
-def test_health(instance: Instance) -> None:
-    reply = instance.ops.health()
-    assert reply["message"] == "healthy"
-    assert reply["checks"] == [{"name": "fake", "ok": True, "detail": "all good"}]
+def test_health(instance: Instance, tmp_path: Path) -> None:
+    from ohfp_core import health
+    from ohfp_core.sqlite import SQLiteStorage
+
+    checks = health.core_checks(instance.context, lambda: SQLiteStorage(instance.workdir))
+    reply = health.report(instance.context, [*checks, *instance.hooks.health_check()])
+    assert reply["message"] == "healthy", reply
+    assert [c["name"] for c in reply["checks"]] == ["ohfp.workdir", "ohfp.state", "fake"]
+    assert reply["checks"][-1] == {"name": "fake", "ok": True, "detail": "all good"}
+    blocked = attrs.evolve(instance.context, workdir=tmp_path / "file")
+    (tmp_path / "file").write_text("not a directory")
+    failed = health.core_checks(blocked, lambda: SQLiteStorage(blocked.workdir))
+    assert [c.ok for c in failed] == [False, False]
 
 
 def test_abandoned_request_uses_the_providers_cancel(instance: Instance) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ohfp_core.errors import ConfigError, InputError, OhfpError
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from ohfp_core.config import Settings
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
+    from ohfp_core.plugins import Hooks
+    from ohfp_core.storage import Storage
 
 HF_CALLS = (
     "getAvailableTemplates",
@@ -35,6 +38,7 @@ HF_CALLS = (
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
@@ -85,10 +89,16 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
 def _operations(provider: str | None) -> Operations:
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
-    from ohfp_core.storage import StorageContext
 
     context, settings = _context(provider)
     hooks = load_hooks(context, settings.sections)
+    return Operations(hooks, _open_store(hooks, context, settings), context)
+
+
+def _open_store(hooks: Hooks, context: ProviderContext, settings: Settings) -> Storage:
+    """The store the ``storage`` setting names, opened for ``context``."""
+    from ohfp_core.storage import StorageContext
+
     factories = hooks.storage_factories()
     if settings.storage not in factories:
         registered = ", ".join(sorted(factories))
@@ -102,7 +112,7 @@ def _operations(provider: str | None) -> Operations:
         settings=settings.section(settings.storage),
         timeout_sec=context.timeout_sec,
     )
-    return Operations(hooks, factories[settings.storage](store_context), context)
+    return factories[settings.storage](store_context)
 
 
 def _run(
@@ -244,7 +254,13 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
-        reply = _operations(args.provider).health()
+        from ohfp_core import health
+        from ohfp_core.plugins import load_hooks
+
+        context, settings = _context(args.provider)
+        hooks = load_hooks(context, settings.sections)
+        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+        reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
@@ -254,8 +270,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        _print_reply({"message": f"{self.prog}: {message}", "errors": [message]})
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ohfp", description="Open Host Factory provider framework for IBM Spectrum Symphony."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -292,16 +317,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _early_logging() -> None:
+    """Log to the instance's log file from the start, so failures before the settings are
+    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
+    settings then set the level. Quiet when the environment names no usable log file."""
+    from ohfp_core import config
+    from ohfp_core.logs import configure_logging
+
+    try:
+        paths = config.resolve_paths()
+        level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        configure_logging(
+            logdir=paths.logdir,
+            instance=paths.instance or "ohfp",
+            level=level if level in config.LOG_LEVELS else "INFO",
+        )
+    except OhfpError:
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already answered in JSON
+        return int(exc.code or 0)
     if args.version:
         sys.stdout.write(f"ohfp {_version()}\n")
         return EXIT_OK
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
+        _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
+        return EXIT_USAGE
+    if args.command in ("hf", "templates", "health") and handler is not cmd_scripts:
+        _early_logging()
     return int(handler(args))
 
 

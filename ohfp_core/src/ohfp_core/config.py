@@ -224,6 +224,11 @@ def provider_context(
             "no work directory: set HF_PROVIDER_WORKDIR (or HF_WORKDIR with HF_PROVIDER_NAME), "
             "as Host Factory does"
         )
+    if paths.confdir is not None and not paths.confdir.is_dir():
+        raise ConfigError(
+            f"the config directory {paths.confdir} does not exist (HF_PROVIDER_CONFDIR, or"
+            " HF_CONFDIR/providers/<instance>): create it with the instance's files or fix the variable"
+        )
     config_path = find_file(paths.confdir, instance, provider_type, "config")
     config: Mapping[str, Any] = {}
     if config_path is not None:

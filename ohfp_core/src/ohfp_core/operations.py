@@ -398,17 +398,6 @@ class Operations:
             )
         self.hooks.machines_reclaimed(first_time)
 
-    # ---------------------------------------------------------------- health
-    def health(self) -> dict[str, Any]:
-        checks = self.hooks.health_check()
-        ok = all(c.ok for c in checks)
-        return {
-            "message": "healthy" if ok else "unhealthy",
-            "provider": self.context.provider_type,
-            "instance": self.context.instance,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
-        }
-
 
 def _flat(broken: dict[str, list[str]]) -> list[str]:
     return [problem for key in sorted(broken) for problem in broken[key]]
