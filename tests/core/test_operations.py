@@ -468,3 +468,38 @@ def test_a_template_the_provider_cannot_serve_holds_nothing(instance: Instance) 
         instance.request(4)
     assert instance.ops.get_available_templates({})["templates"][0]["availableNumber"] == 10
     assert instance.store.open_requests() == []
+
+
+def test_a_provider_lowered_availability_is_named_when_it_refuses(instance: Instance) -> None:
+    from ohfp_core.templates import load_templates
+
+    templates = list(load_templates(instance.context).templates)
+    instance.cloud.templates = [
+        attrs.evolve(t, available_number=2, available_reason="account vCPU quota: 4 vCPUs left")
+        for t in templates
+    ]
+    with pytest.raises(InputError) as exc:
+        instance.request(3)
+    assert exc.value.problems == (
+        "$.template.machineCount: 3 exceeds the 2 machines available from template 'T1'"
+        " (maxNumber 10, 0 in use; account vCPU quota: 4 vCPUs left)",
+    )
+
+
+def test_show_request_gives_the_record_machines_and_the_providers_details(instance: Instance) -> None:
+    from ohfp_core import hookimpl
+
+    class Details:
+        @hookimpl
+        def ohfp_request_details(self, request: object) -> dict[str, str]:
+            return {"why": "insufficient capacity in subnet-1"}
+
+    rid = instance.request(2)
+    instance.status(rid)  # the machines are stored once seen
+    shown = instance.ops.show_request(rid)
+    assert shown["request"]["request_id"] == rid and shown["request"]["machine_count"] == 2
+    assert len(shown["machines"]) == 2 and shown["details"] == {}
+    instance.hooks.pm.register(Details())
+    assert instance.ops.show_request(rid)["details"] == {"why": "insufficient capacity in subnet-1"}
+    with pytest.raises(InputError, match="no request 'req-nope'"):
+        instance.ops.show_request("req-nope")

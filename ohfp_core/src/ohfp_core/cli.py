@@ -252,6 +252,10 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
     return _run("templates validate", action)
 
 
+def cmd_requests_show(args: argparse.Namespace) -> int:
+    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
         from ohfp_core import health
@@ -311,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--provider", help=provider_help)
     validate.set_defaults(handler=cmd_templates_validate)
 
+    requests = commands.add_parser("requests", help="look into the instance's requests")
+    request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
+    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--provider", help=provider_help)
+    show.set_defaults(handler=cmd_requests_show)
+
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
     health.set_defaults(handler=cmd_health)
@@ -350,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
-    if args.command in ("hf", "templates", "health") and handler is not cmd_scripts:
+    if args.command in ("hf", "templates", "health", "requests") and handler is not cmd_scripts:
         _early_logging()
     return int(handler(args))
 

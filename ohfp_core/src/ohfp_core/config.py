@@ -25,6 +25,7 @@ from attrs import field, frozen
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import ProviderContext
 from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure
+from ohfp_core.values import Values
 
 if TYPE_CHECKING:
     pass
@@ -249,4 +250,5 @@ def provider_context(
         config_path=config_path,
         settings=settings.section(provider_type),
         timeout_sec=action_timeout(environ),
+        values=Values(provider_type),
     )

@@ -151,6 +151,19 @@ def ohfp_cancel_request(request: CloudRequest) -> bool | None:
     """
 
 
+@_hookspec(firstresult=True)
+def ohfp_request_details(request: CloudRequest) -> Mapping[str, Any] | None:
+    """Explain a request to an administrator (``ohfp requests show ID``).
+
+    :param request: an acquire or return request as core stored it (running or finished).
+    :returns: a JSON-serialisable mapping: what the cloud made for it and, for a request that
+        fell short or failed, why (per offering: insufficient capacity, quota, price,
+        unsupported). Return None when there is nothing to add to core's own record.
+
+    Stops at the first non-None result. Read only; may call the cloud. Optional.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Extension hooks: every plugin (the provider too) may answer; results are collected.
 # --------------------------------------------------------------------------------------

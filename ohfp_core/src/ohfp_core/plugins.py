@@ -226,6 +226,10 @@ class Hooks:
         does not implement cancelling (core then terminates the machines it can find)."""
         return bool(self.pm.hook.ohfp_cancel_request(request=request))
 
+    def request_details(self, request: CloudRequest) -> dict[str, Any]:
+        """The provider's explanation of a request (empty when it has none)."""
+        return dict(self.pm.hook.ohfp_request_details(request=request) or {})
+
     def reclaimed_machines(self, machines: Sequence[MachineRef]) -> list[Reclaim]:
         if not machines:
             return []
