@@ -30,14 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ohfp_core.cli import main
+from ohfp_core.scripts import CALLS
 
-CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
 TEMPLATE_IDS = ("mock-small", "mock-unlimited", "nope", "")
 
 # -- values ---------------------------------------------------------------------------------------

@@ -28,13 +28,7 @@ if TYPE_CHECKING:
     from ohfp_core.plugins import Hooks
     from ohfp_core.storage import Storage
 
-HF_CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
+from ohfp_core.scripts import CALLS as HF_CALLS
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
