@@ -5,6 +5,7 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
 
 - ``tests``: pytest over ``tests/`` (arguments after ``--`` go to pytest).
 - ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
+- ``crash``: every HF call killed at every point (mock and each AWS API), with figures.
 - ``fuzz``: property-based fuzzing of the HF inputs and config files, counts by exit code.
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
   calls per HF call. Prints figures; asserts nothing about time.
@@ -77,6 +78,20 @@ def fuzz(session: nox.Session) -> None:
     default 1250 makes 10,000 cases) and print the cases by exit code."""
     _install_ohfp(session, *TEST_DEPS)
     session.run("python", "-m", "tests.core.fuzzing", *(session.posargs or ["--examples", "1250"]))
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """Kill HF calls at every point (the test suite samples the AWS ones) and print the figures."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run(
+        "pytest",
+        "-s",
+        "tests/e2e/test_crash.py",
+        "tests/e2e/test_crash_aws.py",
+        *session.posargs,
+        env={"OHFP_CRASH_EVERY_POINT": "1"},
+    )
 
 
 @nox.session

@@ -103,6 +103,13 @@ def install(venv: Path, *extra: Path) -> Installation:
 
 
 @pytest.fixture(scope="session")
+def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """The distributions plus the test-only crash plugin (``tests/e2e/crashkit``), in a
+    virtualenv of their own so no other test runs with it."""
+    return install(tmp_path_factory.mktemp("ohfp-crash-venv"), REPO / "tests" / "e2e" / "crashkit")
+
+
+@pytest.fixture(scope="session")
 def mock_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The five scripts (``.sh`` and ``.bat``) for the mock provider."""
     return installation.scripts("mock", tmp_path_factory.mktemp("mock-scripts"))

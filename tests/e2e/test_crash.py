@@ -32,19 +32,12 @@ from typing import Any
 import attrs
 import pytest
 
-from .conftest import REPO, HostFactory, Installation, install, make_instance
+from .conftest import HostFactory, Installation, make_instance
 
 pytestmark = pytest.mark.e2e
 
-CRASHKIT = REPO / "tests" / "e2e" / "crashkit"
 MAX_NUMBER = 4
 ASK = 2
-
-
-@pytest.fixture(scope="session")
-def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """The distributions plus the test-only crash plugin, in a virtualenv of their own."""
-    return install(tmp_path_factory.mktemp("ohfp-crash-venv"), CRASHKIT)
 
 
 @attrs.define
