@@ -229,3 +229,20 @@ def test_a_cloud_refusal_postpones_the_cancel(instance: Instance) -> None:
     assert _record(instance, rid).status is RequestStatus.RUNNING  # tried, refused: next call
     instance.ops.get_available_templates({})
     assert _record(instance, rid).status is RequestStatus.COMPLETE_WITH_ERROR
+
+
+def test_a_failed_call_leaves_a_lock_file_only_for_what_needs_reconciling(instance: Instance) -> None:
+    from ohfp_core.errors import CloudError
+
+    ops = _second_call(instance)
+    instance.cloud.fail_next = CloudError("no capacity")  # refused: the request ends at once
+    ops.request_machines({"template": {"templateId": "T1", "machineCount": 1}})
+    ops.call_failed()
+    assert list((instance.workdir / "calls").iterdir()) == []
+    ops = _second_call(instance)
+    rid = ops.request_machines({"template": {"templateId": "T1", "machineCount": 1}})["requestId"]
+    ops.call_failed()  # e.g. the reply could not be written: still running, left to reconcile
+    assert [p.name for p in (instance.workdir / "calls").iterdir()] == [f"{rid}.lock"]
+    instance.ops.get_available_templates({})
+    assert _record(instance, rid).status is RequestStatus.COMPLETE_WITH_ERROR
+    assert list((instance.workdir / "calls").iterdir()) == []

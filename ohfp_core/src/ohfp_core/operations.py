@@ -86,10 +86,15 @@ class Operations:
     # ---------------------------------------------------------------- the reply
     def call_failed(self) -> None:
         """The call ends without a reply naming its requests (an error was reported, or the
-        reply could not be written): let go of their locks so the next call reconciles them
-        as a dead call's."""
-        for _, lock in self._made:
-            lock.drop()
+        reply could not be written): let go of their locks so the next call reconciles those
+        still running as a dead call's (a finished one has nothing left to reconcile)."""
+        records = self.store.get_requests([request_id for request_id, _ in self._made])
+        for request_id, lock in self._made:
+            record = records.get(request_id)
+            if record is None or record.status.is_final:
+                lock.release()
+            else:
+                lock.drop()
         self._made.clear()
 
     def reply_written(self) -> None:
