@@ -16,10 +16,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+
+if TYPE_CHECKING:
+    from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws")
@@ -254,3 +257,25 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
     hf = make_instance(installation, mock_scripts, tmp_path, "mockinst")
     hf.write_config("config", MOCK_CONFIG)
     yield hf
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[Account]:
+    """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
+    from .aws_account import REGION, Account
+    from .moto_faults import HookedMotoServer
+
+    server = HookedMotoServer()
+    server.start()
+    try:
+        bare = Account(server, (), "")
+        ec2 = bare.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnets = tuple(
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for cidr, zone in (("10.1.0.0/20", f"{REGION}a"), ("10.1.16.0/20", f"{REGION}b"))
+        )
+        group = ec2.create_security_group(GroupName="crash", Description="ohfp crash", VpcId=vpc)["GroupId"]
+        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+    finally:
+        server.stop()

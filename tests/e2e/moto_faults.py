@@ -22,7 +22,8 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Forward = Callable[[], tuple[str, list[tuple[str, str]], bytes]]
 Hook = Callable[[str, Forward], tuple[str, list[tuple[str, str]], bytes]]
 """``hook(api, forward)``: ``api`` is ``service:Action``; ``forward()`` lets moto answer and
-returns (status, headers, body); the hook returns what the client gets."""
+returns (status, headers, body); the hook returns what the client gets. The request's form
+parameters are in :attr:`HookedApp.params` while the hook runs (one request at a time)."""
 
 
 def api_name(environ: dict[str, Any], body: bytes) -> str:
@@ -37,12 +38,22 @@ def api_name(environ: dict[str, Any], body: bytes) -> str:
     return f"{service}:{query.get('Action', ['?'])[0]}"
 
 
-def error_response(code: str, message: str, status: int = 400) -> tuple[str, list[tuple[str, str]], bytes]:
-    """An EC2-style (query protocol) XML error, as AWS sends it."""
-    body = (
-        f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
-        f"<Message>{message}</Message></Error></Errors><RequestID>ohfp-test</RequestID></Response>"
-    ).encode()
+def error_response(
+    code: str, message: str, status: int = 400, service: str = "ec2"
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An XML error as AWS sends it: EC2's own shape, or the query protocol's
+    (``ErrorResponse``) for the other services (Auto Scaling, STS …)."""
+    if service == "ec2":
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error></Errors><RequestID>ohfp-test</RequestID></Response>"
+        ).encode()
+    else:
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error>"
+            f"<RequestId>ohfp-test</RequestId></ErrorResponse>"
+        ).encode()
     reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
     return f"{status} {reason}", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))], body
 
@@ -54,6 +65,7 @@ class HookedApp:
         self.app = app
         self.hook: Hook | None = None
         self.lock = threading.Lock()
+        self.params: dict[str, list[str]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -73,7 +85,9 @@ class HookedApp:
             content = b"".join(self.app(environ, capture))
             return answer["status"], answer["headers"], content
 
-        status, headers, content = hook(api_name(environ, body), forward)
+        with self.lock:
+            self.params = parse_qs(body.decode("utf-8", "replace"))
+            status, headers, content = hook(api_name(environ, body), forward)
         start_response(status, headers)
         return [content]
 

@@ -32,11 +32,11 @@ from typing import Any
 import attrs
 import pytest
 
+from .aws_account import MAX_NUMBER
 from .conftest import HostFactory, Installation, make_instance
 
 pytestmark = pytest.mark.e2e
 
-MAX_NUMBER = 4
 ASK = 2
 
 

@@ -20,93 +20,28 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
 
+from .aws_account import (
+    APIS,
+    FAKE_KEYS,
+    MAX_NUMBER,
+    REGION,
+    Account,
+    instances,
+    leftovers,
+    live,
+    tag,
+    templates_for,
+)
 from .conftest import HostFactory, Installation, make_instance
-from .moto_faults import Forward, HookedMotoServer, error_response
-from .test_crash import ASK, MAX_NUMBER, Figures, Killed, record_points, recorded, run_script
+from .moto_faults import Forward, error_response
+from .test_crash import ASK, Figures, Killed, record_points, recorded, run_script
 
 pytestmark = pytest.mark.e2e
-
-REGION = "us-east-1"
-AMI_ID = "ami-0123456789abcdef0"
-FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
-
-
-@attrs.frozen
-class Account:
-    server: HookedMotoServer
-    subnet_ids: tuple[str, ...]
-    security_group_id: str
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            region_name=REGION,
-            endpoint_url=self.server.endpoint,
-            aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
-            aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
-        )
-
-
-@pytest.fixture(scope="module")
-def account() -> Iterator[Account]:
-    server = HookedMotoServer()
-    server.start()
-    try:
-        bare = Account(server, (), "")
-        ec2 = bare.client("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-        subnets = tuple(
-            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
-            for cidr, zone in (("10.1.0.0/20", f"{REGION}a"), ("10.1.16.0/20", f"{REGION}b"))
-        )
-        group = ec2.create_security_group(GroupName="crash", Description="ohfp crash", VpcId=vpc)["GroupId"]
-        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
-    finally:
-        server.stop()
-
-
-def _templates(account: Account) -> list[dict[str, Any]]:
-    attributes = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "nram": ["Numeric", "1024"]}
-    common = {
-        "maxNumber": MAX_NUMBER,
-        "attributes": attributes,
-        "imageId": AMI_ID,
-        "securityGroupIds": [account.security_group_id],
-        "subnetId": list(account.subnet_ids),
-    }
-    return [
-        {"templateId": "RunInstances", "providerApi": "RunInstances", "vmType": "t3.micro", **common},
-        {
-            "templateId": "EC2Fleet",
-            "providerApi": "EC2Fleet",
-            "fleetType": "request",
-            "priceType": "spot",
-            "vmTypes": {"t3.micro": 1},
-            **common,
-        },
-        {"templateId": "ASG", "providerApi": "ASG", "vmType": "t3.micro", **common},
-        {
-            "templateId": "SpotFleet",
-            "providerApi": "SpotFleet",
-            "priceType": "spot",
-            "vmTypes": {"t3.micro": 1},
-            "fleetRole": ROLE,
-            "allocationStrategy": "capacityOptimized",
-            **common,
-        },
-    ]
-
-
-APIS = ("RunInstances", "EC2Fleet", "ASG", "SpotFleet")
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +63,7 @@ def crash_aws_hf(
             "AWS_REQUEST_RETRY_ATTEMPTS": 0,
         },
     )
-    hf.write_config("templates", {"templates": _templates(account)})
+    hf.write_config("templates", {"templates": templates_for(account)})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))
     hf.call("getAvailableTemplates").ok()
     return hf
@@ -209,56 +144,13 @@ def kill_aws(hf: HostFactory, account: Account, call: str, payload: Any, point: 
 # -- the account as Host Factory must find it ------------------------------------------------------
 
 
-def instances(account: Account) -> list[dict[str, Any]]:
-    ec2 = account.client("ec2")
-    return [
-        i
-        for page in ec2.get_paginator("describe_instances").paginate()
-        for r in page["Reservations"]
-        for i in r["Instances"]
-    ]
-
-
-def _tag(instance: dict[str, Any], key: str) -> str | None:
-    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)
-
-
-def live(account: Account) -> set[str]:
-    return {i["InstanceId"] for i in instances(account) if i["State"]["Name"] in ("pending", "running")}
-
-
-def leftovers(account: Account) -> dict[str, list[str]]:
-    ec2 = account.client("ec2")
-    asg = account.client("autoscaling")
-    return {
-        "launch_templates": [
-            t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]
-        ],
-        "fleets": [
-            f["FleetId"]
-            for f in ec2.describe_fleets()["Fleets"]
-            if f.get("FleetState") not in ("deleted", "deleted_running", "deleted_terminating")
-        ],
-        "groups": [
-            g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]
-        ],
-        "spot_fleets": [
-            c["SpotFleetRequestId"]
-            for c in ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
-            if not str(c.get("SpotFleetRequestState", "")).startswith("cancelled")
-        ],
-    }
-
-
 def check_account(account: Account, held: set[str], extra: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     alive = live(account) - extra
     assert alive == held, f"live {sorted(alive)}, Host Factory holds {sorted(held)}"
-    per_request = Counter(_tag(i, "ohfp:request-id") for i in instances(account))
+    per_request = Counter(tag(i, "ohfp:request-id") for i in instances(account))
     assert all(n <= ASK for n in per_request.values()), f"duplicates: {per_request}"
     per_template = Counter(
-        _tag(i, "ohfp:template-id")
-        for i in instances(account)
-        if i["State"]["Name"] in ("pending", "running")
+        tag(i, "ohfp:template-id") for i in instances(account) if i["State"]["Name"] in ("pending", "running")
     )
     assert all(n <= MAX_NUMBER for n in per_template.values()), per_template
     if not held:
