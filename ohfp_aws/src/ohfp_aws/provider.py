@@ -62,7 +62,7 @@ FILTER_VALUES_MAX = 200
 ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64", "i386": "X86", "x86_64_mac": "X86_64"}
 
 # Resolved SSM image parameters, per process: (region, endpoint, path) → AMI id.
-_IMAGE_CACHE: dict[tuple[str, str | None, str], str] = {}
+_IMAGE_CACHE: dict[tuple[str | None, str | None, str], str] = {}
 
 
 def make_provider(ctx: ProviderContext) -> AwsProvider:

@@ -141,11 +141,11 @@ class ASGHandler:
         tags = self.ctx.tags_for(request_id, template)
         params: dict[str, Any] = {
             "AutoScalingGroupName": name,
-            "MinSize": min(settings.asg_min_size, count),
-            "MaxSize": max(count, settings.asg_max_size or count),
+            "MinSize": min(settings.asg.min_size, count),
+            "MaxSize": max(count, settings.asg.max_size or count),
             "DesiredCapacity": count,
             "VPCZoneIdentifier": ",".join(template.subnet_ids),
-            "HealthCheckType": settings.asg_health_check_type,
+            "HealthCheckType": settings.asg.health_check_type,
             "Tags": [
                 {
                     "Key": key,
@@ -167,7 +167,7 @@ class ASGHandler:
     def _mixed_policy(self, template: AwsTemplate, handle: Mapping[str, Any]) -> dict[str, Any]:
         types = instance_types(template)
         ranks = priorities(template)
-        spot_name = template.allocation_strategy or self.ctx.config.handlers.spotfleet_allocation_strategy
+        spot_name = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
         if template.price_type == "ondemand":
             percent = 100
         elif template.price_type == "spot":

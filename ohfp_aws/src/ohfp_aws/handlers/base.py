@@ -8,71 +8,36 @@ instances of every request in one batched DescribeInstances. This module imports
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from attrs import field, frozen
+from attrs import frozen
 
 if TYPE_CHECKING:
     from ohfp_aws.config import AwsConfig
     from ohfp_aws.session import AwsClients
     from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
-# Tags on every resource ohfp creates (launch template, fleet, group, instance).
-TAG_REQUEST = "ohfp:request-id"
-TAG_TEMPLATE = "ohfp:template-id"
-TAG_INSTANCE = "ohfp:instance"  # the HF provider instance name (e.g. awsinst)
+# The domain model lives in ohfp_aws.model; handlers still import these names from here.
+from ohfp_aws.model import (
+    APIS,
+    FLEET_TYPES,
+    TAG_INSTANCE,
+    TAG_REQUEST,
+    TAG_TEMPLATE,
+    AwsTemplate,
+    client_token,
+)
 
-APIS = ("EC2Fleet", "ASG", "SpotFleet", "RunInstances")
-FLEET_TYPES = ("instant", "request", "maintain")
-
-
-def client_token(request_id: str, purpose: str = "") -> str:
-    """An idempotency token for a create call, derived from the HF request id.
-
-    AWS limits client tokens to 64 ASCII characters; the same request id and purpose
-    always give the same token, so a retried create returns the first call's result.
-    """
-    digest = hashlib.sha256(f"{request_id}/{purpose}".encode()).hexdigest()
-    return f"ohfp-{digest[:58]}"
-
-
-@frozen
-class AwsTemplate:
-    """A template's AWS fields, parsed and validated (see :mod:`ohfp_aws.templates`).
-
-    ``vm_types`` maps instance type → weight (a single ``vmType`` becomes ``{type: 1}``).
-    ``user_data`` is the *content* of ``userDataScript``. ``image_id`` may still be an SSM
-    parameter path; handlers resolve it with :meth:`AwsContext.resolve_image`.
-    """
-
-    template_id: str
-    max_number: int
-    image_id: str | None = None
-    launch_template_id: str | None = None
-    price_type: str = "ondemand"  # ondemand | spot | heterogeneous
-    provider_api: str | None = None  # explicit handler, else the preferred order decides
-    fleet_type: str | None = None  # instant | request | maintain (EC2Fleet / SpotFleet)
-    subnet_ids: tuple[str, ...] = ()
-    vm_types: Mapping[str, int] = field(factory=dict)
-    vm_types_on_demand: Mapping[str, int] = field(factory=dict)
-    vm_types_priority: Mapping[str, int] = field(factory=dict)
-    security_group_ids: tuple[str, ...] = ()
-    key_name: str | None = None
-    instance_profile: str | None = None  # name or ARN
-    root_device_volume_size: int | None = None
-    volume_type: str | None = None
-    iops: int | None = None
-    instance_tags: Mapping[str, str] = field(factory=dict)
-    user_data: str | None = None
-    fleet_role: str | None = None
-    max_spot_price: str | None = None
-    spot_fleet_request_expiry_min: int = 30
-    allocation_strategy: str | None = None
-    allocation_strategy_on_demand: str | None = None
-    percent_on_demand: int | None = None
-    pools_count: int | None = None
+__all__ = [
+    "APIS",
+    "FLEET_TYPES",
+    "TAG_INSTANCE",
+    "TAG_REQUEST",
+    "TAG_TEMPLATE",
+    "AwsTemplate",
+    "client_token",
+]
 
 
 @frozen

@@ -101,7 +101,7 @@ class EC2FleetHandler:
         return None
 
     def fleet_type(self, template: AwsTemplate) -> str:
-        return template.fleet_type or self.ctx.config.handlers.ec2fleet_default_type
+        return template.fleet_type or self.ctx.config.handlers.ec2_fleet.default_fleet_type
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
         fleet_type = self.fleet_type(template)
@@ -132,10 +132,10 @@ class EC2FleetHandler:
         """CreateFleet's parameters for ``count`` units of ``template``."""
         settings = self.ctx.config.handlers
         fleet_type = handle["fleet_type"]
-        on_demand = on_demand_units(template, count, settings.ec2fleet_max_spot_percent)
+        on_demand = on_demand_units(template, count, settings.ec2_fleet.max_spot_percent)
         spot = count - on_demand
         spot_strategy = SPOT_STRATEGIES[
-            template.allocation_strategy or settings.spotfleet_allocation_strategy
+            template.allocation_strategy or settings.spot_fleet.allocation_strategy
         ]
         od_strategy = ON_DEMAND_STRATEGIES[template.allocation_strategy_on_demand or "lowestPrice"]
         if template.price_type == "heterogeneous" and template.vm_types_on_demand:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class RunInstancesHandler:
-    """Launches instances with RunInstances, in calls of at most ``runinstances_max_per_call``.
+    """Launches instances with RunInstances, in calls of at most ``aws.handlers.RunInstances.maxPerCall``.
 
     Each call asks MinCount=1, MaxCount=n, so AWS launches what it can; a call that comes
     back short is repeated for the remainder on the next subnet (a new client token per
@@ -105,7 +105,7 @@ class RunInstancesHandler:
         if existing:
             return self._provisioned(existing, total, [])
         params = self._base_params(request_id, template, weight)
-        per_call = self.ctx.config.handlers.runinstances_max_per_call
+        per_call = self.ctx.config.handlers.run_instances.max_per_call
         subnets: Sequence[str | None] = template.subnet_ids or (None,)
         launched: list[dict[str, Any]] = []
         errors: list[str] = []

@@ -119,7 +119,7 @@ class SpotFleetHandler:
     ) -> dict[str, Any]:
         """RequestSpotFleet's ``SpotFleetRequestConfig`` for ``count`` units of ``template``."""
         on_demand = on_demand_units(template, count)
-        strategy = template.allocation_strategy or self.ctx.config.handlers.spotfleet_allocation_strategy
+        strategy = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
         od_strategy = ON_DEMAND_STRATEGIES[template.allocation_strategy_on_demand or "lowestPrice"]
         if template.price_type == "heterogeneous" and template.vm_types_on_demand:
             od_strategy = "prioritized"  # on-demand launches the vmTypesOnDemand types first
