@@ -5,7 +5,8 @@ set here at module import, before any test module imports moto.
 
 Speed: every botocore session of the run (boto3's, which moto resets per test, and
 ohfp's) shares one loader, so each AWS service model is parsed once per run rather than
-once per client.
+once per client; ohfp's process-wide session is made afresh per test, so no session
+outlives the test (and moto's patching) it was made in.
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ def _shared_service_models() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", shared)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_botocore_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ohfp_aws.session
+
+    monkeypatch.setattr(ohfp_aws.session, "_SESSIONS", {})
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The AWS provider's vocabulary: API names, allocation strategies, tags, templates.
+"""The AWS provider's vocabulary: API names, allocation strategies, tags, templates, fleet state.
 
 Every other module of ``ohfp_aws`` builds on these names. This module imports nothing of
 ``ohfp_aws`` and nothing heavier than attrs.
@@ -123,3 +123,20 @@ class AwsTemplate:
     allocation_strategy_on_demand: str | None = None
     percent_on_demand: int | None = None
     pools_count: int | None = None
+
+
+@frozen(kw_only=True)
+class FleetState:
+    """What a fleet, group or handle says about one acquire request, before its instances
+    are described.
+
+    ``instance_ids`` are the instances it reports (the provider describes them all in one
+    batch). ``open`` is True while it may still deliver capacity. ``errors`` are the
+    cloud's messages about capacity it could not deliver. ``weights`` are the units each
+    instance type counts for (empty when every machine counts for one).
+    """
+
+    instance_ids: tuple[str, ...] = ()
+    open: bool = False
+    errors: tuple[str, ...] = ()
+    weights: Mapping[str, int] = field(factory=dict)

@@ -3,7 +3,9 @@
 botocore is imported only when a client is first needed, so HF calls that never reach AWS
 (and importing :mod:`ohfp_aws.provider`) do not pay for it. Clients come straight from a
 botocore session: they are the clients boto3 would make, without importing boto3's
-resource and S3 transfer layers (about 80 ms of every call's start-up).
+resource and S3 transfer layers. The process keeps one botocore session (per credentials
+file; a process serves one provider instance, so in practice one), which parses each AWS
+service model once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,23 @@ if TYPE_CHECKING:
 
 READ_TIMEOUT_SEC = 60
 USER_AGENT = "ohfp"
+
+# One botocore session per process and credentials file (see the module docstring).
+_SESSIONS: dict[str | None, Any] = {}
+
+
+def botocore_session(credential_file: str | None) -> Any:
+    """The process's botocore session reading credentials from ``credential_file`` (the
+    default chain when None), made on first use. The file is set on the session only: the
+    process environment is left alone."""
+    if credential_file not in _SESSIONS:
+        import botocore.session
+
+        session = botocore.session.get_session()
+        if credential_file:
+            session.set_config_variable("credentials_file", credential_file)
+        _SESSIONS[credential_file] = session
+    return _SESSIONS[credential_file]
 
 
 class AwsClients:
@@ -34,12 +53,7 @@ class AwsClients:
     @cached_property
     def session(self) -> Any:
         """The botocore session all clients share (one credential resolution per process)."""
-        import botocore.session
-
-        core = botocore.session.get_session()
-        if self.config.credential_file:
-            core.set_config_variable("credentials_file", self.config.credential_file)
-        return core
+        return botocore_session(self.config.credential_file)
 
     @cached_property
     def client_config(self) -> Any:
