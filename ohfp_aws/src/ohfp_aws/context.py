@@ -1,7 +1,7 @@
 """One provider instance's view of AWS: what handlers and the provider's modules share.
 
-:class:`AwsContext` holds the parsed configuration, the clients, the instance's name and
-clock, and the few services every API uses:
+:class:`AwsContext` holds the parsed configuration, the clients (bounded by Host Factory's
+time for the call), the instance's name and clock, and the few services every API uses:
 ohfp's tags, SSM image paths resolved once per process, and batched termination.
 """
 
@@ -15,7 +15,7 @@ from ohfp_aws.config import AwsConfig, load_config
 from ohfp_aws.errors import aws_call
 from ohfp_aws.instances import terminate
 from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
-from ohfp_aws.session import AwsClients
+from ohfp_aws.session import AwsClients, Budget
 from ohfp_core.models import ProviderContext
 
 # Resolved SSM image parameters, per process: (region, endpoint, path) → AMI id.
@@ -45,8 +45,12 @@ class AwsContext:
 
     @classmethod
     def of(cls, ctx: ProviderContext, clients: AwsClients | None = None) -> AwsContext:
-        """The context for core's ``ctx``. :raises ConfigError: for an invalid config."""
-        return cls(ctx.instance, ctx.confdir, load_config(ctx.config, ctx.settings), clients)
+        """The context for core's ``ctx``; its AWS calls keep within ``ctx.timeout_sec`` from now.
+
+        :raises ConfigError: for an invalid config.
+        """
+        config = load_config(ctx.config, ctx.settings)
+        return cls(ctx.instance, ctx.confdir, config, clients or AwsClients(config, Budget(ctx.timeout_sec)))
 
     def resolve_image(self, image_id: str) -> str:
         """``image_id`` itself, or the AMI id an SSM parameter path (``/…``) holds."""

@@ -99,9 +99,12 @@ THROTTLE_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+OUT_OF_TIME = "ActionTimeout"
+"""The code of the error raised when Host Factory's time for the call is spent."""
 # Worth trying again later: the service or the network failed, not the request.
 TRANSIENT_CODES = frozenset(
     {
+        OUT_OF_TIME,
         "InternalError",
         "InternalFailure",
         "ServiceUnavailable",
@@ -208,3 +211,16 @@ def paginate(client: Any, method: str, **params: Any) -> Iterator[Mapping[str, A
     """
     with aws_call(client.meta.method_to_api_mapping.get(method, method)):
         yield from client.get_paginator(method).paginate(**params)
+
+
+def out_of_time(operation: str, budget_sec: float) -> CloudError:
+    """The error for an AWS call that Host Factory's time for the call no longer allows.
+
+    Retryable: the next call (Host Factory polls again) gets a new budget.
+    """
+    return CloudError(
+        f"{operation}: no answer from AWS within the {budget_sec:g} s this Host Factory call "
+        f"may spend on AWS (HF_PROVIDER_ACTION_TIMEOUT less a reserve) ({OUT_OF_TIME})",
+        OUT_OF_TIME,
+        retryable=True,
+    )
