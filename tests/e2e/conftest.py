@@ -262,12 +262,18 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
 @pytest.fixture(scope="module")
 def account() -> Iterator[Account]:
     """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
+    import urllib.request
+
     from .aws_account import REGION, Account
     from .moto_faults import HookedMotoServer
 
     server = HookedMotoServer()
     server.start()
     try:
+        # moto's backends belong to this process, whichever server serves them: start this
+        # module's account empty, whatever earlier modules left in theirs.
+        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310
         bare = Account(server, (), "")
         ec2 = bare.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
