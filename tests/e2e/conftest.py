@@ -272,7 +272,7 @@ def account() -> Iterator[Account]:
     try:
         # moto's backends belong to this process, whichever server serves them: start this
         # module's account empty, whatever earlier modules left in theirs.
-        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")
+        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310
         bare = Account(server, (), "")
         ec2 = bare.client("ec2")
