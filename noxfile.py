@@ -22,8 +22,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
-SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
+SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws", "./ohfp_extras")
 TEST_DEPS = (
     "pytest>=8",
     "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1",

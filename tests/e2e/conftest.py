@@ -22,8 +22,8 @@ import attrs
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
 BARE_PATH = "/usr/bin:/bin"
 CALL_TIMEOUT = 120
 
@@ -76,7 +76,8 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """ohfp-core, ohfp-mock and ohfp-aws built from the checkout into a fresh virtualenv."""
+    """ohfp-core, ohfp-mock, ohfp-aws and ohfp-extras built from the checkout into a fresh
+    virtualenv (the extension plugins installed but not enabled: they must change nothing)."""
     venv = tmp_path_factory.mktemp("ohfp-venv")
     uv = _uv()
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
