@@ -8,6 +8,8 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
   calls per HF call. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
+- ``dist``: build every distribution's wheel and sdist into ``dist/`` and check them.
+- ``docs``: build the reference site (mkdocs, strict) into ``site/``.
 
 The three distributions are installed as users get them (built wheels, not editable, with
 bytecode compiled). uv caches a local project's build by its pyproject.toml, so each run
@@ -113,3 +115,18 @@ def dist(session: nox.Session) -> None:
     session.run(
         "python", "tools/check_dists.py", "--license", "LICENSE", "--unbounded-ok", "ohfp-aws", *built
     )
+
+
+DOCS_DEPS = ("mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the reference site into site/ with mkdocs in strict mode: a broken link, page or
+    docstring reference fails. ``nox -s docs -- serve`` previews it instead."""
+    _install_ohfp(session, *DOCS_DEPS)
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs, env=env)

@@ -303,6 +303,10 @@ class ProviderContract:
 
     # templates ------------------------------------------------------------------------
     def test_offered_templates_are_valid(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_available_templates: every template offered is valid (id, maxNumber, the mandatory
+        attributes as string pairs, no validation problem), with or without a templates file, and the
+        driver's template is kept.
+        """
         # With no templates file a provider may offer none (AWS) or built-in ones (mock);
         # whatever it offers must be valid.
         hook = "ohfp_available_templates"
@@ -331,14 +335,17 @@ class ProviderContract:
         )
 
     def test_driver_template_validates(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_validate_template: the driver's template raises no problem."""
         problems = hooks.validate_template(cloud_driver.template())
         _expect(problems == [], "ohfp_validate_template", f"rejects the driver's template: {problems}", "")
 
     # provisioning ----------------------------------------------------------------------
     def test_provision_handle_is_json(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_provision: returns a Provisioned whose handle is JSON and whose machines are Machines."""
         hooks.provision(_request_id(), cloud_driver.template(), self.machine_count)  # KitHooks checks
 
     def test_provision_is_idempotent(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_provision: a second call with the same request id makes nothing new."""
         template = cloud_driver.template()
         request_id = _request_id()
         first = self._acquire(request_id, template, hooks.provision(request_id, template, self.machine_count))
@@ -356,6 +363,9 @@ class ProviderContract:
         )
 
     def test_weighted_units(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_provision: count is units of capacity; machines report their weight and their weights cover
+        the count without a spare machine (needs ``driver.weighted_template()``).
+        """
         make = getattr(cloud_driver, "weighted_template", None)
         template = make() if make is not None else None
         if template is None:
@@ -377,6 +387,9 @@ class ProviderContract:
 
     # status ----------------------------------------------------------------------------
     def test_status_after_settle(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_machine_status: settled machines run, each with its own id, host name, private IP and
+        launch time.
+        """
         _, machines = self._running(hooks, cloud_driver)
         hook = "ohfp_machine_status"
         _expect(len(_ids(machines)) == self.machine_count, hook, "repeated a machine id", "one entry each")
@@ -398,6 +411,9 @@ class ProviderContract:
             )
 
     def test_status_answers_every_request(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_machine_status: every running acquire and return request handed in is answered, alone and
+        together; a return request lists its machines.
+        """
         one, machines = self._running(hooks, cloud_driver)
         two = self._provision(hooks, cloud_driver)
         returned = self._return(hooks, one, machines[:1])
@@ -420,6 +436,7 @@ class ProviderContract:
         )
 
     def test_status_is_batched(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_machine_status: two requests asked together each get their own machines."""
         one = self._provision(hooks, cloud_driver)
         two = self._provision(hooks, cloud_driver)
         cloud_driver.settle()
@@ -441,6 +458,7 @@ class ProviderContract:
         )
 
     def test_status_of_unknown_requests(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_machine_status: requests and machines the cloud does not know are left out, not invented."""
         self._provision(hooks, cloud_driver)  # something exists that must not be reported
         unknown = CloudRequest(
             request_id=_request_id(), kind=RequestKind.ACQUIRE, template_id="x", machine_count=1
@@ -460,6 +478,7 @@ class ProviderContract:
 
     # termination -----------------------------------------------------------------------
     def test_terminate_is_idempotent(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_terminate_machines: returning machines again, also once terminated, is not an error."""
         request, machines = self._running(hooks, cloud_driver)
         items = [ReturnItem(machine_id=m.machine_id, name=m.name, request=request) for m in machines]
         for when in ("first", "second", "settled"):
@@ -474,6 +493,9 @@ class ProviderContract:
             )
 
     def test_terminate_unknown_machine(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_terminate_machines: a host the cloud does not know, by id or by name, is gone, not an
+        error.
+        """
         for item in (
             ReturnItem(machine_id=UNKNOWN_ID, name=UNKNOWN_NAME),
             ReturnItem(machine_id="", name=UNKNOWN_NAME),
@@ -487,6 +509,9 @@ class ProviderContract:
             )
 
     def test_terminate_by_name_only(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_terminate_machines: a host handed in by name alone (empty machine_id) is found and
+        terminated, and only it.
+        """
         request, machines = self._running(hooks, cloud_driver)
         named, kept = machines[0], machines[1:]
         failures = hooks.terminate_machines([ReturnItem(machine_id="", name=named.name)])
@@ -513,6 +538,7 @@ class ProviderContract:
             )
 
     def test_return_request_shows_machines_gone(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_machine_status: a return request's machines are shutting down, then terminated."""
         request, machines = self._running(hooks, cloud_driver)
         returned = self._return(hooks, request, machines)
         for settled in (False, True):
@@ -534,6 +560,7 @@ class ProviderContract:
             cloud_driver.settle()
 
     def test_returned_machines_are_not_replaced(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_terminate_machines: what launched returned machines does not replace them."""
         request, machines = self._running(hooks, cloud_driver)
         self._return(hooks, request, machines)
         cloud_driver.settle()
@@ -563,6 +590,11 @@ class ProviderContract:
         )
 
     def test_cancel_removes_what_was_made(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_cancel_request: everything made for a request whose call died is deleted or on its way out,
+        found by the request id alone; nothing is left that status or the reclaim check finds alive;
+        idempotent; True for a request the cloud never saw. Without the hook, status must find the
+        machines by the request id (core's fallback).
+        """
         made = self._provision(hooks, cloud_driver)
         made_machines = self._machines(hooks, made)
         lost = CloudRequest(  # what core knows of a request whose provisioning call died
@@ -614,6 +646,9 @@ class ProviderContract:
 
     # reclaims --------------------------------------------------------------------------
     def test_reclaim_is_reported(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_reclaimed_machines: an interrupted host is reported with its notice (≤ 120 s), by id and by
+        name alone.
+        """
         _, machines = self._running(hooks, cloud_driver)
         taken = machines[0]
         cloud_driver.reclaim(taken.machine_id)
@@ -637,6 +672,7 @@ class ProviderContract:
             )
 
     def test_healthy_machines_are_not_reclaimed(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_reclaimed_machines: running hosts are left out, by id and by name alone."""
         _, machines = self._running(hooks, cloud_driver)
         fine = "hosts that are fine are left out"
         for by_name in (False, True):
@@ -650,6 +686,7 @@ class ProviderContract:
             )
 
     def test_pending_machines_are_not_reclaimed(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_reclaimed_machines: machines still booting are left out."""
         request = self._provision(hooks, cloud_driver)
         machines = self._machines(hooks, request)  # pending, unless the cloud is immediate
         refs = [MachineRef(name=m.name, machine_id=m.machine_id) for m in machines]
@@ -663,6 +700,7 @@ class ProviderContract:
         )
 
     def test_unknown_machine_is_reclaimed_at_once(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_reclaimed_machines: a host the cloud does not know is reported with grace 0."""
         for ref in (MachineRef(name=UNKNOWN_NAME, machine_id=UNKNOWN_ID), MachineRef(name=UNKNOWN_NAME)):
             reclaims = [(r.name, r.grace_period) for r in hooks.reclaimed_machines([ref])]
             _expect(
@@ -673,6 +711,7 @@ class ProviderContract:
             )
 
     def test_console_termination_is_reclaimed(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_reclaimed_machines: a host terminated outside Host Factory is reported with grace 0."""
         _, machines = self._running(hooks, cloud_driver)
         cloud_driver.terminate_outside(machines[0].machine_id)
         cloud_driver.settle()
@@ -689,6 +728,9 @@ class ProviderContract:
 
     # errors and health -------------------------------------------------------------------
     def test_api_error_is_a_cloud_error(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        """ohfp_provision: an API error the driver injects is raised as CloudError (needs
+        ``driver.inject_api_error()``).
+        """
         inject = getattr(cloud_driver, "inject_api_error", None)
         if inject is None:
             pytest.skip("the cloud driver has no inject_api_error() to make the next cloud call fail")
@@ -710,6 +752,7 @@ class ProviderContract:
         violated("ohfp_provision", "succeeded although the cloud call failed", rule)
 
     def test_health_checks_pass(self, hooks: Hooks) -> None:
+        """ohfp_health_check: at least one check, all passing on a healthy test cloud."""
         checks = hooks.health_check()
         _expect(checks, "ohfp_health_check", "returned no checks", "a provider reports at least one check")
         failed = [check for check in checks if not check.ok]
