@@ -146,6 +146,19 @@ class StatusMachinesAsDicts(MockProvider):
         }
 
 
+class StatusStatesAsText(MockProvider):
+    """Reports ``state`` as the cloud's string instead of a MachineState."""
+
+    @hookimpl
+    def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Any:
+        return {
+            key: RequestSnapshot(
+                machines=tuple(attrs.evolve(m, state=m.state.value) for m in snapshot.machines)
+            )
+            for key, snapshot in self.cloud.status(requests).items()
+        }
+
+
 class ReclaimAnswersNames(MockProvider):
     @hookimpl
     def ohfp_reclaimed_machines(self, machines: Sequence[MachineRef]) -> Any:

@@ -128,7 +128,23 @@ def _each(hook: str, values: object, kind: type, what: str) -> list[Any]:
             f"returned a {_type_name(item)} among {what}",
             f"results are ohfp_core.models objects: {kind.__name__}, never dicts or SDK objects",
         )
+        for name, expected in _FIELD_TYPES.get(kind, {}).items():
+            value = getattr(item, name)
+            _expect(
+                isinstance(value, expected) and not (expected is int and isinstance(value, bool)),
+                hook,
+                f"returned {kind.__name__}.{name} = {value!r} ({_type_name(value)})",
+                f"{kind.__name__}.{name} is a {getattr(expected, '__name__', expected)}",
+            )
     return items
+
+
+_FIELD_TYPES: dict[type, dict[str, type]] = {
+    Machine: {"machine_id": str, "name": str, "state": MachineState, "launch_time": int, "weight": int},
+    Reclaim: {"name": str, "grace_period": int},
+    HealthCheck: {"name": str, "ok": bool},
+}
+"""Fields attrs does not check by itself, checked so a wrong type fails naming the hook."""
 
 
 class KitHooks(Hooks):
