@@ -153,7 +153,10 @@ class StatusStatesAsText(MockProvider):
     def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Any:
         return {
             key: RequestSnapshot(
-                machines=tuple(attrs.evolve(m, state=m.state.value) for m in snapshot.machines)
+                machines=tuple(
+                    attrs.evolve(m, state=m.state.value)  # type: ignore[arg-type]
+                    for m in snapshot.machines
+                )
             )
             for key, snapshot in self.cloud.status(requests).items()
         }
