@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
 import attrs
@@ -147,6 +147,13 @@ _FIELD_TYPES: dict[type, dict[str, type]] = {
 """Fields attrs does not check by itself, checked so a wrong type fails naming the hook."""
 
 
+def _answered(hook: str, result: object, valid: Callable[[Any], bool], must: str) -> None:
+    """The one provider's answer exists and has the type ``must`` describes."""
+    __tracebackhide__ = True
+    _expect(result is not None, hook, "is not implemented", "every provider implements it")
+    _expect(valid(result), hook, f"returned {_type_name(result)} {str(result)[:200]}", must)
+
+
 class KitHooks(Hooks):
     """Core's :class:`Hooks`, checking each provider result's type before core would use it."""
 
@@ -157,10 +164,7 @@ class KitHooks(Hooks):
     def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         hook = "ohfp_provision"
         result = self.pm.hook.ohfp_provision(request_id=request_id, template=template, count=count)
-        _expect(result is not None, hook, "is not implemented", "every provider implements it")
-        _expect(
-            isinstance(result, Provisioned), hook, f"returned {_type_name(result)}", "must be a Provisioned"
-        )
+        _answered(hook, result, lambda r: isinstance(r, Provisioned), "must be a Provisioned")
         try:
             json.dumps(result.handle)
         except (TypeError, ValueError) as exc:
@@ -173,11 +177,10 @@ class KitHooks(Hooks):
         if not requests:
             return {}
         result = self.pm.hook.ohfp_machine_status(requests=tuple(requests))
-        _expect(result is not None, hook, "is not implemented", "every provider implements it")
-        _expect(
-            isinstance(result, Mapping),
+        _answered(
             hook,
-            f"returned {_type_name(result)}",
+            result,
+            lambda r: isinstance(r, Mapping),
             "must be a mapping of request id to RequestSnapshot",
         )
         asked = {request.request_id for request in requests}
@@ -199,12 +202,13 @@ class KitHooks(Hooks):
         if not machines:
             return {}
         result = self.pm.hook.ohfp_terminate_machines(machines=tuple(machines))
-        _expect(result is not None, hook, "is not implemented", "every provider implements it")
-        _expect(
-            isinstance(result, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in result.items()),
+        _answered(
             hook,
-            f"returned {result!r}",
+            result,
+            lambda r: (
+                isinstance(r, Mapping)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in r.items())
+            ),
             "must be a mapping of machine id (or name) to an error message",
         )
         return dict(result)
