@@ -78,7 +78,12 @@ class Installation:
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     """ohfp-core, ohfp-mock, ohfp-aws and ohfp-extras built from the checkout into a fresh
     virtualenv (the extension plugins installed but not enabled: they must change nothing)."""
-    venv = tmp_path_factory.mktemp("ohfp-venv")
+    return install(tmp_path_factory.mktemp("ohfp-venv"))
+
+
+def install(venv: Path, *extra: Path) -> Installation:
+    """A new virtualenv at ``venv`` with the distributions built from the checkout (and the
+    test-only distributions ``extra``)."""
     uv = _uv()
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
     env.pop("VIRTUAL_ENV", None)
@@ -90,11 +95,19 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     refresh = [arg for dist in DISTRIBUTIONS for arg in ("--reinstall-package", dist)]
     subprocess.run(
         [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *refresh]
-        + [str(REPO / source) for source in SOURCES],
+        + [str(REPO / source) for source in SOURCES]
+        + [str(path) for path in extra],
         check=True,
         env=env,
     )
     return Installation(venv)
+
+
+@pytest.fixture(scope="session")
+def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """The distributions plus the test-only crash plugin (``tests/e2e/crashkit``), in a
+    virtualenv of their own so no other test runs with it."""
+    return install(tmp_path_factory.mktemp("ohfp-crash-venv"), REPO / "tests" / "e2e" / "crashkit")
 
 
 @pytest.fixture(scope="session")

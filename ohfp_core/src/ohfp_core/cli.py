@@ -12,10 +12,12 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ohfp_core.errors import ConfigError, InputError, OhfpError
 
@@ -23,17 +25,29 @@ if TYPE_CHECKING:
     from ohfp_core.config import Settings
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
+    from ohfp_core.plugins import Hooks
+    from ohfp_core.storage import Storage
 
-HF_CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
+from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order HF documents them
+
+__all__ = ["HF_CALLS", "main"]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
+)
+
+
+def _environment_failure(exc: BaseException) -> bool:
+    """True for a failure of the machine, not of ohfp: the state database or a file under
+    the work directory cannot be read or written (disk full, read-only, permissions)."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        return True
+    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
+    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
 
 
 def _print_reply(reply: Any) -> None:
@@ -71,15 +85,22 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
 def _operations(provider: str | None) -> Operations:
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
-    from ohfp_core.storage import StorageContext
 
     context, settings = _context(provider)
     hooks = load_hooks(context, settings.sections)
+    return Operations(hooks, _open_store(hooks, context, settings), context)
+
+
+def _open_store(hooks: Hooks, context: ProviderContext, settings: Settings) -> Storage:
+    """The store the ``storage`` setting names, opened for ``context``."""
+    from ohfp_core.storage import StorageContext
+
     factories = hooks.storage_factories()
     if settings.storage not in factories:
+        registered = ", ".join(sorted(factories))
         raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered "
-            f"(registered: {', '.join(sorted(factories))})"
+            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
+            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
         )
     store_context = StorageContext(
         instance=context.instance,
@@ -87,29 +108,58 @@ def _operations(provider: str | None) -> Operations:
         settings=settings.section(settings.storage),
         timeout_sec=context.timeout_sec,
     )
-    return Operations(hooks, factories[settings.storage](store_context), context)
+    return factories[settings.storage](store_context)
 
 
-def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None = None) -> int:
+def _run(
+    what: str,
+    action: Callable[[], Any],
+    after: Callable[[], None] | None = None,
+    failed: Callable[[], None] | None = None,
+) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
-    ``after`` runs once the reply is written (not when the call failed): a failure there is
-    logged, the reply stands.
+    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
+    ``failed`` runs instead when the call failed or its reply could not be written.
     """
+    code = _attempt(what, action, after)
+    if code != EXIT_OK and failed is not None:
+        try:
+            failed()
+        except Exception as exc:  # never hide the reply already given
+            _log_failure(what, exc, internal=True)
+    return code
+
+
+def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
     try:
         reply = action()
     except InputError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems)})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
         return exc.exit_code
     except OhfpError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}"})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
+        if _environment_failure(exc):
+            _log_failure(what, exc)
+            _print_reply(
+                {
+                    "message": f"{what} failed: the state or work directory cannot be used ({exc});"
+                    " fix the environment (disk space, permissions, mounts): the next call"
+                    " reconciles what this one left",
+                    "errors": [f"{type(exc).__name__}: {exc}"],
+                }
+            )
+            return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
         _print_reply(
-            {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}
+            {
+                "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
+                "errors": [f"{type(exc).__name__}: {exc}"],
+            }
         )
         return EXIT_INTERNAL
     try:
@@ -163,7 +213,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         for ops in made:
             ops.reply_written()
 
-    return _run(args.call, action, delivered)
+    def failed() -> None:
+        for ops in made:
+            ops.call_failed()
+
+    return _run(args.call, action, delivered, failed)
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:
@@ -194,9 +248,19 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
     return _run("templates validate", action)
 
 
+def cmd_requests_show(args: argparse.Namespace) -> int:
+    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
-        reply = _operations(args.provider).health()
+        from ohfp_core import health
+        from ohfp_core.plugins import load_hooks
+
+        context, settings = _context(args.provider)
+        hooks = load_hooks(context, settings.sections)
+        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+        reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
@@ -206,8 +270,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        _print_reply({"message": f"{self.prog}: {message}", "errors": [message]})
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ohfp", description="Open Host Factory provider framework for IBM Spectrum Symphony."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -238,22 +311,54 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--provider", help=provider_help)
     validate.set_defaults(handler=cmd_templates_validate)
 
+    requests = commands.add_parser("requests", help="look into the instance's requests")
+    request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
+    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--provider", help=provider_help)
+    show.set_defaults(handler=cmd_requests_show)
+
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
     health.set_defaults(handler=cmd_health)
     return parser
 
 
+def _early_logging() -> None:
+    """Log to the instance's log file from the start, so failures before the settings are
+    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
+    settings then set the level. Quiet when the environment names no usable log file."""
+    from ohfp_core import config
+    from ohfp_core.logs import configure_logging
+
+    try:
+        paths = config.resolve_paths()
+        level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        configure_logging(
+            logdir=paths.logdir,
+            instance=paths.instance or "ohfp",
+            level=level if level in config.LOG_LEVELS else "INFO",
+        )
+    except OhfpError:
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already answered in JSON
+        return int(exc.code or 0)
     if args.version:
         sys.stdout.write(f"ohfp {_version()}\n")
         return EXIT_OK
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
+        _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
+        return EXIT_USAGE
+    if args.command in ("hf", "templates", "health", "requests") and handler is not cmd_scripts:
+        _early_logging()
     return int(handler(args))
 
 
