@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
 BARE_PATH = "/usr/bin:/bin"
 CALL_TIMEOUT = 120
 
@@ -79,7 +79,8 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """ohfp-core, ohfp-mock and ohfp-aws built from the checkout into a fresh virtualenv."""
+    """ohfp-core, ohfp-mock, ohfp-aws and ohfp-extras built from the checkout into a fresh
+    virtualenv (the extension plugins installed but not enabled: they must change nothing)."""
     return install(tmp_path_factory.mktemp("ohfp-venv"))
 
 
