@@ -65,6 +65,13 @@ PROVIDER_ACTIONS = (
 )
 """IAM actions the provider calls whatever the API: status, reclaims, images, health."""
 
+QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
+"""IAM actions of draining the interruption queue (``aws.events.queueUrl``)."""
+
+QUOTA_ACTIONS = ("servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota")
+"""IAM actions of quota-aware capacity (``aws.quotas.enabled``), besides DescribeInstances
+and DescribeInstanceTypes."""
+
 # -- tags -----------------------------------------------------------------------------------
 
 TAG_REQUEST = "ohfp:request-id"
