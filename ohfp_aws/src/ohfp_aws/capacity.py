@@ -61,8 +61,10 @@ def on_demand_strategy(template: AwsTemplate) -> str:
 
 def overrides(template: AwsTemplate, prioritized: bool, max_price: str | None = None) -> dict[str, Any]:
     """Fleet launch-template overrides: every instance type × subnet, weighted (and ranked
-    when ``prioritized``), each with ``MaxPrice`` when given. ``{}`` when there is nothing
-    to override."""
+    when ``prioritized``), each with ``MaxPrice`` when given; for a template by instance
+    requirements, the requirements in every subnet. ``{}`` when there is nothing to override."""
+    if template.instance_requirements is not None:
+        return {"Overrides": requirement_overrides(template, max_price)}
     types = weights(template)
     ranks = priorities(template)
     found: list[dict[str, Any]] = []
@@ -81,3 +83,17 @@ def overrides(template: AwsTemplate, prioritized: bool, max_price: str | None = 
             if override:
                 found.append(override)
     return {"Overrides": found} if found else {}
+
+
+def requirement_overrides(template: AwsTemplate, max_price: str | None = None) -> list[dict[str, Any]]:
+    """One override per subnet (one without subnets) carrying the template's
+    InstanceRequirements as written (EC2 Fleet and Spot Fleet take the same keys)."""
+    found: list[dict[str, Any]] = []
+    for subnet in template.subnet_ids or (None,):
+        override: dict[str, Any] = {"InstanceRequirements": dict(template.instance_requirements or {})}
+        if subnet is not None:
+            override["SubnetId"] = subnet
+        if max_price:
+            override["MaxPrice"] = max_price
+        found.append(override)
+    return found

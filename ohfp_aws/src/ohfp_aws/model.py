@@ -7,6 +7,7 @@ Every other module of ``ohfp_aws`` builds on these names. This module imports no
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from attrs import field, frozen
 
@@ -100,6 +101,8 @@ class AwsTemplate:
     """A template's AWS fields, parsed and validated (see :mod:`ohfp_aws.templates`).
 
     ``vm_types`` maps instance type → weight (a single ``vmType`` becomes ``{type: 1}``).
+    ``instance_requirements`` is AWS's InstanceRequirements when the template chooses types
+    by shape (then ``vm_types`` is empty: its types are the ``AllowedInstanceTypes``).
     ``user_data`` is the *content* of ``userDataScript``. ``image_id`` may still be an SSM
     parameter path; handlers resolve it with :meth:`ohfp_aws.context.AwsContext.resolve_image`.
     """
@@ -130,6 +133,7 @@ class AwsTemplate:
     allocation_strategy_on_demand: str | None = None
     percent_on_demand: int | None = None
     pools_count: int | None = None
+    instance_requirements: Mapping[str, Any] | None = None
 
 
 @frozen(kw_only=True)

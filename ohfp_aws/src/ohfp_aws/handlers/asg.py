@@ -4,7 +4,8 @@ The group launches from ohfp's launch template in the template's subnets with de
 capacity = the units asked for. Several instance types, or spot, use a
 MixedInstancesPolicy: overrides in priority order (``vmTypesOnDemand`` first, so a
 ``prioritized`` on-demand strategy takes them first), weights, and the on-demand share as
-``OnDemandPercentageAboveBaseCapacity``. Returning machines detaches them with the desired
+``OnDemandPercentageAboveBaseCapacity``; a template by instance requirements has one
+override holding them. Returning machines detaches them with the desired
 capacity decremented (so the group does not replace them), then terminates them; the last
 machine deletes the group and the launch template.
 
@@ -43,6 +44,7 @@ from ohfp_aws.launch_templates import (
     template_name,
 )
 from ohfp_aws.model import ASG, ON_DEMAND_STRATEGIES, SPOT_STRATEGIES, AwsTemplate, FleetState
+from ohfp_aws.requirements import NOT_IN_ASG, for_asg
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
@@ -90,6 +92,9 @@ class ASGHandler:
             return "an Auto Scaling group needs subnetId"
         if template.fleet_type is not None:
             return "an Auto Scaling group has no fleetType"
+        refused = [key for key in NOT_IN_ASG if key in (template.instance_requirements or {})]
+        if refused:
+            return f"an Auto Scaling group takes no instanceRequirements.{refused[0]}"
         return None
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
@@ -147,7 +152,12 @@ class ASGHandler:
             ],
         }
         types = weights(template)
-        if len(types) > 1 or template.price_type != "ondemand" or (template.launch_template_id and types):
+        if (
+            len(types) > 1
+            or template.price_type != "ondemand"
+            or (template.launch_template_id and types)
+            or template.instance_requirements is not None
+        ):
             params["MixedInstancesPolicy"] = self._mixed_policy(template, handle)
         else:
             params["LaunchTemplate"] = handle.specification
@@ -175,7 +185,9 @@ class ASGHandler:
             if template.max_spot_price:
                 distribution["SpotMaxPrice"] = template.max_spot_price
         launch: dict[str, Any] = {"LaunchTemplateSpecification": handle.specification}
-        if types:
+        if template.instance_requirements is not None:
+            launch["Overrides"] = [{"InstanceRequirements": for_asg(template.instance_requirements)}]
+        elif types:
             launch["Overrides"] = [
                 {"InstanceType": name, "WeightedCapacity": str(types[name])}
                 for name in sorted(types, key=ranks.__getitem__)

@@ -58,6 +58,11 @@ class RunInstancesHandler:
         self.ctx = ctx
 
     def unsupported(self, template: AwsTemplate) -> str | None:
+        if template.instance_requirements is not None:
+            return (
+                "RunInstances cannot choose instance types by requirements (vCpusMin, memoryMiBMin,"
+                " instanceRequirements): use EC2Fleet, ASG or SpotFleet"
+            )
         if template.price_type == "heterogeneous":
             return "RunInstances cannot mix spot and on-demand (priceType heterogeneous)"
         if len(template.vm_types) > 1:
