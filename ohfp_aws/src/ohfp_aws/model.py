@@ -136,6 +136,34 @@ class AwsTemplate:
     instance_requirements: Mapping[str, Any] | None = None
 
 
+REASONS = ("insufficient-capacity", "quota", "price", "unsupported", "other")
+"""Why an offering did not deliver, as :class:`Shortfall` says it."""
+
+
+@frozen(kw_only=True)
+class Shortfall:
+    """Why one offering (instance type × subnet or zone, spot or on-demand) did not deliver
+    capacity: ``reason`` is one of :data:`REASONS`; ``code`` and ``message`` are AWS's;
+    ``source`` the call that said so; ``count`` how many times it was said."""
+
+    reason: str
+    instance_type: str | None = None
+    subnet_id: str | None = None
+    zone: str | None = None
+    lifecycle: str | None = None  # spot | on-demand
+    code: str = ""
+    message: str = ""
+    source: str = ""
+    count: int = 1
+
+    @property
+    def offering(self) -> str:
+        """``t3.micro in subnet-0a1`` (``any type``, ``any subnet`` when AWS did not say)."""
+        where = self.subnet_id or self.zone or "any subnet"
+        spot = f" ({self.lifecycle})" if self.lifecycle else ""
+        return f"{self.instance_type or 'any type'} in {where}{spot}"
+
+
 @frozen(kw_only=True)
 class FleetState:
     """What a fleet, group or handle says about one acquire request, before its instances
@@ -143,11 +171,15 @@ class FleetState:
 
     ``instance_ids`` are the instances it reports (the provider describes them all in one
     batch). ``open`` is True while it may still deliver capacity. ``errors`` are the
-    cloud's messages about capacity it could not deliver. ``weights`` are the units each
-    instance type counts for (empty when every machine counts for one).
+    cloud's messages about capacity it could not deliver, and ``shortfalls`` the same per
+    offering. ``weights`` are the units each instance type counts for (empty when every
+    machine counts for one). ``handle`` is a new handle for core to store (a diagnosis
+    learned), or None.
     """
 
     instance_ids: tuple[str, ...] = ()
     open: bool = False
     errors: tuple[str, ...] = ()
     weights: Mapping[str, int] = field(factory=dict)
+    shortfalls: tuple[Shortfall, ...] = ()
+    handle: Mapping[str, Any] | None = None

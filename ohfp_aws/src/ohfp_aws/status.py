@@ -23,6 +23,7 @@ from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import aws_call
 from ohfp_aws.handlers import HANDLERS, HandlerSet
 from ohfp_aws.model import FleetState
+from ohfp_aws.shortfalls import summary
 from ohfp_core.errors import CloudError
 from ohfp_core.logs import get_logger
 from ohfp_core.models import CloudRequest, Machine, MachineState, RequestKind, RequestSnapshot
@@ -34,7 +35,9 @@ def machine_status(
     ctx: AwsContext, handlers: HandlerSet, requests: Sequence[CloudRequest]
 ) -> dict[str, RequestSnapshot]:
     """A snapshot per request: its machines (weighted by their instance type), whether the
-    cloud may still deliver, and the cloud's messages.
+    cloud may still deliver, and the cloud's messages — with, for a request falling short,
+    the first offerings that did and why (the full account is ``ohfp requests show``). A
+    handler that learned why keeps it in a new handle for core to store.
 
     :raises CloudError: when the instances cannot be described (a fleet that cannot be
         described only adds its error to the message: its known machines are still reported).
@@ -61,9 +64,13 @@ def machine_status(
             snapshots[request.request_id] = RequestSnapshot(machines=tuple(found))
             continue
         state = states.get(request.request_id, FleetState())
-        message = "; ".join(filter(None, [messages.get(request.request_id, ""), *state.errors]))
+        why = summary(state.shortfalls, request.request_id) if state.errors else ""
+        message = "; ".join(filter(None, [messages.get(request.request_id, ""), *state.errors, why]))
         snapshots[request.request_id] = RequestSnapshot(
-            machines=tuple(_weighted(m, state.weights) for m in found), open=state.open, message=message
+            machines=tuple(_weighted(m, state.weights) for m in found),
+            open=state.open,
+            message=message,
+            handle=state.handle,
         )
     return snapshots
 

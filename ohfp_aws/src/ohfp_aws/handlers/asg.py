@@ -11,7 +11,9 @@ machine deletes the group and the launch template.
 
 A group short of its desired capacity is waited for until ``spotFleetRequestExpiry`` minutes
 after the request (as fleets are); then the request ends with what it got, and the group's
-latest failed scaling activity says why.
+latest failed scaling activity says why. Its failed activities since the last successful one
+also say why per instance type and zone (kept in the handle; the offerings short of capacity
+are remembered and their types listed last in the next group's overrides).
 """
 
 from __future__ import annotations
@@ -44,13 +46,15 @@ from ohfp_aws.launch_templates import (
     template_name,
 )
 from ohfp_aws.model import ASG, ON_DEMAND_STRATEGIES, SPOT_STRATEGIES, AwsTemplate, FleetState
+from ohfp_aws.offerings import remember, unavailable
 from ohfp_aws.requirements import NOT_IN_ASG, for_asg
+from ohfp_aws.shortfalls import from_activities, merged
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
-ACTIVITIES = 5  # scaling activities read to explain a shortfall (newest first)
+ACTIVITIES = 10  # scaling activities read to explain a shortfall (newest first)
 _DEPARTING = ("Terminating", "Terminated", "Detaching", "Detached")  # lifecycle states
 
 
@@ -75,6 +79,7 @@ class ASGHandler:
         "autoscaling:DetachInstances",
         "autoscaling:DeleteAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
+        "ec2:DescribeSubnets",
         "iam:PassRole",
     )
 
@@ -158,12 +163,12 @@ class ASGHandler:
             or (template.launch_template_id and types)
             or template.instance_requirements is not None
         ):
-            params["MixedInstancesPolicy"] = self._mixed_policy(template, handle)
+            params["MixedInstancesPolicy"] = self._mixed_policy(request_id, template, handle)
         else:
             params["LaunchTemplate"] = handle.specification
         return params
 
-    def _mixed_policy(self, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
+    def _mixed_policy(self, request_id: str, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
         types = weights(template)
         ranks = priorities(template)
         spot_name = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
@@ -188,9 +193,10 @@ class ASGHandler:
         if template.instance_requirements is not None:
             launch["Overrides"] = [{"InstanceRequirements": for_asg(template.instance_requirements)}]
         elif types:
+            short = unavailable(self.ctx, template, request_id)
+            ordered = sorted(types, key=lambda name: (short.anywhere(name, template.subnet_ids), ranks[name]))
             launch["Overrides"] = [
-                {"InstanceType": name, "WeightedCapacity": str(types[name])}
-                for name in sorted(types, key=ranks.__getitem__)
+                {"InstanceType": name, "WeightedCapacity": str(types[name])} for name in ordered
             ]
         return {"LaunchTemplate": launch, "InstancesDistribution": distribution}
 
@@ -259,27 +265,39 @@ class ASGHandler:
                 launch_errors="",
                 weights=handle.weights,
             )
+            state = attrs.evolve(state, shortfalls=handle.shortfalls)
             if delivered < float(group.get("DesiredCapacity", 0)):
-                why = self.launch_failure(name)
-                if why:
-                    state = attrs.evolve(state, errors=(*state.errors, why))
+                state = self._diagnosed(request.request_id, handle, state)
             states[request.request_id] = state
         return states
 
-    def launch_failure(self, name: str) -> str | None:
-        """The group's latest failed or cancelled scaling activity, as a message (one
-        DescribeScalingActivities call; asked only for a group short of capacity)."""
+    def _diagnosed(self, request_id: str, handle: GroupHandle, state: FleetState) -> FleetState:
+        """``state`` with why a short group could not launch: its latest failed activity as
+        an error, and every failed one since the last success as shortfalls (a new handle
+        when they changed)."""
+        activities = self._activities(handle.group_name)
+        why = launch_failure(handle.group_name, activities)
+        if why:
+            state = attrs.evolve(state, errors=(*state.errors, why))
+        found = merged(from_activities(activities, list(handle.weights)))
+        if not found or found == handle.shortfalls:
+            return state
+        remember(self.ctx, found, request_id)
+        learned = attrs.evolve(handle, shortfalls=found)
+        return attrs.evolve(state, shortfalls=found, handle=handles.dump(learned))
+
+    def _activities(self, name: str) -> list[Mapping[str, Any]]:
+        """The group's latest scaling activities, newest first (one call)."""
         with aws_call("DescribeScalingActivities"):
             page = self.ctx.clients.autoscaling.describe_scaling_activities(
                 AutoScalingGroupName=name, MaxRecords=ACTIVITIES
             )
-        for activity in page.get("Activities", []):
-            if activity.get("StatusCode") in ("Failed", "Cancelled"):
-                detail = activity.get("StatusMessage") or activity.get("Description") or "no reason given"
-                return f"Auto Scaling group {name} could not launch: {detail}"
-            if activity.get("StatusCode") == "Successful":
-                return None  # the latest launch worked: capacity is on its way
-        return None
+        return list(page.get("Activities", []) or [])
+
+    def launch_failure(self, name: str) -> str | None:
+        """The group's latest failed or cancelled scaling activity, as a message (one
+        DescribeScalingActivities call; asked only for a group short of capacity)."""
+        return launch_failure(name, self._activities(name))
 
     # -- release ------------------------------------------------------------------------
 
@@ -339,6 +357,18 @@ class ASGHandler:
             self.ctx.clients.autoscaling.delete_auto_scaling_group(
                 AutoScalingGroupName=name, ForceDelete=True
             )
+
+
+def launch_failure(name: str, activities: Sequence[Mapping[str, Any]]) -> str | None:
+    """The latest failed or cancelled activity of ``activities`` (newest first) as a
+    message; None when a successful one came first (capacity is on its way)."""
+    for activity in activities:
+        if activity.get("StatusCode") in ("Failed", "Cancelled"):
+            detail = activity.get("StatusMessage") or activity.get("Description") or "no reason given"
+            return f"Auto Scaling group {name} could not launch: {detail}"
+        if activity.get("StatusCode") == "Successful":
+            return None
+    return None
 
 
 def _expired_message(name: str) -> Callable[[str, bool], str]:
