@@ -60,7 +60,12 @@ class AwsProvider:
     def ohfp_available_templates(self, templates: Sequence[Template]) -> Sequence[Template]:
         from ohfp_aws import instance_types
 
-        return instance_types.with_attributes(self.aws, templates)
+        offered = instance_types.with_attributes(self.aws, templates)
+        if not self.aws.config.quotas.enabled:
+            return offered
+        from ohfp_aws import quotas
+
+        return quotas.limit(self.aws, offered, self.templates.parse)
 
     @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
@@ -69,7 +74,13 @@ class AwsProvider:
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        return self.handlers.provision(request_id, self.templates.parse(template), count)
+        parsed = self.templates.parse(template)
+        provisioned = self.handlers.provision(request_id, parsed, count)
+        if self.aws.config.quotas.enabled:
+            from ohfp_aws import quotas
+
+            quotas.debit(self.aws, request_id, parsed, count)
+        return provisioned
 
     @hookimpl
     def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
