@@ -30,7 +30,7 @@ DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
 SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws", "./ohfp_extras")
 TEST_DEPS = (
     "pytest>=8",
-    "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1",
+    "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1",
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
     "hypothesis>=6.100",  # property-based fuzzing of the HF inputs and config files
@@ -39,7 +39,7 @@ TEST_DEPS = (
 LINT_DEPS = (
     "ruff==0.17.6",
     "mypy==2.4.1",
-    "boto3-stubs[ec2,autoscaling,ssm,sts,iam]",
+    "boto3-stubs[ec2,autoscaling,ssm,sts,iam,sqs,events,service-quotas]",
     "pytest>=8",
     "nox",  # noxfile.py is type-checked too
     "werkzeug",  # benchmarks/moto_counter.py serves moto with it
@@ -99,7 +99,7 @@ def crash(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
-    _install_ohfp(session, "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1", "boto3>=1.34")
+    _install_ohfp(session, "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1", "boto3>=1.34")
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
 
 
