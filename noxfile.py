@@ -99,7 +99,9 @@ def crash(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
-    _install_ohfp(session, "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1", "boto3>=1.34")
+    _install_ohfp(
+        session, "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1", "boto3>=1.34"
+    )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
 
 

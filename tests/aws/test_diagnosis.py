@@ -358,54 +358,48 @@ def test_run_instances_records_each_subnet_and_tries_it_last_next_time(
     assert [p["SubnetId"] for p in calls.params("RunInstances")[before:]] == [b]
 
 
-def test_run_instances_short_everywhere_says_why_per_subnet(
-    network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def after_one(monkeypatch: pytest.MonkeyPatch, code: str, message: str) -> list[int]:
+    """moto's RunInstances launches once, then raises AWS's ``code``; counts its calls."""
     from moto.ec2.exceptions import EC2ClientError
 
-    provider = run_provider(tmp_path, unavailableSeconds=0)
     original = InstanceBackend.run_instances
     runs = [0]
 
-    def first_then_none(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         runs[0] += 1
         if runs[0] > 1:
-            raise EC2ClientError("InsufficientInstanceCapacity", "no t3.micro left")
+            raise EC2ClientError(code, message)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(InstanceBackend, "run_instances", first_then_none)
+    monkeypatch.setattr(InstanceBackend, "run_instances", run)
+    return runs
+
+
+def test_run_instances_short_everywhere_says_why_per_subnet(
+    network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = run_provider(tmp_path, unavailableSeconds=0)
+    after_one(monkeypatch, "InsufficientInstanceCapacity", "no t3.micro left")
     spec = make_template(network)
     hooks = hooks_for(provider)
     provisioned = hooks.provision("req-r3", spec, 3)
     snapshot = hooks.machine_status([acquire_request("req-r3", spec, 3, provisioned)])["req-r3"]
     assert snapshot.message.startswith("launched 1 of 3 instances: RunInstances: no t3.micro left")
-    assert (
-        "by offering: t3.micro in subnet-" in snapshot.message
-        and "(on-demand): insufficient capacity" in snapshot.message
-    )
+    assert "by offering: t3.micro in subnet-" in snapshot.message
+    assert "(on-demand): insufficient capacity" in snapshot.message
     assert offerings.unavailable(provider.aws, provider.templates.parse(spec)).keys == set()  # 0 s: not kept
 
 
 def test_a_quota_error_after_some_launched_keeps_them(
     network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moto.ec2.exceptions import EC2ClientError
-
     provider = run_provider(tmp_path)
-    original = InstanceBackend.run_instances
-    runs = [0]
-
-    def quota_after_one(self: Any, *args: Any, **kwargs: Any) -> Any:
-        runs[0] += 1
-        if runs[0] > 1:
-            raise EC2ClientError("VcpuLimitExceeded", "You have requested more vCPU capacity than your limit")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(InstanceBackend, "run_instances", quota_after_one)
+    runs = after_one(
+        monkeypatch, "VcpuLimitExceeded", "You have requested more vCPU capacity than your limit"
+    )
     provisioned = hooks_for(provider).provision("req-q", make_template(network), 3)
-    assert (
-        len(provisioned.machines) == 1 and runs[0] == 2
-    )  # no other subnet tried: the quota is the account's
+    assert len(provisioned.machines) == 1
+    assert runs[0] == 2  # no other subnet tried: the quota is the account's
     (found,) = provisioned.handle["shortfalls"]
     assert (found["reason"], found["code"]) == ("quota", "VcpuLimitExceeded")
 

@@ -13,7 +13,6 @@ and the hook answers RunInstances in one subnet with AWS's InsufficientInstanceC
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +21,10 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from .aws_account import AMI_ID, FAKE_KEYS, REGION, Account
+from .aws_account import AMI_ID, Account, point_at
 from .conftest import HostFactory, Installation, make_instance
 from .moto_faults import Forward, error_response
+from .test_aws_scripts import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -54,18 +54,7 @@ def instance(
 ) -> HostFactory:
     """An ``awsinst`` instance on the hooked server with ``templates`` and the ``aws`` settings."""
     hf = make_instance(installation, scripts, root, "awsinst")
-    credentials = hf.confdir / "credentials"
-    credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
-    credentials.chmod(0o600)
-    hf.write_config(
-        "config",
-        {
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": account.server.endpoint,
-            "AWS_CREDENTIAL_FILE": str(credentials),
-            "AWS_REQUEST_RETRY_ATTEMPTS": 0,
-        },
-    )
+    point_at(hf, account, 0)
     common = {
         "imageId": AMI_ID,
         "securityGroupIds": [account.security_group_id],
@@ -76,13 +65,15 @@ def instance(
     return hf
 
 
-def final(hf: HostFactory, request_id: str) -> dict[str, Any]:
-    for _ in range(20):
-        [entry] = hf.status(request_id)
-        if entry["status"] != "running":
-            return entry
-        time.sleep(0.2)
-    raise AssertionError(f"{request_id} still running: {entry}")
+def run_instances(template_id: str, max_number: int) -> dict[str, Any]:
+    """An on-demand t3.micro template served by RunInstances."""
+    return {
+        "templateId": template_id,
+        "maxNumber": max_number,
+        "attributes": ATTRIBUTES,
+        "providerApi": "RunInstances",
+        "vmType": "t3.micro",
+    }
 
 
 def give_back(hf: HostFactory, entry: dict[str, Any]) -> None:
@@ -93,7 +84,7 @@ def give_back(hf: HostFactory, entry: dict[str, Any]) -> None:
     ]
     if held:
         returned = hf.call("requestReturnMachines", {"machines": held}).ok()
-        assert final(hf, returned["requestId"])["status"] == "complete"
+        assert poll(hf, returned["requestId"])["status"] == "complete"
 
 
 def tagged(account: Account, request_id: str) -> list[str]:
@@ -125,10 +116,8 @@ def waiting(account: Account, queue_url: str) -> int:
 def test_interruption_warnings_reach_host_factory_with_their_real_grace(
     installation: Installation, ahead_scripts: Path, hooked: Account, tmp_path: Path
 ) -> None:
-    spot = {"templateId": "Spot", "maxNumber": 4, "attributes": ATTRIBUTES, "providerApi": "RunInstances"}
-    hf = instance(
-        installation, ahead_scripts, hooked, tmp_path, [{**spot, "priceType": "spot", "vmType": "t3.micro"}]
-    )
+    spot = {**run_instances("Spot", 4), "priceType": "spot"}
+    hf = instance(installation, ahead_scripts, hooked, tmp_path, [spot])
     config = hf.confdir / "awsinstprov_config.json"
     ohfp_aws = installation.venv / "bin" / "ohfp-aws"
     made = installation.run(ohfp_aws, "events", "setup", "--name", "e2e", "--config", config)
@@ -150,7 +139,7 @@ def test_interruption_warnings_reach_host_factory_with_their_real_grace(
     stranger = {"instance-id": "i-0f0f0f0f0f0f0f0f0", "state": "stopped"}  # not ohfp's: dropped
     put_ec2_event(hooked, "EC2 Instance State-change Notification", stranger)
     assert waiting(hooked, queue) == 3
-    done = final(hf, reply["requestId"])  # getRequestStatus drains the queue …
+    done = poll(hf, reply["requestId"])  # getRequestStatus drains the queue …
     assert done["status"] == "complete"
     assert waiting(hooked, queue) == 0
     names = {m["machineId"]: m["name"] for m in done["machines"]}
@@ -189,13 +178,7 @@ def test_quota_lowers_availability_and_a_request_beyond_it_is_refused_naming_it(
         )
 
     hooked.server.app.hook = quotas
-    template = {
-        "templateId": "Quota",
-        "maxNumber": 10,
-        "attributes": ATTRIBUTES,
-        "providerApi": "RunInstances",
-        "vmType": "t3.micro",
-    }
+    template = run_instances("Quota", 10)
     hf = instance(installation, ahead_scripts, hooked, tmp_path, [template], {"quotas": {"enabled": True}})
     offered = hf.call("getAvailableTemplates").ok()["templates"]
     assert [t["availableNumber"] for t in offered] == [3]
@@ -208,7 +191,7 @@ def test_quota_lowers_availability_and_a_request_beyond_it_is_refused_naming_it(
     reply = hf.call("requestMachines", {"template": {"templateId": "Quota", "machineCount": 2}}).ok()
     assert [t["availableNumber"] for t in hf.call("getAvailableTemplates").ok()["templates"]] == [1]
     assert asked == ["L-1216C47A"]  # read once, then from the state store
-    give_back(hf, final(hf, reply["requestId"]))
+    give_back(hf, poll(hf, reply["requestId"]))
 
 
 def test_a_template_by_requirements_reaches_ec2_fleet_as_written(
@@ -271,7 +254,7 @@ def test_a_template_by_requirements_reaches_ec2_fleet_as_written(
     subnets = [params[f"LaunchTemplateConfigs.1.Overrides.{n}.SubnetId"] for n in (1, 2)]
     assert subnets == list(hooked.subnet_ids)
     assert not any(k.endswith(".InstanceType") for k in params)
-    done = final(hf, reply["requestId"])
+    done = poll(hf, reply["requestId"])
     assert done["status"] == "complete", done
     give_back(hf, done)
 
@@ -294,17 +277,10 @@ def test_a_short_request_says_why_per_offering_and_the_next_one_avoids_it(
         return forward()
 
     hooked.server.app.hook = no_capacity
-    template = {
-        "templateId": "Short",
-        "maxNumber": 4,
-        "attributes": ATTRIBUTES,
-        "providerApi": "RunInstances",
-        "vmType": "t3.micro",
-    }
-    hf = instance(installation, ahead_scripts, hooked, tmp_path, [template])
+    hf = instance(installation, ahead_scripts, hooked, tmp_path, [run_instances("Short", 4)])
     reply = hf.call("requestMachines", {"template": {"templateId": "Short", "machineCount": 2}}).ok()
     request_id = reply["requestId"]
-    done = final(hf, request_id)
+    done = poll(hf, request_id)
     assert done["status"] == "complete_with_error"
     assert (
         f"by offering: t3.micro in {short} (on-demand): insufficient capacity (InsufficientInstanceCapacity)"
@@ -327,4 +303,4 @@ def test_a_short_request_says_why_per_offering_and_the_next_one_avoids_it(
     again = hf.call("requestMachines", {"template": {"templateId": "Short", "machineCount": 1}}).ok()
     assert subnets == [other]  # the subnet short of capacity is tried last
     give_back(hf, done)
-    give_back(hf, final(hf, again["requestId"]))
+    give_back(hf, poll(hf, again["requestId"]))

@@ -5,7 +5,7 @@ most ``aws.events.maxBatches`` ReceiveMessage batches of 10 (short polls: it nev
 messages), and stops early when the queue is empty or half of Host Factory's time for the
 call is spent. Of each batch it keeps the notices (:mod:`ohfp_aws.notices`) of instances ohfp
 holds: those the call names, and any other carrying this provider instance's ``ohfp:instance``
-tag (one DescribeInstances for the batch's other ids). Rebalance recommendations are kept
+tag (one DescribeInstances, by filter, for the batch's other ids). Rebalance recommendations are kept
 only when ``aws.events.reportRebalance`` is set.
 
 **Nothing is lost if the call dies mid-drain**: a batch is deleted from the queue only after
@@ -103,8 +103,12 @@ def _ours(ctx: AwsContext, instance_ids: set[str], known: set[str]) -> set[str]:
     ours = instance_ids & known
     others = sorted(instance_ids - known)
     if others:
-        tagged = [{"Name": f"tag:{TAG_INSTANCE}", "Values": [ctx.instance_name]}]
-        ours |= {i["InstanceId"] for i in describe_instances(ctx.clients.ec2, others, filters=tagged)}
+        # Filters, not InstanceIds: an id EC2 no longer knows is left out, not an error.
+        filters = [
+            {"Name": f"tag:{TAG_INSTANCE}", "Values": [ctx.instance_name]},
+            {"Name": "instance-id", "Values": others},
+        ]
+        ours |= {i["InstanceId"] for i in describe_instances(ctx.clients.ec2, filters=filters)}
     return ours
 
 

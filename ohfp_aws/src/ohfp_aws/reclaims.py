@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ohfp_aws import instances
 from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import paginate
-from ohfp_aws.notices import Notice, Signal, signal
 from ohfp_core.models import MachineRef, Reclaim
+
+if TYPE_CHECKING:
+    from ohfp_aws.notices import Notice, Signal
 
 SPOT_NOTICE_SEC = 120
 SPOT_INTERRUPTION_CODES = frozenset({"marked-for-termination", "marked-for-stop", "marked-for-hibernation"})
@@ -77,6 +79,8 @@ def _sooner(
     now: float,
 ) -> Reclaim | None:
     """``polled`` or what the queued notices say, whichever gives the shorter grace."""
+    from ohfp_aws.notices import signal
+
     settings = ctx.config.events
     rebalance = settings.rebalance_grace_period if settings.report_rebalance else None
     launched = instance.get("LaunchTime")

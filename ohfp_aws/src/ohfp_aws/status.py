@@ -23,7 +23,6 @@ from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import aws_call
 from ohfp_aws.handlers import HANDLERS, HandlerSet
 from ohfp_aws.model import FleetState
-from ohfp_aws.shortfalls import summary
 from ohfp_core.errors import CloudError
 from ohfp_core.logs import get_logger
 from ohfp_core.models import CloudRequest, Machine, MachineState, RequestKind, RequestSnapshot
@@ -64,7 +63,11 @@ def machine_status(
             snapshots[request.request_id] = RequestSnapshot(machines=tuple(found))
             continue
         state = states.get(request.request_id, FleetState())
-        why = summary(state.shortfalls, request.request_id) if state.errors else ""
+        why = ""
+        if state.errors and state.shortfalls:
+            from ohfp_aws.shortfalls import summary
+
+            why = summary(state.shortfalls, request.request_id)
         message = "; ".join(filter(None, [messages.get(request.request_id, ""), *state.errors, why]))
         snapshots[request.request_id] = RequestSnapshot(
             machines=tuple(_weighted(m, state.weights) for m in found),

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import attrs
 from attrs import field, frozen
 
-from ohfp_aws import requirements
 from ohfp_aws.documents import (
     AS_GIVEN,
     ID_LIST,
@@ -100,6 +99,8 @@ def _vcpus(value: Any) -> str | None:
 
 
 def _memory_mib(value: Any) -> str | None:
+    from ohfp_aws import requirements
+
     if isinstance(value, str):
         return f"must be an integer number of MiB (16 GiB is 16384), got {value!r}"
     return integer(0)(value) or (
@@ -231,6 +232,8 @@ class TemplateFields:
         keys and ``vmTypes`` (each problem names the key as written)."""
         if not self.by_requirements:
             return
+        from ohfp_aws import requirements  # only templates by requirements pay for it
+
         given = self.instance_requirements
         flat = self.flat_requirements
         for low, high in (("vCpusMin", "vCpusMax"), ("memoryMiBMin", "memoryMiBMax")):
@@ -283,7 +286,11 @@ class TemplateFields:
         shared = {a.name for a in attrs.fields(AwsTemplate)}
         values = {name: value for name, value in attrs.asdict(self, recurse=False).items() if name in shared}
         vm_types = dict(self.vm_types or {}) or ({self.vm_type: 1} if self.vm_type else {})
-        wanted = requirements.merged(self.flat_requirements, self.instance_requirements, list(vm_types))
+        wanted = None
+        if self.by_requirements:
+            from ohfp_aws import requirements
+
+            wanted = requirements.merged(self.flat_requirements, self.instance_requirements, list(vm_types))
         values.update(
             template_id=template.template_id,
             max_number=template.max_number,

@@ -46,9 +46,6 @@ from ohfp_aws.launch_templates import (
     template_name,
 )
 from ohfp_aws.model import ASG, ON_DEMAND_STRATEGIES, SPOT_STRATEGIES, AwsTemplate, FleetState
-from ohfp_aws.offerings import remember, unavailable
-from ohfp_aws.requirements import NOT_IN_ASG, for_asg
-from ohfp_aws.shortfalls import from_activities, merged
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
@@ -97,9 +94,12 @@ class ASGHandler:
             return "an Auto Scaling group needs subnetId"
         if template.fleet_type is not None:
             return "an Auto Scaling group has no fleetType"
-        refused = [key for key in NOT_IN_ASG if key in (template.instance_requirements or {})]
-        if refused:
-            return f"an Auto Scaling group takes no instanceRequirements.{refused[0]}"
+        if template.instance_requirements is not None:
+            from ohfp_aws.requirements import NOT_IN_ASG
+
+            refused = [key for key in NOT_IN_ASG if key in template.instance_requirements]
+            if refused:
+                return f"an Auto Scaling group takes no instanceRequirements.{refused[0]}"
         return None
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
@@ -191,8 +191,12 @@ class ASGHandler:
                 distribution["SpotMaxPrice"] = template.max_spot_price
         launch: dict[str, Any] = {"LaunchTemplateSpecification": handle.specification}
         if template.instance_requirements is not None:
+            from ohfp_aws.requirements import for_asg
+
             launch["Overrides"] = [{"InstanceRequirements": for_asg(template.instance_requirements)}]
         elif types:
+            from ohfp_aws.offerings import unavailable
+
             short = unavailable(self.ctx, template, request_id)
             ordered = sorted(types, key=lambda name: (short.anywhere(name, template.subnet_ids), ranks[name]))
             launch["Overrides"] = [
@@ -275,6 +279,9 @@ class ASGHandler:
         """``state`` with why a short group could not launch: its latest failed activity as
         an error, and every failed one since the last success as shortfalls (a new handle
         when they changed)."""
+        from ohfp_aws.offerings import remember
+        from ohfp_aws.shortfalls import from_activities, merged
+
         activities = self._activities(handle.group_name)
         why = launch_failure(handle.group_name, activities)
         if why:

@@ -30,8 +30,6 @@ from ohfp_aws.model import (
     AwsTemplate,
     client_token,
 )
-from ohfp_aws.offerings import unavailable
-from ohfp_aws.shortfalls import from_fleet_errors, merged
 from ohfp_core.errors import CloudError
 
 DESCRIBE_CHUNK = 100  # FleetIds has no documented maximum; stay modest
@@ -88,6 +86,8 @@ class EC2Fleet:
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
     ) -> dict[str, Any]:
         """CreateFleet's parameters for ``count`` units of ``template``."""
+        from ohfp_aws.offerings import unavailable
+
         settings = self.ctx.config.handlers
         on_demand = on_demand_units(template, count, settings.ec2_fleet.max_spot_percent)
         spot = count - on_demand
@@ -140,6 +140,8 @@ class EC2Fleet:
 
     def _instant(self, response: Mapping[str, Any], handle: FleetHandle, count: int) -> Created:
         """An instant fleet's instances and errors; a refusal when it launched nothing."""
+        from ohfp_aws.shortfalls import from_fleet_errors, merged
+
         fleet_id = str(response["FleetId"])
         ids: list[str] = []
         delivered = 0

@@ -41,8 +41,6 @@ from ohfp_aws.handlers.common import Clock, alive, deadline, fleet_state, group_
 from ohfp_aws.handles import FleetHandle
 from ohfp_aws.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
 from ohfp_aws.model import AwsTemplate, FleetState, Shortfall
-from ohfp_aws.offerings import remember
-from ohfp_aws.shortfalls import from_history, merged
 from ohfp_core.errors import CloudError
 from ohfp_core.logs import get_logger
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
@@ -198,7 +196,10 @@ class FleetHandler:
             errors=created.errors,
             shortfalls=created.shortfalls,
         )
-        remember(self.ctx, created.shortfalls, request_id)
+        if created.shortfalls:
+            from ohfp_aws.offerings import remember
+
+            remember(self.ctx, created.shortfalls, request_id)
         if created.refusal is not None:
             # Nothing launched: leave nothing behind (the error is what the caller must see).
             with contextlib.suppress(CloudError):
@@ -233,6 +234,9 @@ class FleetHandler:
         failing = capacity.activity_status == "error" and not self.fleet.is_closed(fleet)
         if capacity.fulfilled >= capacity.target or not failing:
             return attrs.evolve(state, shortfalls=handle.shortfalls)
+        from ohfp_aws.offerings import remember
+        from ohfp_aws.shortfalls import from_history, merged
+
         since = request.created_at or handle.launch_template_created_at or self.clock() - 3600
         try:
             records = self.fleet.history(handle.fleet_id, float(since))

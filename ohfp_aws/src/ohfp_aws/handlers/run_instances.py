@@ -29,8 +29,6 @@ from ohfp_aws.model import (
     Shortfall,
     client_token,
 )
-from ohfp_aws.offerings import remember, unavailable
-from ohfp_aws.shortfalls import from_error, merged
 from ohfp_core.errors import CapacityError, CloudError, QuotaError
 from ohfp_core.models import Provisioned
 
@@ -120,6 +118,9 @@ class RunInstancesHandler:
         existing = self._existing(request_id)
         if existing:
             return self._provisioned(existing, total, [])
+        from ohfp_aws.offerings import remember, unavailable
+        from ohfp_aws.shortfalls import merged
+
         params = self._base_params(request_id, template, weight)
         per_call = self.ctx.config.handlers.run_instances.max_per_call
         short = unavailable(self.ctx, template, request_id)
@@ -202,6 +203,8 @@ class RunInstancesHandler:
                 with aws_call("RunInstances"):
                     response = self.ctx.clients.ec2.run_instances(**call_params)
             except (CapacityError, QuotaError) as exc:
+                from ohfp_aws.shortfalls import from_error
+
                 error = exc
                 missed(from_error(exc, call_params.get("InstanceType"), subnet, lifecycle))
                 if isinstance(exc, QuotaError):

@@ -25,7 +25,6 @@ from ohfp_aws.instances import chunks
 from ohfp_aws.launch_spec import tag_list
 from ohfp_aws.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.model import ON_DEMAND_STRATEGIES, SPOT_FLEET, SPOT_STRATEGIES, AwsTemplate, client_token
-from ohfp_aws.offerings import unavailable
 from ohfp_core.errors import CloudError
 
 _NOTHING_TO_TERMINATE = "InvalidParameterCombination"
@@ -83,6 +82,8 @@ class SpotFleet:
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
     ) -> dict[str, Any]:
         """RequestSpotFleet's ``SpotFleetRequestConfig`` for ``count`` units of ``template``."""
+        from ohfp_aws.offerings import unavailable
+
         on_demand = on_demand_units(template, count)
         strategy = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
         od_strategy = ON_DEMAND_STRATEGIES[on_demand_strategy(template)].spot_fleet
