@@ -2,8 +2,12 @@
 
 Every Host Factory call is a new process and calls overlap, so the file is opened in WAL mode
 with a busy timeout: readers never block, writers queue for up to :data:`BUSY_TIMEOUT_MS`
-instead of failing. The schema version lives in ``PRAGMA user_version`` and is brought up to
-date by :data:`_MIGRATIONS` when the store is opened. The file holds request handles and host
+instead of failing. WAL needs shared memory that a network or cluster file system (NFS,
+CIFS, Lustre, GPFS …) does not give across hosts: on one (:mod:`ohfp_core.mounts`) the file
+uses a rollback journal (``DELETE``) with ``synchronous = FULL`` instead, and says so in the
+log once per process. The ``journalMode`` setting overrides the detection. The schema
+version lives in ``PRAGMA user_version`` and is brought up to date by :data:`_MIGRATIONS`
+when the store is opened. The file holds request handles and host
 names, so it and its directory are readable by the owner only.
 """
 
@@ -18,8 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from attrs import field, frozen
+
+from ohfp_core import mounts
 from ohfp_core.errors import ConfigError
+from ohfp_core.logs import get_logger
 from ohfp_core.models import MachineResult, RequestKind, RequestStatus
+from ohfp_core.parsing import config_converter, one_of, rule, structure
+from ohfp_core.parsing import key as setting_key
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
@@ -34,6 +44,45 @@ DB_NAME = "ohfp-state.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 CHUNK = 500
 """Most ids bound in one ``IN (…)`` list."""
+JOURNAL_MODES = ("auto", "wal", "delete", "truncate")
+SHARED_JOURNAL_MODE = "delete"
+"""The journal mode ``auto`` picks on a network or cluster file system."""
+
+log = get_logger("ohfp.sqlite")
+_said: set[tuple[str, str]] = set()
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+@frozen(kw_only=True)
+class SQLiteSettings:
+    """The ``sqlite`` section of ``ohfp.json``.
+
+    ``journalMode``: ``auto`` (default: WAL on a local file system, DELETE on a network or
+    cluster one), ``wal``, ``delete`` or ``truncate``.
+    """
+
+    journal_mode: str = field(
+        default="auto",
+        metadata=setting_key("journalMode"),
+        converter=_lower,
+        validator=rule(one_of(JOURNAL_MODES)),
+    )
+
+
+def choose_journal_mode(workdir: Path, setting: str = "auto") -> tuple[str, str | None]:
+    """The journal mode for a database in ``workdir`` and the file system type seen there.
+
+    ``auto`` gives ``wal`` on a local file system and :data:`SHARED_JOURNAL_MODE` on a
+    network or cluster one (:func:`ohfp_core.mounts.is_shared`); any other setting wins.
+    """
+    fstype = mounts.filesystem_type(workdir)
+    if setting != "auto":
+        return setting, fstype
+    return (SHARED_JOURNAL_MODE if mounts.is_shared(fstype) else "wal"), fstype
+
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: requests and the machines seen for them.
@@ -128,9 +177,14 @@ class SQLiteStorage:
     one thread. Records are stored exactly as given: callers set their timestamps.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, journal_mode: str = "auto") -> None:
         self.path = workdir / DB_NAME
+        if journal_mode not in JOURNAL_MODES:
+            raise ConfigError(
+                f"sqlite journalMode must be one of {', '.join(JOURNAL_MODES)}, got {journal_mode!r}"
+            )
         _create_private(self.path)
+        self.journal_mode, fstype = choose_journal_mode(workdir, journal_mode)
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
@@ -139,8 +193,9 @@ class SQLiteStorage:
             raise ConfigError(f"cannot open the state database {self.path}: {exc}") from exc
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._enable_wal()
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._set_journal_mode()
+            # WAL is durable enough with NORMAL; a rollback journal needs FULL.
+            self._conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.journal_mode == 'wal' else 'FULL'}")
             self._migrate()
         except sqlite3.Error as exc:
             self._conn.close()
@@ -148,25 +203,42 @@ class SQLiteStorage:
         except BaseException:
             self._conn.close()
             raise
+        if journal_mode == "auto" and self.journal_mode != "wal":
+            said = (str(self.path), self.journal_mode)
+            if said not in _said:
+                _said.add(said)
+                log.info(
+                    "state database on a network or cluster file system: rollback journal, not WAL",
+                    path=str(self.path),
+                    filesystem=fstype,
+                    journal_mode=self.journal_mode,
+                    synchronous="FULL",
+                )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _enable_wal(self) -> None:
-        """Switch a new (or foreign) file to WAL; the mode then persists in the file.
+    def _set_journal_mode(self) -> None:
+        """Switch the file to :attr:`journal_mode` when it differs (a new file, a file moved
+        to or from a network file system); WAL then persists in the file, a rollback journal
+        is the default of every connection. Leaving WAL checkpoints the log into the file.
 
         The switch needs an exclusive lock and SQLite does not call the busy handler for it, so
-        processes opening a new file at once retry here until the busy timeout.
+        processes opening a file at once retry here until the busy timeout.
         """
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == self.journal_mode:
             return
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         delay = 0.001
         while True:
             try:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                return
+                mode = self._conn.execute(f"PRAGMA journal_mode = {self.journal_mode.upper()}").fetchone()[0]
+                if mode == self.journal_mode:
+                    return
+                # SQLite answers with the old mode when another connection keeps WAL open.
+                raise sqlite3.OperationalError(f"journal mode stays {mode}: the database is in use")
             except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                code = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY)
+                busy = code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
                 if not busy or time.monotonic() + delay > deadline:
                     raise
             time.sleep(delay)
@@ -415,6 +487,7 @@ class SQLiteStorage:
             "path": str(self.path),
             "schemaVersion": version,
             "journalMode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "filesystem": mounts.filesystem_type(self.path),
             "ok": not problems,
             "problems": problems,
             "counts": {
@@ -426,8 +499,17 @@ class SQLiteStorage:
 
 
 def open_sqlite(context: StorageContext) -> SQLiteStorage:
-    """The ``sqlite`` storage factory: the store in the instance's work directory."""
-    return SQLiteStorage(context.workdir)
+    """The ``sqlite`` storage factory: the store in the instance's work directory, with the
+    ``sqlite`` section of ``ohfp.json`` (:class:`SQLiteSettings`)."""
+    settings = structure(
+        dict(context.settings),
+        SQLiteSettings,
+        converter=config_converter(),
+        error=ConfigError,
+        message="invalid settings file: section 'sqlite'",
+        path="$.sqlite",
+    )
+    return SQLiteStorage(context.workdir, journal_mode=settings.journal_mode)
 
 
 def _create_private(path: Path) -> None:

@@ -48,6 +48,7 @@ from ohfp_core.models import (
     Template,
 )
 from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.storage_contract import StorageContract as StorageContract
 
 __all__ = ["CloudDriver", "ProviderContract"]
 
