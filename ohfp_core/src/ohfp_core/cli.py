@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ohfp_core.config import Settings
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
+    from ohfp_core.storage import Storage, StorageFactory
 
 HF_CALLS = (
     "getAvailableTemplates",
@@ -71,23 +72,26 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
 def _operations(provider: str | None) -> Operations:
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
-    from ohfp_core.storage import StorageContext
 
     context, settings = _context(provider)
     hooks = load_hooks(context, settings.sections)
-    factories = hooks.storage_factories()
-    if settings.storage not in factories:
-        raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered "
-            f"(registered: {', '.join(sorted(factories))})"
-        )
+    store = _open_store(hooks.storage_factories(), settings.storage, context, settings)
+    return Operations(hooks, store, context)
+
+
+def _open_store(
+    factories: Mapping[str, StorageFactory], name: str, context: ProviderContext, settings: Settings
+) -> Storage:
+    """The backend ``name`` for the instance, with its own section of ``ohfp.json``."""
+    from ohfp_core.storage import StorageContext, open_backend
+
     store_context = StorageContext(
         instance=context.instance,
         workdir=context.workdir,
-        settings=settings.section(settings.storage),
+        settings=settings.section(name),
         timeout_sec=context.timeout_sec,
     )
-    return Operations(hooks, factories[settings.storage](store_context), context)
+    return open_backend(factories, name, store_context)
 
 
 def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None = None) -> int:
@@ -206,6 +210,39 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
+    from ohfp_core import storage_admin
+    from ohfp_core.plugins import Hooks, make_manager
+
+    args.exit_code = EXIT_OK
+
+    def action() -> Any:
+        context, settings = _context(args.provider)
+        factories = Hooks(make_manager(load_entry_points=True)).storage_factories()
+        source = _open_store(factories, settings.storage, context, settings)
+        try:
+            if args.storage_command == "check":
+                report = storage_admin.check(source)
+                if not report.get("ok"):
+                    args.exit_code = 4
+                return report
+            if args.to == settings.storage:
+                raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
+            target = _open_store(factories, args.to, context, settings)
+            try:
+                return storage_admin.migrate(
+                    source, target, source_name=settings.storage, target_name=args.to, force=args.force
+                )
+            finally:
+                target.close()
+        finally:
+            source.close()
+
+    code = _run(f"storage {args.storage_command}", action)
+    return code or int(args.exit_code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ohfp", description="Open Host Factory provider framework for IBM Spectrum Symphony."
@@ -241,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
     health.set_defaults(handler=cmd_health)
+
+    storage = commands.add_parser("storage", help="check the state store, or copy it to another backend")
+    storage_cmds = storage.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
+    check = storage_cmds.add_parser(
+        "check", help="verify the store (schema version, integrity); exit 4 if not ok"
+    )
+    check.add_argument("--provider", help=provider_help)
+    check.set_defaults(handler=cmd_storage)
+    migrate = storage_cmds.add_parser("migrate", help="copy requests, machines and values to another backend")
+    migrate.add_argument(
+        "--to", required=True, metavar="BACKEND", help="target backend (its ohfp.json section)"
+    )
+    migrate.add_argument("--force", action="store_true", help="copy into a target that is not empty")
+    migrate.add_argument("--provider", help=provider_help)
+    migrate.set_defaults(handler=cmd_storage)
     return parser
 
 

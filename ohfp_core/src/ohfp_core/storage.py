@@ -213,6 +213,21 @@ class Storage(Protocol):
 StorageFactory = Callable[[StorageContext], Storage]
 
 
+def open_backend(factories: Mapping[str, StorageFactory], name: str, context: StorageContext) -> Storage:
+    """Open the backend registered as ``name`` (the ``storage`` setting, or a migration's target).
+
+    :raises ConfigError: when no plugin registers ``name``; the message lists those that do.
+    """
+    from ohfp_core.errors import ConfigError
+
+    if name not in factories:
+        raise ConfigError(
+            f"storage backend {name!r} is not registered (registered: {', '.join(sorted(factories))});"
+            f" pip install the package that provides it (ohfp-{name})"
+        )
+    return factories[name](context)
+
+
 def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     """Split ``items`` into slices of at most ``size`` (for bounded IN lists)."""
     for start in range(0, len(items), size):
