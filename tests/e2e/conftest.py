@@ -1,6 +1,6 @@
 """End-to-end fixtures: ohfp installed as a user installs it, driven as Host Factory drives it.
 
-One virtualenv per test session holds the three distributions built from this checkout
+One virtualenv per test session holds the distributions built from this checkout
 (wheels, not editable, bytecode compiled). Each HF call runs the generated ``<call>.sh -f
 <input.json>`` in a new process whose environment is only ``PATH=/usr/bin:/bin`` and the
 ``HF_*`` variables (plus what a test adds on purpose), exactly what Host Factory gives it.
@@ -22,8 +22,8 @@ import attrs
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_postgresql", "ohfp_dynamodb")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-postgresql", "ohfp-dynamodb")
 BARE_PATH = "/usr/bin:/bin"
 CALL_TIMEOUT = 120
 
@@ -76,7 +76,7 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """ohfp-core, ohfp-mock and ohfp-aws built from the checkout into a fresh virtualenv."""
+    """Every ohfp distribution built from the checkout into a fresh virtualenv."""
     venv = tmp_path_factory.mktemp("ohfp-venv")
     uv = _uv()
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
