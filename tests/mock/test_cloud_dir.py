@@ -37,13 +37,8 @@ def test_two_work_dirs_naming_one_cloud_dir_see_the_same_machines(tmp_path: Path
 
 
 def test_a_cloud_dir_that_is_not_a_path_is_refused(tmp_path: Path) -> None:
+    context = ProviderContext(
+        instance="m", provider_type="mock", confdir=tmp_path, workdir=tmp_path, config={"MOCK_CLOUD_DIR": 3}
+    )
     with pytest.raises(ConfigError, match="MOCK_CLOUD_DIR: must be a directory path"):
-        make_provider(
-            ProviderContext(
-                instance="m",
-                provider_type="mock",
-                confdir=tmp_path,
-                workdir=tmp_path,
-                config={"MOCK_CLOUD_DIR": 3},
-            )  # fmt: skip
-        )
+        make_provider(context)
