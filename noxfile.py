@@ -9,9 +9,9 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
   calls per HF call. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
 
-The three distributions are installed as users get them (built wheels, not editable, with
+The distributions are installed as users get them (built wheels, not editable, with
 bytecode compiled). uv caches a local project's build by its pyproject.toml, so each run
-asks for those three to be rebuilt: a reused virtualenv always runs the current source.
+asks for those to be rebuilt: a reused virtualenv always runs the current source.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws")
-SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-postgresql", "ohfp-dynamodb")
+SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws", "./ohfp_postgresql", "./ohfp_dynamodb")
 TEST_DEPS = (
     "pytest>=8",
-    "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1",
+    "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1",
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
 )
@@ -60,7 +60,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and strict mypy over the three packages, the tests and tools."""
+    """ruff (lint and format) and strict mypy over the packages, the tests and tools."""
     _install_ohfp(session, *LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -71,7 +71,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
-    _install_ohfp(session, "moto[server,ec2,autoscaling,ssm,sts,iam]>=5.1", "boto3>=1.34")
+    _install_ohfp(
+        session, "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1", "boto3>=1.34", "werkzeug"
+    )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
 
 
