@@ -6,7 +6,8 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
 - ``tests``: pytest over ``tests/`` (arguments after ``--`` go to pytest).
 - ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
-  calls per HF call. Prints figures; asserts nothing about time.
+  calls per HF call; per state store backend, HF call latency and one request's lookups
+  with 1k/10k/100k machines. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
 
 The distributions are installed as users get them (built wheels, not editable, with

@@ -8,8 +8,9 @@ load of the 100,000-machine test does).
 
 Two of moto's costs grow with the table where DynamoDB's do not, and :func:`fast_moto`
 removes them so the 100,000-machine test runs in seconds: a base-table Query walks every
-item of the table (DynamoDB reads only the partition; here moto reads only the partition
-too, so ``ScannedCount`` means what it means on AWS), and TransactWriteItems deep-copies the
+item of the table (DynamoDB reads only the partition, and of it only the sort-key range;
+here moto is handed only those items too, so ``ScannedCount`` means what it means on AWS),
+and TransactWriteItems deep-copies the
 whole table once per item to be able to roll back (here it copies each partition's mapping
 once per call; ohfp's transactions only put and delete whole items, which that restores).
 """
@@ -176,7 +177,13 @@ def fast_moto() -> Iterator[None]:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         if index_name or not self.has_range_key or hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
-        partition = list(self.items.get(hash_key, {}).values())
+        stored = self.items.get(hash_key, {})
+        comparison, values = (args[0], args[1]) if len(args) > 1 else (None, None)
+        if comparison is not None and str(comparison).upper() == "BEGINS_WITH" and values:
+            prefix = values[0].value  # a range of the sort key, as DynamoDB reads it
+            partition = [item for range_key, item in stored.items() if range_key.value.startswith(prefix)]
+        else:
+            partition = list(stored.values())
         self.all_items = lambda: partition
         try:
             return original_query(self, hash_key, *args, **kwargs)
