@@ -86,14 +86,6 @@ class TestSQLiteContract(StorageContract):
         for sql, params in recorder.selects:
             assert plan_scans(store._conn, sql, params) == [], f"{sql} scans a table"
 
-    def bulk_load(
-        self, store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
-    ) -> None:
-        with store.transaction():
-            for record in requests:
-                store.put_request(record)
-            store.put_machines(machines)
-
     def write_previous_version(
         self, opener: StoreOpener, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
     ) -> None:

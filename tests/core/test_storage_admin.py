@@ -13,6 +13,7 @@ import pytest
 from ohfp_core import storage_admin
 from ohfp_core.cli import main
 from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.logs import reset_logging
 from ohfp_core.models import MachineResult, RequestKind, RequestStatus
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import RequestRecord, Storage, StoredValue
@@ -100,14 +101,15 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, d
 
 
 @pytest.fixture
-def instance_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def instance_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in ("conf", "work"):
         (tmp_path / name).mkdir()
     monkeypatch.setenv("HF_PROVIDER_NAME", "mockinst")
     monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(tmp_path / "conf"))
     monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(tmp_path / "work"))
-    monkeypatch.delenv("HF_PROVIDER_LOGDIR", raising=False)
-    return tmp_path
+    monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
+    yield tmp_path
+    reset_logging()  # the CLI configured logging for this process
 
 
 def test_storage_check_prints_the_report(instance_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from ohfp_core.storage import (
     StorageContext,
     StorageFactory,
     StoredValue,
+    dumps,
     machine_record_to_doc,
 )
 from ohfp_core.storage_contract import StoreOpener, mrec
@@ -116,7 +117,7 @@ class TestDynamoContract(StorageContract):
                 "machine": {**shape["machine"], "machine_id": machine.machine_id, "name": machine.name},
             }
             text, number, mid = (
-                DynamoType({"S": it.dumps(doc)}),
+                DynamoType({"S": dumps(doc)}),
                 DynamoType({"N": str(seq)}),
                 machine.machine_id,
             )

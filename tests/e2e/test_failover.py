@@ -33,7 +33,7 @@ from tests.dynamo_support import FAKE_ENV, REGION, SerialMotoServer, new_table
 from tests.postgres_support import PostgresServer, postgres_server
 
 from .conftest import MOCK_CONFIG, HostFactory, Installation, make_instance
-from .test_aws_scripts import AMI_ID, FAKE_KEYS, MotoServer, aws_scripts
+from .test_aws_scripts import AMI_ID, FAKE_KEYS, MotoServer, _attributes, aws_scripts
 
 __all__ = ["aws_scripts", "postgres_server"]
 
@@ -169,8 +169,7 @@ def aws_hosts(
                     {
                         "templateId": "OnDemand",
                         "maxNumber": 10,
-                        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"],
-                                       "nram": ["Numeric", "1024"]},
+                        "attributes": _attributes(2, 1024),
                         "providerApi": "RunInstances",
                         "vmType": "t3.micro",
                         "imageId": AMI_ID,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ohfp_core.cli import main
+from ohfp_core.logs import reset_logging
 from ohfp_core.models import RequestKind
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import RequestRecord, StoredValue
@@ -34,7 +35,7 @@ def test_sqlite_to_postgresql_to_dynamodb_and_back_to_sqlite(
     monkeypatch.setenv("HF_PROVIDER_NAME", "mockinst")
     monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
     monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(first))
-    monkeypatch.delenv("HF_PROVIDER_LOGDIR", raising=False)
+    monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
     sections = {
         "postgresql": {"dsn": postgres_server.dsn, "schema": postgres_server.new_schema("migrate")},
         "dynamodb": {"table": new_table("migrate"), "region": REGION, "endpointUrl": dynamo_server.endpoint,
@@ -71,3 +72,4 @@ def test_sqlite_to_postgresql_to_dynamodb_and_back_to_sqlite(
         assert (list(back.iter_requests()), list(back.iter_machines()), list(back.iter_values())) == state
     finally:
         back.close()
+        reset_logging()  # the CLI configured logging for this process

@@ -99,16 +99,16 @@ class TestPostgresContract(StorageContract):
     ) -> None:
         """COPY, then ANALYZE so the planner knows the table sizes."""
         assert isinstance(store, PostgresStorage)
-        from ohfp_postgresql.store import _machine_row, _request_row
+        from ohfp_core.sql_rows import machine_row, request_row
 
         schema = store.schema
         with store.transaction(), store._conn.cursor() as cursor:
             with cursor.copy(f"COPY {schema}.requests ({store._sql.REQUEST_COLUMNS}) FROM STDIN") as copy:
                 for record in requests:
-                    copy.write_row(_request_row(record))
+                    copy.write_row(request_row(record))
             with cursor.copy(f"COPY {schema}.machines ({store._sql.MACHINE_COLUMNS}) FROM STDIN") as copy:
                 for machine in machines:
-                    copy.write_row(_machine_row(machine))
+                    copy.write_row(machine_row(machine))
         store._conn.execute(f"ANALYZE {schema}.requests")
         store._conn.execute(f"ANALYZE {schema}.machines")
 

@@ -36,6 +36,7 @@ from ohfp_core.models import MachineResult, RequestStatus
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
+    dumps,
     machine_record_from_doc,
     machine_record_to_doc,
     request_from_doc,
@@ -53,10 +54,6 @@ VALUES = "V"
 META = "META"
 SCHEMA_SK = "schema"
 LOCK_SK = "lock"
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def key(pk: str, sk: str) -> Item:

@@ -8,9 +8,9 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ohfp_core.errors import ConfigError
-from ohfp_core.parsing import between, config_converter, matching, rule, structure
+from ohfp_core.parsing import between, matching, rule
 from ohfp_core.parsing import key as setting_key
+from ohfp_core.storage import read_section
 
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
@@ -42,11 +42,4 @@ class DynamoSettings:
 
 def read_settings(section: Mapping[str, Any]) -> DynamoSettings:
     """The section as :class:`DynamoSettings`; errors name the field (``$.dynamodb.table``)."""
-    return structure(
-        dict(section),
-        DynamoSettings,
-        converter=config_converter(),
-        error=ConfigError,
-        message="invalid settings file: section 'dynamodb'",
-        path="$.dynamodb",
-    )
+    return read_section("dynamodb", DynamoSettings, section)

@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ohfp_core.errors import ConfigError, StorageError
 from ohfp_core.masking import mask_secrets
 from ohfp_core.models import RequestKind
-from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue
+from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue, dumps
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb.items import Item, Key
 from ohfp_dynamodb.settings import DynamoSettings, read_settings
@@ -529,7 +529,7 @@ class DynamoStorage:
                 self._stage(
                     {
                         it.value_key(v.key): it.make(
-                            it.VALUES, v.key, value=it.dumps(v.value), expires=v.expires_at
+                            it.VALUES, v.key, value=dumps(v.value), expires=v.expires_at
                         )
                         for v in values
                     }
@@ -676,14 +676,14 @@ def _journal_parts(ops: dict[Key, Item | None]) -> list[str]:
     size = 0
     for (pk, sk), item in ops.items():
         entry = [pk, sk, item]
-        length = len(it.dumps(entry))
+        length = len(dumps(entry))
         if current and size + length > JOURNAL_PART_BYTES:
-            parts.append(it.dumps(current))
+            parts.append(dumps(current))
             current, size = [], 0
         current.append(entry)
         size += length
     if current:
-        parts.append(it.dumps(current))
+        parts.append(dumps(current))
     return parts
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ohfp_core.errors import ConfigError
 from ohfp_core.masking import MASK, mask_secrets
-from ohfp_core.parsing import between, config_converter, matching, rule, structure
+from ohfp_core.parsing import between, matching, rule
 from ohfp_core.parsing import key as setting_key
+from ohfp_core.storage import read_section
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PASSWORD_IN_DSN = re.compile(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
@@ -44,14 +44,7 @@ class PostgresSettings:
 
 def read_settings(section: Mapping[str, Any]) -> PostgresSettings:
     """The section as :class:`PostgresSettings`; errors name the field (``$.postgresql.schema``)."""
-    return structure(
-        dict(section),
-        PostgresSettings,
-        converter=config_converter(),
-        error=ConfigError,
-        message="invalid settings file: section 'postgresql'",
-        path="$.postgresql",
-    )
+    return read_section("postgresql", PostgresSettings, section)
 
 
 def mask_dsn(text: str) -> str:

@@ -31,15 +31,16 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ohfp_core.errors import ConfigError, StorageError
-from ohfp_core.models import MachineResult, RequestKind, RequestStatus
-from ohfp_core.storage import (
-    MachineRecord,
-    RequestRecord,
-    StorageContext,
-    StoredValue,
-    machine_from_doc,
-    machine_to_doc,
+from ohfp_core.models import RequestKind
+from ohfp_core.sql_rows import (
+    MACHINE_COLUMNS,
+    REQUEST_COLUMNS,
+    machine_from_row,
+    machine_row,
+    request_from_row,
+    request_row,
 )
+from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue, dumps
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn, read_settings
 
 P = ParamSpec("P")
@@ -123,10 +124,6 @@ def _guarded(method: Callable[P, R]) -> Callable[P, R]:
             raise StorageError(f"PostgreSQL state store: {mask_dsn(str(exc).strip())}") from None
 
     return guarded
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class PostgresStorage:
@@ -286,7 +283,7 @@ class PostgresStorage:
     def put_request(self, record: RequestRecord) -> None:
         """Insert or replace a request."""
         with self._atomic(write=True):
-            self._conn.execute(self._sql.put_request, _request_row(record))
+            self._conn.execute(self._sql.put_request, request_row(record))
 
     @_guarded
     def get_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
@@ -295,7 +292,7 @@ class PostgresStorage:
         if not ids:
             return {}
         rows = self._conn.execute(self._sql.get_requests, (ids,)).fetchall()
-        found = {row[0]: _request_from_row(row) for row in rows}
+        found = {row[0]: request_from_row(row) for row in rows}
         return {request_id: found[request_id] for request_id in ids if request_id in found}
 
     @_guarded
@@ -305,12 +302,12 @@ class PostgresStorage:
             rows = self._conn.execute(self._sql.open_requests).fetchall()
         else:
             rows = self._conn.execute(self._sql.open_requests_of_kind, (kind.value,)).fetchall()
-        return [_request_from_row(row) for row in rows]
+        return [request_from_row(row) for row in rows]
 
     @_guarded
     def undelivered_requests(self) -> list[RequestRecord]:
         """Running requests Host Factory has not got, oldest first (partial index)."""
-        return [_request_from_row(row) for row in self._conn.execute(self._sql.undelivered).fetchall()]
+        return [request_from_row(row) for row in self._conn.execute(self._sql.undelivered).fetchall()]
 
     # -- machines ----------------------------------------------------------------------------
 
@@ -319,7 +316,7 @@ class PostgresStorage:
         """Insert or replace machines by machine id, all or none (pipelined)."""
         if not records:
             return
-        rows = [_machine_row(record) for record in records]
+        rows = [machine_row(record) for record in records]
         with self._atomic(write=True), self._conn.cursor() as cursor:
             cursor.executemany(self._sql.put_machine, rows)
 
@@ -330,7 +327,7 @@ class PostgresStorage:
         found: dict[str, list[MachineRecord]] = {request_id: [] for request_id in ids}
         if ids:
             for row in self._conn.execute(self._sql.machines_of, (ids,)).fetchall():
-                record = _machine_from_row(row)
+                record = machine_from_row(row)
                 found[record.request_id].append(record)
         return found
 
@@ -344,7 +341,7 @@ class PostgresStorage:
         if not ids and not wanted_names:
             return []
         rows = self._conn.execute(self._sql.find_machines, (ids, wanted_names)).fetchall()
-        records = [_machine_from_row(row) for row in rows]
+        records = [machine_from_row(row) for row in rows]
         by_id = {r.machine_id: r for r in records}
         by_name: dict[str, list[MachineRecord]] = {}
         for record in records:
@@ -365,14 +362,14 @@ class PostgresStorage:
             rows = self._conn.execute(self._sql.held_all).fetchall()
         else:
             rows = self._conn.execute(self._sql.held_of_template, (template_id,)).fetchall()
-        return [_machine_from_row(row) for row in rows]
+        return [machine_from_row(row) for row in rows]
 
     # -- values ------------------------------------------------------------------------------
 
     @_guarded
     def put_values(self, values: Sequence[StoredValue]) -> None:
         """Insert or replace values by key, all or none."""
-        rows = [(v.key, _dumps(v.value), v.expires_at) for v in values]
+        rows = [(v.key, dumps(v.value), v.expires_at) for v in values]
         if rows:
             with self._atomic(write=True), self._conn.cursor() as cursor:
                 cursor.executemany(self._sql.put_value, rows)
@@ -404,11 +401,11 @@ class PostgresStorage:
 
     def iter_requests(self) -> Iterator[RequestRecord]:
         """Every request, oldest first."""
-        yield from self._iter(self._sql.iter_requests, _request_from_row)
+        yield from self._iter(self._sql.iter_requests, request_from_row)
 
     def iter_machines(self) -> Iterator[MachineRecord]:
         """Every machine, in the order first stored."""
-        yield from self._iter(self._sql.iter_machines, _machine_from_row)
+        yield from self._iter(self._sql.iter_machines, machine_from_row)
 
     def iter_values(self) -> Iterator[StoredValue]:
         """Every value, expired ones included."""
@@ -480,14 +477,8 @@ class _Statements:
         "machines_held_all",
         "stored_values_pkey",
     )
-    REQUEST_COLUMNS = (
-        "request_id, kind, status, template_id, machine_count, handle, machine_ids, errors, message,"
-        " created_at, updated_at, delivered, owner"
-    )
-    MACHINE_COLUMNS = (
-        "machine_id, request_id, template_id, name, result, return_request_id, reclaimed_at,"
-        " updated_at, machine"
-    )
+    REQUEST_COLUMNS = REQUEST_COLUMNS
+    MACHINE_COLUMNS = MACHINE_COLUMNS
 
     def __init__(self, s: str) -> None:
         rc, mc = self.REQUEST_COLUMNS, self.MACHINE_COLUMNS
@@ -554,65 +545,3 @@ class _Statements:
 def open_store(context: StorageContext) -> PostgresStorage:
     """The ``postgresql`` storage factory: settings from the ``postgresql`` section."""
     return PostgresStorage(read_settings(context.settings), context.instance, context.timeout_sec)
-
-
-def _request_row(record: RequestRecord) -> tuple[Any, ...]:
-    return (
-        record.request_id,
-        record.kind.value,
-        record.status.value,
-        record.template_id,
-        record.machine_count,
-        None if record.handle is None else _dumps(dict(record.handle)),
-        _dumps(list(record.machine_ids)),
-        _dumps(dict(record.errors)),
-        record.message,
-        record.created_at,
-        record.updated_at,
-        record.delivered,
-        record.owner,
-    )
-
-
-def _request_from_row(row: Sequence[Any]) -> RequestRecord:
-    return RequestRecord(
-        request_id=row[0],
-        kind=RequestKind(row[1]),
-        status=RequestStatus(row[2]),
-        template_id=row[3],
-        machine_count=row[4],
-        handle=None if row[5] is None else json.loads(row[5]),
-        machine_ids=tuple(json.loads(row[6])),
-        errors=json.loads(row[7]),
-        message=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        delivered=row[11],
-        owner=row[12],
-    )
-
-
-def _machine_row(record: MachineRecord) -> tuple[Any, ...]:
-    return (
-        record.machine_id,
-        record.request_id,
-        record.template_id,
-        record.name,
-        record.result.value,
-        record.return_request_id,
-        record.reclaimed_at,
-        record.updated_at,
-        _dumps(machine_to_doc(record.machine)),
-    )
-
-
-def _machine_from_row(row: Sequence[Any]) -> MachineRecord:
-    return MachineRecord(
-        machine=machine_from_doc(json.loads(row[8])),
-        request_id=row[1],
-        template_id=row[2],
-        result=MachineResult(row[4]),
-        return_request_id=row[5],
-        reclaimed_at=row[6],
-        updated_at=row[7],
-    )
