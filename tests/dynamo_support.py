@@ -163,9 +163,20 @@ class _LightCopy:
         return self.copies[id(value)]
 
 
+_patched = [0]
+
+
 @contextlib.contextmanager
 def fast_moto() -> Iterator[None]:
-    """While inside, moto's Query reads one partition and TransactWriteItems copies cheaply."""
+    """While inside, moto's Query reads one partition and TransactWriteItems copies cheaply
+    (nested uses patch once)."""
+    if _patched[0]:
+        _patched[0] += 1
+        try:
+            yield
+        finally:
+            _patched[0] -= 1
+        return
     from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
@@ -188,7 +199,7 @@ def fast_moto() -> Iterator[None]:
         try:
             return original_query(self, hash_key, *args, **kwargs)
         finally:
-            del self.all_items
+            self.__dict__.pop("all_items", None)
 
     def transact(self: Any, transact_items: Any) -> Any:
         models.copy = _LightCopy()  # type: ignore[attr-defined,assignment]
@@ -199,9 +210,11 @@ def fast_moto() -> Iterator[None]:
 
     Table.query = query  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
+    _patched[0] = 1
     try:
         yield
     finally:
+        _patched[0] = 0
         Table.query = original_query  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items = original_transact  # type: ignore[method-assign]
 
