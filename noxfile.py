@@ -5,6 +5,8 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
 
 - ``tests``: pytest over ``tests/`` (arguments after ``--`` go to pytest).
 - ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
+- ``crash``: every HF call killed at every point (mock and each AWS API), with figures.
+- ``fuzz``: property-based fuzzing of the HF inputs and config files, counts by exit code.
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
   calls per HF call; per state store backend, HF call latency and one request's lookups
   with 1k/10k/100k machines. Prints figures; asserts nothing about time.
@@ -30,6 +32,7 @@ TEST_DEPS = (
     "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1",
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
+    "hypothesis>=6.100",  # property-based fuzzing of the HF inputs and config files
 )
 # Linters pinned: a new release may add rules or change formatting under everyone's feet.
 LINT_DEPS = (
@@ -40,6 +43,7 @@ LINT_DEPS = (
     "nox",  # noxfile.py is type-checked too
     "werkzeug",  # benchmarks/moto_counter.py serves moto with it
     "moto>=5.1",  # the tests are type-checked too
+    "hypothesis>=6.100",
 )
 
 # Every HF call is a new process: without compiled bytecode each one recompiles ohfp and its
@@ -67,6 +71,28 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
     session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the five HF inputs and the config files (``-- --examples N`` per target; the
+    default 1250 makes 10,000 cases) and print the cases by exit code."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run("python", "-m", "tests.core.fuzzing", *(session.posargs or ["--examples", "1250"]))
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """Kill HF calls at every point (the test suite samples the AWS ones) and print the figures."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run(
+        "pytest",
+        "-s",
+        "tests/e2e/test_crash.py",
+        "tests/e2e/test_crash_aws.py",
+        *session.posargs,
+        env={"OHFP_CRASH_EVERY_POINT": "1"},
+    )
 
 
 @nox.session

@@ -84,7 +84,8 @@ def run(root: Path) -> None:
     )
 
     templates = demo.hf("getAvailableTemplates", {})["templates"]
-    template_id = templates[0]["templateId"]
+    # A spot template: only spot machines get interruption notices, as on a real cloud.
+    template_id = next(t["templateId"] for t in templates if t.get("priceType") == "spot")
     request_id = demo.hf("requestMachines", {"template": {"templateId": template_id, "machineCount": 3}})[
         "requestId"
     ]

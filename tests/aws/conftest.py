@@ -2,6 +2,11 @@
 
 ``MOTO_AMIS_PATH`` must be set before moto is imported (moto reads it at import), so it is
 set here at module import, before any test module imports moto.
+
+Speed: every botocore session of the run (boto3's, which moto resets per test, and
+ohfp's) shares one loader, so each AWS service model is parsed once per run rather than
+once per client; ohfp's process-wide session is made afresh per test, so no session
+outlives the test (and moto's patching) it was made in.
 """
 
 from __future__ import annotations
@@ -76,6 +81,30 @@ def network(moto_aws: None) -> Network:
     )
     sg = ec2.create_security_group(GroupName="ohfp-test", Description="ohfp test", VpcId=vpc_id)["GroupId"]
     return Network(vpc_id=vpc_id, subnet_ids=subnets, security_group_id=sg)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_service_models() -> Iterator[None]:
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[Any, Any] = {}
+
+    def shared(search_path_string: Any = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_botocore_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ohfp_aws.session
+
+    monkeypatch.setattr(ohfp_aws.session, "_SESSIONS", {})
 
 
 @pytest.fixture(autouse=True)

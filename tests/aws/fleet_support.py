@@ -1,6 +1,6 @@
 """Helpers for the fleet, group and launch template handler tests (moto in-process).
 
-``make_provider`` builds the real :class:`AwsProvider` (it implements ``AwsContext``).
+``aws_context`` builds the :class:`AwsContext` of a real :class:`AwsProvider` (what handlers get).
 ``Calls`` records the parameters of every API call a client makes (``before-call``), and
 ``answer`` makes a client answer one operation itself — for what moto does not implement
 (ModifyFleet) or never does (capacity errors in a CreateFleet reply). Tests that use it say so.
@@ -13,14 +13,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ohfp_aws.handlers.base import AwsTemplate
+from ohfp_aws.context import AwsContext
+from ohfp_aws.model import AwsTemplate
 from ohfp_aws.provider import AwsProvider
 from ohfp_core.models import CloudRequest, Provisioned, RequestKind, ReturnItem
 
 from .conftest import REGION, Network
 
 
-def make_provider(tmp_path: Path, settings: Mapping[str, Any] | None = None) -> AwsProvider:
+def aws_context(tmp_path: Path, settings: Mapping[str, Any] | None = None) -> AwsContext:
     from ohfp_core.models import ProviderContext
 
     ctx = ProviderContext(
@@ -31,7 +32,7 @@ def make_provider(tmp_path: Path, settings: Mapping[str, Any] | None = None) -> 
         config={"AWS_REGION": REGION},
         settings=settings or {},
     )
-    return AwsProvider(ctx)
+    return AwsProvider(ctx).aws
 
 
 def template(network: Network, **fields: Any) -> AwsTemplate:

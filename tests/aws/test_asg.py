@@ -14,15 +14,15 @@ import boto3
 import pytest
 
 from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.handlers.base import TAG_REQUEST
+from ohfp_aws.model import TAG_REQUEST
 
 from .conftest import REGION, Network
-from .fleet_support import Calls, acquire, alive_ids, answer, make_provider, returns, template
+from .fleet_support import Calls, acquire, alive_ids, answer, aws_context, returns, template
 
 
 @pytest.fixture
 def provider(network: Network, tmp_path: Path) -> Any:
-    return make_provider(tmp_path)
+    return aws_context(tmp_path)
 
 
 def group(name: str) -> Any:
@@ -155,7 +155,7 @@ def test_inspect_one_describe_for_many_groups(provider: Any, network: Network) -
 
 
 def test_release_lowers_min_size_and_detaches_in_batches_of_20(network: Network, tmp_path: Path) -> None:
-    provider = make_provider(tmp_path, {"handlers": {"ASG": {"minSize": 24}}})
+    provider = aws_context(tmp_path, {"handlers": {"ASG": {"minSize": 24}}})
     calls = Calls(provider.clients.autoscaling)
     handler = ASGHandler(provider)
     done = handler.provision("req-8", template(network), 25)
@@ -170,10 +170,10 @@ def test_release_lowers_min_size_and_detaches_in_batches_of_20(network: Network,
     assert after is not None and after["DesiredCapacity"] == 3 and after["MinSize"] == 3
 
 
-def test_unsupported(network: Network) -> None:
+def test_unsupported(network: Network, tmp_path: Path) -> None:
     from attrs import evolve
 
-    handler = ASGHandler.__new__(ASGHandler)
+    handler = ASGHandler(aws_context(tmp_path))
     assert handler.unsupported(template(network)) is None
     assert "subnetId" in (handler.unsupported(evolve(template(network), subnet_ids=())) or "")
     assert "fleetType" in (handler.unsupported(evolve(template(network), fleet_type="request")) or "")

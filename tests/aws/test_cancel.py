@@ -120,6 +120,7 @@ CLEAN: dict[str, list[str]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_cancel_removes_what_the_request_made(case: str, network: Network, aws_provider: AwsProvider) -> None:
     calls = count_calls(aws_provider)
@@ -155,6 +156,7 @@ def test_cancel_of_a_request_that_made_nothing(network: Network, aws_provider: A
     assert leftovers("req-other") == other
 
 
+@pytest.mark.slow
 def test_cancel_leaves_what_another_provider_instance_made(
     network: Network, aws_provider: AwsProvider, tmp_path: Path
 ) -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ohfp_aws.config import DEFAULT_ORDER, HandlerSettings, load_config
+from ohfp_aws.config import (
+    DEFAULT_ORDER,
+    ASGSettings,
+    EC2FleetSettings,
+    HandlerSettings,
+    RunInstancesSettings,
+    SpotFleetSettings,
+    load_config,
+)
 from ohfp_core.errors import ConfigError
 
 DATA = Path(__file__).with_name("data")
@@ -87,15 +95,12 @@ def test_handler_settings_spelling() -> None:
     handlers = load_config({"AWS_REGION": "us-east-1"}, settings, environ={}).handlers
     assert handlers == HandlerSettings(
         order=("RunInstances", "EC2Fleet"),
-        enabled=frozenset({"EC2Fleet", "SpotFleet", "RunInstances"}),
-        ec2fleet_default_type="instant",
-        ec2fleet_max_spot_percent=50,
-        asg_min_size=1,
-        asg_max_size=20,
-        asg_health_check_type="ELB",
-        spotfleet_allocation_strategy="diversified",
-        runinstances_max_per_call=10,
+        ec2_fleet=EC2FleetSettings(enabled=True, default_fleet_type="instant", max_spot_percent=50),
+        asg=ASGSettings(enabled=False, min_size=1, max_size=20, health_check_type="ELB"),
+        spot_fleet=SpotFleetSettings(allocation_strategy="diversified"),
+        run_instances=RunInstancesSettings(max_per_call=10),
     )
+    assert handlers.enabled == frozenset({"EC2Fleet", "SpotFleet", "RunInstances"})
 
 
 @pytest.mark.parametrize(

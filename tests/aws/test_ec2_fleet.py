@@ -13,9 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.handlers.base import TAG_REQUEST, client_token
-from ohfp_aws.handlers.common import describe_batched, fleet_state, on_demand_units
+from ohfp_aws.capacity import on_demand_units
+from ohfp_aws.handlers.common import describe_batched, fleet_state
 from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
+from ohfp_aws.model import TAG_REQUEST, client_token
 from ohfp_core.errors import CapacityError, CloudError
 
 from .conftest import REGION, Network
@@ -24,7 +25,7 @@ from .fleet_support import (
     acquire,
     alive_ids,
     answer,
-    make_provider,
+    aws_context,
     moto_ec2_backend,
     returns,
     template,
@@ -33,7 +34,7 @@ from .fleet_support import (
 
 @pytest.fixture
 def provider(network: Network, tmp_path: Path) -> Any:
-    return make_provider(tmp_path)
+    return aws_context(tmp_path)
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ def test_request_fleet_partial_return_changes_no_target(
 
 
 def test_heterogeneous_split_and_overrides(network: Network, tmp_path: Path) -> None:
-    provider = make_provider(tmp_path, {"handlers": {"EC2Fleet": {"maxSpotPercent": 60}}})
+    provider = aws_context(tmp_path, {"handlers": {"EC2Fleet": {"maxSpotPercent": 60}}})
     calls = Calls(provider.clients.ec2)
     handler = EC2FleetHandler(provider)
     tpl = template(
@@ -362,8 +363,8 @@ def test_inspect_batches_and_reports_missing_fleet(provider: Any, network: Netwo
     assert states["req-13"].instance_ids == ("i-0123456789abcdef0",)
 
 
-def test_unsupported() -> None:
-    handler = EC2FleetHandler.__new__(EC2FleetHandler)
+def test_unsupported(tmp_path: Path) -> None:
+    handler = EC2FleetHandler(aws_context(tmp_path))
     net = Network("vpc", ("s",), "sg")
     from attrs import evolve
 

@@ -73,6 +73,7 @@ def run_cycle(hooks: Any, template: Template, request_id: str) -> None:
     assert hooks.cancel_request(CloudRequest(request_id=lost, kind=RequestKind.ACQUIRE)) is True
 
 
+@pytest.mark.slow
 def test_every_called_action_is_in_the_policy(network: Network, tmp_path: Path) -> None:
     apis = available_apis()
     assert "RunInstances" in apis

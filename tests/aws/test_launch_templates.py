@@ -6,25 +6,21 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import attrs
 import boto3
 import pytest
 
-from ohfp_aws.handlers.base import TAG_REQUEST, client_token
-from ohfp_aws.launch_templates import (
-    create_for_request,
-    delete_for_request,
-    discard_after_failure,
-    handle_fields,
-)
+from ohfp_aws.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
+from ohfp_aws.model import TAG_REQUEST, client_token
 from ohfp_core.errors import CloudError
 
 from .conftest import REGION, Network
-from .fleet_support import Calls, make_provider, template
+from .fleet_support import Calls, aws_context, template
 
 
 @pytest.fixture
 def provider(network: Network, tmp_path: Path) -> Any:
-    return make_provider(tmp_path)
+    return aws_context(tmp_path)
 
 
 def versions(lt_id: str) -> list[Any]:
@@ -38,7 +34,8 @@ def versions(lt_id: str) -> list[Any]:
 def test_creates_named_tagged_template(provider: Any, network: Network) -> None:
     calls = Calls(provider.clients.ec2)
     tpl = template(network, user_data="#!/bin/sh\necho hi\n", instance_tags={"team": "grid"})
-    lt_id, version = create_for_request(provider, "req-1", tpl, {"InstanceType": "t3.micro"})
+    ref = ensure_for_request(provider, "req-1", tpl, {"InstanceType": "t3.micro"})
+    lt_id, version = ref.launch_template_id, ref.launch_template_version
     (params,) = calls.params("CreateLaunchTemplate")
     assert params["LaunchTemplateName"] == "ohfp-req-1"
     assert params["ClientToken"] == client_token("req-1", "lt")
@@ -53,10 +50,10 @@ def test_creates_named_tagged_template(provider: Any, network: Network) -> None:
 
 
 def test_second_attempt_reuses_the_template(provider: Any, network: Network) -> None:
-    first = handle_fields(provider, "req-2", template(network))
-    second = handle_fields(provider, "req-2", template(network))
+    first = ensure_for_request(provider, "req-2", template(network))
+    second = ensure_for_request(provider, "req-2", template(network))
     assert first == second  # same id, version and creation time (the anchor for deadlines)
-    assert first["launch_template_created"] is True
+    assert first.launch_template_created is True
     ec2 = boto3.client("ec2", region_name=REGION)
     assert len(ec2.describe_launch_templates()["LaunchTemplates"]) == 1
 
@@ -68,8 +65,10 @@ def test_user_template_is_used_and_never_deleted(provider: Any, network: Network
     )
     own_id = own["LaunchTemplate"]["LaunchTemplateId"]
     calls = Calls(provider.clients.ec2)
-    handle = handle_fields(provider, "req-3", template(network, image_id=None, launch_template_id=own_id))
-    assert handle == {
+    handle = ensure_for_request(
+        provider, "req-3", template(network, image_id=None, launch_template_id=own_id)
+    )
+    assert attrs.asdict(handle) == {
         "launch_template_id": own_id,
         "launch_template_version": "$Default",
         "launch_template_created": False,
@@ -81,7 +80,7 @@ def test_user_template_is_used_and_never_deleted(provider: Any, network: Network
 
 
 def test_delete_is_idempotent(provider: Any, network: Network) -> None:
-    handle = handle_fields(provider, "req-4", template(network))
+    handle = ensure_for_request(provider, "req-4", template(network))
     delete_for_request(provider, handle)
     delete_for_request(provider, handle)  # already gone: not an error
     ec2 = boto3.client("ec2", region_name=REGION)
@@ -89,7 +88,7 @@ def test_delete_is_idempotent(provider: Any, network: Network) -> None:
 
 
 def test_discard_keeps_template_after_transient_failure(provider: Any, network: Network) -> None:
-    handle = handle_fields(provider, "req-5", template(network))
+    handle = ensure_for_request(provider, "req-5", template(network))
     ec2 = boto3.client("ec2", region_name=REGION)
     discard_after_failure(provider, handle, CloudError("CreateFleet: timed out", "ReadTimeoutError", True))
     assert len(ec2.describe_launch_templates()["LaunchTemplates"]) == 1
@@ -99,4 +98,4 @@ def test_discard_keeps_template_after_transient_failure(provider: Any, network: 
 
 def test_template_without_image_is_refused(provider: Any, network: Network) -> None:
     with pytest.raises(CloudError, match="neither imageId nor launchTemplateId"):
-        create_for_request(provider, "req-6", template(network, image_id=None))
+        ensure_for_request(provider, "req-6", template(network, image_id=None))

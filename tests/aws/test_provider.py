@@ -78,6 +78,29 @@ def test_user_data_path_is_relative_to_the_confdir(network: Network, aws_provide
     assert hooks_for(aws_provider).validate_template(make_template(network, userDataScript="boot.sh")) == []
 
 
+def test_a_template_is_parsed_once_per_call(
+    network: Network, aws_provider: AwsProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requestMachines validates, then provisions, the same template: one parse, one read
+    of the user-data file."""
+    import ohfp_aws.documents
+
+    reads: list[str] = []
+    read = ohfp_aws.documents.read_user_data
+
+    def counted(value: Any, base_dir: Path | None = None) -> str:
+        reads.append(value)
+        return read(value, base_dir)
+
+    monkeypatch.setattr(ohfp_aws.documents, "read_user_data", counted)
+    (aws_provider.context.confdir / "boot.sh").write_text("#!/bin/sh\n")
+    template = make_template(network, userDataScript="boot.sh", providerApi="RunInstances")
+    hooks = hooks_for(aws_provider)
+    assert hooks.validate_template(template) == []
+    assert len(hooks.provision("req-once", template, 1).machines) == 1
+    assert reads == ["boot.sh"]
+
+
 # templates ----------------------------------------------------------------------------------
 def test_missing_cpus_and_memory_come_from_the_instance_type(aws_provider: AwsProvider) -> None:
     calls = count_calls(aws_provider)
@@ -151,7 +174,7 @@ def test_stuck_pending_machines_are_terminated(
     hooks = hooks_for(aws_provider)
     provisioned = hooks.provision("req-p", template, 1)
     (machine,) = provisioned.machines
-    aws_provider.clock = lambda: NOW
+    aws_provider.aws.clock = lambda: NOW
     stuck = Machine(
         machine_id=machine.machine_id,
         name=machine.name,
@@ -177,9 +200,9 @@ def test_young_machines_not_yet_visible_are_pending(network: Network, tmp_path: 
         "AWS_DESCRIBE_REQUEST_INTERVAL": 250,
     }
     provider = only_run_instances(tmp_path, config)
-    provider.clock = lambda: NOW
+    provider.aws.clock = lambda: NOW
     sleeps: list[float] = []
-    provider.sleep = sleeps.append
+    provider.aws.sleep = sleeps.append
     hooks = hooks_for(provider)
     handle = {"api": "RunInstances", "instance_ids": [UNKNOWN], "errors": []}
     young = CloudRequest(
@@ -258,7 +281,7 @@ def test_reclaims(network: Network, aws_provider: AwsProvider) -> None:
 def test_spot_interruption_notice_grace_with_stubber(tmp_path: Path, aws_env: None) -> None:
     """moto has no spot interruption notices: DescribeSpotInstanceRequests is stubbed."""
     provider = make_provider(make_context(tmp_path))
-    provider.clock = lambda: NOW
+    provider.aws.clock = lambda: NOW
     ec2 = boto3.client("ec2", region_name=REGION)
     provider.clients.__dict__["ec2"] = ec2
     instance = {

@@ -11,8 +11,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.ec2.models.instances import InstanceBackend
 
-from ohfp_aws.handlers.base import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
 from ohfp_aws.handlers.run_instances import RunInstancesHandler
+from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
 from ohfp_aws.provider import make_provider
 from ohfp_aws.templates import parse_template
 from ohfp_core.errors import CapacityError, ConfigError
@@ -142,7 +142,7 @@ def test_max_count_chunks_and_short_calls_with_stubber(network: Network, tmp_pat
             stub.add_response("run_instances", stub_instances(gives, launched), params)
             launched += gives
         template = parse_template(make_template(network), tmp_path)
-        provisioned = RunInstancesHandler(provider).provision("req-9", template, 6)
+        provisioned = RunInstancesHandler(provider.aws).provision("req-9", template, 6)
         stub.assert_no_pending_responses()
     assert len(provisioned.handle["instance_ids"]) == 6
     assert provisioned.handle["errors"] == []
@@ -199,7 +199,7 @@ def test_weighted_type_launches_fewer_instances(network: Network, tmp_path: Path
 
 
 def test_unsupported_templates(network: Network, tmp_path: Path) -> None:
-    handler = RunInstancesHandler(run_provider(tmp_path))
+    handler = RunInstancesHandler(run_provider(tmp_path).aws)
     mixed = parse_template(make_template(network, vmType=None, vmTypes={"m5.large": 1, "m6i.large": 1}))
     assert "one instance type" in (handler.unsupported(mixed) or "")
     hetero = parse_template(make_template(network, priceType="heterogeneous"))

@@ -1,15 +1,26 @@
-"""Client settings come from the config; boto3 is imported only when a client is made."""
+"""Client settings come from the config and Host Factory's time for the call; botocore is
+imported only when a client is made."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from ohfp_aws.config import load_config
-from ohfp_aws.session import AwsClients
+from ohfp_aws.errors import aws_call
+from ohfp_aws.provider import AwsProvider, make_provider
+from ohfp_aws.session import AwsClients, Budget
+from ohfp_core.errors import CloudError
+from ohfp_core.models import Template
+
+from .aws_support import failing, hooks_for
+from .conftest import AMI_ID, REGION, Network, make_context, make_template
+from .silent_endpoint import silent_endpoint
 
 
 def test_clients_follow_the_config(aws_env: None) -> None:
@@ -63,3 +74,76 @@ def test_provider_import_does_not_import_boto3() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# Host Factory's time for a call -----------------------------------------------------------------
+MARGIN_SEC = 10  # generous: a loaded machine must not make these fail
+
+
+def test_the_budget_keeps_a_reserve() -> None:
+    assert Budget(240).seconds == 235
+    assert Budget(6).seconds == 3  # the reserve is at most half of the time
+    frozen = Budget(20, clock=lambda: 100.0)
+    assert frozen.left() == 15
+
+
+def test_client_timeouts_are_capped_by_the_budget(aws_env: None) -> None:
+    config = load_config({"AWS_REGION": REGION, "AWS_CONNECTION_TIMEOUT_MS": 10000}, environ={})
+    ec2 = AwsClients(config, Budget(8)).ec2
+    assert 0 < ec2.meta.config.connect_timeout <= 4
+    assert 0 < ec2.meta.config.read_timeout <= 4
+
+
+def test_a_spent_budget_sends_nothing(aws_env: None) -> None:
+    sent: list[str] = []
+    config = load_config({"AWS_REGION": REGION, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, environ={})
+    clients = AwsClients(config, Budget(0))
+    clients.sts.meta.events.register("before-send", lambda **_: sent.append("sent"))
+    with pytest.raises(CloudError) as info, aws_call("GetCallerIdentity"):
+        clients.sts.get_caller_identity()
+    assert info.value.code == "ActionTimeout" and info.value.retryable
+    assert info.value.message.startswith("GetCallerIdentity: no answer from AWS within the 0 s")
+    assert sent == []  # stopped before the request went out
+
+
+def test_a_retry_that_cannot_fit_is_not_made(
+    network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Always throttled, with 4.75 s of budget on a stopped clock: the first two retries'
+    longest back-offs (1 s, 2 s) leave a second for the attempt, the third's (4 s) does not."""
+    from moto.ec2.models.instances import InstanceBackend
+
+    ctx = make_context(tmp_path, None, {"handlers": {"order": ["RunInstances"]}})
+    config = load_config(ctx.config, ctx.settings, environ={})
+    provider = AwsProvider(ctx, AwsClients(config, Budget(9.5, clock=lambda: 0.0)))
+    with (
+        failing(monkeypatch, InstanceBackend, "run_instances", "RequestLimitExceeded") as seen,
+        pytest.raises(CloudError) as info,
+    ):
+        hooks_for(provider).provision("req-b", make_template(network), 1)
+    assert info.value.code == "ActionTimeout"
+    assert info.value.message.startswith("RunInstances: no answer from AWS within the 4.75 s")
+    assert seen[0] == 3
+
+
+@pytest.mark.slow
+def test_provisioning_against_a_silent_endpoint_ends_within_the_budget(aws_env: None, tmp_path: Path) -> None:
+    """An endpoint that accepts connections and never answers: provisioning fails with a clear
+    CloudError inside Host Factory's time for the call (6 s here; before the budget it took
+    minutes)."""
+    with silent_endpoint() as endpoint:
+        ctx = make_context(tmp_path, {"AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint})
+        ctx = attrs.evolve(ctx, timeout_sec=6.0)
+        started = time.monotonic()
+        provider = make_provider(ctx)
+        template = Template(
+            template_id="T",
+            max_number=5,
+            fields={"imageId": AMI_ID, "vmType": "t3.micro", "providerApi": "RunInstances"},
+        )
+        with pytest.raises(CloudError) as info:
+            hooks_for(provider).provision("req-silent", template, 1)
+        elapsed = time.monotonic() - started
+    assert info.value.code == "ActionTimeout" and info.value.retryable
+    assert info.value.message.startswith("DescribeInstances: no answer from AWS within the 3 s")
+    assert elapsed < ctx.timeout_sec + MARGIN_SEC

@@ -13,18 +13,18 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.handlers.base import client_token
 from ohfp_aws.handlers.spot_fleet import SpotFleetHandler
+from ohfp_aws.model import client_token
 
 from .conftest import REGION, Network
-from .fleet_support import Calls, acquire, alive_ids, make_provider, moto_ec2_backend, returns, template
+from .fleet_support import Calls, acquire, alive_ids, aws_context, moto_ec2_backend, returns, template
 
 ROLE = "arn:aws:iam::123456789012:role/spot-fleet"
 
 
 @pytest.fixture
 def provider(network: Network, tmp_path: Path) -> Any:
-    return make_provider(tmp_path)
+    return aws_context(tmp_path)
 
 
 def spot_template(network: Network, **fields: Any) -> Any:
@@ -154,10 +154,10 @@ def test_cancelled_request_reports_known_machines(provider: Any, network: Networ
     assert "i-0123456789abcdef0" in states["req-7"].instance_ids
 
 
-def test_unsupported(network: Network) -> None:
+def test_unsupported(network: Network, tmp_path: Path) -> None:
     from attrs import evolve
 
-    handler = SpotFleetHandler.__new__(SpotFleetHandler)
+    handler = SpotFleetHandler(aws_context(tmp_path))
     assert handler.unsupported(spot_template(network)) is None
     assert "fleetRole" in (handler.unsupported(template(network)) or "")
     assert "fleetType" in (handler.unsupported(evolve(spot_template(network), fleet_type="instant")) or "")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ohfp_core.cli import main
 from ohfp_core.models import ProviderContext
 from ohfp_core.operations import Operations
 from ohfp_core.plugins import Hooks, make_manager
@@ -50,3 +51,24 @@ class Instance:
 @pytest.fixture
 def instance(tmp_path: Path) -> Instance:
     return Instance(tmp_path)
+
+
+@pytest.fixture
+def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "mockinstprov_config.json").write_text(json.dumps({"MOCK_BOOT_SECONDS": 0}))
+    monkeypatch.setenv("HF_PROVIDER_NAME", "mockinst")
+    monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
+    monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
+    monkeypatch.delenv("OHFP_PROVIDER", raising=False)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], tmp: Path, call: str, data: Any) -> tuple[int, Any]:
+    path = tmp / f"{call}.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    code = main(["hf", call, "-f", str(path), "--provider", "mock"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)  # exactly one JSON document, nothing else

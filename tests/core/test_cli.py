@@ -6,32 +6,11 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ohfp_core.cli import main
-
-
-@pytest.fixture
-def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "mockinstprov_config.json").write_text(json.dumps({"MOCK_BOOT_SECONDS": 0}))
-    monkeypatch.setenv("HF_PROVIDER_NAME", "mockinst")
-    monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
-    monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(tmp_path / "work"))
-    monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
-    monkeypatch.delenv("OHFP_PROVIDER", raising=False)
-    return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], tmp: Path, call: str, data: Any) -> tuple[int, Any]:
-    path = tmp / f"{call}.json"
-    path.write_text(data if isinstance(data, str) else json.dumps(data))
-    code = main(["hf", call, "-f", str(path), "--provider", "mock"])
-    out = capsys.readouterr().out
-    return code, json.loads(out)  # exactly one JSON document, nothing else
+from tests.core.conftest import run
 
 
 def test_call_round_trip(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,3 +157,60 @@ def test_storage_backend_from_a_plugin(
         )
     finally:
         plugins.entry_points_of.cache_clear()
+
+
+def test_a_missing_config_directory_is_reported(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (hf_env / "conf" / "mockinstprov_config.json").unlink()
+    (hf_env / "conf").rmdir()
+    code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+    assert code == 3
+    assert f"the config directory {hf_env / 'conf'} does not exist" in reply["message"]
+    assert reply["errors"]
+
+
+def test_failures_before_the_settings_are_read_reach_the_instance_log(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = hf_env / "log" / "ohfp-mockinst.log"
+    code, reply = run(capsys, hf_env, "getRequestStatus", "{not json")
+    assert code == 2 and reply["errors"] == [
+        "line 1 column 2: Expecting property name enclosed in double quotes"
+    ]
+    (hf_env / "conf" / "ohfp.json").write_text('{"colour": "blue"}')
+    code, reply = run(capsys, hf_env, "getRequestStatus", {"requests": []})
+    assert code == 3
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    failures = [line for line in lines if line["event"] == "call failed"]
+    assert len(failures) == 2
+    assert "is not valid JSON" in failures[0]["error"] and "$.colour" in failures[1]["error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hf", "requestMachines"],
+        ["hf", "noSuchCall", "-f", "x"],
+        ["templates"],
+        ["--bogus"],
+        [],
+    ],
+)
+def test_argument_errors_give_one_json_reply(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(argv)
+    captured = capsys.readouterr()
+    reply = json.loads(captured.out)
+    assert code == 2 and reply["message"] and reply["errors"], reply
+    assert "usage:" in captured.err
+
+
+def test_health_reports_an_unusable_work_directory_as_a_failed_check(
+    hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = hf_env / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(blocker / "work"))
+    code = main(["health", "--provider", "mock"])
+    reply = json.loads(capsys.readouterr().out)
+    assert code == 4 and reply["message"] == "unhealthy"
+    checks = {c["name"]: c for c in reply["checks"]}
+    assert not checks["ohfp.workdir"]["ok"] and not checks["ohfp.state"]["ok"]

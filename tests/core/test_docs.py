@@ -34,7 +34,8 @@ from ohfp_core.models import (
     ReturnItem,
 )
 from ohfp_core.operations import Operations
-from ohfp_core.plugins import Hooks, hooks_of, make_manager
+from ohfp_core.plugin_listing import marked_hooks
+from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.testing import ProviderContract
 
@@ -211,7 +212,7 @@ def test_example_entry_points_resolve(example: ModuleType) -> None:
             if group == "ohfp.providers":
                 assert obj is example.make_provider
             else:
-                assert hooks_of(obj), f"{value} implements no ohfp hook"
+                assert marked_hooks(obj), f"{value} implements no ohfp hook"
 
 
 def test_example_provision_status_return_cycle(example: ModuleType, tmp_path: Path) -> None:
@@ -326,3 +327,17 @@ class TestTutorialProviderContract(ProviderContract):
     def cloud_driver(self, example_driver_class: type, tmp_path: Path) -> object:
         driver: object = example_driver_class(tmp_path / "work")
         return driver
+
+
+def test_admin_guide_example_inputs_are_what_the_calls_accept() -> None:
+    """The guide's example documents parse, and each input is accepted by its call."""
+    from ohfp_core import converter
+
+    text = (DOCS / "admin-guide.md").read_text(encoding="utf-8")
+    section = text.split("### What Host Factory sends, and what it gets back", 1)[1].split("\n## ", 1)[0]
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)]
+    request, _, status, _, returned, _, reclaims, _ = blocks
+    assert converter.parse_request_machines(request) == ("OnDemand-t3-micro", 3)
+    assert [ok for _, ok in converter.parse_request_ids(status)] == [True]
+    assert converter.parse_machines(returned, "requestReturnMachines", required=True)
+    assert converter.parse_machines(reclaims, "getReturnRequests", required=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -400,10 +402,19 @@ def test_status_survives_a_cloud_outage(instance: Instance) -> None:
     assert "cloud status unavailable" in entry["message"]
 
 
-def test_health(instance: Instance) -> None:
-    reply = instance.ops.health()
-    assert reply["message"] == "healthy"
-    assert reply["checks"] == [{"name": "fake", "ok": True, "detail": "all good"}]
+def test_health(instance: Instance, tmp_path: Path) -> None:
+    from ohfp_core import health
+    from ohfp_core.sqlite import SQLiteStorage
+
+    checks = health.core_checks(instance.context, lambda: SQLiteStorage(instance.workdir))
+    reply = health.report(instance.context, [*checks, *instance.hooks.health_check()])
+    assert reply["message"] == "healthy", reply
+    assert [c["name"] for c in reply["checks"]] == ["ohfp.workdir", "ohfp.state", "fake"]
+    assert reply["checks"][-1] == {"name": "fake", "ok": True, "detail": "all good"}
+    blocked = attrs.evolve(instance.context, workdir=tmp_path / "file")
+    (tmp_path / "file").write_text("not a directory")
+    failed = health.core_checks(blocked, lambda: SQLiteStorage(blocked.workdir))
+    assert [c.ok for c in failed] == [False, False]
 
 
 def test_abandoned_request_uses_the_providers_cancel(instance: Instance) -> None:
@@ -457,3 +468,38 @@ def test_a_template_the_provider_cannot_serve_holds_nothing(instance: Instance) 
         instance.request(4)
     assert instance.ops.get_available_templates({})["templates"][0]["availableNumber"] == 10
     assert instance.store.open_requests() == []
+
+
+def test_a_provider_lowered_availability_is_named_when_it_refuses(instance: Instance) -> None:
+    from ohfp_core.templates import load_templates
+
+    templates = list(load_templates(instance.context).templates)
+    instance.cloud.templates = [
+        attrs.evolve(t, available_number=2, available_reason="account vCPU quota: 4 vCPUs left")
+        for t in templates
+    ]
+    with pytest.raises(InputError) as exc:
+        instance.request(3)
+    assert exc.value.problems == (
+        "$.template.machineCount: 3 exceeds the 2 machines available from template 'T1'"
+        " (maxNumber 10, 0 in use; account vCPU quota: 4 vCPUs left)",
+    )
+
+
+def test_show_request_gives_the_record_machines_and_the_providers_details(instance: Instance) -> None:
+    from ohfp_core import hookimpl
+
+    class Details:
+        @hookimpl
+        def ohfp_request_details(self, request: object) -> dict[str, str]:
+            return {"why": "insufficient capacity in subnet-1"}
+
+    rid = instance.request(2)
+    instance.status(rid)  # the machines are stored once seen
+    shown = instance.ops.show_request(rid)
+    assert shown["request"]["request_id"] == rid and shown["request"]["machine_count"] == 2
+    assert len(shown["machines"]) == 2 and shown["details"] == {}
+    instance.hooks.pm.register(Details())
+    assert instance.ops.show_request(rid)["details"] == {"why": "insufficient capacity in subnet-1"}
+    with pytest.raises(InputError, match="no request 'req-nope'"):
+        instance.ops.show_request("req-nope")

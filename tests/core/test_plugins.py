@@ -28,6 +28,9 @@ PROVIDER_MODULE = textwrap.dedent(
         def ohfp_provision(self, request_id, template, count):
             return Provisioned(handle={"n": count})
 
+        def ohfp_terminate_machines(self, machines):  # not marked: pluggy ignores it
+            return {}
+
     def make_provider(ctx):
         if ctx.config.get("broken"):
             raise ValueError("broken: must be false")
@@ -165,3 +168,15 @@ def test_plugins_listing_does_not_import_unselected_providers(fake_site: Path) -
     [ext] = [p for p in reply["plugins"] if p["name"] == "siteext"]
     assert ext["hooks"] == ["ohfp_validate_template"] and ext["version"] == "2.0"
     json.dumps(reply)
+
+
+def test_plugins_listing_marks_the_provider_the_setting_chooses(
+    fake_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = fake_site / "conf"
+    conf.mkdir()
+    (conf / "ohfp.json").write_text(json.dumps({"provider": "fakeone"}))
+    monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
+    providers = {p["name"]: p for p in describe_plugins(None)["providers"]}
+    assert providers["fakeone"]["selected"] is True and providers["faketwo"]["selected"] is False
+    assert providers["fakeone"]["hooks"] == ["ohfp_provision"]  # only what pluggy registers

@@ -16,10 +16,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+
+if TYPE_CHECKING:
+    from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_postgresql", "ohfp_dynamodb")
@@ -77,7 +80,12 @@ class Installation:
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     """Every ohfp distribution built from the checkout into a fresh virtualenv."""
-    venv = tmp_path_factory.mktemp("ohfp-venv")
+    return install(tmp_path_factory.mktemp("ohfp-venv"))
+
+
+def install(venv: Path, *extra: Path) -> Installation:
+    """A new virtualenv at ``venv`` with the distributions built from the checkout (and the
+    test-only distributions ``extra``)."""
     uv = _uv()
     env = {**os.environ, "UV_COMPILE_BYTECODE": "1"}
     env.pop("VIRTUAL_ENV", None)
@@ -89,11 +97,19 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
     refresh = [arg for dist in DISTRIBUTIONS for arg in ("--reinstall-package", dist)]
     subprocess.run(
         [*uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *refresh]
-        + [str(REPO / source) for source in SOURCES],
+        + [str(REPO / source) for source in SOURCES]
+        + [str(path) for path in extra],
         check=True,
         env=env,
     )
     return Installation(venv)
+
+
+@pytest.fixture(scope="session")
+def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """The distributions plus the test-only crash plugin (``tests/e2e/crashkit``), in a
+    virtualenv of their own so no other test runs with it."""
+    return install(tmp_path_factory.mktemp("ohfp-crash-venv"), REPO / "tests" / "e2e" / "crashkit")
 
 
 @pytest.fixture(scope="session")
@@ -241,3 +257,25 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
     hf = make_instance(installation, mock_scripts, tmp_path, "mockinst")
     hf.write_config("config", MOCK_CONFIG)
     yield hf
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[Account]:
+    """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
+    from .aws_account import REGION, Account
+    from .moto_faults import HookedMotoServer
+
+    server = HookedMotoServer()
+    server.start()
+    try:
+        bare = Account(server, (), "")
+        ec2 = bare.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnets = tuple(
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for cidr, zone in (("10.1.0.0/20", f"{REGION}a"), ("10.1.16.0/20", f"{REGION}b"))
+        )
+        group = ec2.create_security_group(GroupName="crash", Description="ohfp crash", VpcId=vpc)["GroupId"]
+        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+    finally:
+        server.stop()

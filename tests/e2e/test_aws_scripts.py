@@ -10,6 +10,7 @@ only let the provider's own describe calls catch up.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 import attrs
 import pytest
+
+from tests.aws.silent_endpoint import silent_endpoint
 
 from .conftest import HostFactory, Installation, make_instance
 
@@ -298,3 +301,25 @@ def test_spot_interruption_is_reported_with_its_grace(aws_hf: HostFactory, moto_
     held = [{"name": m["name"], "machineId": m["machineId"]} for m in (victim, keeper)]
     returned = aws_hf.call("requestReturnMachines", {"machines": held}).ok()
     assert poll(aws_hf, returned["requestId"])["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_request_machines_against_a_silent_endpoint_fails_within_hfs_time(aws_hf: HostFactory) -> None:
+    """An AWS endpoint that accepts connections and never answers: requestMachines replies an
+    IBM-style failure before Host Factory's action timeout (10 s here) is up, so core records
+    the outcome; the old client settings (60 s reads, retried) took minutes."""
+    timeout = 10
+    config_file = aws_hf.confdir / f"{aws_hf.name}prov_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    with silent_endpoint() as endpoint:
+        aws_hf.write_config("config", {**config, "AWS_ENDPOINT_URL": endpoint})
+        aws_hf.env_extra["HF_PROVIDER_ACTION_TIMEOUT"] = str(timeout)
+        started = time.monotonic()
+        reply = aws_hf.call(
+            "requestMachines", {"template": {"templateId": "OnDemand-RunInstances", "machineCount": 1}}
+        )
+        elapsed = time.monotonic() - started
+    assert reply.code == 0 and "requestId" not in reply.doc, reply
+    assert reply.doc["message"].startswith("Request VM from aws failed: "), reply.doc
+    assert "no answer from AWS within" in reply.doc["message"], reply.doc
+    assert elapsed < timeout + 15  # generous: process start-up on a loaded machine

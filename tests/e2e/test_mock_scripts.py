@@ -260,3 +260,16 @@ def test_plugins_lists_both_providers_without_importing_boto3(
     assert "boto3" not in imported and "botocore" not in imported
     if args[-1] == "aws":  # the selected provider is imported to list its hooks; boto3 still is not
         assert providers["aws"]["hooks"], providers["aws"]
+
+
+def test_the_quickstart_runs_and_reclaims_a_spot_machine(installation: Installation, tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    done = installation.run(installation.python, REPO / "examples" / "quickstart.py", "--keep", root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 machines acquired, 2 returned, 1 reclaimed by the cloud" in done.stdout
+    listing = installation.run(
+        installation.python, "-I", "-m", "ohfp_mock", "--workdir", root / "work", "list"
+    )
+    machines = json.loads(listing.stdout)["machines"]
+    [reclaimed] = [m for m in machines if m["reclaimAt"] is not None]
+    assert reclaimed["priceType"] == "spot", reclaimed

@@ -409,3 +409,17 @@ def test_control_cli(make_mock: MakeMock, tmp_path: Path) -> None:
         provider.ohfp_machine_status([CloudRequest(request_id="req-1", kind=RequestKind.ACQUIRE)])
     code, error = _cli(workdir, "reclaim", "i-00000000000000000")
     assert code == 1 and "i-00000000000000000" in error["message"]
+
+
+def test_control_cli_output_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """``python -m ohfp_mock list | head``: the reader goes away; no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ohfp_mock", "--workdir", str(tmp_path / "work"), "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the child (still starting up) writes anything
+    errors = process.stderr.read().decode()
+    assert process.wait(60) == 0
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors

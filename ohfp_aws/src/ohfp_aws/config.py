@@ -21,68 +21,174 @@ ohfp's own settings for the AWS provider are the ``"aws"`` section of ``ohfp.jso
         "RunInstances": {"enabled": true, "maxPerCall": 100}}}}
 
 ``order`` is the preference used when a template does not name ``providerApi``; a handler
-with ``"enabled": false`` is never used. Every key is optional. Unknown keys, in either
-file, are errors that name the key.
+with ``"enabled": false`` is never used. Every key is optional. Each class below is one
+object of these files, each field reading the key the file spells (``key``) with its rule;
+unknown keys, in either file, are errors that name the key.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any
 
+import attrs
 from attrs import field, frozen
 
-from ohfp_aws.handlers.base import APIS, FLEET_TYPES
+from ohfp_aws.documents import AS_GIVEN, QUOTED, SECTION, TRIMMED, broken, flag, integer, read, text
+from ohfp_aws.model import APIS, ASG, EC2_FLEET, FLEET_TYPES, RUN_INSTANCES, SPOT_FLEET, SPOT_STRATEGIES
 from ohfp_core.errors import ConfigError
+from ohfp_core.parsing import NOT_READ, FieldError, key, one_of, rule
 
-DEFAULT_ORDER = ("EC2Fleet", "ASG", "SpotFleet", "RunInstances")
-SPOT_ALLOCATION_STRATEGIES = (
-    "capacityOptimized",
-    "capacityOptimizedPrioritized",
-    "diversified",
-    "lowestPrice",
-    "priceCapacityOptimized",
-)
+DEFAULT_ORDER = APIS
 HEALTH_CHECK_TYPES = ("EC2", "ELB", "VPC_LATTICE", "EBS")
 
+Text = Annotated[str | None, TRIMMED]
+QuotedInt = Annotated[int, QUOTED]
+QuotedBool = Annotated[bool, QUOTED]
 
-@frozen
+
+def _api_order(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not value:
+        return f"must be a non-empty list of {', '.join(APIS)}, got {value!r}"
+    bad = [item for item in value if item not in APIS]
+    if bad:
+        return f"unknown API {bad[0]!r}; choose from {', '.join(APIS)}"
+    if len(set(value)) != len(value):
+        return "lists an API twice"
+    return None
+
+
+# -- ohfp.json: the aws section ------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class EC2FleetSettings:
+    """``aws.handlers.EC2Fleet``."""
+
+    enabled: QuotedBool = field(default=True, validator=rule(flag))
+    default_fleet_type: Annotated[str, AS_GIVEN] = field(
+        default="request", metadata=key("defaultFleetType"), validator=rule(one_of(FLEET_TYPES))
+    )
+    max_spot_percent: QuotedInt = field(
+        default=100, metadata=key("maxSpotPercent"), validator=rule(integer(0, 100))
+    )
+
+
+@frozen(kw_only=True)
+class ASGSettings:
+    """``aws.handlers.ASG``."""
+
+    enabled: QuotedBool = field(default=True, validator=rule(flag))
+    min_size: QuotedInt = field(default=0, metadata=key("minSize"), validator=rule(integer(0)))
+    max_size: Annotated[int | None, QUOTED] = field(
+        default=None, metadata=key("maxSize"), validator=rule(integer(1))
+    )
+    health_check_type: Annotated[str, AS_GIVEN] = field(
+        default="EC2", metadata=key("healthCheckType"), validator=rule(one_of(HEALTH_CHECK_TYPES))
+    )
+
+
+@frozen(kw_only=True)
+class SpotFleetSettings:
+    """``aws.handlers.SpotFleet``; its ``allocationStrategy`` is every API's default."""
+
+    enabled: QuotedBool = field(default=True, validator=rule(flag))
+    allocation_strategy: Annotated[str, AS_GIVEN] = field(
+        default="capacityOptimized",
+        metadata=key("allocationStrategy"),
+        validator=rule(one_of(tuple(SPOT_STRATEGIES))),
+    )
+
+
+@frozen(kw_only=True)
+class RunInstancesSettings:
+    """``aws.handlers.RunInstances``."""
+
+    enabled: QuotedBool = field(default=True, validator=rule(flag))
+    max_per_call: QuotedInt = field(default=100, metadata=key("maxPerCall"), validator=rule(integer(1, 1000)))
+
+
+@frozen(kw_only=True)
 class HandlerSettings:
-    """Which AWS APIs to use, in which order, and their tuning (``aws.handlers`` in ohfp.json)."""
+    """Which AWS APIs to use, in which order, and their tuning (``aws.handlers``)."""
 
-    order: tuple[str, ...] = DEFAULT_ORDER
-    enabled: frozenset[str] = frozenset(DEFAULT_ORDER)
-    ec2fleet_default_type: str = "request"
-    ec2fleet_max_spot_percent: int = 100
-    asg_min_size: int = 0
-    asg_max_size: int | None = None
-    asg_health_check_type: str = "EC2"
-    spotfleet_allocation_strategy: str = "capacityOptimized"
-    runinstances_max_per_call: int = 100
+    order: Annotated[tuple[str, ...], AS_GIVEN] = field(default=DEFAULT_ORDER, validator=rule(_api_order))
+    ec2_fleet: Annotated[EC2FleetSettings, SECTION] = field(factory=EC2FleetSettings, metadata=key(EC2_FLEET))
+    asg: Annotated[ASGSettings, SECTION] = field(factory=ASGSettings, metadata=key(ASG))
+    spot_fleet: Annotated[SpotFleetSettings, SECTION] = field(
+        factory=SpotFleetSettings, metadata=key(SPOT_FLEET)
+    )
+    run_instances: Annotated[RunInstancesSettings, SECTION] = field(
+        factory=RunInstancesSettings, metadata=key(RUN_INSTANCES)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if not self.enabled:
+            raise ValueError("every AWS API is disabled; enable at least one")
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        """The APIs whose ``enabled`` is true."""
+        sections: dict[str, EC2FleetSettings | ASGSettings | SpotFleetSettings | RunInstancesSettings] = {
+            EC2_FLEET: self.ec2_fleet,
+            ASG: self.asg,
+            SPOT_FLEET: self.spot_fleet,
+            RUN_INSTANCES: self.run_instances,
+        }
+        return frozenset(api for api, section in sections.items() if section.enabled)
 
 
-@frozen
+@frozen(kw_only=True)
+class AwsSettings:
+    """The ``aws`` section of ``ohfp.json``."""
+
+    handlers: Annotated[HandlerSettings, SECTION] = field(factory=HandlerSettings)
+
+
+# -- awsprov_config.json ------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
 class AwsConfig:
-    """IBM's AWS provider config (``awsprov_config.json``) plus :class:`HandlerSettings`.
+    """IBM's AWS provider config (``awsprov_config.json``), by IBM's keys, plus ``handlers``
+    from ohfp.json (not a key of IBM's file: :func:`load_config` sets it).
 
     Times are kept in the file's units (milliseconds or seconds, as named).
     ``key_file`` (``AWS_KEY_FILE``) is accepted for compatibility and never used for API calls.
     """
 
-    region: str
-    credential_file: str | None = None
-    endpoint_url: str | None = None
-    key_file: str | None = None
-    proxy_host: str | None = None
-    proxy_port: int | None = None
-    connection_timeout_ms: int = 10000
-    request_retry_attempts: int = 3
-    instance_pending_timeout_sec: int = 180
-    describe_request_retry_attempts: int = 0
-    describe_request_interval_ms: int = 0
-    accept_propagated_log_setting: bool = False
-    handlers: HandlerSettings = field(factory=HandlerSettings)
+    region: Text = field(default=None, metadata=key("AWS_REGION"), validator=rule(text()))
+    credential_file: Text = field(default=None, metadata=key("AWS_CREDENTIAL_FILE"), validator=rule(text()))
+    endpoint_url: Text = field(default=None, metadata=key("AWS_ENDPOINT_URL"), validator=rule(text()))
+    key_file: Text = field(default=None, metadata=key("AWS_KEY_FILE"), validator=rule(text()))
+    proxy_host: Text = field(default=None, metadata=key("AWS_PROXY_HOST"), validator=rule(text()))
+    proxy_port: Annotated[int | None, QUOTED] = field(
+        default=None, metadata=key("AWS_PROXY_PORT"), validator=rule(integer(1, 65535))
+    )
+    connection_timeout_ms: QuotedInt = field(
+        default=10000, metadata=key("AWS_CONNECTION_TIMEOUT_MS"), validator=rule(integer(1, 600_000))
+    )
+    request_retry_attempts: QuotedInt = field(
+        default=3, metadata=key("AWS_REQUEST_RETRY_ATTEMPTS"), validator=rule(integer(0, 10))
+    )
+    instance_pending_timeout_sec: QuotedInt = field(
+        default=180, metadata=key("AWS_INSTANCE_PENDING_TIMEOUT_SEC"), validator=rule(integer(1))
+    )
+    describe_request_retry_attempts: QuotedInt = field(
+        default=0, metadata=key("AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS"), validator=rule(integer(0, 10))
+    )
+    describe_request_interval_ms: QuotedInt = field(
+        default=0, metadata=key("AWS_DESCRIBE_REQUEST_INTERVAL"), validator=rule(integer(0, 60_000))
+    )
+    accept_propagated_log_setting: QuotedBool = field(
+        default=False, metadata=key("ACCEPT_PROPAGATED_LOG_SETTING"), validator=rule(flag)
+    )
+    handlers: HandlerSettings = field(factory=HandlerSettings, metadata=NOT_READ)
+
+    def __attrs_post_init__(self) -> None:
+        if self.proxy_port is not None and self.proxy_host is None:
+            broken(AwsConfig, [FieldError("AWS_PROXY_PORT", "set AWS_PROXY_HOST too")])
 
     @property
     def proxies(self) -> dict[str, str] | None:
@@ -94,198 +200,34 @@ class AwsConfig:
         return {"http": url, "https": url}
 
 
-T = TypeVar("T")
-
-
-class _Reader:
-    """Reads typed values from one mapping, collecting problems that name the key."""
-
-    def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
-        self.data = data
-        self.prefix = prefix
-        self.problems: list[str] = []
-        self.seen: set[str] = set()
-
-    def _fail(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.prefix}{key}: {message}")
-
-    def get(self, key: str, convert: Callable[[str, Any], T], default: T) -> T:
-        self.seen.add(key)
-        if key not in self.data or self.data[key] is None:
-            return default
-        try:
-            return convert(key, self.data[key])
-        except ValueError as exc:
-            self._fail(key, str(exc))
-            return default
-
-    def unknown(self) -> None:
-        for key in sorted(set(self.data) - self.seen):
-            self._fail(key, "unknown key")
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _int_in(low: int, high: int | None) -> Callable[[str, Any], int]:
-    def convert(key: str, value: Any) -> int:
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            number = int(value.strip())  # IBM's samples sometimes quote numbers
-        span = f"{low}..{high}" if high is not None else f"≥ {low}"
-        if number is None:
-            raise ValueError(f"must be an integer {span}, got {value!r}")
-        if number < low or (high is not None and number > high):
-            raise ValueError(f"must be {span}, got {number}")
-        return number
-
-    return convert
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "y", "n"):
-        return value.strip().lower() in ("true", "yes", "y")
-    raise ValueError(f"must be true or false, got {value!r}")
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def convert(key: str, value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-        return str(value)
-
-    return convert
-
-
-def _api_list(key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of {', '.join(APIS)}, got {value!r}")
-    bad = [item for item in value if item not in APIS]
-    if bad:
-        raise ValueError(f"unknown API {bad[0]!r}; choose from {', '.join(APIS)}")
-    if len(set(value)) != len(value):
-        raise ValueError("lists an API twice")
-    return tuple(value)
-
-
-_CONFIG_KEYS = (
-    "AWS_REGION",
-    "AWS_CREDENTIAL_FILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_KEY_FILE",
-    "AWS_PROXY_HOST",
-    "AWS_PROXY_PORT",
-    "AWS_CONNECTION_TIMEOUT_MS",
-    "AWS_REQUEST_RETRY_ATTEMPTS",
-    "AWS_INSTANCE_PENDING_TIMEOUT_SEC",
-    "AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS",
-    "AWS_DESCRIBE_REQUEST_INTERVAL",
-    "ACCEPT_PROPAGATED_LOG_SETTING",
-)
-
-
-def load_handler_settings(settings: Mapping[str, Any]) -> tuple[HandlerSettings, list[str]]:
-    """Parse the ``aws`` section of ohfp.json; returns the settings and problems found."""
-    top = _Reader(settings)
-    top.seen.add("handlers")
-    top.unknown()
-    problems = top.problems
-    section = settings.get("handlers") or {}
-    if not isinstance(section, Mapping):
-        return HandlerSettings(), [*problems, f"handlers: must be an object, got {section!r}"]
-    reader = _Reader(section, "handlers.")
-    order: tuple[str, ...] = reader.get("order", _api_list, DEFAULT_ORDER)
-    enabled = set(APIS)
-    values: dict[str, Any] = {}
-    specs: dict[str, dict[str, tuple[str, Callable[[str, Any], Any], Any]]] = {
-        "EC2Fleet": {
-            "defaultFleetType": ("ec2fleet_default_type", _one_of(FLEET_TYPES), "request"),
-            "maxSpotPercent": ("ec2fleet_max_spot_percent", _int_in(0, 100), 100),
-        },
-        "ASG": {
-            "minSize": ("asg_min_size", _int_in(0, None), 0),
-            "maxSize": ("asg_max_size", _int_in(1, None), None),
-            "healthCheckType": ("asg_health_check_type", _one_of(HEALTH_CHECK_TYPES), "EC2"),
-        },
-        "SpotFleet": {
-            "allocationStrategy": (
-                "spotfleet_allocation_strategy",
-                _one_of(SPOT_ALLOCATION_STRATEGIES),
-                "capacityOptimized",
-            ),
-        },
-        "RunInstances": {
-            "maxPerCall": ("runinstances_max_per_call", _int_in(1, 1000), 100),
-        },
-    }
-    for api, keys in specs.items():
-        reader.seen.add(api)
-        sub = section.get(api)
-        if sub is None:
-            continue
-        if not isinstance(sub, Mapping):
-            reader.problems.append(f"handlers.{api}: must be an object, got {sub!r}")
-            continue
-        sub_reader = _Reader(sub, f"handlers.{api}.")
-        if not sub_reader.get("enabled", _bool, True):
-            enabled.discard(api)
-        for key, (attr, convert, default) in keys.items():
-            values[attr] = sub_reader.get(key, convert, default)
-        sub_reader.unknown()
-        problems += sub_reader.problems
-    reader.unknown()
-    problems += reader.problems
-    if not enabled:
-        problems.append("handlers: every AWS API is disabled; enable at least one")
-    return HandlerSettings(order=order, enabled=frozenset(enabled), **values), problems
-
-
 def load_config(
     raw: Mapping[str, Any],
     settings: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> AwsConfig:
-    """Parse IBM's AWS config keys and the ``aws`` settings section.
+    """Parse IBM's AWS config keys and the ``aws`` settings section, each in one pass.
 
-    :raises ConfigError: listing every problem, each naming its key
+    :raises ConfigError: listing every problem of both, each naming its key
         (``AWS_REQUEST_RETRY_ATTEMPTS: must be 0..10, got 12``), unknown keys included.
     """
     env = os.environ if environ is None else environ
     if not isinstance(raw, Mapping):
         raise ConfigError("the AWS provider config must be a JSON object of AWS_* keys")
-    reader = _Reader(raw)
-    region = reader.get("AWS_REGION", _string, "") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if not region:
-        reader.problems.append(
+    problems: list[str] = []
+    config, aws = AwsConfig(), AwsSettings()
+    try:
+        config = read(raw, AwsConfig, message="invalid AWS provider config")
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        aws = read(settings or {}, AwsSettings, message="invalid aws settings")
+    except ConfigError as exc:
+        problems += exc.problems
+    region = config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region and raw.get("AWS_REGION") is None:
+        problems.append(
             "AWS_REGION: required (set it in the provider config or the AWS_REGION environment variable)"
         )
-    values: dict[str, Any] = {
-        "credential_file": reader.get("AWS_CREDENTIAL_FILE", _string, None),
-        "endpoint_url": reader.get("AWS_ENDPOINT_URL", _string, None),
-        "key_file": reader.get("AWS_KEY_FILE", _string, None),
-        "proxy_host": reader.get("AWS_PROXY_HOST", _string, None),
-        "proxy_port": reader.get("AWS_PROXY_PORT", _int_in(1, 65535), None),
-        "connection_timeout_ms": reader.get("AWS_CONNECTION_TIMEOUT_MS", _int_in(1, 600_000), 10000),
-        "request_retry_attempts": reader.get("AWS_REQUEST_RETRY_ATTEMPTS", _int_in(0, 10), 3),
-        "instance_pending_timeout_sec": reader.get("AWS_INSTANCE_PENDING_TIMEOUT_SEC", _int_in(1, None), 180),
-        "describe_request_retry_attempts": reader.get(
-            "AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS", _int_in(0, 10), 0
-        ),
-        "describe_request_interval_ms": reader.get("AWS_DESCRIBE_REQUEST_INTERVAL", _int_in(0, 60_000), 0),
-        "accept_propagated_log_setting": reader.get("ACCEPT_PROPAGATED_LOG_SETTING", _bool, False),
-    }
-    if values["proxy_port"] is not None and values["proxy_host"] is None:
-        reader.problems.append("AWS_PROXY_PORT: set AWS_PROXY_HOST too")
-    reader.unknown()
-    handlers, handler_problems = load_handler_settings(settings or {})
-    problems = reader.problems + handler_problems
     if problems:
         raise ConfigError("invalid AWS provider configuration", problems)
-    return AwsConfig(region=str(region), handlers=handlers, **values)
+    return attrs.evolve(config, region=region, handlers=aws.handlers)

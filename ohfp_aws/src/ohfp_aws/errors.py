@@ -1,16 +1,18 @@
-"""AWS errors as ohfp errors.
+"""AWS errors as ohfp errors: the one boundary every AWS call crosses.
 
 Every call to AWS runs inside :func:`aws_call`, which turns botocore's exceptions into
 :class:`ohfp_core.errors.CloudError` subclasses with a message of the form
-``"<Operation>: <AWS message> (<code>)"``. botocore is imported only once an error exists,
+``"<Operation>: <AWS message> (<code>)"``; :func:`paginate` reads every page of a call
+through botocore's paginator inside it. botocore is imported only once an error exists,
 so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from ohfp_core.errors import (
     AuthError,
@@ -97,9 +99,12 @@ THROTTLE_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+OUT_OF_TIME = "ActionTimeout"
+"""The code of the error raised when Host Factory's time for the call is spent."""
 # Worth trying again later: the service or the network failed, not the request.
 TRANSIENT_CODES = frozenset(
     {
+        OUT_OF_TIME,
         "InternalError",
         "InternalFailure",
         "ServiceUnavailable",
@@ -112,6 +117,7 @@ TRANSIENT_CODES = frozenset(
         "ProxyConnectionError",
     }
 )
+
 
 _ACCESS_KEY_RE = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
 _MAX_MESSAGE = 1000
@@ -195,3 +201,26 @@ def aws_call(operation: str) -> Iterator[None]:
         if _is_botocore_error(exc):
             raise translate(exc, operation) from exc
         raise
+
+
+def paginate(client: Any, method: str, **params: Any) -> Iterator[Mapping[str, Any]]:
+    """Every page of ``client.<method>(**params)`` through botocore's paginator, errors
+    translated (the operation is named as AWS names it, e.g. ``DescribeInstances``).
+
+    ``PaginationConfig`` passes through (``{"PageSize": 100}`` sets the call's page size).
+    """
+    with aws_call(client.meta.method_to_api_mapping.get(method, method)):
+        yield from client.get_paginator(method).paginate(**params)
+
+
+def out_of_time(operation: str, budget_sec: float) -> CloudError:
+    """The error for an AWS call that Host Factory's time for the call no longer allows.
+
+    Retryable: the next call (Host Factory polls again) gets a new budget.
+    """
+    return CloudError(
+        f"{operation}: no answer from AWS within the {budget_sec:g} s this Host Factory call "
+        f"may spend on AWS (HF_PROVIDER_ACTION_TIMEOUT less a reserve) ({OUT_OF_TIME})",
+        OUT_OF_TIME,
+        retryable=True,
+    )

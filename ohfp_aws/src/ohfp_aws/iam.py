@@ -1,8 +1,9 @@
 """The least-privilege IAM policy the AWS provider needs, built from what the code calls.
 
-Each handler class lists the IAM actions it calls (``Handler.actions``); the provider adds
-its own (:attr:`AwsProvider.OWN_ACTIONS`). ``iam:PassRole`` gets its own statement limited
-to the services that receive the roles (instance profiles and the Spot Fleet role).
+Each handler class lists the IAM actions it calls (``Handler.actions``); the provider's own,
+whatever the API, are :data:`ohfp_aws.model.PROVIDER_ACTIONS`. ``iam:PassRole`` gets its own
+statement limited to the services that receive the roles (instance profiles and the Spot
+Fleet role).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ohfp_aws.handlers import HANDLERS, handler_class
+from ohfp_aws.model import ASG, PROVIDER_ACTIONS
 
 PASS_ROLE = "iam:PassRole"  # noqa: S105 (an IAM action, not a password)
 PASS_ROLE_SERVICES = ("ec2.amazonaws.com", "spotfleet.amazonaws.com")
@@ -22,14 +24,12 @@ def actions_for(enabled: Iterable[str]) -> set[str]:
 
     :raises KeyError: for an API ohfp does not know.
     """
-    from ohfp_aws.provider import AwsProvider
-
-    actions = set(AwsProvider.OWN_ACTIONS) | {PASS_ROLE}
+    actions = set(PROVIDER_ACTIONS) | {PASS_ROLE}
     for api in enabled:
         if api not in HANDLERS:
             raise KeyError(f"unknown AWS API {api!r}; choose from {', '.join(HANDLERS)}")
         actions.update(getattr(handler_class(api), "actions", ()))
-        if api == "ASG":
+        if api == ASG:
             actions.add("autoscaling:DescribeAutoScalingGroups")  # the health check
     return actions
 

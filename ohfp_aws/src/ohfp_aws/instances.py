@@ -1,8 +1,9 @@
-"""EC2 instances as ohfp machines: batched describe and terminate.
+"""EC2 instances as ohfp machines: batched describe and terminate, and lookups by tag or name.
 
 Both calls take any number of ids and send at most :data:`MAX_IDS` per request. Ids AWS
-does not know (already gone, or not yet visible just after launch) are left out of the
-result rather than failing the batch.
+does not know (already terminated and purged, or not yet visible just after launch) are left out of the
+result rather than failing the batch. Lookups by filter send at most
+:data:`FILTER_VALUES_MAX` values per filter.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ohfp_aws.errors import aws_call, aws_message, error_code
+from ohfp_aws.errors import aws_call, aws_message, error_code, paginate
+from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_WEIGHT
 from ohfp_core.errors import CloudError
 from ohfp_core.models import Machine, MachineState, PriceType
 
 MAX_IDS = 1000
-WEIGHT_TAG = "ohfp:weight"
+FILTER_VALUES_MAX = 200
 _NOT_FOUND = "InvalidInstanceID.NotFound"
 _MALFORMED = "InvalidInstanceID.Malformed"
 _ID_RE = re.compile(r"\bi-[0-9a-f]{8,17}\b")
@@ -47,7 +49,7 @@ def to_machine(instance: Mapping[str, Any]) -> Machine:
     """
     tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
     try:
-        weight = max(1, int(tags.get(WEIGHT_TAG, "1")))
+        weight = max(1, int(tags.get(TAG_WEIGHT, "1")))
     except ValueError:
         weight = 1
     state_name = instance.get("State", {}).get("Name", "pending")
@@ -121,10 +123,38 @@ def describe_instances(
 
 
 def _paginate(ec2: Any, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    with aws_call("DescribeInstances"):
-        for page in ec2.get_paginator("describe_instances").paginate(**params):
-            for reservation in page.get("Reservations", []):
-                yield from reservation.get("Instances", [])
+    for page in paginate(ec2, "describe_instances", **params):
+        for reservation in page.get("Reservations", []):
+            yield from reservation.get("Instances", [])
+
+
+def tagged_for_requests(ec2: Any, request_ids: Sequence[str], instance_name: str) -> dict[str, list[str]]:
+    """The ids of instances not terminated that carry each request id's ``ohfp:request-id``
+    tag and this provider instance's ``ohfp:instance`` tag: one describe per 200 requests."""
+    found: dict[str, list[str]] = {request_id: [] for request_id in request_ids}
+    for chunk in chunks(list(found), FILTER_VALUES_MAX):
+        filters = [
+            {"Name": f"tag:{TAG_REQUEST}", "Values": chunk},
+            {"Name": f"tag:{TAG_INSTANCE}", "Values": [instance_name]},
+        ]
+        for instance in describe_instances(ec2, filters=filters):
+            tags = {t.get("Key"): t.get("Value") for t in instance.get("Tags", [])}
+            request_id = tags.get(TAG_REQUEST)
+            if request_id in found and instance.get("State", {}).get("Name") != "terminated":
+                found[request_id].append(instance["InstanceId"])
+    return found
+
+
+def by_name(ec2: Any, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Instances by private DNS name (the host name Host Factory knows), 200 names a call.
+    A name may have been reused by a newer instance: one that is not terminated wins."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(list(dict.fromkeys(names)), FILTER_VALUES_MAX):
+        for described in describe_instances(ec2, filters=[{"Name": "private-dns-name", "Values": chunk}]):
+            name = described.get("PrivateDnsName")
+            if name and (name not in found or found[name]["State"]["Name"] == "terminated"):
+                found[name] = described
+    return found
 
 
 def describe_machines(
@@ -171,9 +201,9 @@ def terminate(ec2: Any, instance_ids: Sequence[str], *, chunk_size: int = MAX_ID
                 break
             except CloudError as exc:
                 if error_code(exc) in (_NOT_FOUND, _MALFORMED):
-                    gone = _ids_in(aws_message(exc)) & set(remaining)
-                    if gone:
-                        remaining = [i for i in remaining if i not in gone]
+                    unknown = _ids_in(aws_message(exc)) & set(remaining)
+                    if unknown:
+                        remaining = [i for i in remaining if i not in unknown]
                         continue
                     if len(remaining) == 1:
                         break

@@ -12,7 +12,8 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from ohfp_aws.handlers.base import AwsTemplate
+from ohfp_aws.errors import aws_call
+from ohfp_aws.model import AwsTemplate
 
 DEFAULT_ROOT_DEVICE = "/dev/xvda"
 
@@ -33,8 +34,6 @@ def root_device_name(ec2: Any, image_id: str) -> str:
     Call it only when :func:`needs_root_device`: a wrong name adds a second volume instead of
     resizing the root one, so guessing is worse than one describe call.
     """
-    from ohfp_aws.errors import aws_call
-
     with aws_call("DescribeImages"):
         images = ec2.describe_images(ImageIds=[image_id]).get("Images", [])
     name = images[0].get("RootDeviceName") if images else None

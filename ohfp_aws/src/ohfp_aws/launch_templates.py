@@ -3,7 +3,7 @@
 ohfp makes one launch template per request, named ``ohfp-<request_id>``, tagged like every
 other resource of the request, and deletes it with the fleet or group. A template that names
 its own ``launchTemplateId`` uses that one as is: ohfp neither changes nor deletes it. The
-handle records which case applies (``launch_template_created``).
+:class:`~ohfp_aws.handles.LaunchTemplateRef` in the handle records which case applies.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import TRANSIENT_CODES, aws_call, error_code
-from ohfp_aws.handlers.base import AwsContext, AwsTemplate, client_token
-from ohfp_aws.handlers.common import made_for
+from ohfp_aws.handles import LaunchTemplateRef
 from ohfp_aws.launch_spec import instance_launch_data, needs_root_device, root_device_name, tag_list
+from ohfp_aws.model import AwsTemplate, client_token
 from ohfp_core.errors import CloudError
 
 NAME_PREFIX = "ohfp-"
@@ -32,51 +33,26 @@ def template_name(request_id: str) -> str:
     return f"{NAME_PREFIX}{request_id}"
 
 
-def create_for_request(
+def ensure_for_request(
     ctx: AwsContext,
     request_id: str,
     template: AwsTemplate,
     overrides: Mapping[str, Any] | None = None,
-) -> tuple[str, str]:
-    """The launch template id and version to launch ``template``'s machines from.
+) -> LaunchTemplateRef:
+    """The launch template to launch ``template``'s machines from.
 
     With ``template.launch_template_id`` that template at its default version (nothing is
     created). Otherwise a template ``ohfp-<request_id>`` made from the template's fields plus
     ``overrides`` (extra LaunchTemplateData keys such as ``InstanceType``). Idempotent: a
-    template of that name made by an earlier attempt is reused.
+    template of that name made by an earlier attempt is reused, with its creation time, so
+    a retried create call carries the same parameters as the first (as client tokens require).
 
     :raises CloudError: when AWS refuses the template.
     """
-    template_id, version, _ = _ensure(ctx, request_id, template, overrides)
-    return template_id, version
-
-
-def handle_fields(
-    ctx: AwsContext,
-    request_id: str,
-    template: AwsTemplate,
-    overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """:func:`create_for_request` as the handle keys every handler stores.
-
-    ``launch_template_created_at`` (epoch seconds, None for a user's template) is the same
-    on every attempt for a request, so handlers derive deadlines from it and a retried
-    create call carries the same parameters as the first (as client tokens require).
-    """
-    template_id, version, created_at = _ensure(ctx, request_id, template, overrides)
-    return {
-        "launch_template_id": template_id,
-        "launch_template_version": version,
-        "launch_template_created": not template.launch_template_id,
-        "launch_template_created_at": created_at,
-    }
-
-
-def _ensure(
-    ctx: AwsContext, request_id: str, template: AwsTemplate, overrides: Mapping[str, Any] | None
-) -> tuple[str, str, int | None]:
     if template.launch_template_id:
-        return template.launch_template_id, DEFAULT_VERSION, None
+        return LaunchTemplateRef(
+            launch_template_id=template.launch_template_id, launch_template_version=DEFAULT_VERSION
+        )
     if not template.image_id:
         raise CloudError(f"template {template.template_id} has neither imageId nor launchTemplateId")
     ec2 = ctx.clients.ec2
@@ -102,25 +78,26 @@ def _ensure(
         with aws_call("DescribeLaunchTemplates"):
             created = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
     create_time = created.get("CreateTime")
-    created_at = int(create_time.timestamp()) if isinstance(create_time, datetime) else None
-    return str(created["LaunchTemplateId"]), str(created["LatestVersionNumber"]), created_at
+    return LaunchTemplateRef(
+        launch_template_id=str(created["LaunchTemplateId"]),
+        launch_template_version=str(created["LatestVersionNumber"]),
+        launch_template_created=True,
+        launch_template_created_at=int(create_time.timestamp())
+        if isinstance(create_time, datetime)
+        else None,
+    )
 
 
-def launch_template_spec(handle: Mapping[str, Any]) -> dict[str, str]:
-    """The ``LaunchTemplateSpecification`` for a handle made by :func:`handle_fields`."""
-    return {"LaunchTemplateId": handle["launch_template_id"], "Version": handle["launch_template_version"]}
+def delete_for_request(ctx: AwsContext, ref: LaunchTemplateRef) -> None:
+    """Delete the launch template ``ref`` names, only if ohfp created it.
 
-
-def delete_for_request(ctx: AwsContext, handle: Mapping[str, Any]) -> None:
-    """Delete the launch template the handle records, only if ohfp created it.
-
-    A template already gone is not an error.
+    A template already deleted is not an error.
     """
-    if not handle.get("launch_template_created") or not handle.get("launch_template_id"):
+    if not ref.launch_template_created or not ref.launch_template_id:
         return
     try:
         with aws_call("DeleteLaunchTemplate"):
-            ctx.clients.ec2.delete_launch_template(LaunchTemplateId=handle["launch_template_id"])
+            ctx.clients.ec2.delete_launch_template(LaunchTemplateId=ref.launch_template_id)
     except CloudError as exc:
         if error_code(exc) not in _NOT_FOUND:
             raise
@@ -139,15 +116,16 @@ def delete_by_request_id(ctx: AwsContext, request_id: str) -> None:
             raise
         return
     for launch_template in found.get("LaunchTemplates", []):
-        if made_for(launch_template.get("Tags"), ctx, request_id):
-            handle = {
-                "launch_template_created": True,
-                "launch_template_id": launch_template["LaunchTemplateId"],
-            }
-            delete_for_request(ctx, handle)
+        if ctx.made_for(launch_template.get("Tags"), request_id):
+            ref = LaunchTemplateRef(
+                launch_template_id=launch_template["LaunchTemplateId"],
+                launch_template_version=str(launch_template.get("LatestVersionNumber", "")),
+                launch_template_created=True,
+            )
+            delete_for_request(ctx, ref)
 
 
-def discard_after_failure(ctx: AwsContext, handle: Mapping[str, Any], exc: CloudError) -> None:
+def discard_after_failure(ctx: AwsContext, ref: LaunchTemplateRef, exc: CloudError) -> None:
     """Delete the request's launch template after its create call failed for good.
 
     After a transient failure (a timeout, an internal error) the create may still have
@@ -157,4 +135,4 @@ def discard_after_failure(ctx: AwsContext, handle: Mapping[str, Any], exc: Cloud
     if error_code(exc) in TRANSIENT_CODES:
         return
     with contextlib.suppress(CloudError):
-        delete_for_request(ctx, handle)
+        delete_for_request(ctx, ref)

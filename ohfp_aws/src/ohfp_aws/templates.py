@@ -1,320 +1,284 @@
-"""IBM's AWS template fields (``awsprov_templates.json``): validation and parsing.
+"""IBM's AWS template fields (``awsprov_templates.json``), read in one pass.
 
-:func:`validate_fields` checks every field offline and names the key in each problem;
-:func:`parse_template` turns a valid template into an :class:`AwsTemplate`. Spellings follow
-IBM: ``vmType`` (one type) or ``vmTypes`` (type → weight), ``subnetId`` as one id, a
+:class:`TemplateFields` is one template entry as IBM spells it, each field with its rule;
+:func:`parse_template` reads a core :class:`~ohfp_core.models.Template` into it and builds
+the :class:`~ohfp_aws.model.AwsTemplate` handlers work with. Spellings follow IBM:
+``vmType`` (one type) or ``vmTypes`` (type → weight), ``subnetId`` as one id, a
 comma-separated list or an array, ``instanceTags`` as ``"k=v;k2=v2"``, and
 ``userDataScript`` as the *path* of a file whose content becomes the user data (a relative
-path is taken from the provider's config directory).
+path is taken from the provider's config directory). :class:`Templates` keeps each
+template's parse for the rest of the call, so the file is read once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ohfp_aws.handlers.base import APIS, FLEET_TYPES, AwsTemplate
+import attrs
+from attrs import field, frozen
+
+from ohfp_aws.documents import (
+    AS_GIVEN,
+    ID_LIST,
+    PRICE,
+    TAGS,
+    USER_DATA,
+    broken,
+    integer,
+    read,
+    text,
+)
+from ohfp_aws.model import (
+    APIS,
+    ASG,
+    FLEET_TYPES,
+    ON_DEMAND_STRATEGIES,
+    RUN_INSTANCES,
+    SPOT_STRATEGIES,
+    AwsTemplate,
+)
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Problem, Template
+from ohfp_core.parsing import FieldError, key, key_of, one_of, rule
 
 PRICE_TYPES = ("ondemand", "spot", "heterogeneous")
 VOLUME_TYPES = ("gp2", "gp3", "io1", "io2", "standard")
 IOPS_RANGE = {"io1": (100, 64000), "io2": (100, 256000), "gp3": (3000, 80000)}
-ALLOCATION_STRATEGIES = (
-    "capacityOptimized",
-    "capacityOptimizedPrioritized",
-    "diversified",
-    "lowestPrice",
-    "priceCapacityOptimized",
-)
-ON_DEMAND_ALLOCATION_STRATEGIES = ("lowestPrice", "prioritized")
 MAX_NUMBER = 10000
-MAX_USER_DATA_BYTES = 16 * 1024
-# IBM's plugin echoes these in getAvailableTemplates; accepted and ignored.
-PASSTHROUGH_KEYS = ("pgrpName", "onDemandCapacity", "requestedMachines")
+UNLISTED = "unlisted"  # metadata: a key accepted but not offered in "known: …"
 
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
-_TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
+
+Given = Annotated[Any, AS_GIVEN]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(low: int, high: int | None) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        span = f"{low}..{high}" if high is not None else f"≥ {low}"
-        if not _is_int(value):
-            return f"must be an integer {span}, got {value!r}"
-        if value < low or (high is not None and value > high):
-            return f"must be {span}, got {value}"
-        return None
-
-    return check
-
-
-def _check_enum(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value not in choices:
-            return f"must be one of {', '.join(choices)}, got {value!r}"
-        return None
-
-    return check
-
-
-def _check_string(prefix: str = "") -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, str) or not value.strip():
-            return f"must be a non-empty string, got {value!r}"
-        if prefix and not value.startswith(prefix):
-            return f"must start with {prefix!r}, got {value!r}"
-        return None
-
-    return check
-
-
-def _check_image(value: Any) -> str | None:
+def _image(value: Any) -> str | None:
     if not isinstance(value, str) or not (value.startswith("ami-") or value.startswith("/")):
         return f"must be an AMI id (ami-…) or an SSM parameter path (/…), got {value!r}"
     return None
 
 
-def _check_price(value: Any) -> str | None:
-    try:
-        price = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        price = -1.0
-    if price <= 0:
-        return f"must be a positive price in USD per hour, got {value!r}"
-    return None
-
-
-def _id_list(value: Any) -> list[str] | None:
-    """A list of ids from an array or a comma-separated string; None when malformed."""
-    if isinstance(value, str):
-        items = [item.strip() for item in value.split(",")]
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        items = [item.strip() for item in value]
-    else:
-        return None
-    return items if items and all(items) else None
-
-
-def _check_ids(prefix: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        items = _id_list(value)
-        if items is None:
-            return f"must be an id, a comma-separated list or an array of ids, got {value!r}"
-        bad = [item for item in items if not item.startswith(prefix)]
-        if bad:
-            return f"{bad[0]!r} is not a {prefix}… id"
-        return None
-
-    return check
-
-
-def _check_type_map(low: int, what: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, Mapping) or not value:
-            return f"must be a non-empty object of instance type → {what}, got {value!r}"
-        for key, number in value.items():
-            if not isinstance(key, str) or not _INSTANCE_TYPE_RE.match(key):
-                return f"{key!r} is not an instance type (like m5.large)"
-            if not _is_int(number) or number < low:
-                return f"{key}: {what} must be an integer ≥ {low}, got {number!r}"
-        return None
-
-    return check
-
-
-def _check_instance_type(value: Any) -> str | None:
+def _instance_type(value: Any) -> str | None:
     if not isinstance(value, str) or not _INSTANCE_TYPE_RE.match(value):
         return f"must be an instance type (like t3.micro), got {value!r}"
     return None
 
 
-def parse_tags(value: Any) -> dict[str, str]:
-    """``"k=v;k2=v2"`` (or an object) as a dict. :raises ValueError: naming the bad pair."""
-    if isinstance(value, Mapping):
-        pairs = [(str(k), "" if v is None else str(v)) for k, v in value.items()]
-    elif isinstance(value, str):
-        pairs = []
-        for part in value.split(";"):
-            if not part.strip():
-                continue
-            key, sep, tag_value = part.partition("=")
-            if not sep:
-                raise ValueError(f"{part.strip()!r} is not key=value (pairs are separated by ';')")
-            pairs.append((key.strip(), tag_value.strip()))
-    else:
-        raise ValueError(f"must be a string like 'k=v;k2=v2', got {value!r}")
-    tags: dict[str, str] = {}
-    for key, tag_value in pairs:
-        if not key:
-            raise ValueError("a tag has an empty key")
-        if key.lower().startswith("aws:"):
-            raise ValueError(f"tag key {key!r}: the aws: prefix is reserved")
-        if len(key) > _TAG_KEY_MAX or len(tag_value) > _TAG_VALUE_MAX:
-            raise ValueError(f"tag {key!r}: keys are ≤ 128 and values ≤ 256 characters")
-        tags[key] = tag_value
-    return tags
+def _ids(prefix: str) -> Any:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, tuple):
+            return f"must be an id, a comma-separated list or an array of ids, got {value!r}"
+        bad = [item for item in value if not item.startswith(prefix)]
+        return f"{bad[0]!r} is not a {prefix}… id" if bad else None
+
+    return rule(check)
 
 
-def _check_tags(value: Any) -> str | None:
-    try:
-        parse_tags(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
+def _type_map(low: int, what: str) -> Any:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, Mapping) or not value:
+            return f"must be a non-empty object of instance type → {what}, got {value!r}"
+        for name, number in value.items():
+            if not isinstance(name, str) or not _INSTANCE_TYPE_RE.match(name):
+                return f"{name!r} is not an instance type (like m5.large)"
+            if integer(low)(number):
+                return f"{name}: {what} must be an integer ≥ {low}, got {number!r}"
+        return None
+
+    return rule(check)
 
 
-def _user_data_path(value: str, base_dir: Path | None) -> Path:
-    path = Path(value).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return path
+@frozen(kw_only=True)
+class TemplateFields:
+    """One entry of ``awsprov_templates.json``, by IBM's keys (core's ``templateId`` and
+    ``maxNumber`` included; ``attributes`` are core's alone)."""
+
+    template_id: str | None = field(default=None, metadata={**key("templateId"), UNLISTED: True})
+    max_number: Given = field(
+        default=None, validator=rule(integer(-1, MAX_NUMBER)), metadata={**key("maxNumber"), UNLISTED: True}
+    )
+    price_type: Given = field(
+        default="ondemand", metadata=key("priceType"), validator=rule(one_of(PRICE_TYPES))
+    )
+    image_id: Given = field(default=None, metadata=key("imageId"), validator=rule(_image))
+    launch_template_id: Given = field(
+        default=None, metadata=key("launchTemplateId"), validator=rule(text("lt-"))
+    )
+    subnet_ids: Annotated[tuple[str, ...], ID_LIST] = field(
+        default=(), metadata=key("subnetId"), validator=_ids("subnet-")
+    )
+    vm_type: Given = field(default=None, metadata=key("vmType"), validator=rule(_instance_type))
+    vm_types: Given = field(default=None, metadata=key("vmTypes"), validator=_type_map(1, "weight"))
+    vm_types_on_demand: Given = field(
+        default=None, metadata=key("vmTypesOnDemand"), validator=_type_map(1, "weight")
+    )
+    vm_types_priority: Given = field(
+        default=None, metadata=key("vmTypesPriority"), validator=_type_map(0, "priority")
+    )
+    security_group_ids: Annotated[tuple[str, ...], ID_LIST] = field(
+        default=(), metadata=key("securityGroupIds"), validator=_ids("sg-")
+    )
+    key_name: Given = field(default=None, metadata=key("keyName"), validator=rule(text()))
+    instance_profile: Given = field(default=None, metadata=key("instanceProfile"), validator=rule(text()))
+    root_device_volume_size: Given = field(
+        default=None, metadata=key("rootDeviceVolumeSize"), validator=rule(integer(1, 16384))
+    )
+    volume_type: Given = field(default=None, metadata=key("volumeType"), validator=rule(one_of(VOLUME_TYPES)))
+    iops: Given = field(default=None, validator=rule(integer(1)))  # its range depends on volumeType
+    instance_tags: Annotated[Mapping[str, str], TAGS] = field(factory=dict, metadata=key("instanceTags"))
+    user_data: Annotated[str | None, USER_DATA] = field(default=None, metadata=key("userDataScript"))
+    fleet_role: Given = field(default=None, metadata=key("fleetRole"), validator=rule(text()))
+    max_spot_price: Annotated[str | None, PRICE] = field(default=None, metadata=key("maxSpotPrice"))
+    spot_fleet_request_expiry_min: Given = field(
+        default=30, metadata=key("spotFleetRequestExpiry"), validator=rule(integer(1, 525600))
+    )
+    allocation_strategy: Given = field(
+        default=None, metadata=key("allocationStrategy"), validator=rule(one_of(tuple(SPOT_STRATEGIES)))
+    )
+    allocation_strategy_on_demand: Given = field(
+        default=None,
+        metadata=key("allocationStrategyOnDemand"),
+        validator=rule(one_of(tuple(ON_DEMAND_STRATEGIES))),
+    )
+    percent_on_demand: Given = field(
+        default=None, metadata=key("percentOnDemand"), validator=rule(integer(0, 100))
+    )
+    pools_count: Given = field(default=None, metadata=key("poolsCount"), validator=rule(integer(1, 100)))
+    provider_api: Given = field(default=None, metadata=key("providerApi"), validator=rule(one_of(APIS)))
+    fleet_type: Given = field(default=None, metadata=key("fleetType"), validator=rule(one_of(FLEET_TYPES)))
+    # IBM's plugin echoes these in getAvailableTemplates; accepted and ignored.
+    pgrp_name: Given = field(default=None, metadata={**key("pgrpName"), UNLISTED: True})
+    on_demand_capacity: Given = field(default=None, metadata={**key("onDemandCapacity"), UNLISTED: True})
+    requested_machines: Given = field(default=None, metadata={**key("requestedMachines"), UNLISTED: True})
+
+    def __attrs_post_init__(self) -> None:
+        broken(TemplateFields, list(self._rules_between_fields()))
+
+    def _rules_between_fields(self) -> Any:
+        if self.image_id is None and self.launch_template_id is None:
+            yield FieldError("imageId", "required (or give launchTemplateId)")
+        if self.vm_type is not None and self.vm_types:
+            yield FieldError("vmTypes", "give vmType or vmTypes, not both")
+        if self.vm_type is None and not self.vm_types and self.launch_template_id is None:
+            yield FieldError("vmType", "required: vmType (one type) or vmTypes (type → weight)")
+        volume_type = self.volume_type or "gp2"
+        if volume_type in ("io1", "io2") and self.iops is None:
+            yield FieldError("iops", f"required when volumeType is {volume_type}")
+        elif self.iops is not None and volume_type not in IOPS_RANGE:
+            yield FieldError("iops", f"not allowed with volumeType {volume_type}")
+        elif self.iops is not None:
+            low, high = IOPS_RANGE[volume_type]
+            if not low <= self.iops <= high:
+                yield FieldError("iops", f"must be {low}..{high} for {volume_type}, got {self.iops}")
+        if self.fleet_type is not None and self.provider_api in (ASG, RUN_INSTANCES):
+            yield FieldError("fleetType", f"not used by providerApi {self.provider_api}")
+
+    def aws_template(self, template: Template) -> AwsTemplate:
+        """The template handlers work with: these fields plus core's id and ``maxNumber``."""
+        shared = {a.name for a in attrs.fields(AwsTemplate)}
+        values = {name: value for name, value in attrs.asdict(self, recurse=False).items() if name in shared}
+        values.update(
+            template_id=template.template_id,
+            max_number=template.max_number,
+            vm_types=dict(self.vm_types or {}) or ({self.vm_type: 1} if self.vm_type else {}),
+            vm_types_on_demand=dict(self.vm_types_on_demand or {}),
+            vm_types_priority=dict(self.vm_types_priority or {}),
+        )
+        return AwsTemplate(**values)
 
 
-def read_user_data(value: str, base_dir: Path | None = None) -> str:
-    """The content of the ``userDataScript`` file. :raises ValueError: when unreadable."""
-    path = _user_data_path(value, base_dir)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_USER_DATA_BYTES:
-        raise ValueError(f"{str(path)!r} is {len(data)} bytes; AWS allows at most {MAX_USER_DATA_BYTES}")
-    try:
-        return data.decode()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{str(path)!r} is not UTF-8 text") from exc
+def _unknown_field(cl: type, key: str) -> str:
+    known = sorted(key_of(a) for a in attrs.fields(TemplateFields) if not a.metadata.get(UNLISTED))
+    return f"unknown template field; known: {', '.join(known)}"
 
 
-CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "priceType": _check_enum(PRICE_TYPES),
-    "imageId": _check_image,
-    "launchTemplateId": _check_string("lt-"),
-    "subnetId": _check_ids("subnet-"),
-    "vmType": _check_instance_type,
-    "vmTypes": _check_type_map(1, "weight"),
-    "vmTypesOnDemand": _check_type_map(1, "weight"),
-    "vmTypesPriority": _check_type_map(0, "priority"),
-    "securityGroupIds": _check_ids("sg-"),
-    "keyName": _check_string(),
-    "instanceProfile": _check_string(),
-    "rootDeviceVolumeSize": _check_int(1, 16384),
-    "volumeType": _check_enum(VOLUME_TYPES),
-    "iops": _check_int(100, 256000),
-    "instanceTags": _check_tags,
-    "userDataScript": _check_string(),
-    "fleetRole": _check_string(),
-    "maxSpotPrice": _check_price,
-    "spotFleetRequestExpiry": _check_int(1, 525600),
-    "allocationStrategy": _check_enum(ALLOCATION_STRATEGIES),
-    "allocationStrategyOnDemand": _check_enum(ON_DEMAND_ALLOCATION_STRATEGIES),
-    "percentOnDemand": _check_int(0, 100),
-    "poolsCount": _check_int(1, 100),
-    "providerApi": _check_enum(APIS),
-    "fleetType": _check_enum(FLEET_TYPES),
-}
+def read_fields(fields: Mapping[str, Any], base_dir: Path | None = None) -> TemplateFields:
+    """A template entry's fields (core's keys may be among them) in one pass; reads the
+    ``userDataScript`` file (relative to ``base_dir``) but calls no cloud.
+
+    :raises ConfigError: whose problems read ``key: message``, the key as written.
+    """
+    return read(fields, TemplateFields, message="invalid template", base_dir=base_dir, unknown=_unknown_field)
+
+
+def _as_problems(exc: ConfigError) -> list[Problem]:
+    """``key: message`` lines as problems whose path is the key."""
+    problems = []
+    for line in exc.problems:
+        path, _, message = line.partition(": ")
+        problems.append(Problem(path, message))
+    return problems
 
 
 def validate_fields(fields: Mapping[str, Any], base_dir: Path | None = None) -> list[Problem]:
-    """Problems with a template's AWS fields; each ``path`` is the key as written.
+    """Problems with a template's AWS fields; each ``path`` is the key as written."""
+    try:
+        read_fields(fields, base_dir)
+    except ConfigError as exc:
+        return _as_problems(exc)
+    return []
 
-    Offline: reads the ``userDataScript`` file (relative to ``base_dir``) but calls no cloud.
-    """
-    problems: list[Problem] = []
-    for key, value in fields.items():
-        if key in PASSTHROUGH_KEYS:
-            continue
-        check = CHECKS.get(key)
-        if check is None:
-            problems.append(Problem(key, f"unknown template field; known: {', '.join(sorted(CHECKS))}"))
-            continue
-        if value is None:
-            continue
-        message = check(value)
-        if message is None and key == "userDataScript":
-            try:
-                read_user_data(value, base_dir)
-            except ValueError as exc:
-                message = str(exc)
-        if message:
-            problems.append(Problem(key, message))
 
-    def given(key: str) -> bool:
-        return fields.get(key) is not None
-
-    if not given("imageId") and not given("launchTemplateId"):
-        problems.append(Problem("imageId", "required (or give launchTemplateId)"))
-    if given("vmType") and given("vmTypes"):
-        problems.append(Problem("vmTypes", "give vmType or vmTypes, not both"))
-    if not given("vmType") and not given("vmTypes") and not given("launchTemplateId"):
-        problems.append(Problem("vmType", "required: vmType (one type) or vmTypes (type → weight)"))
-    volume_type = fields.get("volumeType") or "gp2"
-    iops = fields.get("iops")
-    if volume_type in ("io1", "io2") and iops is None:
-        problems.append(Problem("iops", f"required when volumeType is {volume_type}"))
-    elif iops is not None and _is_int(iops):
-        if volume_type not in IOPS_RANGE:
-            problems.append(Problem("iops", f"not allowed with volumeType {volume_type}"))
-        else:
-            low, high = IOPS_RANGE[volume_type]
-            if not low <= iops <= high:
-                problems.append(Problem("iops", f"must be {low}..{high} for {volume_type}, got {iops}"))
-    if fields.get("fleetType") is not None and fields.get("providerApi") in ("ASG", "RunInstances"):
-        problems.append(Problem("fleetType", f"not used by providerApi {fields['providerApi']}"))
-    return problems
+def _entry(template: Template) -> dict[str, Any]:
+    return {**template.fields, "templateId": template.template_id, "maxNumber": template.max_number}
 
 
 def validate_template(template: Template, base_dir: Path | None = None) -> list[Problem]:
     """:func:`validate_fields` plus IBM's ``maxNumber`` range (-1..10000)."""
-    problems = validate_fields(template.fields, base_dir)
-    if template.max_number > MAX_NUMBER:
-        problems.append(Problem("maxNumber", f"must be -1..{MAX_NUMBER}, got {template.max_number}"))
-    return problems
+    return validate_fields(_entry(template), base_dir)
 
 
 def parse_template(template: Template, base_dir: Path | None = None) -> AwsTemplate:
-    """The AWS view of a validated template.
+    """The AWS view of a template.
 
     :raises ConfigError: listing the problems :func:`validate_template` finds.
     """
-    problems = validate_template(template, base_dir)
-    if problems:
-        raise ConfigError(f"template {template.template_id} is invalid", [str(p) for p in problems])
-    f = template.fields
-    vm_types = dict(f["vmTypes"]) if f.get("vmTypes") else ({f["vmType"]: 1} if f.get("vmType") else {})
-    user_data = read_user_data(f["userDataScript"], base_dir) if f.get("userDataScript") else None
-    max_price = f.get("maxSpotPrice")
-    return AwsTemplate(
-        template_id=template.template_id,
-        max_number=template.max_number,
-        image_id=f.get("imageId"),
-        launch_template_id=f.get("launchTemplateId"),
-        price_type=f.get("priceType") or "ondemand",
-        provider_api=f.get("providerApi"),
-        fleet_type=f.get("fleetType"),
-        subnet_ids=tuple(_id_list(f["subnetId"]) or ()) if f.get("subnetId") else (),
-        vm_types=vm_types,
-        vm_types_on_demand=dict(f.get("vmTypesOnDemand") or {}),
-        vm_types_priority=dict(f.get("vmTypesPriority") or {}),
-        security_group_ids=tuple(_id_list(f["securityGroupIds"]) or ()) if f.get("securityGroupIds") else (),
-        key_name=f.get("keyName"),
-        instance_profile=f.get("instanceProfile"),
-        root_device_volume_size=f.get("rootDeviceVolumeSize"),
-        volume_type=f.get("volumeType"),
-        iops=f.get("iops"),
-        instance_tags=parse_tags(f["instanceTags"]) if f.get("instanceTags") else {},
-        user_data=user_data,
-        fleet_role=f.get("fleetRole"),
-        max_spot_price=None if max_price is None else str(max_price),
-        spot_fleet_request_expiry_min=f.get("spotFleetRequestExpiry") or 30,
-        allocation_strategy=f.get("allocationStrategy"),
-        allocation_strategy_on_demand=f.get("allocationStrategyOnDemand"),
-        percent_on_demand=f.get("percentOnDemand"),
-        pools_count=f.get("poolsCount"),
-    )
+    try:
+        return read_fields(_entry(template), base_dir).aws_template(template)
+    except ConfigError as exc:
+        raise ConfigError(f"template {template.template_id} is invalid", exc.problems) from None
+
+
+def first_instance_type(template: Template) -> str | None:
+    """The instance type whose size a template's missing attributes are taken from:
+    ``vmType``, else the first of ``vmTypes``; read as written (an invalid template still
+    gets its attributes, and validation names what is wrong)."""
+    vm_type = template.fields.get("vmType")
+    vm_types = template.fields.get("vmTypes")
+    if not isinstance(vm_type, str) and isinstance(vm_types, Mapping) and vm_types:
+        vm_type = next(iter(vm_types))
+    return vm_type if isinstance(vm_type, str) else None
+
+
+class Templates:
+    """One provider instance's templates, each parsed once per process (a Host Factory call
+    validates, then provisions, the same :class:`Template`)."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
+        self._parsed: dict[int, tuple[Template, AwsTemplate | ConfigError]] = {}
+
+    def _parse(self, template: Template) -> AwsTemplate | ConfigError:
+        entry = self._parsed.get(id(template))
+        if entry is None or entry[0] is not template:
+            try:
+                result: AwsTemplate | ConfigError = parse_template(template, self.base_dir)
+            except ConfigError as exc:
+                result = exc
+            entry = self._parsed[id(template)] = (template, result)
+        return entry[1]
+
+    def parse(self, template: Template) -> AwsTemplate:
+        """:func:`parse_template`, once. :raises ConfigError: for an invalid template."""
+        parsed = self._parse(template)
+        if isinstance(parsed, ConfigError):
+            raise ConfigError(parsed.message, parsed.problems)
+        return parsed
+
+    def problems(self, template: Template) -> list[Problem]:
+        """:func:`validate_template`, from the same parse."""
+        parsed = self._parse(template)
+        return _as_problems(parsed) if isinstance(parsed, ConfigError) else []

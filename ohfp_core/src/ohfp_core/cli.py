@@ -12,10 +12,12 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ohfp_core.errors import ConfigError, InputError, OhfpError
 
@@ -23,18 +25,29 @@ if TYPE_CHECKING:
     from ohfp_core.config import Settings
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
-    from ohfp_core.storage import Storage, StorageFactory
+    from ohfp_core.plugins import Hooks
+    from ohfp_core.storage import Storage
 
-HF_CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
+from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order HF documents them
+
+__all__ = ["HF_CALLS", "main"]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
+)
+
+
+def _environment_failure(exc: BaseException) -> bool:
+    """True for a failure of the machine, not of ohfp: the state database or a file under
+    the work directory cannot be read or written (disk full, read-only, permissions)."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        return True
+    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
+    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
 
 
 def _print_reply(reply: Any) -> None:
@@ -75,16 +88,24 @@ def _operations(provider: str | None) -> Operations:
 
     context, settings = _context(provider)
     hooks = load_hooks(context, settings.sections)
-    store = _open_store(hooks.storage_factories(), settings.storage, context, settings)
-    return Operations(hooks, store, context)
+    return Operations(hooks, _open_store(hooks, context, settings), context)
 
 
 def _open_store(
-    factories: Mapping[str, StorageFactory], name: str, context: ProviderContext, settings: Settings
+    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
 ) -> Storage:
-    """The backend ``name`` for the instance, with its own section of ``ohfp.json``."""
+    """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
+    with its own section of ``ohfp.json``."""
     from ohfp_core.storage import StorageContext, open_backend
 
+    factories = hooks.storage_factories()
+    if name is None and settings.storage not in factories:
+        registered = ", ".join(sorted(factories))
+        raise ConfigError(
+            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
+            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
+        )
+    name = name or settings.storage
     store_context = StorageContext(
         instance=context.instance,
         workdir=context.workdir,
@@ -94,26 +115,55 @@ def _open_store(
     return open_backend(factories, name, store_context)
 
 
-def _run(what: str, action: Callable[[], Any], after: Callable[[], None] | None = None) -> int:
+def _run(
+    what: str,
+    action: Callable[[], Any],
+    after: Callable[[], None] | None = None,
+    failed: Callable[[], None] | None = None,
+) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
-    ``after`` runs once the reply is written (not when the call failed): a failure there is
-    logged, the reply stands.
+    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
+    ``failed`` runs instead when the call failed or its reply could not be written.
     """
+    code = _attempt(what, action, after)
+    if code != EXIT_OK and failed is not None:
+        try:
+            failed()
+        except Exception as exc:  # never hide the reply already given
+            _log_failure(what, exc, internal=True)
+    return code
+
+
+def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
     try:
         reply = action()
     except InputError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems)})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
         return exc.exit_code
     except OhfpError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}"})
+        _print_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
+        if _environment_failure(exc):
+            _log_failure(what, exc)
+            _print_reply(
+                {
+                    "message": f"{what} failed: the state or work directory cannot be used ({exc});"
+                    " fix the environment (disk space, permissions, mounts): the next call"
+                    " reconciles what this one left",
+                    "errors": [f"{type(exc).__name__}: {exc}"],
+                }
+            )
+            return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
         _print_reply(
-            {"message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log"}
+            {
+                "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
+                "errors": [f"{type(exc).__name__}: {exc}"],
+            }
         )
         return EXIT_INTERNAL
     try:
@@ -167,7 +217,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         for ops in made:
             ops.reply_written()
 
-    return _run(args.call, action, delivered)
+    def failed() -> None:
+        for ops in made:
+            ops.call_failed()
+
+    return _run(args.call, action, delivered, failed)
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:
@@ -198,9 +252,19 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
     return _run("templates validate", action)
 
 
+def cmd_requests_show(args: argparse.Namespace) -> int:
+    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
-        reply = _operations(args.provider).health()
+        from ohfp_core import health
+        from ohfp_core.plugins import load_hooks
+
+        context, settings = _context(args.provider)
+        hooks = load_hooks(context, settings.sections)
+        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+        reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
@@ -219,8 +283,8 @@ def cmd_storage(args: argparse.Namespace) -> int:
 
     def action() -> Any:
         context, settings = _context(args.provider)
-        factories = Hooks(make_manager(load_entry_points=True)).storage_factories()
-        source = _open_store(factories, settings.storage, context, settings)
+        hooks = Hooks(make_manager(load_entry_points=True))
+        source = _open_store(hooks, context, settings)
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
@@ -229,7 +293,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
                 return report
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
-            target = _open_store(factories, args.to, context, settings)
+            target = _open_store(hooks, context, settings, args.to)
             try:
                 return storage_admin.migrate(
                     source, target, source_name=settings.storage, target_name=args.to, force=args.force
@@ -243,8 +307,17 @@ def cmd_storage(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        _print_reply({"message": f"{self.prog}: {message}", "errors": [message]})
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ohfp", description="Open Host Factory provider framework for IBM Spectrum Symphony."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -275,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--provider", help=provider_help)
     validate.set_defaults(handler=cmd_templates_validate)
 
+    requests = commands.add_parser("requests", help="look into the instance's requests")
+    request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
+    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--provider", help=provider_help)
+    show.set_defaults(handler=cmd_requests_show)
+
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
     health.set_defaults(handler=cmd_health)
@@ -296,16 +376,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _early_logging() -> None:
+    """Log to the instance's log file from the start, so failures before the settings are
+    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
+    settings then set the level. Quiet when the environment names no usable log file."""
+    from ohfp_core import config
+    from ohfp_core.logs import configure_logging
+
+    try:
+        paths = config.resolve_paths()
+        level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        configure_logging(
+            logdir=paths.logdir,
+            instance=paths.instance or "ohfp",
+            level=level if level in config.LOG_LEVELS else "INFO",
+        )
+    except OhfpError:
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already answered in JSON
+        return int(exc.code or 0)
     if args.version:
         sys.stdout.write(f"ohfp {_version()}\n")
         return EXIT_OK
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
+        _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
+        return EXIT_USAGE
+    if args.command in ("hf", "templates", "health", "requests") and handler is not cmd_scripts:
+        _early_logging()
     return int(handler(args))
 
 

@@ -25,6 +25,7 @@ from attrs import field, frozen
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import ProviderContext
 from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure
+from ohfp_core.values import Values
 
 if TYPE_CHECKING:
     pass
@@ -146,7 +147,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
     raw = read_json_file(path, "settings file")
     where = f"invalid settings file {str(path)!r}"
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"settings file {str(path)!r} must hold a JSON object")
+        raise ConfigError(f"settings file {str(path)!r} must hold a JSON object", ["$: expected an object"])
     named = set(section_names) - {"provider", "storage", "logLevel"}
     own = {key: value for key, value in raw.items() if key not in named}
     known = ", ".join(("provider", "storage", "logLevel", *sorted(named)))
@@ -224,12 +225,20 @@ def provider_context(
             "no work directory: set HF_PROVIDER_WORKDIR (or HF_WORKDIR with HF_PROVIDER_NAME), "
             "as Host Factory does"
         )
+    if paths.confdir is not None and not paths.confdir.is_dir():
+        raise ConfigError(
+            f"the config directory {paths.confdir} does not exist (HF_PROVIDER_CONFDIR, or"
+            " HF_CONFDIR/providers/<instance>): create it with the instance's files or fix the variable"
+        )
     config_path = find_file(paths.confdir, instance, provider_type, "config")
     config: Mapping[str, Any] = {}
     if config_path is not None:
         raw = read_json_file(config_path, "provider config")
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"provider config {str(config_path)!r} must hold a JSON object")
+            raise ConfigError(
+                f"provider config file {str(config_path)!r} must hold a JSON object",
+                ["$: expected an object"],
+            )
         config = raw
     return ProviderContext(
         instance=instance,
@@ -241,4 +250,5 @@ def provider_context(
         config_path=config_path,
         settings=settings.section(provider_type),
         timeout_sec=action_timeout(environ),
+        values=Values(provider_type),
     )

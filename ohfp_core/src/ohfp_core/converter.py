@@ -123,10 +123,11 @@ def _read_bytes(path: Path | str) -> bytes:
         fd = os.open(path, flags)
     except OSError as exc:
         raise InputError(f"cannot read input file {str(path)!r}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputError(f"input file {str(path)!r} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"input file {str(path)!r} is not a regular file")
         if info.st_size > MAX_INPUT_BYTES:
             raise InputError(
                 f"input file {str(path)!r} is {info.st_size} bytes; at most {MAX_INPUT_BYTES} are read"

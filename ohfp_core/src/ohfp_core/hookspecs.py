@@ -79,9 +79,9 @@ def ohfp_provision(request_id: str, template: Template, count: int) -> Provision
     **Idempotent on request_id**: a second call with the same id (a retry by a wrapper
     plugin, or by the provider's own SDK after a lost reply) must find what the first
     created (client tokens, tags) and never create a second set of machines. Core records
-    the request before this call; a request whose call died is cleaned up by core through
-    ``ohfp_machine_status`` (with an empty handle) and ``ohfp_terminate_machines``, so a
-    provider should also be able to find a request's machines by its id alone.
+    the request before this call and never calls it again for a request whose call died:
+    it removes what that call made with :func:`ohfp_cancel_request`, which finds it by the
+    request id alone (tag everything with it).
     """
 
 
@@ -137,9 +137,10 @@ def ohfp_reclaimed_machines(machines: Sequence[MachineRef]) -> Sequence[Reclaim]
 def ohfp_cancel_request(request: CloudRequest) -> bool | None:
     """Remove everything the cloud made for an acquire request Host Factory never got.
 
-    :param request: an acquire request whose provisioning call died before its id reached
-        Host Factory. ``request.handle`` is usually empty: find what was made by the request
-        id (tags, names derived from it).
+    :param request: an acquire request whose call died before its id reached Host Factory
+        (at any point: before, during or after provisioning). ``request.handle`` is the
+        stored handle when provisioning had returned, else empty: find what was made by the
+        request id (tags, names derived from it).
     :returns: True once every machine, fleet, group and launch template made for the
         request is deleted or on its way out (also when nothing was ever made). Return None
         (do not implement the hook) to let core terminate the machines
@@ -147,6 +148,19 @@ def ohfp_cancel_request(request: CloudRequest) -> bool | None:
     :raises CloudError: when the cloud refused; core tries again on a later call.
 
     Idempotent: called again until it succeeds.
+    """
+
+
+@_hookspec(firstresult=True)
+def ohfp_request_details(request: CloudRequest) -> Mapping[str, Any] | None:
+    """Explain a request to an administrator (``ohfp requests show ID``).
+
+    :param request: an acquire or return request as core stored it (running or finished).
+    :returns: a JSON-serialisable mapping: what the cloud made for it and, for a request that
+        fell short or failed, why (per offering: insufficient capacity, quota, price,
+        unsupported). Return None when there is nothing to add to core's own record.
+
+    Stops at the first non-None result. Read only; may call the cloud. Optional.
     """
 
 

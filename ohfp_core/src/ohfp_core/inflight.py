@@ -23,6 +23,8 @@ import socket
 from pathlib import Path
 from types import ModuleType
 
+from ohfp_core.files import private_dir
+
 fcntl: ModuleType | None
 try:
     import fcntl
@@ -39,6 +41,13 @@ class CallLock:
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd = fd
+
+    def drop(self) -> None:
+        """Let go of the lock but keep its file, as a process that dies does: the request
+        is left for a later call to reconcile."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def release(self) -> None:
         """Remove the lock file, then drop the lock (in that order: whoever opens the path
@@ -71,7 +80,7 @@ class CallLocks:
         return self.directory / f"{name}.lock"
 
     def _open(self, request_id: str, exclusive_create: bool) -> tuple[Path, int]:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.directory, "lock directory")
         path = self._path(request_id)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
         if exclusive_create:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ohfp_core.errors import ConfigError
+from ohfp_core.files import open_private
 from ohfp_core.masking import MASK, mask_secrets
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def configure_logging(
     *, logdir: Path | None, instance: str, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
     """Send JSON lines at ``level`` or above to ``logdir / f"ohfp-{instance}.log"`` (appended,
-    created 0600) when ``logdir`` is given, else to ``stream`` (default stderr).
+    created 0600, never through a symbolic link: :func:`ohfp_core.files.open_private`) when
+    ``logdir`` is given, else to ``stream`` (default stderr).
 
     Raises :class:`ConfigError` for an unknown level, an instance name unfit for a file name
     or a log file that cannot be opened. Calling it again replaces the configuration.
@@ -131,10 +133,10 @@ def configure_logging(
             )
         path = logdir / f"ohfp-{instance}.log"
         try:
-            logdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            logdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # Host Factory's own: kept as is
         except OSError as exc:
-            raise ConfigError(f"cannot open the log file {path}: {exc.strerror}") from exc
+            raise ConfigError(f"cannot create the log directory {logdir}: {exc.strerror}") from exc
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND, "log file")
         output: TextIO = open(fd, "a", encoding="utf-8")  # noqa: SIM115 -- lives as long as the process logs
     else:
         output = stream if stream is not None else sys.stderr

@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from ohfp_core.values import Values
+
 TEMPLATE_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 MANDATORY_ATTRIBUTES = ("type", "ncpus", "nram")
 ATTRIBUTE_TYPES = ("String", "Numeric", "Boolean")
@@ -96,6 +98,9 @@ class Template:
 
     ``fields`` holds every other key of the template file entry, in the file's own spelling
     (``imageId``, ``vmType`` …): core does not interpret them, the provider does.
+    ``available_number`` caps what the template can provide now (a provider may lower it,
+    e.g. to what an account quota allows); ``available_reason`` then says why, and core
+    names it when it refuses a request beyond it.
     """
 
     template_id: str = field(validator=_template_id)
@@ -103,6 +108,7 @@ class Template:
     attributes: Mapping[str, Attribute] = field(factory=dict)
     available_number: int | None = None
     fields: Mapping[str, Any] = field(factory=dict)
+    available_reason: str = ""
 
     @max_number.validator
     def _max_number(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -248,10 +254,20 @@ class HealthCheck:
 class ProviderContext:
     """Everything a provider factory gets to build the provider for one instance.
 
-    ``config`` is the instance's provider config file as parsed JSON (IBM's
-    ``<instance>prov_config.json``), ``settings`` the provider's section of ohfp's own
-    settings file. ``timeout_sec`` is what is left of Host Factory's time budget for this
-    call; a provider bounds its retries by it.
+    - ``instance``: the provider instance's name (``HF_PROVIDER_NAME``, e.g. ``awsinst``).
+    - ``provider_type``: the entry point name the provider was chosen by (``aws``).
+    - ``confdir``: where the instance's files are read (``HF_PROVIDER_CONFDIR``); relative
+      paths in them (a ``userDataScript``) are taken from here.
+    - ``workdir``: where state lives (``HF_PROVIDER_WORKDIR``); a provider may keep files of
+      its own here.
+    - ``logdir``: Host Factory's log directory (``HF_PROVIDER_LOGDIR``), or None (stderr).
+    - ``config``: the instance's provider config file as parsed JSON (IBM's
+      ``<instance>prov_config.json``), and ``config_path`` that file (None without one).
+    - ``settings``: the provider's section of ``ohfp.json``.
+    - ``timeout_sec``: Host Factory's time budget for this call
+      (``HF_PROVIDER_ACTION_TIMEOUT``); a provider bounds its cloud calls and retries by it.
+    - ``values``: the provider's memory between calls, kept in the state store
+      (:class:`ohfp_core.values.Values`).
     """
 
     instance: str
@@ -263,3 +279,4 @@ class ProviderContext:
     config_path: Path | None = None
     settings: Mapping[str, Any] = field(factory=dict)
     timeout_sec: float = 240.0
+    values: Values = field(factory=Values, eq=False, repr=False)

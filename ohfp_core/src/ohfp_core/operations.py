@@ -42,7 +42,14 @@ from ohfp_core.models import (
 from ohfp_core.plugins import Hooks
 from ohfp_core.reconcile import Reconciler
 from ohfp_core.returns import host_key, match_hosts, return_items, with_failures
-from ohfp_core.storage import MachineRecord, RequestRecord, Storage, cloud_request
+from ohfp_core.storage import (
+    MachineRecord,
+    RequestRecord,
+    Storage,
+    cloud_request,
+    machine_record_to_doc,
+    request_to_doc,
+)
 from ohfp_core.templates import core_problems, labelled, load_templates
 
 log = get_logger("ohfp.operations")
@@ -74,12 +81,25 @@ class Operations:
         self.clock = clock
         self.reconciler = Reconciler(hooks, store, self.locks, context.timeout_sec, clock)
         self._made: list[tuple[str, CallLock]] = []
+        context.values.bind(store, context.values.namespace or context.provider_type)
 
     # ---------------------------------------------------------------- the reply
+    def call_failed(self) -> None:
+        """The call ends without a reply naming its requests (an error was reported, or the
+        reply could not be written): let go of their locks so the next call reconciles those
+        still running as a dead call's (a finished one has nothing left to reconcile)."""
+        records = self.store.get_requests([request_id for request_id, _ in self._made])
+        for request_id, lock in self._made:
+            record = records.get(request_id)
+            if record is None or record.status.is_final:
+                lock.release()
+            else:
+                lock.drop()
+        self._made.clear()
+
     def reply_written(self) -> None:
         """The reply is on stdout: the requests this call made are delivered to Host Factory;
-        their locks go. Not calling it (the reply could not be written) leaves them to be
-        reconciled as a dead call's."""
+        their locks go."""
         for request_id, lock in self._made:
             with self.store.transaction():
                 record = self.store.get_requests([request_id]).get(request_id)
@@ -177,11 +197,14 @@ class Operations:
                 used = capacity.in_use(self.store, [template_id])[template_id]
                 left = capacity.free(template, used)
                 if count > left:
+                    why = f"maxNumber {template.max_number}, {used} in use"
+                    if template.available_reason:
+                        why += f"; {template.available_reason}"
                     raise InputError(
                         "invalid requestMachines input",
                         [
                             f"$.template.machineCount: {count} exceeds the {left} machines available from "
-                            f"template {template_id!r} (maxNumber {template.max_number}, {used} in use)"
+                            f"template {template_id!r} ({why})"
                         ],
                     )
             self.store.put_request(record)
@@ -322,6 +345,28 @@ class Operations:
                 for record in unseen:
                     self.store.put_request(attrs.evolve(record, delivered=True))
 
+    def show_request(self, request_id: str) -> dict[str, Any]:
+        """Everything known of one request, for an administrator: the stored record, its
+        machines and the provider's explanation (``ohfp_request_details``).
+
+        :raises InputError: for an id the store does not know.
+        """
+        record = self.store.get_requests([request_id]).get(request_id)
+        if record is None:
+            raise InputError(
+                "unknown request", [f"$.requestId: no request {request_id!r} in the state store"]
+            )
+        if record.kind is RequestKind.ACQUIRE:
+            machines = self.store.machines_of([request_id])[request_id]
+        else:
+            machines = self.store.find_machines(list(record.machine_ids))
+        return {
+            "message": f"request {request_id}: {record.status.value}",
+            "request": request_to_doc(record),
+            "machines": [machine_record_to_doc(m) for m in machines],
+            "details": self.hooks.request_details(cloud_request(record)),
+        }
+
     # ---------------------------------------------------------------- reclaims
     def get_return_requests(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "getReturnRequests", required=False)
@@ -390,17 +435,6 @@ class Operations:
                 reason=reclaim.reason,
             )
         self.hooks.machines_reclaimed(first_time)
-
-    # ---------------------------------------------------------------- health
-    def health(self) -> dict[str, Any]:
-        checks = self.hooks.health_check()
-        ok = all(c.ok for c in checks)
-        return {
-            "message": "healthy" if ok else "unhealthy",
-            "provider": self.context.provider_type,
-            "instance": self.context.instance,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
-        }
 
 
 def _flat(broken: dict[str, list[str]]) -> list[str]:

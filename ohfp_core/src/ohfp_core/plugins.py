@@ -226,6 +226,10 @@ class Hooks:
         does not implement cancelling (core then terminates the machines it can find)."""
         return bool(self.pm.hook.ohfp_cancel_request(request=request))
 
+    def request_details(self, request: CloudRequest) -> dict[str, Any]:
+        """The provider's explanation of a request (empty when it has none)."""
+        return dict(self.pm.hook.ohfp_request_details(request=request) or {})
+
     def reclaimed_machines(self, machines: Sequence[MachineRef]) -> list[Reclaim]:
         if not machines:
             return []
@@ -291,9 +295,3 @@ def load_hooks(context: ProviderContext, settings: Mapping[str, Mapping[str, Any
     hooks = Hooks(pm, context.provider_type)
     hooks.configure(context, settings or {})
     return hooks
-
-
-def hooks_of(plugin: object) -> list[str]:
-    """The ohfp hook names ``plugin`` implements (by attribute name, without registering)."""
-    names = {name for name in dir(hookspecs) if name.startswith("ohfp_")}
-    return sorted(name for name in names if callable(getattr(plugin, name, None)))

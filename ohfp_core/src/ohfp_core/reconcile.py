@@ -10,8 +10,9 @@ seen by Host Factory:
   (``ohfp_cancel_request``; without that hook, core terminates the machines the provider
   finds for it), its stored machines end failed, and it ends ``complete_with_error``;
 - a return request is **finished**: Host Factory asked for those machines to go, so they
-  are terminated (again: termination is idempotent); a machine that cannot be terminated
-  is held again, as after any failed termination.
+  are terminated (again: termination is idempotent) and the request ends ``complete``; a
+  machine that cannot be terminated is held again and the request ends
+  ``complete_with_error``, as after any failed termination.
 
 Every Host Factory call runs :meth:`Reconciler.run` first: the query reads only undelivered
 requests (indexed), so it costs nothing when no call died. A cloud refusal leaves the
@@ -50,8 +51,8 @@ CANCELLED = (
     "abandoned: the call that made it ended before Host Factory got its id; everything it made was removed"
 )
 RETURNED = (
-    "abandoned: the call that returned these machines ended before Host Factory got the reply;"
-    " they were terminated"
+    "the call that returned these machines ended before Host Factory got the reply;"
+    " they were terminated all the same"
 )
 
 
@@ -140,26 +141,25 @@ class Reconciler:
         )
 
     def _finish_return(self, record: RequestRecord) -> None:
+        """Terminate what the return still returns and end it as its own poll would once the
+        machines are gone: ``complete``, or ``complete_with_error`` when a termination failed
+        (that machine is held again)."""
         still, items = items_for(self.store, record)
         failures = self.hooks.terminate_machines(items)
         stamp = self.clock()
         errors = with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
+        updated = []
+        for machine in still:
+            if machine.machine_id in failures:
+                updated.append(attrs.evolve(machine, return_request_id=None, updated_at=stamp))  # held again
+            else:
+                gone = attrs.evolve(machine.machine, state=MachineState.TERMINATED, message=RETURNED)
+                updated.append(attrs.evolve(machine, machine=gone, updated_at=stamp))
+        state = RequestStatus.COMPLETE_WITH_ERROR if failures else RequestStatus.COMPLETE
         with self.store.transaction():
-            self.store.put_machines(
-                [
-                    attrs.evolve(m, return_request_id=None, updated_at=stamp)  # held again
-                    for m in still
-                    if m.machine_id in failures
-                ]
-            )
+            self.store.put_machines(updated)
             self.store.put_request(
-                attrs.evolve(
-                    record,
-                    status=RequestStatus.COMPLETE_WITH_ERROR,
-                    message=RETURNED,
-                    errors=errors,
-                    updated_at=stamp,
-                )
+                attrs.evolve(record, status=state, message=RETURNED, errors=errors, updated_at=stamp)
             )
         log.warning(
             "abandoned return finished",

@@ -14,7 +14,6 @@ names, so it and its directory are readable by the owner only.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from attrs import field, frozen
 
 from ohfp_core import mounts
 from ohfp_core.errors import ConfigError
+from ohfp_core.files import ensure_private, private_dir, tighten_if_present
 from ohfp_core.logs import get_logger
 from ohfp_core.models import RequestKind, RequestStatus
 from ohfp_core.parsing import key as setting_key
@@ -507,16 +507,14 @@ def open_sqlite(context: StorageContext) -> SQLiteStorage:
 
 
 def _create_private(path: Path) -> None:
-    """Create the database file 0600 (and its directory 0700) if missing; SQLite gives the
-    -wal and -shm files the database file's mode."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"cannot create the state database {path}: {exc.strerror}") from exc
-    os.close(fd)
+    """Make the database file and its directory owner-only (:mod:`ohfp_core.files`): created
+    0600/0700, loose modes of existing ones tightened, symbolic links and other users' files
+    refused. SQLite gives new -wal and -shm files the database file's mode; existing ones
+    are checked too."""
+    private_dir(path.parent)
+    ensure_private(path, "state database")
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten_if_present(path.with_name(path.name + suffix), "state database file")
 
 
 def _marks(chunk: Sequence[str]) -> str:

@@ -71,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LookupError, ValueError) as exc:
         print(json.dumps({"message": str(exc)}))
         return 1
-    print(json.dumps(reply, indent=2))
+    try:
+        print(json.dumps(reply, indent=2), flush=True)
+    except BrokenPipeError:  # the reader stopped (``… list | head``): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush cannot fail
+        return 0
     return 0
 
 

@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 from attrs import frozen
 
 from ohfp_core.errors import CapacityError, CloudError, ThrottledError
+from ohfp_core.files import ensure_private, private_dir
 from ohfp_core.models import (
     CloudRequest,
     HealthCheck,
@@ -682,9 +683,8 @@ def _row_machine(row: sqlite3.Row) -> CloudMachine:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating when needed) the cloud's database: WAL, busy timeout, mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    private_dir(path.parent)
+    ensure_private(path, "mock cloud database")
     db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout = 30000")

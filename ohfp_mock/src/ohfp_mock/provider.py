@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ohfp_core import hookimpl
+from ohfp_core.errors import ConfigError
 from ohfp_core.models import (
     CloudRequest,
     HealthCheck,
@@ -93,7 +94,7 @@ class MockProvider:
 
         try:
             return [self.cloud.health()]
-        except (OSError, sqlite3.Error) as exc:  # the database could not even be opened
+        except (OSError, sqlite3.Error, ConfigError) as exc:  # the database could not even be opened
             return [
                 HealthCheck(name="mock cloud database", ok=False, detail=f"{self.context.workdir}: {exc}")
             ]

@@ -15,52 +15,41 @@ latest failed scaling activity says why.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
-from ohfp_aws.errors import aws_call, error_code
-from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState
+from ohfp_aws import handles
+from ohfp_aws.capacity import on_demand_strategy, priorities, weights
+from ohfp_aws.context import AwsContext
+from ohfp_aws.errors import aws_call, error_code, paginate
 from ohfp_aws.handlers.common import (
-    ON_DEMAND_STRATEGIES,
     Clock,
     deadline,
     epoch_of,
     fleet_state,
     group_returns,
-    instance_types,
-    made_for,
+    loaded,
     missing_launch_source,
-    nothing_held_after,
-    priorities,
 )
+from ohfp_aws.handles import GroupHandle
 from ohfp_aws.instances import chunks
 from ohfp_aws.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch_templates import (
     delete_for_request,
     discard_after_failure,
-    handle_fields,
-    launch_template_spec,
+    ensure_for_request,
     template_name,
 )
+from ohfp_aws.model import ASG, ON_DEMAND_STRATEGIES, SPOT_STRATEGIES, AwsTemplate, FleetState
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
-# IBM's names → the group's SpotAllocationStrategy. Groups have no "diversified": it becomes
-# lowest-price over several pools (SpotInstancePools), which spreads the same way.
-SPOT_STRATEGIES = {
-    "capacityOptimized": "capacity-optimized",
-    "capacityOptimizedPrioritized": "capacity-optimized-prioritized",
-    "diversified": "lowest-price",
-    "lowestPrice": "lowest-price",
-    "priceCapacityOptimized": "price-capacity-optimized",
-}
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
 ACTIVITIES = 5  # scaling activities read to explain a shortfall (newest first)
-_LEAVING = ("Terminating", "Terminated", "Detaching", "Detached")
+_DEPARTING = ("Terminating", "Terminated", "Detaching", "Detached")  # lifecycle states
 
 
 def group_name(request_id: str) -> str:
@@ -70,7 +59,7 @@ def group_name(request_id: str) -> str:
 class ASGHandler:
     """Provision, inspect and return machines through an Auto Scaling group per request."""
 
-    api: ClassVar[str] = "ASG"
+    api: ClassVar[str] = ASG
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
@@ -87,9 +76,9 @@ class ASGHandler:
         "iam:PassRole",
     )
 
-    def __init__(self, ctx: AwsContext, clock: Clock = time.time) -> None:
+    def __init__(self, ctx: AwsContext, clock: Clock | None = None) -> None:
         self.ctx = ctx
-        self.clock = clock
+        self.clock = clock or ctx.clock
 
     # -- provision ----------------------------------------------------------------------
 
@@ -107,19 +96,19 @@ class ASGHandler:
         name = group_name(request_id)
         existing = self.describe_groups([name]).get(name)
         if existing is not None:  # an earlier attempt made it (moto would accept a duplicate)
-            return Provisioned(
-                handle=self._handle_of(existing, template, count), message=f"group {name} exists"
-            )
-        types = instance_types(template)
+            handle = self._handle_of(existing, template, count)
+            return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
+        types = weights(template)
         overrides = {"InstanceType": next(iter(types))} if types else None
-        handle: dict[str, Any] = {
-            "api": self.api,
-            "group_name": name,
-            "target": count,
-            "weights": types,
-            **handle_fields(self.ctx, request_id, template, overrides),
-        }
-        handle["valid_until"] = deadline(template, handle["launch_template_created_at"] or self.clock())
+        launch = ensure_for_request(self.ctx, request_id, template, overrides)
+        handle = GroupHandle(
+            **attrs.asdict(launch),
+            api=self.api,
+            group_name=name,
+            target=count,
+            weights=types,
+            valid_until=deadline(template, launch.launch_template_created_at or self.clock()),
+        )
         try:
             with aws_call("CreateAutoScalingGroup"):
                 self.ctx.clients.autoscaling.create_auto_scaling_group(
@@ -127,25 +116,25 @@ class ASGHandler:
                 )
         except CloudError as exc:
             if error_code(exc) == "AlreadyExists":  # a concurrent attempt won
-                return Provisioned(handle=handle, message=f"group {name} exists")
+                return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
             discard_after_failure(self.ctx, handle, exc)
             raise
-        return Provisioned(handle=handle, message=f"Auto Scaling group {name} created")
+        return Provisioned(handle=handles.dump(handle), message=f"Auto Scaling group {name} created")
 
     def create_params(
-        self, request_id: str, template: AwsTemplate, count: int, handle: Mapping[str, Any]
+        self, request_id: str, template: AwsTemplate, count: int, handle: GroupHandle
     ) -> dict[str, Any]:
         """CreateAutoScalingGroup's parameters for ``count`` units of ``template``."""
-        settings = self.ctx.config.handlers
-        name = handle["group_name"]
+        settings = self.ctx.config.handlers.asg
+        name = handle.group_name
         tags = self.ctx.tags_for(request_id, template)
         params: dict[str, Any] = {
             "AutoScalingGroupName": name,
-            "MinSize": min(settings.asg_min_size, count),
-            "MaxSize": max(count, settings.asg_max_size or count),
+            "MinSize": min(settings.min_size, count),
+            "MaxSize": max(count, settings.max_size or count),
             "DesiredCapacity": count,
             "VPCZoneIdentifier": ",".join(template.subnet_ids),
-            "HealthCheckType": settings.asg_health_check_type,
+            "HealthCheckType": settings.health_check_type,
             "Tags": [
                 {
                     "Key": key,
@@ -157,38 +146,35 @@ class ASGHandler:
                 for key, value in tags.items()
             ],
         }
-        types = instance_types(template)
+        types = weights(template)
         if len(types) > 1 or template.price_type != "ondemand" or (template.launch_template_id and types):
             params["MixedInstancesPolicy"] = self._mixed_policy(template, handle)
         else:
-            params["LaunchTemplate"] = launch_template_spec(handle)
+            params["LaunchTemplate"] = handle.specification
         return params
 
-    def _mixed_policy(self, template: AwsTemplate, handle: Mapping[str, Any]) -> dict[str, Any]:
-        types = instance_types(template)
+    def _mixed_policy(self, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
+        types = weights(template)
         ranks = priorities(template)
-        spot_name = template.allocation_strategy or self.ctx.config.handlers.spotfleet_allocation_strategy
+        spot_name = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
         if template.price_type == "ondemand":
             percent = 100
         elif template.price_type == "spot":
             percent = 0
         else:
             percent = template.percent_on_demand or 0
-        od_strategy = ON_DEMAND_STRATEGIES[template.allocation_strategy_on_demand or "lowestPrice"]
-        if template.price_type == "heterogeneous" and template.vm_types_on_demand:
-            od_strategy = "prioritized"
         distribution: dict[str, Any] = {
             "OnDemandBaseCapacity": 0,
             "OnDemandPercentageAboveBaseCapacity": percent,
-            "OnDemandAllocationStrategy": od_strategy,
+            "OnDemandAllocationStrategy": ON_DEMAND_STRATEGIES[on_demand_strategy(template)].asg,
         }
         if percent < 100:
-            distribution["SpotAllocationStrategy"] = SPOT_STRATEGIES[spot_name]
+            distribution["SpotAllocationStrategy"] = SPOT_STRATEGIES[spot_name].asg
             if distribution["SpotAllocationStrategy"] == "lowest-price":
                 distribution["SpotInstancePools"] = template.pools_count or max(1, len(types))
             if template.max_spot_price:
                 distribution["SpotMaxPrice"] = template.max_spot_price
-        launch: dict[str, Any] = {"LaunchTemplateSpecification": launch_template_spec(handle)}
+        launch: dict[str, Any] = {"LaunchTemplateSpecification": handle.specification}
         if types:
             launch["Overrides"] = [
                 {"InstanceType": name, "WeightedCapacity": str(types[name])}
@@ -196,7 +182,7 @@ class ASGHandler:
             ]
         return {"LaunchTemplate": launch, "InstancesDistribution": distribution}
 
-    def _handle_of(self, group: Mapping[str, Any], template: AwsTemplate, count: int) -> dict[str, Any]:
+    def _handle_of(self, group: Mapping[str, Any], template: AwsTemplate, count: int) -> GroupHandle:
         """The handle for a group an earlier attempt created."""
         spec = group.get("LaunchTemplate") or (
             group.get("MixedInstancesPolicy", {})
@@ -204,16 +190,16 @@ class ASGHandler:
             .get("LaunchTemplateSpecification", {})
         )
         created = epoch_of(group.get("CreatedTime")) or self.clock()
-        return {
-            "api": self.api,
-            "group_name": group["AutoScalingGroupName"],
-            "valid_until": deadline(template, created),
-            "target": count,
-            "weights": instance_types(template),
-            "launch_template_id": spec.get("LaunchTemplateId"),
-            "launch_template_version": spec.get("Version"),
-            "launch_template_created": not template.launch_template_id,
-        }
+        return GroupHandle(
+            api=self.api,
+            group_name=group["AutoScalingGroupName"],
+            valid_until=deadline(template, created),
+            target=count,
+            weights=weights(template),
+            launch_template_id=str(spec.get("LaunchTemplateId")),
+            launch_template_version=str(spec.get("Version")),
+            launch_template_created=not template.launch_template_id,
+        )
 
     # -- inspect ------------------------------------------------------------------------
 
@@ -222,44 +208,44 @@ class ASGHandler:
         found: dict[str, dict[str, Any]] = {}
         client = self.ctx.clients.autoscaling
         for chunk in chunks(names, DESCRIBE_NAMES):
-            params: dict[str, Any] = {"AutoScalingGroupNames": chunk, "MaxRecords": DESCRIBE_NAMES}
-            while True:
-                with aws_call("DescribeAutoScalingGroups"):
-                    page = client.describe_auto_scaling_groups(**params)
+            pages = paginate(
+                client,
+                "describe_auto_scaling_groups",
+                AutoScalingGroupNames=chunk,
+                PaginationConfig={"PageSize": DESCRIBE_NAMES},
+            )
+            for page in pages:
                 for group in page.get("AutoScalingGroups", []):
                     found[group["AutoScalingGroupName"]] = group
-                if not page.get("NextToken"):
-                    break
-                params["NextToken"] = page["NextToken"]
         return found
 
     def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
-        groups = self.describe_groups(
-            [str(r.handle["group_name"]) for r in requests if r.handle.get("group_name")]
-        )
-        states: dict[str, FleetState] = {}
-        for request in requests:
-            name = str(request.handle.get("group_name"))
+        found, states = loaded(requests, GroupHandle)
+        groups = self.describe_groups([handle.group_name for _, handle in found])
+        for request, handle in found:
+            name = handle.group_name
             group = groups.get(name)
             if group is None or group.get("Status") == "Delete in progress":
                 states[request.request_id] = FleetState(
-                    instance_ids=request.machine_ids, errors=(f"Auto Scaling group {name} no longer exists",)
+                    instance_ids=request.machine_ids,
+                    errors=(f"Auto Scaling group {name} no longer exists",),
+                    weights=handle.weights,
                 )
                 continue
-            weights = request.handle.get("weights", {})
             members = _members(group)
-            delivered = sum(_weight(i, weights) for i in members)
+            delivered = sum(_weight(i, handle.weights) for i in members)
             ids = tuple(dict.fromkeys([*(i["InstanceId"] for i in members), *request.machine_ids]))
             state = fleet_state(
                 ids,
                 state="active",
                 target=float(group.get("DesiredCapacity", 0)),
                 fulfilled=float(delivered),
-                valid_until=request.handle.get("valid_until"),
+                valid_until=handle.valid_until,
                 now=self.clock(),
                 activity_status=None,
                 closed=_expired_message(name),
                 launch_errors="",
+                weights=handle.weights,
             )
             if delivered < float(group.get("DesiredCapacity", 0)):
                 why = self.launch_failure(name)
@@ -286,28 +272,28 @@ class ASGHandler:
     # -- release ------------------------------------------------------------------------
 
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
-        batches, loose = group_returns(items, self.api, "group_name")
+        batches, loose = group_returns(items, self.api, GroupHandle, lambda handle: handle.group_name)
         groups = self.describe_groups(list(batches))
         client = self.ctx.clients.autoscaling
-        emptied: list[Mapping[str, Any]] = []
-        for name, (handle, request, returned) in batches.items():
-            gone = set(returned)
+        emptied: list[GroupHandle] = []
+        for name, batch in batches.items():
+            returned = set(batch.machine_ids)
             group = groups.get(name)
             if group is None:  # already deleted: what core saw is all we have
-                if not set(request.machine_ids) - gone:
-                    emptied.append(handle)
+                if not set(batch.request.machine_ids) - returned:
+                    emptied.append(batch.handle)
                 continue
             members = _members(group)
-            if nothing_held_after(request, gone) or not [i for i in members if i["InstanceId"] not in gone]:
+            if batch.nothing_held_after or not [i for i in members if i["InstanceId"] not in returned]:
                 with aws_call("DeleteAutoScalingGroup"):
                     client.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
-                emptied.append(handle)
+                emptied.append(batch.handle)
                 continue
-            leaving = [i for i in members if i["InstanceId"] in gone]
+            leaving = [i for i in members if i["InstanceId"] in returned]
             if not leaving:
                 continue
             desired = int(group.get("DesiredCapacity", 0)) - sum(
-                _weight(i, handle.get("weights", {})) for i in leaving
+                _weight(i, batch.handle.weights) for i in leaving
             )
             if int(group.get("MinSize", 0)) > max(0, desired):
                 # Detaching with a decrement may not take desired below MinSize.
@@ -318,7 +304,7 @@ class ASGHandler:
                     client.detach_instances(
                         AutoScalingGroupName=name, InstanceIds=chunk, ShouldDecrementDesiredCapacity=True
                     )
-        errors = self.ctx.terminate_instances([*(i for _, _, r in batches.values() for i in r), *loose])
+        errors = self.ctx.terminate_instances([*(i for b in batches.values() for i in b.machine_ids), *loose])
         for handle in emptied:
             delete_for_request(self.ctx, handle)
         return errors
@@ -335,7 +321,7 @@ class ASGHandler:
         group = self.describe_groups([name]).get(name)
         if group is None or group.get("Status") == "Delete in progress":
             return
-        if not made_for(group.get("Tags"), self.ctx, request_id):
+        if not self.ctx.made_for(group.get("Tags"), request_id):
             return
         with aws_call("DeleteAutoScalingGroup"):
             self.ctx.clients.autoscaling.delete_auto_scaling_group(
@@ -355,7 +341,7 @@ def _expired_message(name: str) -> Callable[[str, bool], str]:
 def _members(group: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The group's instances that are not on their way out."""
     return [
-        i for i in group.get("Instances", []) if not str(i.get("LifecycleState", "")).startswith(_LEAVING)
+        i for i in group.get("Instances", []) if not str(i.get("LifecycleState", "")).startswith(_DEPARTING)
     ]
 
 

@@ -1,114 +1,19 @@
-"""What every AWS handler (EC2Fleet, ASG, SpotFleet, RunInstances) implements and shares.
+"""What every AWS handler (EC2Fleet, ASG, SpotFleet, RunInstances) implements.
 
-A handler owns one AWS API. The provider (:mod:`ohfp_aws.provider`) picks a handler per
-template, stores ``{"api": handler.api, …}`` as the request handle, and for status asks each
-handler only what its fleet or group says (:meth:`Handler.inspect`); it then describes the
-instances of every request in one batched DescribeInstances. This module imports no boto3.
+A handler owns one AWS API. The provider picks a handler per template
+(:class:`ohfp_aws.handlers.HandlerSet`), stores the handle it returns, and for status asks
+each handler only what its fleets, groups or handles say (:meth:`Handler.inspect`); it then
+describes the instances of every request in one batched DescribeInstances.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
-
-from attrs import field, frozen
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from ohfp_aws.config import AwsConfig
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.model import AwsTemplate, FleetState
     from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
-
-# Tags on every resource ohfp creates (launch template, fleet, group, instance).
-TAG_REQUEST = "ohfp:request-id"
-TAG_TEMPLATE = "ohfp:template-id"
-TAG_INSTANCE = "ohfp:instance"  # the HF provider instance name (e.g. awsinst)
-
-APIS = ("EC2Fleet", "ASG", "SpotFleet", "RunInstances")
-FLEET_TYPES = ("instant", "request", "maintain")
-
-
-def client_token(request_id: str, purpose: str = "") -> str:
-    """An idempotency token for a create call, derived from the HF request id.
-
-    AWS limits client tokens to 64 ASCII characters; the same request id and purpose
-    always give the same token, so a retried create returns the first call's result.
-    """
-    digest = hashlib.sha256(f"{request_id}/{purpose}".encode()).hexdigest()
-    return f"ohfp-{digest[:58]}"
-
-
-@frozen
-class AwsTemplate:
-    """A template's AWS fields, parsed and validated (see :mod:`ohfp_aws.templates`).
-
-    ``vm_types`` maps instance type → weight (a single ``vmType`` becomes ``{type: 1}``).
-    ``user_data`` is the *content* of ``userDataScript``. ``image_id`` may still be an SSM
-    parameter path; handlers resolve it with :meth:`AwsContext.resolve_image`.
-    """
-
-    template_id: str
-    max_number: int
-    image_id: str | None = None
-    launch_template_id: str | None = None
-    price_type: str = "ondemand"  # ondemand | spot | heterogeneous
-    provider_api: str | None = None  # explicit handler, else the preferred order decides
-    fleet_type: str | None = None  # instant | request | maintain (EC2Fleet / SpotFleet)
-    subnet_ids: tuple[str, ...] = ()
-    vm_types: Mapping[str, int] = field(factory=dict)
-    vm_types_on_demand: Mapping[str, int] = field(factory=dict)
-    vm_types_priority: Mapping[str, int] = field(factory=dict)
-    security_group_ids: tuple[str, ...] = ()
-    key_name: str | None = None
-    instance_profile: str | None = None  # name or ARN
-    root_device_volume_size: int | None = None
-    volume_type: str | None = None
-    iops: int | None = None
-    instance_tags: Mapping[str, str] = field(factory=dict)
-    user_data: str | None = None
-    fleet_role: str | None = None
-    max_spot_price: str | None = None
-    spot_fleet_request_expiry_min: int = 30
-    allocation_strategy: str | None = None
-    allocation_strategy_on_demand: str | None = None
-    percent_on_demand: int | None = None
-    pools_count: int | None = None
-
-
-@frozen
-class FleetState:
-    """What a fleet or group says about one request, before instances are described.
-
-    ``instance_ids`` are the instances it reports (core's provider describes them all in
-    one batch). ``open`` is True while it may still deliver capacity. ``errors`` are the
-    cloud's messages about capacity it could not deliver. ``handle`` replaces the stored
-    handle when not None.
-    """
-
-    instance_ids: tuple[str, ...] = ()
-    open: bool = False
-    errors: tuple[str, ...] = ()
-    handle: Mapping[str, Any] | None = None
-
-
-class AwsContext(Protocol):
-    """Shared services a handler uses (implemented by :mod:`ohfp_aws.provider`)."""
-
-    clients: AwsClients
-    config: AwsConfig
-    instance_name: str
-
-    def resolve_image(self, image_id: str) -> str:
-        """An AMI id for ``image_id`` (resolving an SSM parameter path)."""
-        ...
-
-    def tags_for(self, request_id: str, template: AwsTemplate) -> dict[str, str]:
-        """The tags every resource of this request carries (ohfp's plus instanceTags)."""
-        ...
-
-    def terminate_instances(self, instance_ids: Sequence[str]) -> dict[str, str]:
-        """Terminate instances in batches; an error message per id that failed."""
-        ...
 
 
 class Handler(Protocol):
@@ -118,16 +23,18 @@ class Handler(Protocol):
     actions: ClassVar[tuple[str, ...]]  # every IAM action the handler calls, e.g. "ec2:CreateFleet"
 
     def unsupported(self, template: AwsTemplate) -> str | None:
-        """Why this handler cannot serve ``template``, or None when it can."""
+        """Why this handler cannot serve ``template``, or None when it can (offline)."""
         ...
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
         """Create the fleet/group/instances; idempotent on ``request_id`` (client token).
-        The handle must include ``"api": self.api``. Raises CloudError when refused."""
+        The handle is a dumped :mod:`ohfp_aws.handles` handle whose ``api`` is this API.
+        Raises CloudError when refused."""
         ...
 
     def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
-        """One describe per fleet or group (batched where the API allows)."""
+        """A state per acquire request of this API: one describe per fleet or group
+        (batched where the API allows)."""
         ...
 
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:

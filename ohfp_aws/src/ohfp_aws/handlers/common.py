@@ -1,74 +1,37 @@
-"""What the EC2 Fleet, Spot Fleet and Auto Scaling group handlers share.
+"""What the fleet and Auto Scaling group handlers share.
 
-The capacity split and launch priorities of a template, grouping returned machines by
-their request, which instances are still alive, request deadlines and AWS timestamps,
-paginated and batched describes, and the rule that turns a fleet's capacity into a
-:class:`FleetState`.
+Request deadlines and AWS timestamps, the rule that turns a fleet's or group's capacity into
+a :class:`~ohfp_aws.model.FleetState`, which instances are still alive, batched describes
+that survive unknown ids, and returned machines grouped by the fleet or group that
+launched them.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic
 
-from ohfp_aws.errors import aws_call, error_code
-from ohfp_aws.handlers.base import TAG_INSTANCE, TAG_REQUEST, AwsContext, AwsTemplate, FleetState
+from attrs import define, field
+
+from ohfp_aws import handles
+from ohfp_aws.context import AwsContext
+from ohfp_aws.errors import error_code
+from ohfp_aws.handles import H
 from ohfp_aws.instances import chunks, describe_machines
+from ohfp_aws.model import AwsTemplate, FleetState
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, MachineState, ReturnItem
 
 Clock = Callable[[], float]
 
-# IBM's on-demand strategy names as EC2 Fleet and Auto Scaling spell them.
-ON_DEMAND_STRATEGIES = {"lowestPrice": "lowest-price", "prioritized": "prioritized"}
-# Fleet states in which a fleet may still launch what it lacks.
 LIVE_STATES = ("submitted", "active", "modifying")
-_GONE_STATES = (MachineState.TERMINATED, MachineState.SHUTTING_DOWN)
+"""Fleet states in which a fleet may still launch what it lacks."""
+_TERMINATING = (MachineState.SHUTTING_DOWN, MachineState.TERMINATED)
 
 
-# -- templates ----------------------------------------------------------------------------
-
-
-def on_demand_units(template: AwsTemplate, count: int, max_spot_percent: int = 100) -> int:
-    """How many of ``count`` units are on-demand.
-
-    ``ondemand``: all; ``spot``: none; ``heterogeneous``: ``percentOnDemand`` % rounded half
-    up (0 without it), raised so the spot share stays within ``max_spot_percent`` %.
-    """
-    if template.price_type == "ondemand":
-        return count
-    if template.price_type == "spot":
-        return 0
-    on_demand = (count * (template.percent_on_demand or 0) + 50) // 100
-    spot = min(count - on_demand, count * max_spot_percent // 100)
-    return count - spot
-
-
-def instance_types(template: AwsTemplate) -> dict[str, int]:
-    """Every instance type the template may launch → its weight (on-demand types included
-    for heterogeneous templates)."""
-    types = dict(template.vm_types)
-    if template.price_type == "heterogeneous":
-        for name, weight in template.vm_types_on_demand.items():
-            types.setdefault(name, weight)
-    return types
-
-
-def priorities(template: AwsTemplate) -> dict[str, int]:
-    """Launch priority per instance type (0 is first).
-
-    ``vmTypesOnDemand`` types come first (so a ``prioritized`` on-demand strategy launches
-    them before the others), then ``vmTypesPriority`` order, then the template's order.
-    """
-    types = list(instance_types(template))
-    on_demand = set(template.vm_types_on_demand) if template.price_type == "heterogeneous" else set()
-    ranked = sorted(
-        types,
-        key=lambda t: (t not in on_demand, template.vm_types_priority.get(t, len(types)), types.index(t)),
-    )
-    return {name: rank for rank, name in enumerate(ranked)}
+# -- templates and time -------------------------------------------------------------------------
 
 
 def missing_launch_source(template: AwsTemplate, what: str) -> str | None:
@@ -90,6 +53,20 @@ def deadline(template: AwsTemplate, start: float) -> int:
     return int(start) + template.spot_fleet_request_expiry_min * 60
 
 
+def as_utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def epoch_of(value: Any) -> float | None:
+    """A timestamp AWS returned (datetime or ISO text) as seconds since the epoch."""
+    if isinstance(value, datetime):
+        return value.timestamp() if value.tzinfo else value.replace(tzinfo=UTC).timestamp()
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            return epoch_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return None
+
+
 # -- inspect ------------------------------------------------------------------------------
 
 
@@ -109,6 +86,7 @@ def fleet_state(
     activity_status: str | None,
     closed: Callable[[str, bool], str],
     launch_errors: str,
+    weights: Mapping[str, int] | None = None,
 ) -> FleetState:
     """A fleet's :class:`FleetState` from its capacity.
 
@@ -125,7 +103,9 @@ def fleet_state(
         errors.append(f"{closed(state, expired)} with {units(fulfilled)} of {units(target)} units")
     if short and activity_status == "error":
         errors.append(launch_errors)
-    return FleetState(instance_ids=tuple(instance_ids), open=is_open, errors=tuple(errors))
+    return FleetState(
+        instance_ids=tuple(instance_ids), open=is_open, errors=tuple(errors), weights=weights or {}
+    )
 
 
 def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
@@ -138,31 +118,22 @@ def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
     if not ids:
         return set()
     machines = describe_machines(ctx.clients.ec2, ids)
-    return {i for i, machine in machines.items() if machine.state not in _GONE_STATES}
+    return {i for i, machine in machines.items() if machine.state not in _TERMINATING}
 
 
-def as_utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def epoch_of(value: Any) -> float | None:
-    """A timestamp AWS returned (datetime or ISO text) as seconds since the epoch."""
-    if isinstance(value, datetime):
-        return value.timestamp() if value.tzinfo else value.replace(tzinfo=UTC).timestamp()
-    if isinstance(value, str) and value:
-        with contextlib.suppress(ValueError):
-            return epoch_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    return None
-
-
-# -- cancel -------------------------------------------------------------------------------
-
-
-def made_for(tags: Iterable[Mapping[str, Any]] | None, ctx: AwsContext, request_id: str) -> bool:
-    """True when AWS ``tags`` (``[{"Key": …, "Value": …}]``) mark a resource ohfp made for
-    ``request_id`` in this provider instance."""
-    found = {str(t.get("Key")): t.get("Value") for t in tags or ()}
-    return found.get(TAG_REQUEST) == request_id and found.get(TAG_INSTANCE) == ctx.instance_name
+def loaded(
+    requests: Sequence[CloudRequest], kind: type[H]
+) -> tuple[list[tuple[CloudRequest, H]], dict[str, FleetState]]:
+    """Each request with its handle as ``kind``; a request whose handle cannot be read gets
+    a state holding the machines core knows and why (never open)."""
+    found: list[tuple[CloudRequest, H]] = []
+    broken: dict[str, FleetState] = {}
+    for request in requests:
+        try:
+            found.append((request, handles.load(request.handle, kind)))
+        except ValueError as exc:
+            broken[request.request_id] = FleetState(instance_ids=request.machine_ids, errors=(str(exc),))
+    return found, broken
 
 
 # -- AWS calls ----------------------------------------------------------------------------
@@ -173,18 +144,9 @@ def is_not_found(exc: CloudError) -> bool:
     return code.endswith(("NotFound", "NotFoundException", "Malformed"))
 
 
-def pages(
-    call: Callable[..., Mapping[str, Any]], operation: str, **params: Any
-) -> Iterator[Mapping[str, Any]]:
-    """Every page of a NextToken-paginated EC2 call, errors translated."""
-    while True:
-        with aws_call(operation):
-            page = call(**params)
-        yield page
-        token = page.get("NextToken")
-        if not token:
-            return
-        params["NextToken"] = token
+def by_id(pages: Iterable[Mapping[str, Any]], items: str, key: str) -> dict[str, dict[str, Any]]:
+    """The ``items`` of every page of a describe call, by their ``key``."""
+    return {item[key]: item for page in pages for item in page.get(items, [])}
 
 
 def describe_batched(
@@ -212,55 +174,46 @@ def describe_batched(
     return found
 
 
-def overrides(template: AwsTemplate, prioritized: bool, max_price: str | None = None) -> dict[str, Any]:
-    """Launch-template overrides: every instance type × subnet, weighted (and ranked when
-    ``prioritized``), each with ``MaxPrice`` when given. ``{}`` when there is nothing to
-    override."""
-    types = instance_types(template)
-    ranks = priorities(template)
-    found: list[dict[str, Any]] = []
-    for name in types or [None]:
-        for subnet in template.subnet_ids or (None,):
-            override: dict[str, Any] = {}
-            if name is not None:
-                override["InstanceType"] = name
-                override["WeightedCapacity"] = float(types[name])
-                if prioritized:
-                    override["Priority"] = float(ranks[name])
-            if subnet is not None:
-                override["SubnetId"] = subnet
-            if max_price:
-                override["MaxPrice"] = max_price
-            if override:
-                found.append(override)
-    return {"Overrides": found} if found else {}
-
-
 # -- release ------------------------------------------------------------------------------
 
 
-def nothing_held_after(request: CloudRequest, returned: Iterable[str]) -> bool:
-    """True when Host Factory holds no other machine of ``request`` once ``returned`` go.
+@define(kw_only=True)
+class Returned(Generic[H]):
+    """Machines returned from one fleet or group: the acquire request that launched them
+    and its handle."""
 
-    Then the fleet or group is deleted with whatever it still runs: anything left is a
-    machine Host Factory never got (a replacement for one the console terminated, say).
-    False when core named no machines for the request (the cloud's view decides then).
-    """
-    return bool(request.machine_ids) and not set(request.machine_ids) - set(returned)
+    request: CloudRequest
+    handle: H
+    machine_ids: list[str] = field(factory=list)
+
+    @property
+    def nothing_held_after(self) -> bool:
+        """True when Host Factory holds no other machine of the request once these go.
+
+        Then the fleet or group is deleted with whatever it still runs: anything left is a
+        machine Host Factory never got (a replacement for one the console terminated, say).
+        False when core named no machines for the request (the cloud's view decides then).
+        """
+        held = set(self.request.machine_ids)
+        return bool(held) and not held - set(self.machine_ids)
 
 
 def group_returns(
-    items: Sequence[ReturnItem], api: str, key: str
-) -> tuple[dict[str, tuple[Mapping[str, Any], CloudRequest, list[str]]], list[str]]:
-    """Returned machines by ``handle[key]`` of their acquire request (for handles of ``api``),
-    and the ids of machines no such request claims."""
-    groups: dict[str, tuple[Mapping[str, Any], CloudRequest, list[str]]] = {}
+    items: Sequence[ReturnItem], api: str, kind: type[H], key: Callable[[H], str]
+) -> tuple[dict[str, Returned[H]], list[str]]:
+    """Returned machines by ``key`` of their acquire request's handle (``api``'s handles, of
+    ``kind``), and the ids of machines no such request claims."""
+    groups: dict[str, Returned[H]] = {}
     loose: list[str] = []
     for item in items:
-        request = item.request
-        handle = request.handle if request is not None else {}
-        if request is None or handle.get("api") != api or not handle.get(key):
+        handle: H | None = None
+        if item.request is not None and handles.api_of(item.request.handle) == api:
+            with contextlib.suppress(ValueError):
+                handle = handles.load(item.request.handle, kind)
+        if item.request is None or handle is None or not key(handle):
             loose.append(item.machine_id)
             continue
-        groups.setdefault(str(handle[key]), (handle, request, []))[2].append(item.machine_id)
+        groups.setdefault(key(handle), Returned(request=item.request, handle=handle)).machine_ids.append(
+            item.machine_id
+        )
     return groups, loose

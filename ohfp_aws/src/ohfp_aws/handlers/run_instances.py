@@ -1,9 +1,9 @@
 """RunInstances: plain on-demand or spot instances of one type, no fleet around them.
 
 The request is finished once :meth:`RunInstancesHandler.provision` returns: what launched is
-in the handle (``{"api": "RunInstances", "instance_ids": [...], "errors": [...]}``) and
-nothing will add more later, so :meth:`~RunInstancesHandler.inspect` calls no API and a
-shortfall becomes an error message (HF sees ``complete_with_error``).
+in the handle (:class:`~ohfp_aws.handles.InstancesHandle`) and nothing will add more later,
+so :meth:`~RunInstancesHandler.inspect` calls no API and a shortfall becomes an error
+message (HF sees ``complete_with_error``).
 """
 
 from __future__ import annotations
@@ -12,17 +12,22 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ohfp_aws import handles
+from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import aws_call
-from ohfp_aws.handlers.base import (
+from ohfp_aws.handlers.common import loaded
+from ohfp_aws.handles import InstancesHandle
+from ohfp_aws.instances import describe_instances, to_machine
+from ohfp_aws.launch_spec import needs_root_device, root_device_name, run_instances_params
+from ohfp_aws.model import (
+    RUN_INSTANCES,
     TAG_INSTANCE,
     TAG_REQUEST,
-    AwsContext,
+    TAG_WEIGHT,
     AwsTemplate,
     FleetState,
     client_token,
 )
-from ohfp_aws.instances import WEIGHT_TAG, describe_instances, to_machine
-from ohfp_aws.launch_spec import needs_root_device, root_device_name, run_instances_params
 from ohfp_core.errors import CapacityError, CloudError
 from ohfp_core.models import Provisioned
 
@@ -40,7 +45,7 @@ class RunInstancesHandler:
     instances run, it is kept in the handle and provisioning stops there.
     """
 
-    api: ClassVar[str] = "RunInstances"
+    api: ClassVar[str] = RUN_INSTANCES
     actions: ClassVar[tuple[str, ...]] = (
         "ec2:RunInstances",
         "ec2:CreateTags",
@@ -64,7 +69,7 @@ class RunInstancesHandler:
     def _base_params(self, request_id: str, template: AwsTemplate, weight: int) -> dict[str, Any]:
         tags = dict(self.ctx.tags_for(request_id, template))
         if weight > 1:
-            tags[WEIGHT_TAG] = str(weight)
+            tags[TAG_WEIGHT] = str(weight)
         params: dict[str, Any]
         if template.image_id:
             image_id = self.ctx.resolve_image(template.image_id)
@@ -105,7 +110,7 @@ class RunInstancesHandler:
         if existing:
             return self._provisioned(existing, total, [])
         params = self._base_params(request_id, template, weight)
-        per_call = self.ctx.config.handlers.runinstances_max_per_call
+        per_call = self.ctx.config.handlers.run_instances.max_per_call
         subnets: Sequence[str | None] = template.subnet_ids or (None,)
         launched: list[dict[str, Any]] = []
         errors: list[str] = []
@@ -133,9 +138,9 @@ class RunInstancesHandler:
         ids = [instance["InstanceId"] for instance in instances]
         if not errors and len(ids) < total:
             errors = [f"launched {len(ids)} of {total} instances"]
-        handle = {"api": self.api, "instance_ids": ids, "errors": errors}
+        handle = InstancesHandle(instance_ids=tuple(ids), errors=tuple(errors))
         machines = tuple(to_machine(instance) for instance in instances)
-        return Provisioned(handle=handle, machines=machines, message="; ".join(errors))
+        return Provisioned(handle=handles.dump(handle), machines=machines, message="; ".join(errors))
 
     def _launch(
         self,
@@ -179,14 +184,10 @@ class RunInstancesHandler:
 
     def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
         """The handle's instances; never open (RunInstances delivers all it will at once)."""
-        return {
-            request.request_id: FleetState(
-                instance_ids=tuple(request.handle.get("instance_ids", ())),
-                open=False,
-                errors=tuple(request.handle.get("errors", ())),
-            )
-            for request in requests
-        }
+        found, states = loaded(requests, InstancesHandle)
+        for request, handle in found:
+            states[request.request_id] = FleetState(instance_ids=handle.instance_ids, errors=handle.errors)
+        return states
 
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
         """Terminate the instances; there is nothing else to shrink or delete."""

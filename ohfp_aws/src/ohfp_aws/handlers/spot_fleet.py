@@ -1,67 +1,41 @@
-"""Spot Fleet: one Spot Fleet request per HF request (IBM's own choice for spot templates).
+"""Spot Fleet: one Spot Fleet request per HF request (IBM's own choice for spot templates),
+through the fleet flow of :mod:`.fleet`.
 
 The request launches from ohfp's launch template with overrides instance types × subnets,
 weighted; ``fleetRole`` is its IAM fleet role. A ``request`` fleet is valid for
 ``spotFleetRequestExpiry`` minutes and keeps its instances when that passes
 (``TerminateInstancesWithExpiration`` False: HF owns them and returns them itself); a
 ``maintain`` fleet has no ValidUntil (it would stop maintaining) and ohfp stops waiting for
-it after the same time. Returning machines lowers a ``maintain`` fleet's target (AWS
-modifies no other type); the last machine cancels the request and deletes the template.
+it after the same time. Only a ``maintain`` request may change its target
+(ModifySpotFleetRequest).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ohfp_aws.errors import aws_call, error_code
-from ohfp_aws.handlers.base import AwsContext, AwsTemplate, FleetState, client_token
-from ohfp_aws.handlers.common import (
-    Clock,
-    alive,
-    as_utc,
-    deadline,
-    describe_batched,
-    epoch_of,
-    fleet_state,
-    group_returns,
-    instance_types,
-    made_for,
-    missing_launch_source,
-    nothing_held_after,
-    on_demand_units,
-    overrides,
-    pages,
-)
+from ohfp_aws.capacity import on_demand_strategy, on_demand_units, overrides
+from ohfp_aws.context import AwsContext
+from ohfp_aws.errors import aws_call, error_code, paginate
+from ohfp_aws.handlers.common import as_utc, by_id, describe_batched, epoch_of, missing_launch_source
+from ohfp_aws.handlers.fleet import Capacity, Created, FleetHandler, Member
+from ohfp_aws.handles import FleetHandle
 from ohfp_aws.instances import chunks
 from ohfp_aws.launch_spec import tag_list
 from ohfp_aws.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
-from ohfp_aws.launch_templates import (
-    delete_for_request,
-    discard_after_failure,
-    handle_fields,
-    launch_template_spec,
-)
+from ohfp_aws.model import ON_DEMAND_STRATEGIES, SPOT_FLEET, SPOT_STRATEGIES, AwsTemplate, client_token
 from ohfp_core.errors import CloudError
-from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
-SPOT_STRATEGIES = {
-    "capacityOptimized": "capacityOptimized",
-    "capacityOptimizedPrioritized": "capacityOptimizedPrioritized",
-    "diversified": "diversified",
-    "lowestPrice": "lowestPrice",
-    "priceCapacityOptimized": "priceCapacityOptimized",
-}
-ON_DEMAND_STRATEGIES = {"lowestPrice": "lowestPrice", "prioritized": "prioritized"}
 _NOTHING_TO_TERMINATE = "InvalidParameterCombination"
 BATCH = 100  # CancelSpotFleetRequests takes at most 100 ids; describe uses the same batches
 
 
-class SpotFleetHandler:
-    """Provision, inspect and return machines through Spot Fleet (RequestSpotFleet)."""
+class SpotFleet:
+    """The Spot Fleet adapter of the fleet flow."""
 
-    api: ClassVar[str] = "SpotFleet"
+    api: ClassVar[str] = SPOT_FLEET
+    noun: ClassVar[str] = "spot fleet request"
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
@@ -76,11 +50,8 @@ class SpotFleetHandler:
         "iam:PassRole",
     )
 
-    def __init__(self, ctx: AwsContext, clock: Clock = time.time) -> None:
+    def __init__(self, ctx: AwsContext) -> None:
         self.ctx = ctx
-        self.clock = clock
-
-    # -- provision ----------------------------------------------------------------------
 
     def unsupported(self, template: AwsTemplate) -> str | None:
         if not template.fleet_role:
@@ -92,53 +63,37 @@ class SpotFleetHandler:
             return f"Spot Fleet has no fleetType {template.fleet_type} (request or maintain)"
         return None
 
-    def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
-        fleet_type = template.fleet_type or "request"
-        handle: dict[str, Any] = {
-            "api": self.api,
-            "fleet_type": fleet_type,
-            "target": count,
-            "weights": instance_types(template),
-            **handle_fields(self.ctx, request_id, template),
-        }
-        handle["valid_until"] = deadline(template, handle["launch_template_created_at"] or self.clock())
+    def fleet_type(self, template: AwsTemplate) -> str:
+        return template.fleet_type or "request"
+
+    # -- create -------------------------------------------------------------------------
+
+    def create(self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle) -> Created:
         config = self.request_config(request_id, template, count, handle)
-        try:
-            with aws_call("RequestSpotFleet"):
-                response = self.ctx.clients.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
-        except CloudError as exc:
-            discard_after_failure(self.ctx, handle, exc)
-            raise
-        handle["spot_fleet_request_id"] = response["SpotFleetRequestId"]
-        return Provisioned(
-            handle=handle, message=f"spot fleet request {response['SpotFleetRequestId']} created"
-        )
+        with aws_call("RequestSpotFleet"):
+            response = self.ctx.clients.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
+        return Created(fleet_id=str(response["SpotFleetRequestId"]))
 
     def request_config(
-        self, request_id: str, template: AwsTemplate, count: int, handle: Mapping[str, Any]
+        self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
     ) -> dict[str, Any]:
         """RequestSpotFleet's ``SpotFleetRequestConfig`` for ``count`` units of ``template``."""
         on_demand = on_demand_units(template, count)
-        strategy = template.allocation_strategy or self.ctx.config.handlers.spotfleet_allocation_strategy
-        od_strategy = ON_DEMAND_STRATEGIES[template.allocation_strategy_on_demand or "lowestPrice"]
-        if template.price_type == "heterogeneous" and template.vm_types_on_demand:
-            od_strategy = "prioritized"  # on-demand launches the vmTypesOnDemand types first
+        strategy = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
+        od_strategy = ON_DEMAND_STRATEGIES[on_demand_strategy(template)].spot_fleet
         prioritized = (od_strategy == "prioritized" and on_demand > 0) or (
             strategy == "capacityOptimizedPrioritized" and on_demand < count
         )
         config: dict[str, Any] = {
             "IamFleetRole": template.fleet_role,
-            "AllocationStrategy": SPOT_STRATEGIES[strategy],
+            "AllocationStrategy": SPOT_STRATEGIES[strategy].spot_fleet,
             "TargetCapacity": count,
-            "Type": handle["fleet_type"],
+            "Type": handle.fleet_type,
             "ClientToken": client_token(request_id, "spotfleet"),
             "TerminateInstancesWithExpiration": False,
             "ExcessCapacityTerminationPolicy": "noTermination",
             "LaunchTemplateConfigs": [
-                {
-                    "LaunchTemplateSpecification": launch_template_spec(handle),
-                    **overrides(template, prioritized),
-                }
+                {"LaunchTemplateSpecification": handle.specification, **overrides(template, prioritized)}
             ],
             "TagSpecifications": [
                 {
@@ -154,136 +109,63 @@ class SpotFleetHandler:
             config["SpotPrice"] = template.max_spot_price
         if strategy == "lowestPrice" and template.pools_count:
             config["InstancePoolsToUseCount"] = template.pools_count
-        if handle["fleet_type"] == "request":
-            config["ValidUntil"] = as_utc(handle["valid_until"])
+        if handle.fleet_type == "request" and handle.valid_until is not None:
+            config["ValidUntil"] = as_utc(handle.valid_until)
         return config
 
-    # -- inspect ------------------------------------------------------------------------
+    def created(self, handle: FleetHandle) -> str:
+        return f"spot fleet request {handle.fleet_id} created"
 
-    def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
-        ids = [
-            str(r.handle["spot_fleet_request_id"]) for r in requests if r.handle.get("spot_fleet_request_id")
-        ]
-        fleets = self.describe_requests(ids)
-        now = self.clock()
-        states: dict[str, FleetState] = {}
-        for request in requests:
-            handle = request.handle
-            fleet_id = str(handle.get("spot_fleet_request_id"))
-            fleet = fleets.get(fleet_id)
-            if fleet is None:  # cancelled and purged (moto drops it at once)
-                states[request.request_id] = FleetState(
-                    instance_ids=request.machine_ids,
-                    errors=(f"spot fleet request {fleet_id} no longer exists",),
-                )
-                continue
-            states[request.request_id] = self._state(handle, fleet, request.machine_ids, now)
-        return states
+    # -- describe -----------------------------------------------------------------------
 
-    def _state(
-        self, handle: Mapping[str, Any], fleet: Mapping[str, Any], known: Sequence[str], now: float
-    ) -> FleetState:
-        fleet_id = fleet["SpotFleetRequestId"]
+    def describe(self, fleet_ids: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
+        ec2 = self.ctx.clients.ec2
+
+        def describe(chunk: list[str]) -> dict[str, dict[str, Any]]:
+            pages = paginate(ec2, "describe_spot_fleet_requests", SpotFleetRequestIds=chunk)
+            return by_id(pages, "SpotFleetRequestConfigs", "SpotFleetRequestId")
+
+        return describe_batched(fleet_ids, BATCH, describe)
+
+    def capacity(self, fleet: Mapping[str, Any], handle: FleetHandle) -> Capacity:
         config = fleet.get("SpotFleetRequestConfig", {})
-        target = float(config.get("TargetCapacity", handle["target"]))
-        fulfilled = float(config.get("FulfilledCapacity", 0))
-        state = str(fleet.get("SpotFleetRequestState", ""))
-        members = self.fleet_members(fleet_id) if not state.startswith("cancelled") else {}
-
-        def closed(current: str, expired: bool) -> str:
-            return "spot fleet failed" if current == "failed" else "spot fleet expired"
-
-        return fleet_state(
-            tuple(dict.fromkeys([*members, *known])),
-            state=state,
-            target=target,
-            fulfilled=fulfilled,
-            valid_until=epoch_of(config.get("ValidUntil")) or handle.get("valid_until"),
-            now=now,
+        return Capacity(
+            state=str(fleet.get("SpotFleetRequestState", "")),
+            target=float(config.get("TargetCapacity", handle.target)),
+            fulfilled=float(config.get("FulfilledCapacity", 0)),
+            valid_until=epoch_of(config.get("ValidUntil")),
             activity_status=fleet.get("ActivityStatus"),
-            closed=closed,
-            launch_errors=f"spot fleet request {fleet_id} reports errors launching instances",
         )
 
-    def describe_requests(self, fleet_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Spot fleet requests by id, batched; unknown ids are left out."""
-        return describe_batched(fleet_ids, BATCH, self._describe_chunk)
+    def is_closed(self, fleet: Mapping[str, Any]) -> bool:
+        return str(fleet.get("SpotFleetRequestState", "")).startswith("cancelled")
 
-    def _describe_chunk(self, fleet_ids: list[str]) -> dict[str, dict[str, Any]]:
-        ec2 = self.ctx.clients.ec2
+    def members(self, fleet: Mapping[str, Any]) -> dict[str, Member]:
+        """The request's active instances (none once it is cancelled)."""
+        if self.is_closed(fleet):
+            return {}
+        pages = paginate(
+            self.ctx.clients.ec2,
+            "describe_spot_fleet_instances",
+            SpotFleetRequestId=fleet["SpotFleetRequestId"],
+        )
         return {
-            config["SpotFleetRequestId"]: config
-            for page in pages(
-                ec2.describe_spot_fleet_requests, "DescribeSpotFleetRequests", SpotFleetRequestIds=fleet_ids
-            )
-            for config in page.get("SpotFleetRequestConfigs", [])
-        }
-
-    def fleet_members(self, fleet_id: str) -> dict[str, str | None]:
-        """The request's active instances: id → instance type."""
-        ec2 = self.ctx.clients.ec2
-        return {
-            instance["InstanceId"]: instance.get("InstanceType")
-            for page in pages(
-                ec2.describe_spot_fleet_instances, "DescribeSpotFleetInstances", SpotFleetRequestId=fleet_id
-            )
+            instance["InstanceId"]: Member(instance_type=instance.get("InstanceType"), spot=True)
+            for page in pages
             for instance in page.get("ActiveInstances", [])
         }
 
-    # -- release ------------------------------------------------------------------------
+    def closed(self, fleet_id: str, state: str, expired: bool) -> str:
+        return "spot fleet failed" if state == "failed" else "spot fleet expired"
 
-    def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
-        groups, loose = group_returns(items, self.api, "spot_fleet_request_id")
-        fleets = self.describe_requests(list(groups))
-        members = {
-            fid: self.fleet_members(fid)
-            for fid in groups
-            if fid in fleets and not str(fleets[fid].get("SpotFleetRequestState", "")).startswith("cancelled")
-        }
-        candidates = [i for m in members.values() for i in m]
-        candidates += [
-            i for fid, (_, req, _) in groups.items() if fid not in members for i in req.machine_ids
-        ]
-        living = alive(self.ctx, candidates)
-        to_cancel: list[str] = []
-        emptied: list[Mapping[str, Any]] = []
-        for fleet_id, (handle, request, returned) in groups.items():
-            gone = set(returned)
-            if fleet_id not in members:  # cancelled or purged: what core saw is all we have
-                if not (set(request.machine_ids) - gone) & living:
-                    emptied.append(handle)
-                continue
-            active = {i: t for i, t in members[fleet_id].items() if i in living}
-            if set(active) - gone and not nothing_held_after(request, gone):
-                if handle.get("fleet_type") == "maintain":
-                    self._lower_target(fleets[fleet_id], handle, [active[i] for i in returned if i in active])
-            else:
-                to_cancel.append(fleet_id)
-                emptied.append(handle)
-        # Terminate first, then cancel: the cancel's TerminateInstances also ends any
-        # replacement a maintain fleet launched in between (and moto cannot terminate an
-        # instance whose request it has already dropped).
-        errors = self.ctx.terminate_instances([*(i for _, _, r in groups.values() for i in r), *loose])
-        cancelled = self._cancel(to_cancel)
-        for handle in emptied:
-            if (
-                handle["spot_fleet_request_id"] not in to_cancel
-                or handle["spot_fleet_request_id"] in cancelled
-            ):
-                delete_for_request(self.ctx, handle)
-        return errors
+    # -- change -------------------------------------------------------------------------
 
-    def _lower_target(
-        self, fleet: Mapping[str, Any], handle: Mapping[str, Any], returned: Sequence[str | None]
-    ) -> None:
+    def lower_target(self, fleet: Mapping[str, Any], handle: FleetHandle, returned: Sequence[Member]) -> None:
         """ModifySpotFleetRequest: the target less the returned machines' weights, with
         ``noTermination`` (ohfp terminates exactly the returned machines)."""
-        if not returned:
-            return
-        weights = handle.get("weights", {})
         config = fleet.get("SpotFleetRequestConfig", {})
-        total = int(config.get("TargetCapacity", handle["target"]))
-        new_total = max(0, total - sum(weights.get(t, 1) for t in returned))
+        total = int(config.get("TargetCapacity", handle.target))
+        new_total = max(0, total - sum(handle.weights.get(m.instance_type or "", 1) for m in returned))
         params: dict[str, Any] = {
             "SpotFleetRequestId": fleet["SpotFleetRequestId"],
             "TargetCapacity": new_total,
@@ -294,11 +176,11 @@ class SpotFleetHandler:
         with aws_call("ModifySpotFleetRequest"):
             self.ctx.clients.ec2.modify_spot_fleet_request(**params)
 
-    def _cancel(self, fleet_ids: Sequence[str]) -> set[str]:
-        """CancelSpotFleetRequests terminating what is left; the ids cancelled (or unknown)."""
+    def delete(self, fleets: Sequence[tuple[str, str]]) -> set[str]:
+        """CancelSpotFleetRequests terminating what is left."""
         cancelled: set[str] = set()
         cancel = self.ctx.clients.ec2.cancel_spot_fleet_requests
-        for chunk in chunks(fleet_ids, BATCH):
+        for chunk in chunks([fleet_id for fleet_id, _ in fleets], BATCH):
             try:
                 with aws_call("CancelSpotFleetRequests"):
                     response = cancel(SpotFleetRequestIds=chunk, TerminateInstances=True)
@@ -315,26 +197,22 @@ class SpotFleetHandler:
                     cancelled.add(failure["SpotFleetRequestId"])
         return cancelled
 
-    # -- cancel -------------------------------------------------------------------------
-
-    def cancel(self, request_id: str) -> None:
-        """Cancel the Spot Fleet requests tagged with ``request_id``, terminating their instances.
-
-        :raises CloudError: when AWS refused, or did not cancel a request.
-        """
-        # The tags come from DescribeSpotFleetRequests' reply, paging through every request of
-        # the account: moto's DescribeTags lists no spot-fleet-request tags. Only this rare
-        # clean-up after a provisioning call that died pays for the full listing.
-        ec2 = self.ctx.clients.ec2
-        doomed = [
-            str(config["SpotFleetRequestId"])
-            for page in pages(ec2.describe_spot_fleet_requests, "DescribeSpotFleetRequests")
+    def find(self, request_id: str) -> list[tuple[str, str]]:
+        """The tags come from DescribeSpotFleetRequests' reply, paging through every request
+        of the account: moto's DescribeTags lists no spot-fleet-request tags. Only this rare
+        clean-up after a provisioning call that died pays for the full listing."""
+        return [
+            (str(config["SpotFleetRequestId"]), str(config.get("SpotFleetRequestConfig", {}).get("Type")))
+            for page in paginate(self.ctx.clients.ec2, "describe_spot_fleet_requests")
             for config in page.get("SpotFleetRequestConfigs", [])
-            if not str(config.get("SpotFleetRequestState", "")).startswith("cancelled")
-            and made_for(config.get("Tags"), self.ctx, request_id)
+            if not self.is_closed(config) and self.ctx.made_for(config.get("Tags"), request_id)
         ]
-        left = set(doomed) - self._cancel(doomed)
-        if left:
-            raise CloudError(
-                f"CancelSpotFleetRequests: spot fleet requests {', '.join(sorted(left))} were not cancelled"
-            )
+
+    def not_deleted(self, fleet_ids: Sequence[str]) -> str:
+        return f"CancelSpotFleetRequests: spot fleet requests {', '.join(fleet_ids)} were not cancelled"
+
+
+class SpotFleetHandler(FleetHandler):
+    """Provision, inspect and return machines through Spot Fleet."""
+
+    fleet_api = SpotFleet

@@ -1,0 +1,110 @@
+"""Test only: kill the ohfp call at a chosen point, as a crash or ``kill -9`` would.
+
+Inert unless ``OHFP_CRASH_RECORD`` or ``OHFP_CRASH_AT`` is set. Points are named
+``before:<what>`` and ``after:<what>`` for every provider hook (the cloud calls) and every
+write of the ``crashy`` storage backend (SQLite underneath: ``put_request``,
+``put_machines`` outside transactions, ``commit`` of a transaction). A point reached for the
+n-th time in a call is ``<point>#<n>``.
+
+- ``OHFP_CRASH_RECORD=<file>``: append every point reached to the file, one per line.
+- ``OHFP_CRASH_AT=<point>#<n>``: SIGKILL this process when it reaches that point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
+
+from ohfp_core import hookimpl
+from ohfp_core.sqlite import SQLiteStorage
+from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext
+
+_seen: Counter[str] = Counter()
+
+
+def reach(point: str) -> None:
+    """Note that the call reached ``point``; die here if asked to."""
+    _seen[point] += 1
+    name = f"{point}#{_seen[point]}"
+    record = os.environ.get("OHFP_CRASH_RECORD")
+    if record:
+        with open(record, "a", encoding="utf-8") as handle:
+            handle.write(name + "\n")
+    if os.environ.get("OHFP_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashPlugin:
+    @hookimpl(wrapper=True)
+    def ohfp_provision(self, request_id: str, template: Any, count: int) -> Generator[None, Any, Any]:
+        reach("before:ohfp_provision")
+        result = yield
+        reach("after:ohfp_provision")
+        return result
+
+    @hookimpl(wrapper=True)
+    def ohfp_machine_status(self, requests: Sequence[Any]) -> Generator[None, Any, Any]:
+        reach("before:ohfp_machine_status")
+        result = yield
+        reach("after:ohfp_machine_status")
+        return result
+
+    @hookimpl(wrapper=True)
+    def ohfp_terminate_machines(self, machines: Sequence[Any]) -> Generator[None, Any, Any]:
+        reach("before:ohfp_terminate_machines")
+        result = yield
+        reach("after:ohfp_terminate_machines")
+        return result
+
+    @hookimpl(wrapper=True)
+    def ohfp_cancel_request(self, request: Any) -> Generator[None, Any, Any]:
+        reach("before:ohfp_cancel_request")
+        result = yield
+        reach("after:ohfp_cancel_request")
+        return result
+
+    @hookimpl
+    def ohfp_register_storage(self, register: Callable[[str, Any], None]) -> None:
+        register("crashy", CrashyStorage)
+
+
+class CrashyStorage(SQLiteStorage):
+    """SQLite whose every write is a crash point."""
+
+    def __init__(self, context: StorageContext) -> None:
+        self._depth = 0
+        super().__init__(context.workdir)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with super().transaction():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            reach("before:commit")
+        reach("after:commit")
+
+    def put_request(self, record: RequestRecord) -> None:
+        if self._depth:
+            super().put_request(record)
+            return
+        reach("before:put_request")
+        super().put_request(record)
+        reach("after:put_request")
+
+    def put_machines(self, records: Sequence[MachineRecord]) -> None:
+        if self._depth or not records:
+            super().put_machines(records)
+            return
+        reach("before:put_machines")
+        super().put_machines(records)
+        reach("after:put_machines")
+
+
+plugin = CrashPlugin()
