@@ -98,10 +98,12 @@ def crash(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
+    # bench_storage.py reuses the storage tests' bulk loaders and servers (pytest).
     _install_ohfp(
-        session, "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1", "boto3>=1.34", "werkzeug"
+        session, "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1", "boto3>=1.34", "pytest>=8"
     )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
+    session.run("python", "benchmarks/bench_storage.py", *session.posargs)
 
 
 @nox.session

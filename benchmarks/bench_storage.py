@@ -228,7 +228,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="fresh processes per call and backend")
     parser.add_argument("--repeats", type=int, default=20, help="lookups timed per size")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # nox hands both benchmarks the same arguments
     with tempfile.TemporaryDirectory(prefix="ohfp-bench-storage-") as tmp, servers() as found:
         bench_calls(Path(tmp), args.runs, found)
         bench_lookups(found, args.repeats)
