@@ -11,6 +11,8 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
   calls per HF call; per state store backend, HF call latency and one request's lookups
   with 1k/10k/100k machines. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
+- ``dist``: build every distribution's wheel and sdist into ``dist/`` and check them.
+- ``docs``: build the reference site (mkdocs, strict) into ``site/``.
 
 The distributions are installed as users get them (built wheels, not editable, with
 bytecode compiled). uv caches a local project's build by its pyproject.toml, so each run
@@ -25,8 +27,15 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-postgresql", "ohfp-dynamodb")
-SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws", "./ohfp_postgresql", "./ohfp_dynamodb")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
+SOURCES = (
+    "./ohfp_core",
+    "./ohfp_mock",
+    "./ohfp_aws",
+    "./ohfp_extras",
+    "./ohfp_postgresql",
+    "./ohfp_dynamodb",
+)
 TEST_DEPS = (
     "pytest>=8",
     "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1",
@@ -70,7 +79,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests")
+    session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests", "tools")
 
 
 @nox.session
@@ -111,3 +120,48 @@ def quickstart(session: nox.Session) -> None:
     """The README's copy-paste demo: one request's life on the mock provider."""
     _install_ohfp(session)
     session.run("python", "examples/quickstart.py", *session.posargs)
+
+
+def _distribution_dirs() -> list[str]:
+    """Every directory holding a distribution (a pyproject.toml with a [project] table)."""
+    import pathlib
+    import tomllib
+
+    return sorted(
+        str(path.parent)
+        for path in pathlib.Path().glob("*/pyproject.toml")
+        if "project" in tomllib.loads(path.read_text(encoding="utf-8"))
+    )
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Build every distribution's wheel and sdist into dist/ and check them for publishing:
+    ``twine check --strict`` (metadata valid, README renders) and tools/check_dists.py (LICENSE,
+    py.typed, no stray files, classifiers, bounds between ohfp distributions)."""
+    import pathlib
+    import shutil
+
+    session.install("twine")
+    out = pathlib.Path("dist")
+    shutil.rmtree(out, ignore_errors=True)
+    for directory in _distribution_dirs():
+        session.run("uv", "build", "--quiet", "--out-dir", str(out), directory, external=True)
+    built = sorted(str(path) for path in out.iterdir() if path.name.endswith((".whl", ".tar.gz")))
+    session.run("twine", "check", "--strict", *built)
+    session.run("python", "tools/check_dists.py", "--license", "LICENSE", *built)
+
+
+DOCS_DEPS = ("mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the reference site into site/ with mkdocs in strict mode: a broken link, page or
+    docstring reference fails. ``nox -s docs -- serve`` previews it instead."""
+    _install_ohfp(session, *DOCS_DEPS)
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs, env=env)

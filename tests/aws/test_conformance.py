@@ -33,6 +33,12 @@ class MotoDriver:
     def template(self) -> Template:
         return make_template(self.network, "Conformance-t3", **self.fields)
 
+    def weighted_template(self) -> Template:
+        """t3.large instances that count for two units each."""
+        return make_template(
+            self.network, "Conformance-weighted", vmType=None, vmTypes={"t3.large": 2}, **self.fields
+        )
+
     def settle(self) -> None:
         pass
 
@@ -124,3 +130,10 @@ class TestAwsASGContract(TestAwsRunInstancesContract):
     @pytest.fixture
     def cloud_driver(self, network: Network, monkeypatch: pytest.MonkeyPatch) -> MotoDriver:
         return MotoDriver(network, monkeypatch, providerApi="ASG")
+
+    @pytest.mark.skip(
+        reason="moto ignores an ASG's MixedInstancesPolicy, so its DesiredCapacity counts instances, not "
+        "weighted units; test_asg.py checks the WeightedCapacity overrides ohfp sends"
+    )
+    def test_weighted_units(self, hooks: Hooks, cloud_driver: CloudDriver) -> None:
+        raise AssertionError("skipped")

@@ -109,6 +109,26 @@ def test_maintain_partial_then_full_return(provider: Any, network: Network, call
     )
 
 
+def test_returning_two_fleets_at_once_deletes_both(provider: Any, network: Network) -> None:
+    """One return naming the last machines of two fleets deletes both fleets. (moto refuses a
+    DeleteFleets whose fleets have no instances left after deleting only the first fleet of
+    the call: each is then asked on its own.)"""
+    handler = EC2FleetHandler(provider)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    items = []
+    fleet_ids = []
+    for request_id in ("req-a", "req-b"):
+        done = handler.provision(request_id, template(network), 2)
+        request = acquire(request_id, done)
+        ids = list(handler.inspect([request])[request_id].instance_ids)
+        request = acquire(request_id, done, tuple(ids))
+        items += returns(request, ids)
+        fleet_ids.append(done.handle["fleet_id"])
+    assert handler.release(items) == {}
+    states = {f["FleetId"]: f["FleetState"] for f in ec2.describe_fleets(FleetIds=fleet_ids)["Fleets"]}
+    assert all(state.startswith("deleted") for state in states.values()), states
+
+
 def test_request_fleet_partial_return_changes_no_target(
     provider: Any, network: Network, calls: Calls
 ) -> None:

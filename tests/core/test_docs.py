@@ -256,6 +256,22 @@ def test_example_rejects_unknown_config_keys(example: ModuleType, tmp_path: Path
         example.make_provider(_context(tmp_path, EXAMPLE_HOST_PREFX="x"))
 
 
+def test_example_accepts_the_keys_core_reads(example: ModuleType, tmp_path: Path) -> None:
+    """Core reads ACCEPT_PROPAGATED_LOG_SETTING from the provider config file too."""
+    example.make_provider(_context(tmp_path, ACCEPT_PROPAGATED_LOG_SETTING=True, EXAMPLE_HOST_PREFIX="x"))
+
+
+def test_example_returns_hosts_named_only(example: ModuleType, tmp_path: Path) -> None:
+    provider = example.make_provider(_context(tmp_path))
+    hooks = Hooks(make_manager(provider, provider_name="example"), "example")
+    [template] = hooks.available_templates([])
+    [first, second] = hooks.provision("req-docs-2", template, 2).machines
+    assert hooks.terminate_machines([ReturnItem(machine_id="", name=first.name)]) == {}
+    request = CloudRequest(request_id="req-docs-2", kind=RequestKind.ACQUIRE)
+    states = {m.name: m.state for m in hooks.machine_status([request])["req-docs-2"].machines}
+    assert states == {first.name: MachineState.TERMINATED, second.name: MachineState.RUNNING}
+
+
 @pytest.fixture
 def example_ops(example: ModuleType, extension: ModuleType, tmp_path: Path) -> Iterator[Operations]:
     """Core's Host Factory calls over the example provider and its extension plugin."""

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_postgresql", "ohfp_dynamodb")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-postgresql", "ohfp-dynamodb")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras", "ohfp_postgresql", "ohfp_dynamodb")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
 BARE_PATH = "/usr/bin:/bin"
 CALL_TIMEOUT = 120
 
@@ -79,7 +79,9 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """Every ohfp distribution built from the checkout into a fresh virtualenv."""
+    """Every ohfp distribution built from the checkout into a fresh virtualenv (the
+    extension plugins and storage backends installed but not enabled: they must change
+    nothing)."""
     return install(tmp_path_factory.mktemp("ohfp-venv"))
 
 
@@ -262,12 +264,18 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
 @pytest.fixture(scope="module")
 def account() -> Iterator[Account]:
     """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
+    import urllib.request
+
     from .aws_account import REGION, Account
     from .moto_faults import HookedMotoServer
 
     server = HookedMotoServer()
     server.start()
     try:
+        # moto's backends belong to this process, whichever server serves them: start this
+        # module's account empty, whatever earlier modules left in theirs.
+        reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310
         bare = Account(server, (), "")
         ec2 = bare.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]

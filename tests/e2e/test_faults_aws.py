@@ -152,7 +152,14 @@ def test_every_call_ends_in_time_with_a_true_answer(
         account.server.app.hook = None
     timed.call(hf, "getReturnRequests")  # and the next call tidies whatever a refusal left
     assert live(account) == set()
-    assert leftovers(account) == {"launch_templates": [], "fleets": [], "groups": [], "spot_fleets": []}
+    left = leftovers(account)
+    if any(left.values()):  # say whose they are
+        import sqlite3
+
+        with sqlite3.connect(hf.workdir / "ohfp-state.sqlite3") as db:
+            rows = db.execute("SELECT request_id, kind, status, message, handle FROM requests").fetchall()
+        log = (hf.logdir / "ohfp-awsinst.log").read_text()[-6000:]
+        raise AssertionError(f"left in the account: {left}\nrequests: {rows}\nlog tail: {log}")
     total, throttled = sum(bad.requests.values()), sum(bad.throttled.values())
     with capsys.disabled():
         print(

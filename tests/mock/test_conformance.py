@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import attrs
 import pytest
 
 from ohfp_core.models import Template
@@ -24,6 +25,12 @@ class MockDriver:
 
     def template(self) -> Template:
         return DEMO_TEMPLATES[1]
+
+    def weighted_template(self) -> Template:
+        """mock.large machines count for two units each."""
+        return attrs.evolve(
+            DEMO_TEMPLATES[0], template_id="mock-weighted", fields={"vmTypes": {"mock.large": 2}}
+        )
 
     def settle(self) -> None:
         knobs = self.provider.knobs

@@ -4,7 +4,8 @@ A process serves one provider instance. Exactly one provider is loaded, so each 
 hook* (``firstresult=True``) has one answer. *Extension hooks* fan out to every plugin:
 their results are collected into lists (validation, health) or they only observe
 (lifecycle events). Extension plugins may also wrap provider hooks with
-``@hookimpl(wrapper=True)`` to add quotas, auditing or a dry run.
+``@hookimpl(wrapper=True)`` to add quotas or auditing, or answer one first
+(``tryfirst=True``) to keep it from the provider, as a dry run does.
 
 Rules every provider hook follows:
 

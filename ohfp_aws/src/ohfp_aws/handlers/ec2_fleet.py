@@ -243,10 +243,16 @@ class EC2Fleet:
                         response = self.ctx.clients.ec2.delete_fleets(FleetIds=chunk, TerminateInstances=True)
                 except CloudError as exc:
                     # moto refuses to terminate an empty fleet's (non-existent) instances with
-                    # this code; on this call it can only mean "nothing left to terminate".
+                    # this code, after deleting the fleets before it in the call and none after:
+                    # for one fleet it can only mean "deleted, nothing left to terminate"; for
+                    # several, each is asked again on its own.
                     if error_code(exc) != _EMPTY_FLEET:
                         raise
-                    deleted.update(chunk)
+                    if len(chunk) == 1:
+                        deleted.update(chunk)
+                    else:
+                        for fleet_id in chunk:
+                            deleted |= self.delete([(fleet_id, fleet_type)])
                     continue
                 deleted.update(d["FleetId"] for d in response.get("SuccessfulFleetDeletions", []))
                 for failure in response.get("UnsuccessfulFleetDeletions", []):

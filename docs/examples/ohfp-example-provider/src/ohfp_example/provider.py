@@ -27,6 +27,7 @@ from ohfp_example.cloud import cloud_state
 
 NOTICE_SECONDS = 120
 CONFIG_KEYS = ("EXAMPLE_HOST_PREFIX",)
+CORE_KEYS = ("ACCEPT_PROPAGATED_LOG_SETTING",)  # core reads these from the same file
 
 DEFAULT_TEMPLATE = Template(
     template_id="example-small",
@@ -98,8 +99,11 @@ class ExampleProvider:
     @hookimpl
     def ohfp_terminate_machines(self, machines: Sequence[ReturnItem]) -> Mapping[str, str]:
         with cloud_state(self.workdir) as cloud:
+            known = cloud["machines"]
+            by_name = {m["name"]: i for i, m in known.items()}
             for item in machines:
-                record = cloud["machines"].get(item.machine_id)
+                machine_id = item.machine_id or by_name.get(item.name)  # a host may come by name only
+                record = known.get(machine_id) if machine_id else None
                 if record is not None:  # unknown machines are already gone: not an error
                     record["state"] = "terminated"
         return {}
@@ -150,7 +154,7 @@ class ExampleProvider:
 
 def make_provider(ctx: ProviderContext) -> ExampleProvider:
     """The ``ohfp.providers`` entry point ``example``: one provider for ctx's instance."""
-    unknown = sorted(set(ctx.config) - set(CONFIG_KEYS))
+    unknown = sorted(set(ctx.config) - set(CONFIG_KEYS) - set(CORE_KEYS))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key; the example provider knows {', '.join(CONFIG_KEYS)}")
     return ExampleProvider(ctx, str(ctx.config.get("EXAMPLE_HOST_PREFIX", "example")))

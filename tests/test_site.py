@@ -1,0 +1,53 @@
+"""The reference site's inputs (``nox -s docs`` builds it; CI too): every page is in the
+navigation, every model field has a docstring for the models page, and the command-line page
+is generated from the parser with every command.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from tools import mkdocs_cli
+
+from ohfp_core import cli, models
+from tests.core.test_docs import _commands
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def _nav_pages() -> set[str]:
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = text.split("\nnav:\n", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r":\s*(\S+\.md)\s*$", nav, flags=re.MULTILINE))
+
+
+def test_every_page_is_in_the_navigation() -> None:
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.glob("*.md")} | {
+        str(p.relative_to(DOCS)) for p in (DOCS / "reference").glob("*.md")
+    }
+    assert _nav_pages() == pages
+
+
+def test_every_model_field_has_a_docstring() -> None:
+    """The models page shows each field's and each state's docstring (the string after it)."""
+    tree = ast.parse(Path(models.__file__).read_text(encoding="utf-8"))
+    missing = []
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef) and node.name != "PriceType"):
+        body = cls.body
+        for index, statement in enumerate(body):
+            if not isinstance(statement, ast.AnnAssign | ast.Assign):
+                continue
+            after = body[index + 1] if index + 1 < len(body) else None
+            if not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
+                missing.append(f"{cls.name}: {ast.unparse(statement)}")
+    assert missing == []
+
+
+def test_the_cli_page_is_generated_with_every_command() -> None:
+    page = mkdocs_cli.on_page_markdown((DOCS / "reference" / "cli.md").read_text(encoding="utf-8"))
+    assert mkdocs_cli.MARKER not in page
+    for command in _commands(cli.build_parser()):
+        assert f"## `{command}`" in page, command

@@ -1,0 +1,1 @@
+"""Maintainers' tools run by nox sessions (not shipped)."""
