@@ -1,6 +1,6 @@
 """End-to-end fixtures: ohfp installed as a user installs it, driven as Host Factory drives it.
 
-One virtualenv per test session holds the three distributions built from this checkout
+One virtualenv per test session holds the distributions built from this checkout
 (wheels, not editable, bytecode compiled). Each HF call runs the generated ``<call>.sh -f
 <input.json>`` in a new process whose environment is only ``PATH=/usr/bin:/bin`` and the
 ``HF_*`` variables (plus what a test adds on purpose), exactly what Host Factory gives it.
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras", "ohfp_postgresql", "ohfp_dynamodb")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
 BARE_PATH = "/usr/bin:/bin"
 CALL_TIMEOUT = 120
 
@@ -79,8 +79,9 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """ohfp-core, ohfp-mock, ohfp-aws and ohfp-extras built from the checkout into a fresh
-    virtualenv (the extension plugins installed but not enabled: they must change nothing)."""
+    """Every ohfp distribution built from the checkout into a fresh virtualenv (the
+    extension plugins and storage backends installed but not enabled: they must change
+    nothing)."""
     return install(tmp_path_factory.mktemp("ohfp-venv"))
 
 

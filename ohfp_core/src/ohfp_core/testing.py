@@ -55,6 +55,7 @@ from ohfp_core.models import (
     Template,
 )
 from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.storage_contract import StorageContract as StorageContract
 
 __all__ = ["CloudDriver", "ContractViolation", "KitHooks", "ProviderContract", "violated"]
 
