@@ -42,6 +42,7 @@ TEST_DEPS = (
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
     "hypothesis>=6.100",  # property-based fuzzing of the HF inputs and config files
+    "pytest-xdist>=3.5",  # the suite is mostly processes waiting on processes: two workers
 )
 # Linters pinned: a new release may add rules or change formatting under everyone's feet.
 LINT_DEPS = (
@@ -65,11 +66,17 @@ def _install_ohfp(session: nox.Session, *extra: str) -> None:
     session.install(*refresh, *SOURCES, *extra, env=UV_ENV)
 
 
+# Two workers, a test file each at a time: the files' module-scoped moto servers and
+# instances stay whole, and the end-to-end files (processes waiting on processes) overlap.
+PARALLEL = ("-n", "2", "--dist", "loadfile")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest over tests/ (unit, conformance, moto and end-to-end); posargs go to pytest."""
+    """pytest over tests/ (unit, conformance, moto and end-to-end) on two workers; posargs
+    go to pytest instead (then serial unless they say ``-n``)."""
     _install_ohfp(session, *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *(session.posargs or PARALLEL))
 
 
 @nox.session
