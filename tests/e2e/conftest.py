@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras", "ohfp_postgresql", "ohfp_dynamodb")
 DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
 BARE_PATH = "/usr/bin:/bin"
+AWS_REGION = "us-east-1"
+FAKE_AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 CALL_TIMEOUT = 120
 
 
@@ -182,6 +184,22 @@ class HostFactory:
         path = self.confdir / f"{self.name}prov_{suffix}.json"
         path.write_text(json.dumps(document, indent=2), encoding="utf-8")
         return path
+
+    def write_aws_config(self, endpoint: str, **extra: Any) -> Path:
+        """IBM's ``awsprov_config.json`` for an AWS endpoint on loopback, as an installation
+        writes it: the region, the endpoint and a shared-credentials file (fake keys, 0600);
+        ``extra`` adds keys (``AWS_REQUEST_RETRY_ATTEMPTS=0`` …). The calls' environment
+        holds nothing of AWS."""
+        credentials = self.confdir / "credentials"
+        credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_AWS_KEYS.items()))
+        credentials.chmod(0o600)
+        config = {
+            "AWS_REGION": AWS_REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_CREDENTIAL_FILE": str(credentials),
+            **extra,
+        }
+        return self.write_config("config", config)
 
     def input_file(self, payload: Any) -> Path:
         """HF's temporary input file: ``payload`` as JSON, or as is when it is a str."""

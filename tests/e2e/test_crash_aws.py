@@ -27,9 +27,7 @@ import pytest
 
 from .aws_account import (
     APIS,
-    FAKE_KEYS,
     MAX_NUMBER,
-    REGION,
     Account,
     instances,
     leftovers,
@@ -51,18 +49,7 @@ def crash_aws_hf(
     root = tmp_path_factory.mktemp("crash-aws")
     scripts = crash_installation.scripts("aws", root / "scripts")
     hf = make_instance(crash_installation, scripts, root / "inst", "awsinst")
-    credentials = hf.confdir / "credentials"
-    credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
-    credentials.chmod(0o600)
-    hf.write_config(
-        "config",
-        {
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": account.server.endpoint,
-            "AWS_CREDENTIAL_FILE": str(credentials),
-            "AWS_REQUEST_RETRY_ATTEMPTS": 0,
-        },
-    )
+    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
     hf.write_config("templates", {"templates": templates_for(account)})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))
     hf.call("getAvailableTemplates").ok()

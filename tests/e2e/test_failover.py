@@ -33,7 +33,7 @@ from tests.dynamo_support import FAKE_ENV, REGION, SerialMotoServer, new_table
 from tests.postgres_support import PostgresServer, postgres_server
 
 from .conftest import MOCK_CONFIG, HostFactory, Installation, make_instance
-from .test_aws_scripts import AMI_ID, FAKE_KEYS, MotoServer, _attributes, aws_scripts
+from .test_aws_scripts import AMI_ID, MotoServer, _attributes, aws_scripts
 
 __all__ = ["aws_scripts", "postgres_server"]
 
@@ -151,17 +151,7 @@ def aws_hosts(
     settings, env = store_settings(request.param, postgres_server, cloud_server)
     a, b = two_hosts(installation, aws_scripts, tmp_path, "awsinst", settings, env)
     for hf in (a, b):
-        credentials = hf.confdir / "credentials"
-        credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
-        credentials.chmod(0o600)
-        hf.write_config(
-            "config",
-            {
-                "AWS_REGION": REGION,
-                "AWS_ENDPOINT_URL": cloud_server.endpoint,
-                "AWS_CREDENTIAL_FILE": str(credentials),
-            },
-        )
+        hf.write_aws_config(cloud_server.endpoint)
         hf.write_config(
             "templates",
             {
