@@ -8,14 +8,15 @@ installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI run
 - ``crash``: every HF call killed at every point (mock and each AWS API), with figures.
 - ``fuzz``: property-based fuzzing of the HF inputs and config files, counts by exit code.
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
-  calls per HF call. Prints figures; asserts nothing about time.
+  calls per HF call; per state store backend, HF call latency and one request's lookups
+  with 1k/10k/100k machines. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
 - ``dist``: build every distribution's wheel and sdist into ``dist/`` and check them.
 - ``docs``: build the reference site (mkdocs, strict) into ``site/``.
 
-The three distributions are installed as users get them (built wheels, not editable, with
+The distributions are installed as users get them (built wheels, not editable, with
 bytecode compiled). uv caches a local project's build by its pyproject.toml, so each run
-asks for those three to be rebuilt: a reused virtualenv always runs the current source.
+asks for those to be rebuilt: a reused virtualenv always runs the current source.
 """
 
 from __future__ import annotations
@@ -26,14 +27,22 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
-SOURCES = ("./ohfp_core", "./ohfp_mock", "./ohfp_aws", "./ohfp_extras")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
+SOURCES = (
+    "./ohfp_core",
+    "./ohfp_mock",
+    "./ohfp_aws",
+    "./ohfp_extras",
+    "./ohfp_postgresql",
+    "./ohfp_dynamodb",
+)
 TEST_DEPS = (
     "pytest>=8",
-    "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1",
+    "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas,dynamodb]>=5.1",
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
     "hypothesis>=6.100",  # property-based fuzzing of the HF inputs and config files
+    "pytest-xdist>=3.5",  # the suite is mostly processes waiting on processes: two workers
 )
 # Linters pinned: a new release may add rules or change formatting under everyone's feet.
 LINT_DEPS = (
@@ -57,16 +66,22 @@ def _install_ohfp(session: nox.Session, *extra: str) -> None:
     session.install(*refresh, *SOURCES, *extra, env=UV_ENV)
 
 
+# Two workers, a test file each at a time: the files' module-scoped moto servers and
+# instances stay whole, and the end-to-end files (processes waiting on processes) overlap.
+PARALLEL = ("-n", "2", "--dist", "loadfile")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest over tests/ (unit, conformance, moto and end-to-end); posargs go to pytest."""
+    """pytest over tests/ (unit, conformance, moto and end-to-end) on two workers; posargs
+    go to pytest instead (then serial unless they say ``-n``)."""
     _install_ohfp(session, *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *(session.posargs or PARALLEL))
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and strict mypy over the three packages, the tests and tools."""
+    """ruff (lint and format) and strict mypy over the packages, the tests and tools."""
     _install_ohfp(session, *LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -99,10 +114,15 @@ def crash(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
+    # bench_storage.py reuses the storage tests' bulk loaders and servers (pytest).
     _install_ohfp(
-        session, "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas]>=5.1", "boto3>=1.34"
+        session,
+        "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas,dynamodb]>=5.1",
+        "boto3>=1.34",
+        "pytest>=8",
     )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
+    session.run("python", "benchmarks/bench_storage.py", *session.posargs)
 
 
 @nox.session

@@ -188,7 +188,7 @@ class Harness:
                 tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
                 found.append(
                     tuple(
-                        tuple(db.execute(f"SELECT * FROM {t} ORDER BY 1"))  # noqa: S608 -- table names from sqlite_master
+                        tuple(db.execute(f"SELECT * FROM {t} ORDER BY 1"))
                         for t in sorted(tables)
                         if t != "meta"
                     )

@@ -30,7 +30,7 @@ def _state(hf_env: Path) -> tuple[int, int]:
             counts.append(0)
             continue
         with sqlite3.connect(path) as db:
-            counts.append(int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))  # noqa: S608
+            counts.append(int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
     return counts[0], counts[1]
 
 

@@ -3,14 +3,11 @@ templates of each AWS API, and what it holds."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from .moto_faults import HookedMotoServer
-
-if TYPE_CHECKING:
-    from .conftest import HostFactory
 
 MAX_NUMBER = 4
 """maxNumber of every template: small, so a leak or a duplicate shows."""
@@ -37,23 +34,6 @@ class Account:
             aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
             aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
         )
-
-
-def point_at(hf: HostFactory, account: Account, retries: int) -> None:
-    """Give the instance a credentials file and IBM's config naming the account's server
-    (``AWS_REQUEST_RETRY_ATTEMPTS`` = ``retries``)."""
-    credentials = hf.confdir / "credentials"
-    credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
-    credentials.chmod(0o600)
-    hf.write_config(
-        "config",
-        {
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": account.server.endpoint,
-            "AWS_CREDENTIAL_FILE": str(credentials),
-            "AWS_REQUEST_RETRY_ATTEMPTS": retries,
-        },
-    )
 
 
 def templates_for(account: Account) -> list[dict[str, Any]]:

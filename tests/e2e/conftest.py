@@ -1,6 +1,6 @@
 """End-to-end fixtures: ohfp installed as a user installs it, driven as Host Factory drives it.
 
-One virtualenv per test session holds the three distributions built from this checkout
+One virtualenv per test session holds the distributions built from this checkout
 (wheels, not editable, bytecode compiled). Each HF call runs the generated ``<call>.sh -f
 <input.json>`` in a new process whose environment is only ``PATH=/usr/bin:/bin`` and the
 ``HF_*`` variables (plus what a test adds on purpose), exactly what Host Factory gives it.
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras")
+SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras", "ohfp_postgresql", "ohfp_dynamodb")
+DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
 BARE_PATH = "/usr/bin:/bin"
+AWS_REGION = "us-east-1"
+FAKE_AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 CALL_TIMEOUT = 120
 
 
@@ -79,8 +81,9 @@ class Installation:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """ohfp-core, ohfp-mock, ohfp-aws and ohfp-extras built from the checkout into a fresh
-    virtualenv (the extension plugins installed but not enabled: they must change nothing)."""
+    """Every ohfp distribution built from the checkout into a fresh virtualenv (the
+    extension plugins and storage backends installed but not enabled: they must change
+    nothing)."""
     return install(tmp_path_factory.mktemp("ohfp-venv"))
 
 
@@ -181,6 +184,22 @@ class HostFactory:
         path = self.confdir / f"{self.name}prov_{suffix}.json"
         path.write_text(json.dumps(document, indent=2), encoding="utf-8")
         return path
+
+    def write_aws_config(self, endpoint: str, **extra: Any) -> Path:
+        """IBM's ``awsprov_config.json`` for an AWS endpoint on loopback, as an installation
+        writes it: the region, the endpoint and a shared-credentials file (fake keys, 0600);
+        ``extra`` adds keys (``AWS_REQUEST_RETRY_ATTEMPTS=0`` …). The calls' environment
+        holds nothing of AWS."""
+        credentials = self.confdir / "credentials"
+        credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_AWS_KEYS.items()))
+        credentials.chmod(0o600)
+        config = {
+            "AWS_REGION": AWS_REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_CREDENTIAL_FILE": str(credentials),
+            **extra,
+        }
+        return self.write_config("config", config)
 
     def input_file(self, payload: Any) -> Path:
         """HF's temporary input file: ``payload`` as JSON, or as is when it is a str."""

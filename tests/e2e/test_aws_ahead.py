@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from .aws_account import AMI_ID, Account, point_at
+from .aws_account import AMI_ID, Account
 from .conftest import HostFactory, Installation, make_instance
 from .moto_faults import Forward, error_response
 from .test_aws_scripts import poll
@@ -54,7 +54,7 @@ def instance(
 ) -> HostFactory:
     """An ``awsinst`` instance on the hooked server with ``templates`` and the ``aws`` settings."""
     hf = make_instance(installation, scripts, root, "awsinst")
-    point_at(hf, account, 0)
+    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
     common = {
         "imageId": AMI_ID,
         "securityGroupIds": [account.security_group_id],

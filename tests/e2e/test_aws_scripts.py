@@ -86,19 +86,11 @@ def aws_hf(
 ) -> HostFactory:
     """An ``awsinst`` instance with IBM-style config and templates files pointing at moto."""
     hf = make_instance(installation, aws_scripts, tmp_path, "awsinst")
-    credentials = hf.confdir / "credentials"
-    credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in FAKE_KEYS.items()))
-    credentials.chmod(0o600)
-    hf.write_config(
-        "config",
-        {
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": moto_server.endpoint,
-            "AWS_CREDENTIAL_FILE": str(credentials),
-            "AWS_CONNECTION_TIMEOUT_MS": 5000,
-            "AWS_REQUEST_RETRY_ATTEMPTS": 1,
-            "AWS_INSTANCE_PENDING_TIMEOUT_SEC": 180,
-        },
+    hf.write_aws_config(
+        moto_server.endpoint,
+        AWS_CONNECTION_TIMEOUT_MS=5000,
+        AWS_REQUEST_RETRY_ATTEMPTS=1,
+        AWS_INSTANCE_PENDING_TIMEOUT_SEC=180,
     )
     common = {
         "imageId": AMI_ID,

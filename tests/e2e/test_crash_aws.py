@@ -32,7 +32,6 @@ from .aws_account import (
     instances,
     leftovers,
     live,
-    point_at,
     tag,
     templates_for,
 )
@@ -50,7 +49,7 @@ def crash_aws_hf(
     root = tmp_path_factory.mktemp("crash-aws")
     scripts = crash_installation.scripts("aws", root / "scripts")
     hf = make_instance(crash_installation, scripts, root / "inst", "awsinst")
-    point_at(hf, account, 0)
+    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
     hf.write_config("templates", {"templates": templates_for(account)})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))
     hf.call("getAvailableTemplates").ok()

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pytest
 
-from .aws_account import APIS, Account, leftovers, live, point_at, templates_for
+from .aws_account import APIS, Account, leftovers, live, templates_for
 from .conftest import HostFactory, Installation, make_instance
 from .moto_faults import Forward, error_response
 from .test_crash import ASK
@@ -89,7 +89,7 @@ def faults_hf(
     root = tmp_path_factory.mktemp("faults-aws")
     scripts = installation.scripts("aws", root / "scripts")
     hf = make_instance(installation, scripts, root / "inst", "awsinst")
-    point_at(hf, account, 3)
+    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=3)
     hf.write_config("templates", {"templates": templates_for(account)})
     hf.env_extra["HF_PROVIDER_ACTION_TIMEOUT"] = str(TIMEOUT_SEC)
     return hf

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ohfp_core.errors import ConfigError
+from ohfp_core.errors import ConfigError, InputError
 from ohfp_core.models import CloudRequest, RequestKind
 from ohfp_core.operations import Operations
 from ohfp_mock.cloud import MockCloud
@@ -59,14 +59,14 @@ def test_refusals_are_recorded_with_the_cloud_error(make_ops: MakeOps) -> None:
     assert "Rate exceeded" in line["error"]
 
 
-def test_budget_refusals_and_dry_runs_are_recorded(make_ops: MakeOps) -> None:
+def test_dry_runs_are_recorded_and_budget_refusals_mutate_nothing(make_ops: MakeOps) -> None:
     budget = {"enabled": True, "templates": {"mock-small": {"unitCost": 1, "maxHourlyCost": 1}}}
     ops = make_ops({**AUDIT, "budget": budget})
-    request(ops, 2)
+    with pytest.raises(InputError, match="budget"):  # refused by core before any cloud call
+        request(ops, 2)
     ops = make_ops({**AUDIT, "dry-run": {"enabled": True}})
     request(ops, 1)
-    refused, dry = lines(ops)
-    assert (refused["outcome"], refused["code"]) == ("failed", "BudgetExceeded")
+    [dry] = lines(ops)
     assert dry["outcome"] == "dry-run"
 
 

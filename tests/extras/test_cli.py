@@ -51,14 +51,14 @@ def test_enabled_in_ohfp_json(instance: Path, capsys: pytest.CaptureFixture[str]
     (instance / "conf" / "ohfp.json").write_text(json.dumps(settings))
     code, reply = request_machines(instance, capsys)
     assert code == 0 and reply["message"].startswith("Dry run: 2 machines")
-    code, reply = request_machines(instance, capsys, 3)
-    assert code == 0 and "requestId" not in reply and "maxHourlyCost" in reply["message"]
+    code, reply = request_machines(instance, capsys, 3)  # 2 units may cost 2 an hour in all
+    assert code == 2 and "requestId" not in reply and "maxHourlyCost 2 allows 2 units" in reply["message"]
     audit = (instance / "log" / "ohfp-audit-mockinst.jsonl").read_text().splitlines()
-    assert [json.loads(line)["outcome"] for line in audit] == ["dry-run", "failed"]
+    assert [json.loads(line)["outcome"] for line in audit] == ["dry-run"]  # nothing reached the cloud
 
 
 def test_bad_settings_exit_3(instance: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (instance / "conf" / "ohfp.json").write_text(json.dumps({"budget": {"enabled": "on"}}))
     code, reply = request_machines(instance, capsys)
     assert code == 3
-    assert reply["errors"] == ["$.budget.enabled: must be true or false, got 'on'"]
+    assert reply["errors"] == ['$.budget.enabled: expected true or false, got "on"']

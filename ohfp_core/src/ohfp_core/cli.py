@@ -91,24 +91,28 @@ def _operations(provider: str | None) -> Operations:
     return Operations(hooks, _open_store(hooks, context, settings), context)
 
 
-def _open_store(hooks: Hooks, context: ProviderContext, settings: Settings) -> Storage:
-    """The store the ``storage`` setting names, opened for ``context``."""
-    from ohfp_core.storage import StorageContext
+def _open_store(
+    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
+) -> Storage:
+    """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
+    with its own section of ``ohfp.json``."""
+    from ohfp_core.storage import StorageContext, open_backend
 
     factories = hooks.storage_factories()
-    if settings.storage not in factories:
+    if name is None and settings.storage not in factories:
         registered = ", ".join(sorted(factories))
         raise ConfigError(
             f"storage backend {settings.storage!r} is not registered (registered: {registered})",
             [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
         )
+    name = name or settings.storage
     store_context = StorageContext(
         instance=context.instance,
         workdir=context.workdir,
-        settings=settings.section(settings.storage),
+        settings=settings.section(name),
         timeout_sec=context.timeout_sec,
     )
-    return factories[settings.storage](store_context)
+    return open_backend(factories, name, store_context)
 
 
 def _run(
@@ -270,6 +274,39 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
+    from ohfp_core import storage_admin
+    from ohfp_core.plugins import Hooks, make_manager
+
+    args.exit_code = EXIT_OK
+
+    def action() -> Any:
+        context, settings = _context(args.provider)
+        hooks = Hooks(make_manager(load_entry_points=True))
+        source = _open_store(hooks, context, settings)
+        try:
+            if args.storage_command == "check":
+                report = storage_admin.check(source)
+                if not report.get("ok"):
+                    args.exit_code = 4
+                return report
+            if args.to == settings.storage:
+                raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
+            target = _open_store(hooks, context, settings, args.to)
+            try:
+                return storage_admin.migrate(
+                    source, target, source_name=settings.storage, target_name=args.to, force=args.force
+                )
+            finally:
+                target.close()
+        finally:
+            source.close()
+
+    code = _run(f"storage {args.storage_command}", action)
+    return code or int(args.exit_code)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
 
@@ -321,6 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
     health.set_defaults(handler=cmd_health)
+
+    storage = commands.add_parser("storage", help="check the state store, or copy it to another backend")
+    storage_cmds = storage.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
+    check = storage_cmds.add_parser(
+        "check", help="verify the store (schema version, integrity); exit 4 if not ok"
+    )
+    check.add_argument("--provider", help=provider_help)
+    check.set_defaults(handler=cmd_storage)
+    migrate = storage_cmds.add_parser("migrate", help="copy requests, machines and values to another backend")
+    migrate.add_argument(
+        "--to", required=True, metavar="BACKEND", help="target backend (its ohfp.json section)"
+    )
+    migrate.add_argument("--force", action="store_true", help="copy into a target that is not empty")
+    migrate.add_argument("--provider", help=provider_help)
+    migrate.set_defaults(handler=cmd_storage)
     return parser
 
 

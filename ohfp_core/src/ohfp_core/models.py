@@ -31,7 +31,7 @@ class MachineState(enum.StrEnum):
     RUNNING = "running"
     """Up: ``succeed`` for an acquire request, still ``executing`` for a return request."""
     STOPPING = "stopping"
-    """Stopping outside Host Factory: lost to the grid (``is_gone``); reclaimed with grace 0."""
+    """Stopping outside Host Factory: lost to the grid (``is_lost``); reclaimed with grace 0."""
     STOPPED = "stopped"
     """Stopped: lost to the grid (``fail`` for an acquire request), though the cloud still knows it."""
     SHUTTING_DOWN = "shutting-down"
@@ -40,9 +40,16 @@ class MachineState(enum.StrEnum):
     """Gone: ``succeed`` for a return request, ``fail`` (with ``message``) for an acquire request."""
 
     @property
-    def is_gone(self) -> bool:
-        """True when the machine is lost to the grid (stopped or on its way out)."""
+    def is_lost(self) -> bool:
+        """Lost to the grid: anything but pending or running (stopping, stopped, on its way
+        out or terminated)."""
         return self not in (MachineState.PENDING, MachineState.RUNNING)
+
+    @property
+    def is_ending(self) -> bool:
+        """On its way out or terminated: shutting-down or terminated (a stopped machine can
+        still start again; an ending one cannot)."""
+        return self in (MachineState.SHUTTING_DOWN, MachineState.TERMINATED)
 
 
 class RequestKind(enum.StrEnum):

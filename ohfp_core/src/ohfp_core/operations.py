@@ -311,8 +311,7 @@ class Operations:
             snapshot = self.hooks.machine_status([ask]).get(request_id, RequestSnapshot())
         except CloudError:
             return {r.machine_id for r in records if r.machine.state is not MachineState.TERMINATED}
-        gone = (MachineState.TERMINATED, MachineState.SHUTTING_DOWN)
-        return {m.machine_id for m in snapshot.machines if m.state not in gone}
+        return {m.machine_id for m in snapshot.machines if not m.state.is_ending}
 
     # ---------------------------------------------------------------- status
     def get_request_status(self, data: Any) -> dict[str, Any]:

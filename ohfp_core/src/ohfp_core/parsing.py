@@ -217,7 +217,11 @@ def _sequence_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any,
 
 
 def _mapping_factory(type_: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    inner = converter.gen_structure_mapping(type_)
+    # cattrs.cols' factory only builds the function; Converter.gen_structure_mapping would also
+    # register it as the type's own hook, shadowing this strict one for later lookups.
+    from cattrs.cols import mapping_structure_factory
+
+    inner = mapping_structure_factory(type_, converter)
 
     def structure_mapping(value: Any, cl: Any) -> Any:
         if not isinstance(value, Mapping):

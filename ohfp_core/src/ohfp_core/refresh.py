@@ -119,7 +119,7 @@ def _refresh_acquire(
             seen[old.machine_id] = attrs.evolve(
                 old.machine,
                 state=MachineState.TERMINATED,
-                message=old.machine.message or status.GONE_MESSAGE,
+                message=old.machine.message or status.UNKNOWN_MESSAGE,
             )
     results = [(m, status.acquire_result(m)) for m in seen.values()]
     state = status.acquire_status(record.machine_count, results, snapshot.open)

@@ -2,8 +2,12 @@
 
 Every Host Factory call is a new process and calls overlap, so the file is opened in WAL mode
 with a busy timeout: readers never block, writers queue for up to :data:`BUSY_TIMEOUT_MS`
-instead of failing. The schema version lives in ``PRAGMA user_version`` and is brought up to
-date by :data:`_MIGRATIONS` when the store is opened. The file holds request handles and host
+instead of failing. WAL needs shared memory that a network or cluster file system (NFS,
+CIFS, Lustre, GPFS …) does not give across hosts: on one (:mod:`ohfp_core.mounts`) the file
+uses a rollback journal (``DELETE``) with ``synchronous = FULL`` instead, and says so in the
+log once per process. The ``journalMode`` setting overrides the detection. The schema
+version lives in ``PRAGMA user_version`` and is brought up to date by :data:`_MIGRATIONS`
+when the store is opened. The file holds request handles and host
 names, so it and its directory are readable by the owner only.
 """
 
@@ -17,23 +21,76 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from attrs import field, frozen
+
+from ohfp_core import mounts
 from ohfp_core.errors import ConfigError
 from ohfp_core.files import ensure_private, private_dir, tighten_if_present
-from ohfp_core.models import MachineResult, RequestKind, RequestStatus
+from ohfp_core.logs import get_logger
+from ohfp_core.models import RequestKind, RequestStatus
+from ohfp_core.parsing import key as setting_key
+from ohfp_core.parsing import one_of, rule
+from ohfp_core.sql_rows import (
+    MACHINE_COLUMNS,
+    REQUEST_COLUMNS,
+    machine_from_row,
+    machine_row,
+    request_from_row,
+    request_row,
+)
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
     StorageContext,
     StoredValue,
+    dumps,
     iter_chunks,
-    machine_from_doc,
-    machine_to_doc,
+    read_section,
 )
 
 DB_NAME = "ohfp-state.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 CHUNK = 500
 """Most ids bound in one ``IN (…)`` list."""
+JOURNAL_MODES = ("auto", "wal", "delete", "truncate")
+SHARED_JOURNAL_MODE = "delete"
+"""The journal mode ``auto`` picks on a network or cluster file system."""
+
+log = get_logger("ohfp.sqlite")
+_said: set[tuple[str, str]] = set()
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+@frozen(kw_only=True)
+class SQLiteSettings:
+    """The ``sqlite`` section of ``ohfp.json``.
+
+    ``journalMode``: ``auto`` (default: WAL on a local file system, DELETE on a network or
+    cluster one), ``wal``, ``delete`` or ``truncate``.
+    """
+
+    journal_mode: str = field(
+        default="auto",
+        metadata=setting_key("journalMode"),
+        converter=_lower,
+        validator=rule(one_of(JOURNAL_MODES)),
+    )
+
+
+def choose_journal_mode(workdir: Path, setting: str = "auto") -> tuple[str, str | None]:
+    """The journal mode for a database in ``workdir`` and the file system type seen there.
+
+    ``auto`` gives ``wal`` on a local file system and :data:`SHARED_JOURNAL_MODE` on a
+    network or cluster one (:func:`ohfp_core.mounts.is_shared`); any other setting wins.
+    """
+    fstype = mounts.filesystem_type(workdir)
+    if setting != "auto":
+        return setting, fstype
+    return (SHARED_JOURNAL_MODE if mounts.is_shared(fstype) else "wal"), fstype
+
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: requests and the machines seen for them.
@@ -89,13 +146,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_REQUEST_COLUMNS = (
-    "request_id, kind, status, template_id, machine_count, handle, machine_ids, errors, message,"
-    " created_at, updated_at, delivered, owner"
-)
-_MACHINE_COLUMNS = (
-    "machine_id, request_id, template_id, name, result, return_request_id, reclaimed_at, updated_at, machine"
-)
 _PUT_REQUEST = (
     "INSERT INTO requests (request_id, kind, status, template_id, machine_count, handle, machine_ids,"
     " errors, message, created_at, updated_at, delivered, owner)"
@@ -128,9 +178,14 @@ class SQLiteStorage:
     one thread. Records are stored exactly as given: callers set their timestamps.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, journal_mode: str = "auto") -> None:
         self.path = workdir / DB_NAME
+        if journal_mode not in JOURNAL_MODES:
+            raise ConfigError(
+                f"sqlite journalMode must be one of {', '.join(JOURNAL_MODES)}, got {journal_mode!r}"
+            )
         _create_private(self.path)
+        self.journal_mode, fstype = choose_journal_mode(workdir, journal_mode)
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
@@ -139,8 +194,9 @@ class SQLiteStorage:
             raise ConfigError(f"cannot open the state database {self.path}: {exc}") from exc
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._enable_wal()
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._set_journal_mode()
+            # WAL is durable enough with NORMAL; a rollback journal needs FULL.
+            self._conn.execute(f"PRAGMA synchronous = {'NORMAL' if self.journal_mode == 'wal' else 'FULL'}")
             self._migrate()
         except sqlite3.Error as exc:
             self._conn.close()
@@ -148,25 +204,42 @@ class SQLiteStorage:
         except BaseException:
             self._conn.close()
             raise
+        if journal_mode == "auto" and self.journal_mode != "wal":
+            said = (str(self.path), self.journal_mode)
+            if said not in _said:
+                _said.add(said)
+                log.info(
+                    "state database on a network or cluster file system: rollback journal, not WAL",
+                    path=str(self.path),
+                    filesystem=fstype,
+                    journal_mode=self.journal_mode,
+                    synchronous="FULL",
+                )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _enable_wal(self) -> None:
-        """Switch a new (or foreign) file to WAL; the mode then persists in the file.
+    def _set_journal_mode(self) -> None:
+        """Switch the file to :attr:`journal_mode` when it differs (a new file, a file moved
+        to or from a network file system); WAL then persists in the file, a rollback journal
+        is the default of every connection. Leaving WAL checkpoints the log into the file.
 
         The switch needs an exclusive lock and SQLite does not call the busy handler for it, so
-        processes opening a new file at once retry here until the busy timeout.
+        processes opening a file at once retry here until the busy timeout.
         """
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == self.journal_mode:
             return
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         delay = 0.001
         while True:
             try:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                return
+                mode = self._conn.execute(f"PRAGMA journal_mode = {self.journal_mode.upper()}").fetchone()[0]
+                if mode == self.journal_mode:
+                    return
+                # SQLite answers with the old mode when another connection keeps WAL open.
+                raise sqlite3.OperationalError(f"journal mode stays {mode}: the database is in use")
             except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                code = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY)
+                busy = code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
                 if not busy or time.monotonic() + delay > deadline:
                     raise
             time.sleep(delay)
@@ -237,7 +310,7 @@ class SQLiteStorage:
 
     def put_request(self, record: RequestRecord) -> None:
         """Insert or replace a request."""
-        self._conn.execute(_PUT_REQUEST, _request_row(record))
+        self._conn.execute(_PUT_REQUEST, request_row(record))
 
     def get_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
         """Requests by id; unknown ids are absent from the result."""
@@ -245,30 +318,30 @@ class SQLiteStorage:
         found: dict[str, RequestRecord] = {}
         with self._atomic(write=False):
             for chunk in iter_chunks(ids, CHUNK):
-                sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE request_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
+                sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
                 for row in self._conn.execute(sql, chunk):
-                    record = _request_from_row(row)
+                    record = request_from_row(row)
                     found[record.request_id] = record
         return found
 
     def open_requests(self, kind: RequestKind | None = None) -> list[RequestRecord]:
         """Requests whose status is still ``running``, oldest first (then by id)."""
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE status = ?"  # noqa: S608 -- constant columns
+        sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?"  # noqa: S608 -- constant columns
         params: list[str] = [RequestStatus.RUNNING.value]
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind.value)
         sql += " ORDER BY created_at, request_id"
-        return [_request_from_row(row) for row in self._conn.execute(sql, params)]
+        return [request_from_row(row) for row in self._conn.execute(sql, params)]
 
     def undelivered_requests(self) -> list[RequestRecord]:
         """Running requests Host Factory has not got the reply for, oldest first (index
         ``requests_undelivered`` holds exactly these)."""
         sql = (
-            f"SELECT {_REQUEST_COLUMNS} FROM requests"  # noqa: S608 -- constant columns
+            f"SELECT {REQUEST_COLUMNS} FROM requests"  # noqa: S608 -- constant columns
             " WHERE delivered = 0 AND status = 'running' ORDER BY created_at, request_id"
         )
-        return [_request_from_row(row) for row in self._conn.execute(sql)]
+        return [request_from_row(row) for row in self._conn.execute(sql)]
 
     # -- machines ----------------------------------------------------------------------------
 
@@ -276,7 +349,7 @@ class SQLiteStorage:
         """Insert or replace machines by machine id, all or none."""
         if not records:
             return
-        rows = [_machine_row(record) for record in records]
+        rows = [machine_row(record) for record in records]
         with self._atomic(write=True):
             self._conn.executemany(_PUT_MACHINE, rows)
 
@@ -288,11 +361,11 @@ class SQLiteStorage:
         with self._atomic(write=False):
             for chunk in iter_chunks(ids, CHUNK):
                 sql = (
-                    f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
+                    f"SELECT {MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
                     f" WHERE request_id IN ({_marks(chunk)}) ORDER BY rowid"
                 )
                 for row in self._conn.execute(sql, chunk):
-                    record = _machine_from_row(row)
+                    record = machine_from_row(row)
                     found[record.request_id].append(record)
         return found
 
@@ -307,17 +380,17 @@ class SQLiteStorage:
         by_name: dict[str, list[MachineRecord]] = {}
         with self._atomic(write=False):
             for chunk in iter_chunks(ids, CHUNK):
-                sql = f"SELECT {_MACHINE_COLUMNS} FROM machines WHERE machine_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
+                sql = f"SELECT {MACHINE_COLUMNS} FROM machines WHERE machine_id IN ({_marks(chunk)})"  # noqa: S608 -- only "?" marks are interpolated
                 for row in self._conn.execute(sql, chunk):
-                    record = _machine_from_row(row)
+                    record = machine_from_row(row)
                     by_id[record.machine_id] = record
             for chunk in iter_chunks(wanted_names, CHUNK):
                 sql = (
-                    f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
+                    f"SELECT {MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- only "?" marks are interpolated
                     f" WHERE name IN ({_marks(chunk)}) ORDER BY rowid"
                 )
                 for row in self._conn.execute(sql, chunk):
-                    record = _machine_from_row(row)
+                    record = machine_from_row(row)
                     by_name.setdefault(record.name, []).append(record)
         result = [by_id[machine_id] for machine_id in ids if machine_id in by_id]
         seen = set(by_id)
@@ -332,7 +405,7 @@ class SQLiteStorage:
         """Machines Host Factory holds (result not ``fail``, in no return request), optionally
         of one template, in the order they were first stored."""
         sql = (
-            f"SELECT {_MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- constant columns
+            f"SELECT {MACHINE_COLUMNS} FROM machines"  # noqa: S608 -- constant columns
             " WHERE return_request_id IS NULL AND result != 'fail'"
         )
         params: list[str] = []
@@ -340,13 +413,13 @@ class SQLiteStorage:
             sql += " AND template_id = ?"
             params.append(template_id)
         sql += " ORDER BY rowid"
-        return [_machine_from_row(row) for row in self._conn.execute(sql, params)]
+        return [machine_from_row(row) for row in self._conn.execute(sql, params)]
 
     # -- values ------------------------------------------------------------------------------
 
     def put_values(self, values: Sequence[StoredValue]) -> None:
         """Insert or replace values by key, all or none."""
-        rows = [(v.key, _dumps(v.value), v.expires_at) for v in values]
+        rows = [(v.key, dumps(v.value), v.expires_at) for v in values]
         if rows:
             with self._atomic(write=True):
                 self._conn.executemany(_PUT_VALUE, rows)
@@ -381,15 +454,15 @@ class SQLiteStorage:
 
     def iter_requests(self) -> Iterator[RequestRecord]:
         """Every request, oldest first."""
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests ORDER BY created_at, request_id"  # noqa: S608 -- constant columns
+        sql = f"SELECT {REQUEST_COLUMNS} FROM requests ORDER BY created_at, request_id"  # noqa: S608 -- constant columns
         for row in self._conn.execute(sql).fetchall():
-            yield _request_from_row(row)
+            yield request_from_row(row)
 
     def iter_machines(self) -> Iterator[MachineRecord]:
         """Every machine, in the order first stored."""
-        sql = f"SELECT {_MACHINE_COLUMNS} FROM machines ORDER BY rowid"  # noqa: S608 -- constant columns
+        sql = f"SELECT {MACHINE_COLUMNS} FROM machines ORDER BY rowid"  # noqa: S608 -- constant columns
         for row in self._conn.execute(sql).fetchall():
-            yield _machine_from_row(row)
+            yield machine_from_row(row)
 
     def iter_values(self) -> Iterator[StoredValue]:
         """Every value, expired ones included."""
@@ -415,6 +488,7 @@ class SQLiteStorage:
             "path": str(self.path),
             "schemaVersion": version,
             "journalMode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "filesystem": mounts.filesystem_type(self.path),
             "ok": not problems,
             "problems": problems,
             "counts": {
@@ -426,8 +500,10 @@ class SQLiteStorage:
 
 
 def open_sqlite(context: StorageContext) -> SQLiteStorage:
-    """The ``sqlite`` storage factory: the store in the instance's work directory."""
-    return SQLiteStorage(context.workdir)
+    """The ``sqlite`` storage factory: the store in the instance's work directory, with the
+    ``sqlite`` section of ``ohfp.json`` (:class:`SQLiteSettings`)."""
+    settings = read_section("sqlite", SQLiteSettings, context.settings)
+    return SQLiteStorage(context.workdir, journal_mode=settings.journal_mode)
 
 
 def _create_private(path: Path) -> None:
@@ -443,70 +519,3 @@ def _create_private(path: Path) -> None:
 
 def _marks(chunk: Sequence[str]) -> str:
     return ", ".join("?" * len(chunk))
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _request_row(record: RequestRecord) -> tuple[Any, ...]:
-    return (
-        record.request_id,
-        record.kind.value,
-        record.status.value,
-        record.template_id,
-        record.machine_count,
-        None if record.handle is None else _dumps(dict(record.handle)),
-        _dumps(list(record.machine_ids)),
-        _dumps(dict(record.errors)),
-        record.message,
-        record.created_at,
-        record.updated_at,
-        int(record.delivered),
-        record.owner,
-    )
-
-
-def _request_from_row(row: tuple[Any, ...]) -> RequestRecord:
-    handle = row[5]
-    return RequestRecord(
-        request_id=row[0],
-        kind=RequestKind(row[1]),
-        status=RequestStatus(row[2]),
-        template_id=row[3],
-        machine_count=row[4],
-        handle=None if handle is None else json.loads(handle),
-        machine_ids=tuple(json.loads(row[6])),
-        errors=json.loads(row[7]),
-        message=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        delivered=bool(row[11]),
-        owner=row[12],
-    )
-
-
-def _machine_row(record: MachineRecord) -> tuple[Any, ...]:
-    return (
-        record.machine_id,
-        record.request_id,
-        record.template_id,
-        record.name,
-        record.result.value,
-        record.return_request_id,
-        record.reclaimed_at,
-        record.updated_at,
-        _dumps(machine_to_doc(record.machine)),
-    )
-
-
-def _machine_from_row(row: tuple[Any, ...]) -> MachineRecord:
-    return MachineRecord(
-        machine=machine_from_doc(json.loads(row[8])),
-        request_id=row[1],
-        template_id=row[2],
-        result=MachineResult(row[4]),
-        return_request_id=row[5],
-        reclaimed_at=row[6],
-        updated_at=row[7],
-    )

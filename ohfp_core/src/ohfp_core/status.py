@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from ohfp_core.models import Machine, MachineResult, MachineState, RequestStatus
 
-GONE_MESSAGE = "the cloud no longer knows this machine"
+UNKNOWN_MESSAGE = "the cloud no longer knows this machine"
 
 
 def acquire_result(machine: Machine) -> MachineResult:

@@ -14,10 +14,11 @@ Records are values: frozen attrs classes, changed with :func:`attrs.evolve` and 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -211,6 +212,45 @@ class Storage(Protocol):
 
 
 StorageFactory = Callable[[StorageContext], Storage]
+T = TypeVar("T")
+
+
+def open_backend(factories: Mapping[str, StorageFactory], name: str, context: StorageContext) -> Storage:
+    """Open the backend registered as ``name`` (the ``storage`` setting, or a migration's target).
+
+    :raises ConfigError: when no plugin registers ``name``; the message lists those that do.
+    """
+    from ohfp_core.errors import ConfigError
+
+    if name not in factories:
+        raise ConfigError(
+            f"storage backend {name!r} is not registered (registered: {', '.join(sorted(factories))});"
+            f" pip install the package that provides it (ohfp-{name})"
+        )
+    return factories[name](context)
+
+
+def read_section(name: str, cls: type[T], section: Mapping[str, Any]) -> T:
+    """A backend's ``ohfp.json`` section (``"postgresql": {…}``) as its settings class ``cls``.
+
+    :raises ConfigError: naming every bad key as ``$.<name>.<key>: message``.
+    """
+    from ohfp_core.errors import ConfigError
+    from ohfp_core.parsing import config_converter, structure
+
+    return structure(
+        dict(section),
+        cls,
+        converter=config_converter(),
+        error=ConfigError,
+        message=f"invalid settings file: section {name!r}",
+        path=f"$.{name}",
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, as every backend stores documents and values."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

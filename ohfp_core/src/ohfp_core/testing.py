@@ -55,11 +55,12 @@ from ohfp_core.models import (
     Template,
 )
 from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.storage_contract import StorageContract as StorageContract
 
 __all__ = ["CloudDriver", "ContractViolation", "KitHooks", "ProviderContract", "violated"]
 
 MAX_SPOT_NOTICE = 120
-GOING = (MachineState.SHUTTING_DOWN, MachineState.TERMINATED)
+ENDING = tuple(state for state in MachineState if state.is_ending)
 """States of a machine that is deleted or on its way out."""
 UNKNOWN_ID = "i-0000000000000000f"
 UNKNOWN_NAME = "ip-10-255-255-254.unknown.internal"
@@ -544,7 +545,7 @@ class ProviderContract:
         after = {m.machine_id: m for m in self._machines(hooks, request)}
         state = after[named.machine_id].state if named.machine_id in after else MachineState.TERMINATED
         _expect(
-            state in GOING,
+            state in ENDING,
             "ohfp_terminate_machines",
             f"left {named.name} ({named.machine_id}) {state} when returned by name only",
             "a host may come by name alone, with an empty machine_id: find it by name",
@@ -569,7 +570,7 @@ class ProviderContract:
                 f"left out running return request {returned.request_id}",
                 "every request handed in must be answered",
             )
-            allowed = (MachineState.TERMINATED,) if settled else GOING
+            allowed = (MachineState.TERMINATED,) if settled else ENDING
             for machine in snapshot.machines if snapshot else ():
                 _expect(
                     machine.machine_id in returned.machine_ids and machine.state in allowed,
@@ -589,7 +590,7 @@ class ProviderContract:
         after = snapshot.machines if snapshot else ()
         rule = "lower the target capacity of a fleet or group that would replace returned machines"
         _expect(_ids(after) <= _ids(machines), "ohfp_terminate_machines", "machines were replaced", rule)
-        _expect(all(m.state.is_gone for m in after), "ohfp_terminate_machines", f"still up: {after}", rule)
+        _expect(all(m.state.is_lost for m in after), "ohfp_terminate_machines", f"still up: {after}", rule)
 
     # cancelling ------------------------------------------------------------------------
     def _cancel(self, hooks: Hooks, request: CloudRequest) -> None:
@@ -638,7 +639,7 @@ class ProviderContract:
                 snapshot = hooks.machine_status([asked]).get(asked.request_id, RequestSnapshot())
                 for machine in snapshot.machines:
                     _expect(
-                        machine.state in ((MachineState.TERMINATED,) if settled else GOING),
+                        machine.state in ((MachineState.TERMINATED,) if settled else ENDING),
                         hook,
                         f"left machine {machine.machine_id} {machine.state} after cancelling",
                         rule,

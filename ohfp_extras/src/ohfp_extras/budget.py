@@ -1,101 +1,118 @@
-"""The ``budget`` plugin: refuse a request whose machines would cost more an hour than the
-template's limit.
+"""The ``budget`` plugin: a template's machines may not cost more an hour than its limit.
 
 Enable it in ``ohfp.json``, with a cost per unit (a machine, or a weighted unit) per hour and
-the most one request may add per hour, per template; ``default`` covers templates not named
-(without it they are not limited)::
+the most the template's machines may cost an hour in all, per template; ``default`` covers
+templates not named (without it they are not limited)::
 
     {"budget": {
         "enabled": true,
         "templates": {"OnDemand-m5-large": {"unitCost": 0.096, "maxHourlyCost": 2.0}},
         "default": {"unitCost": 0.05, "maxHourlyCost": 1.0}}}
 
-A request beyond the limit is refused before the provider is called, with
-:class:`~ohfp_core.errors.QuotaError` naming the limit, so Host Factory gets IBM's failure
-reply (``{"message": "Request VM from aws failed: budget: …"}``, no request id). Costs are in
-whatever currency the site writes them in.
+The limit becomes a cap on the units the template holds at once: ``maxNumber`` is lowered to
+``floor(maxHourlyCost / unitCost)`` (an unlimited template gets that cap). Core then counts
+the machines Host Factory holds and the capacity still due, inside the store's transaction,
+as it does for every ``maxNumber``: getAvailableTemplates reports what the budget leaves, and
+a request beyond it is refused (exit 2) with the budget named. Costs are in whatever currency
+the site writes them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+import math
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from attrs import frozen
+import attrs
+from attrs import field, frozen
 
 from ohfp_core import hookimpl
-from ohfp_core.errors import ConfigError, QuotaError
-from ohfp_core.models import ProviderContext, Provisioned, Template
-from ohfp_extras.settings import cost, enabled, section
+from ohfp_core.errors import ConfigError
+from ohfp_core.models import ProviderContext, Template
+from ohfp_core.parsing import config_converter, key, rule, structure
 
 NAME = "budget"
-LIMIT_KEYS = ("unitCost", "maxHourlyCost")
 
 
-@frozen
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be a number ≥ 0, got {value:g}"
+
+
+@frozen(kw_only=True)
 class Limit:
-    """``unit_cost`` per unit per hour; ``max_hourly_cost`` the most one request may add."""
+    """``unit_cost`` per unit per hour; ``max_hourly_cost`` the most the template's machines
+    may cost an hour in all."""
 
-    unit_cost: float
-    max_hourly_cost: float
+    unit_cost: float = field(metadata=key("unitCost"), validator=rule(_not_negative))
+    max_hourly_cost: float = field(metadata=key("maxHourlyCost"), validator=rule(_not_negative))
+
+    @property
+    def units(self) -> int | None:
+        """The most units the limit allows; None when a unit costs nothing."""
+        return math.floor(self.max_hourly_cost / self.unit_cost + 1e-9) if self.unit_cost else None
 
 
-def _limit(value: Any, where: str) -> Limit:
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            "invalid 'budget' settings", [f"{where}: must be an object with {', '.join(LIMIT_KEYS)}"]
-        )
-    problems = [
-        f"{where}.{key}: unknown key (known: {', '.join(LIMIT_KEYS)})"
-        for key in value
-        if key not in LIMIT_KEYS
-    ]
-    problems += [f"{where}.{key}: required" for key in LIMIT_KEYS if key not in value]
-    if problems:
-        raise ConfigError("invalid 'budget' settings", problems)
-    return Limit(
-        cost(value["unitCost"], f"{where}.unitCost"), cost(value["maxHourlyCost"], f"{where}.maxHourlyCost")
+@frozen(kw_only=True)
+class BudgetSettings:
+    """The ``budget`` section of ``ohfp.json``."""
+
+    enabled: bool = False
+    templates: dict[str, Limit] = field(factory=dict)
+    default: Limit | None = None
+
+
+def read_settings(settings: Mapping[str, Mapping[str, Any]]) -> BudgetSettings:
+    """The ``budget`` section, structured; every problem names its key (``$.budget.…``).
+
+    :raises ConfigError: for unknown keys or bad values.
+    """
+    return structure(
+        settings.get(NAME, {}),
+        BudgetSettings,
+        converter=config_converter(),
+        error=ConfigError,
+        message=f"invalid {NAME!r} settings",
+        path=f"$.{NAME}",
     )
 
 
+def capped(template: Template, limit: Limit) -> Template:
+    """``template`` with ``maxNumber`` lowered to what ``limit`` allows (unchanged if it
+    allows more)."""
+    units = limit.units
+    if units is None or (not template.unlimited and template.max_number <= units):
+        return template
+    reason = (
+        f"budget: {limit.unit_cost:g} a unit an hour, maxHourlyCost {limit.max_hourly_cost:g}"
+        f" allows {units} units"
+    )
+    return attrs.evolve(template, max_number=units, available_reason=reason)
+
+
 class BudgetGuard:
-    """Checks each provisioning request against its template's hourly limit."""
+    """Caps each limited template's ``maxNumber`` by its hourly budget."""
 
     def __init__(self) -> None:
-        self.enabled = False
-        self.limits: dict[str, Limit] = {}
-        self.default: Limit | None = None
+        self.settings = BudgetSettings()
 
     @hookimpl
     def ohfp_configure(self, context: ProviderContext, settings: Mapping[str, Mapping[str, Any]]) -> None:
-        found = section(settings, NAME, ("templates", "default"))
-        self.enabled = enabled(found, NAME)
-        templates = found.get("templates", {})
-        if not isinstance(templates, Mapping):
-            raise ConfigError(
-                "invalid 'budget' settings", ["$.budget.templates: must be an object by template id"]
-            )
-        self.limits = {
-            str(tid): _limit(value, f"$.budget.templates.{tid}") for tid, value in templates.items()
-        }
-        self.default = _limit(found["default"], "$.budget.default") if "default" in found else None
+        self.settings = read_settings(settings)
 
     def limit_for(self, template_id: str) -> Limit | None:
-        return self.limits.get(template_id, self.default)
+        return self.settings.templates.get(template_id, self.settings.default)
 
     @hookimpl(wrapper=True)
-    def ohfp_provision(
-        self, request_id: str, template: Template, count: int
-    ) -> Generator[None, Provisioned | None, Provisioned | None]:
-        limit = self.limit_for(template.template_id) if self.enabled else None
-        if limit is not None and round(count * limit.unit_cost, 9) > limit.max_hourly_cost:
-            raise QuotaError(
-                f"budget: template {template.template_id!r} may add at most {limit.max_hourly_cost:g} an hour"
-                f" per request (maxHourlyCost); {count} units at {limit.unit_cost:g} cost"
-                f" {count * limit.unit_cost:g} an hour",
-                code="BudgetExceeded",
-            )
-        return (yield)
+    def ohfp_available_templates(
+        self, templates: Sequence[Template]
+    ) -> Generator[None, Sequence[Template] | None, Sequence[Template] | None]:
+        offered = yield
+        if not self.settings.enabled or offered is None:
+            return offered
+        return [
+            capped(template, limit) if (limit := self.limit_for(template.template_id)) else template
+            for template in offered
+        ]
 
 
 plugin = BudgetGuard()

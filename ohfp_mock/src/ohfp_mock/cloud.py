@@ -148,7 +148,7 @@ class CloudMachine:
     def grace(self, now: float) -> int | None:
         """Seconds before the cloud takes the machine (0 when gone); None when it is not
         being taken."""
-        if self.state(now).is_gone:
+        if self.state(now).is_lost:
             return 0
         if self.notice_at is not None and self.reclaim_at is not None and now >= self.notice_at:
             return max(0, math.ceil(self.reclaim_at - now))

@@ -37,6 +37,8 @@ class Knobs:
     - ``api_error_rate``: fraction of cloud calls (provision, status, terminate, reclaim
       check) that fail like a throttled or unavailable API.
     - ``seed``: None draws one at random when the cloud is created and keeps it.
+    - ``cloud_dir``: the directory holding the simulated cloud (default: the work dir); two
+      instances naming one directory share one cloud, as failover hosts share AWS.
     """
 
     boot_seconds: float = 3.0
@@ -47,6 +49,13 @@ class Knobs:
     reclaim_grace_seconds: int = 120
     api_error_rate: float = 0.0
     seed: int | None = None
+    cloud_dir: str | None = None
+
+
+def _directory(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: must be a directory path, got {value!r}")
+    return value
 
 
 def _number(key: str, value: Any) -> float:
@@ -104,6 +113,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MOCK_RECLAIM_GRACE_SECONDS": ("reclaim_grace_seconds", _grace),
     "MOCK_API_ERROR_RATE": ("api_error_rate", _rate),
     "MOCK_SEED": ("seed", _integer),
+    "MOCK_CLOUD_DIR": ("cloud_dir", _directory),
 }
 KNOWN_KEYS = tuple(_PARSERS)
 

@@ -7,6 +7,7 @@ hook that needs them, so ``getAvailableTemplates`` never opens the database.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ohfp_core import hookimpl
@@ -44,7 +45,8 @@ class MockProvider:
         if self._cloud is None:
             from ohfp_mock.cloud import MockCloud
 
-            self._cloud = MockCloud(self.context.workdir, self.knobs)
+            where = Path(self.knobs.cloud_dir) if self.knobs.cloud_dir else self.context.workdir
+            self._cloud = MockCloud(where, self.knobs)
         return self._cloud
 
     def close(self) -> None:

@@ -22,13 +22,12 @@ from ohfp_aws.handles import H
 from ohfp_aws.instances import chunks, describe_machines
 from ohfp_aws.model import AwsTemplate, FleetState
 from ohfp_core.errors import CloudError
-from ohfp_core.models import CloudRequest, MachineState, ReturnItem
+from ohfp_core.models import CloudRequest, ReturnItem
 
 Clock = Callable[[], float]
 
 LIVE_STATES = ("submitted", "active", "modifying")
 """Fleet states in which a fleet may still launch what it lacks."""
-_TERMINATING = (MachineState.SHUTTING_DOWN, MachineState.TERMINATED)
 
 
 # -- templates and time -------------------------------------------------------------------------
@@ -120,7 +119,7 @@ def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
     if not ids:
         return set()
     machines = describe_machines(ctx.clients.ec2, ids)
-    return {i for i, machine in machines.items() if machine.state not in _TERMINATING}
+    return {i for i, machine in machines.items() if not machine.state.is_ending}
 
 
 def loaded(

@@ -1,0 +1,237 @@
+"""DynamoDB on moto for the tests: a local server whose requests are handled one at a time.
+
+DynamoDB applies each conditional write atomically; moto's threaded server does not promise
+that (two requests may interleave inside moto), so :class:`SerialMotoServer` hands moto one
+request at a time. That keeps the lock tests honest about ohfp's code, not moto's. The
+server runs in the test process, so tests can also reach moto's backend directly (the bulk
+load of the 100,000-machine test does).
+
+Two of moto's costs grow with the table where DynamoDB's do not, and :func:`fast_moto`
+removes them so the 100,000-machine test runs in seconds: a base-table Query walks every
+item of the table (DynamoDB reads only the partition, and of it only the sort-key range;
+here moto is handed only those items too, so ``ScannedCount`` means what it means on AWS),
+and TransactWriteItems deep-copies the
+whole table once per item to be able to roll back (here it copies each partition's mapping
+once per call; ohfp's transactions only put and delete whole items, which that restores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import itertools
+import json
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+
+REGION = "us-east-1"
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+_tables = itertools.count()
+
+
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+"""IAM authorizes a TransactWriteItems by the actions of its items."""
+
+
+class _Serial:
+    """WSGI middleware: one request at a time into moto; records the IAM action of each
+    DynamoDB request (whichever process made it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.actions: set[str] = set()
+
+    def _record(self, environ: dict[str, Any], body: bytes) -> None:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
+            return
+        operation = target.rsplit(".", 1)[-1]
+        if operation == "TransactWriteItems":
+            for entry in json.loads(body).get("TransactItems", []):
+                self.actions.update(f"dynamodb:{TRANSACT_ACTIONS[kind]}" for kind in entry)
+        else:
+            self.actions.add(f"dynamodb:{operation}")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        with self.lock:
+            self._record(environ, body)
+            return list(self.app(environ, start_response))
+
+
+class SerialMotoServer:
+    """moto's server app on 127.0.0.1 (a free port), requests serialized."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        self._app = _Serial(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            "127.0.0.1",
+            0,
+            self._app,
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def actions(self) -> set[str]:
+        """Every IAM action a DynamoDB request to this server needed so far."""
+        return set(self._app.actions)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+
+def new_table(label: str = "t") -> str:
+    return f"ohfp-test-{os.getpid()}-{label}-{next(_tables)}"
+
+
+@attrs.frozen
+class DynamoOpener:
+    """Opens the store in one table of the server (picklable, for child processes)."""
+
+    endpoint: str
+    table: str
+    instance: str = "kit"
+    lease: float = 2.0
+
+    def __call__(self) -> Any:
+        from ohfp_dynamodb.settings import DynamoSettings
+        from ohfp_dynamodb.store import DynamoStorage
+
+        for name, value in FAKE_ENV.items():
+            os.environ.setdefault(name, value)
+        settings = DynamoSettings(
+            table=self.table,
+            region=REGION,
+            endpoint_url=self.endpoint,
+            create_table=True,
+            lock_lease_seconds=self.lease,
+        )
+        return DynamoStorage(settings, self.instance)
+
+
+class _LightCopy:
+    """Stands in for the ``copy`` module inside moto's TransactWriteItems: a table is copied
+    partition mapping by partition mapping, once per call."""
+
+    def __init__(self) -> None:
+        self.copies: dict[int, Any] = {}
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if not isinstance(value, Table):
+            return copy.deepcopy(value, memo)
+        if id(value) not in self.copies:
+            clone = copy.copy(value)
+            clone.items = defaultdict(dict, {h: dict(r) for h, r in value.items.items()})
+            self.copies[id(value)] = clone
+        return self.copies[id(value)]
+
+
+_patched = [0]
+
+
+@contextlib.contextmanager
+def fast_moto() -> Iterator[None]:
+    """While inside, moto's Query reads one partition and TransactWriteItems copies cheaply
+    (nested uses patch once)."""
+    if _patched[0]:
+        _patched[0] += 1
+        try:
+            yield
+        finally:
+            _patched[0] -= 1
+        return
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    original_transact = DynamoDBBackend.transact_write_items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or not self.has_range_key or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        stored = self.items.get(hash_key, {})
+        comparison, values = (args[0], args[1]) if len(args) > 1 else (None, None)
+        if comparison is not None and str(comparison).upper() == "BEGINS_WITH" and values:
+            prefix = values[0].value  # a range of the sort key, as DynamoDB reads it
+            partition = [item for range_key, item in stored.items() if range_key.value.startswith(prefix)]
+        else:
+            partition = list(stored.values())
+        self.all_items = lambda: partition
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            self.__dict__.pop("all_items", None)
+
+    def transact(self: Any, transact_items: Any) -> Any:
+        models.copy = _LightCopy()  # type: ignore[attr-defined,assignment]
+        try:
+            return original_transact(self, transact_items)
+        finally:
+            models.copy = copy  # type: ignore[attr-defined]
+
+    Table.query = query  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = transact  # type: ignore[method-assign]
+    _patched[0] = 1
+    try:
+        yield
+    finally:
+        _patched[0] = 0
+        Table.query = original_query  # type: ignore[method-assign]
+        DynamoDBBackend.transact_write_items = original_transact  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def dynamo_server() -> Iterator[SerialMotoServer]:
+    """A moto server for DynamoDB, fake credentials in the environment."""
+    saved = {name: os.environ.get(name) for name in FAKE_ENV}
+    os.environ.update(FAKE_ENV)
+    server = SerialMotoServer()
+    try:
+        with fast_moto():
+            yield server
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

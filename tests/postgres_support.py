@@ -1,0 +1,146 @@
+"""A PostgreSQL server for the tests, and a fresh schema per test.
+
+The server is the one the libpq environment names (``PGHOST``, ``PGSERVICE`` …) or, without
+one, ``host=127.0.0.1 port=5432 dbname=test`` (CI's). If none answers and ``initdb`` and
+``pg_ctl`` are on PATH (or under /usr/lib/postgresql/*/bin), a throwaway cluster is started
+on a Unix socket in a temporary directory. Otherwise the tests are skipped with the reason,
+unless ``OHFP_REQUIRE_POSTGRESQL=1`` (set by .ci/run), which turns the skip into a failure.
+Every schema a test makes is dropped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+REQUIRE_ENV = "OHFP_REQUIRE_POSTGRESQL"
+DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test connect_timeout=3"
+_LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
+_counter = itertools.count()
+
+
+def _answers(dsn: str) -> str | None:
+    """None when the server answers, else why not."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def _tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@attrs.define
+class Cluster:
+    """A throwaway cluster in ``root`` serving on a Unix socket there."""
+
+    root: Path
+    pg_ctl: str
+    run_as: list[str]
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.run_as, self.pg_ctl, "stop", "-D", str(self.root / "data"), "-m", "immediate"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _throwaway() -> tuple[str, Cluster] | str:
+    """Start a cluster (as the ``postgres`` user when run as root); its DSN, or why not."""
+    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
+    if not initdb or not pg_ctl:
+        return "initdb/pg_ctl not found"
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run initdb as"
+        runuser = shutil.which("runuser")
+        if not runuser:
+            return "running as root without runuser"
+        run_as = [runuser, "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="ohfp-pg-"))
+    root.chmod(0o777)
+    data = root / "data"
+    cluster = Cluster(root, pg_ctl, run_as)
+    steps = [
+        [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        [*run_as, pg_ctl, "start", "-w", "-D", str(data), "-l", str(root / "log"),
+         "-o", f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off"],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            cluster.stop()
+            return f"{Path(step[len(run_as)]).name} failed: {done.stderr.strip()[:200]}"
+    return f"host={root} dbname=postgres user=postgres", cluster
+
+
+@attrs.define
+class PostgresServer:
+    """A server that answers; :meth:`new_schema` names a schema no test used before."""
+
+    dsn: str
+    schemas: list[str] = attrs.field(factory=list)
+
+    def new_schema(self, label: str = "t") -> str:
+        name = f"ohfp_test_{os.getpid()}_{label}_{next(_counter)}"
+        self.schemas.append(name)
+        return name
+
+    def drop_all(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for name in self.schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def _dsn_to_try() -> str:
+    return "" if any(os.environ.get(name) for name in _LIBPQ_ENV) else DEFAULT_DSN
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A live server (see the module doc), its test schemas dropped at the end."""
+    dsn = _dsn_to_try()
+    why = _answers(dsn)
+    cluster: Cluster | None = None
+    if why is not None:
+        started = _throwaway()
+        if isinstance(started, str):
+            where = dsn or "the libpq environment"
+            reason = f"no PostgreSQL server: {where}: {why}; no throwaway cluster: {started}"
+            if os.environ.get(REQUIRE_ENV) == "1":
+                pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
+            pytest.skip(reason)
+        dsn, cluster = started
+    server = PostgresServer(dsn)
+    try:
+        yield server
+    finally:
+        server.drop_all()
+        if cluster is not None:
+            cluster.stop()

@@ -1,0 +1,250 @@
+"""The PostgreSQL store: the storage kit against a live server, settings, secrets, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+
+from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.models import RequestKind
+from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.storage import (
+    MachineRecord,
+    RequestRecord,
+    Storage,
+    StorageContext,
+    StorageFactory,
+)
+from ohfp_core.storage_contract import StoreOpener
+from ohfp_core.testing import StorageContract
+from ohfp_postgresql import plugin
+from ohfp_postgresql.settings import PostgresSettings, mask_dsn
+from ohfp_postgresql.store import SCHEMA_VERSION, PostgresStorage, open_store
+from tests.postgres_support import PostgresServer
+
+# mypy checks that the class satisfies the Storage protocol through the factory type.
+FACTORY: StorageFactory = open_store
+
+
+@attrs.frozen
+class PgOpener:
+    """Opens the store in one schema (picklable, for the kit's child processes)."""
+
+    dsn: str
+    schema: str
+    instance: str = "kit"
+
+    def __call__(self) -> PostgresStorage:
+        return PostgresStorage(PostgresSettings(dsn=self.dsn, schema=self.schema), self.instance)
+
+
+class StatementRecorder:
+    """Stands in for the store's connection and records every statement with its parameters."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.statements: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self.statements.append((sql, params))
+        return self.conn.execute(sql, params)
+
+
+def seq_scans(plan: Any) -> list[str]:
+    """Relations a JSON query plan reads with a sequential scan."""
+    found = []
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Seq Scan":
+            found.append(str(plan.get("Relation Name")))
+        for value in plan.values():
+            found += seq_scans(value)
+    elif isinstance(plan, list):
+        for item in plan:
+            found += seq_scans(item)
+    return found
+
+
+class TestPostgresContract(StorageContract):
+    """The storage kit against the server, one fresh schema per test."""
+
+    @pytest.fixture
+    def opener(self, postgres_server: PostgresServer) -> StoreOpener:
+        return PgOpener(postgres_server.dsn, postgres_server.new_schema("kit"))
+
+    def assert_indexed(self, store: Storage, lookup: Callable[[], object]) -> None:
+        assert isinstance(store, PostgresStorage)
+        recorder = StatementRecorder(store._conn)
+        store._conn = recorder  # type: ignore[assignment]
+        try:
+            lookup()
+        finally:
+            store._conn = recorder.conn
+        assert recorder.statements, "the lookup read nothing"
+        for sql, params in recorder.statements:
+            [(plan,)] = store._conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchall()
+            assert seq_scans(plan) == [], f"{sql} scans a table: {plan}"
+
+    def bulk_load(
+        self, store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
+    ) -> None:
+        """COPY, then ANALYZE so the planner knows the table sizes."""
+        assert isinstance(store, PostgresStorage)
+        from ohfp_core.sql_rows import machine_row, request_row
+
+        schema = store.schema
+        with store.transaction(), store._conn.cursor() as cursor:
+            with cursor.copy(f"COPY {schema}.requests ({store._sql.REQUEST_COLUMNS}) FROM STDIN") as copy:
+                for record in requests:
+                    copy.write_row(request_row(record))
+            with cursor.copy(f"COPY {schema}.machines ({store._sql.MACHINE_COLUMNS}) FROM STDIN") as copy:
+                for machine in machines:
+                    copy.write_row(machine_row(machine))
+        store._conn.execute(f"ANALYZE {schema}.requests")
+        store._conn.execute(f"ANALYZE {schema}.machines")
+
+    def bump_schema_version(self, opener: StoreOpener) -> None:
+        assert isinstance(opener, PgOpener)
+        with psycopg.connect(opener.dsn, autocommit=True) as conn:
+            conn.execute(
+                f"UPDATE {opener.schema}.meta SET value = %s WHERE key = 'schema_version'",
+                (str(SCHEMA_VERSION + 1),),
+            )
+
+    def write_previous_version(
+        self, opener: StoreOpener, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
+    ) -> None:
+        raise NotImplementedError(
+            f"ohfp-postgresql knows one schema version ({SCHEMA_VERSION}): there is no earlier one to migrate"
+        )
+
+
+@pytest.fixture
+def pg_store(postgres_server: PostgresServer) -> Iterator[PostgresStorage]:
+    store = PgOpener(postgres_server.dsn, postgres_server.new_schema("unit"))()
+    yield store
+    store.close()
+
+
+def test_the_plugin_registers_postgresql_without_importing_psycopg() -> None:
+    code = (
+        "import sys; from ohfp_core.plugins import Hooks, make_manager; import ohfp_postgresql.plugin as p;"
+        "print('postgresql' in Hooks(make_manager(extensions=[('pg', p)])).storage_factories(),"
+        " 'psycopg' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "False"]
+    hooks = Hooks(make_manager(extensions=[("pg", plugin)]))
+    assert hooks.storage_factories()["postgresql"] is plugin.open_postgresql
+
+
+def test_the_factory_reads_its_section_and_libpq_environment(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    schema = postgres_server.new_schema("env")
+    if postgres_server.dsn:
+        params = psycopg.conninfo.conninfo_to_dict(postgres_server.dsn)
+        for name, env in (
+            ("host", "PGHOST"),
+            ("port", "PGPORT"),
+            ("dbname", "PGDATABASE"),
+            ("user", "PGUSER"),
+        ):
+            if name in params:
+                monkeypatch.setenv(env, str(params[name]))
+    store = plugin.open_postgresql(
+        StorageContext(instance="inst", workdir=tmp_path, settings={"schema": schema})
+    )
+    try:
+        report = store.check()
+    finally:
+        store.close()
+    assert report["ok"] is True, report
+    assert report["schema"] == schema and report["instance"] == "inst"
+    assert report["schemaVersion"] == SCHEMA_VERSION
+
+
+def test_a_schema_of_another_instance_is_refused(postgres_server: PostgresServer) -> None:
+    opener = PgOpener(postgres_server.dsn, postgres_server.new_schema("inst"), instance="awsinst")
+    opener().close()
+    with pytest.raises(ConfigError, match="holds the state of provider instance 'awsinst', not 'other'"):
+        attrs.evolve(opener, instance="other")()
+
+
+def test_bad_settings_name_the_field(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        open_store(
+            StorageContext(
+                instance="i",
+                workdir=tmp_path,
+                settings={"schema": "Bad-Name", "connectTimeout": 0, "pasword": "x"},
+            )
+        )
+    problems = set(error.value.problems)
+    assert any(p.startswith("$.postgresql.schema: must be 1 to 63 characters") for p in problems), problems
+    assert "$.postgresql.connectTimeout: must be 1..300, got 0.0" in problems
+    assert any(p.startswith("$.postgresql.pasword: unknown key") for p in problems)
+
+
+def test_an_unreachable_server_is_a_storage_error_within_the_connect_timeout(tmp_path: Any) -> None:
+    started = time.monotonic()
+    dsn = "postgresql://ohfp:s3cret-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(StorageError) as error:
+        open_store(StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "connectTimeout": 2}))
+    assert time.monotonic() - started < 10
+    assert "s3cret-pw" not in str(error.value)
+    assert "cannot connect to the PostgreSQL state store" in str(error.value)
+
+
+def test_passwords_are_masked_in_every_spelling() -> None:
+    assert mask_dsn("host=db password=s3cret user=me") == "host=db password=*** user=me"
+    assert mask_dsn("host=db password='with space' user=me") == "host=db password=*** user=me"
+    assert mask_dsn("failed: postgresql://me:s3cret@db/x") == "failed: postgresql://***@db/x"
+
+
+def test_check_shows_the_server_but_never_the_password(
+    postgres_server: PostgresServer, tmp_path: Any
+) -> None:
+    schema = postgres_server.new_schema("check")
+    dsn = psycopg.conninfo.make_conninfo(postgres_server.dsn, password="n0t-used-by-trust")
+    store = open_store(
+        StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "schema": schema})
+    )
+    try:
+        report = store.check()
+        with store._conn.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {schema}.machines_held")
+        broken = store.check()
+    finally:
+        store.close()
+    assert "n0t-used-by-trust" not in repr(report)
+    assert set(report["server"]) == {"host", "port", "database", "user", "version"}
+    assert broken["ok"] is False and broken["problems"] == [f"index {schema}.machines_held is missing"]
+
+
+def test_a_write_waits_for_another_connections_transaction(
+    pg_store: PostgresStorage, postgres_server: PostgresServer
+) -> None:
+    other = PostgresStorage(
+        PostgresSettings(dsn=postgres_server.dsn, schema=pg_store.schema, lock_timeout=1), "kit"
+    )
+    try:
+        with pg_store.transaction():
+            pg_store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
+            started = time.monotonic()
+            with pytest.raises(StorageError, match="held the write lock"):
+                other.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
+            assert time.monotonic() - started >= 0.9
+        other.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
+        assert sorted(pg_store.get_requests(["req-1", "req-2"])) == ["req-1", "req-2"]
+    finally:
+        other.close()
