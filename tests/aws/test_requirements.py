@@ -163,6 +163,11 @@ def test_ncpus_and_nram_come_from_the_lower_bounds_without_a_call(aws_provider: 
         "Arm": {"type": "ARM64", "ncpus": "4", "nram": "8192"},
     }
     assert sum(calls.values()) == 0
+    broken = Template(
+        template_id="Broken", max_number=1, fields={**SHAPE, "instanceRequirements": {"VCpuCount": 4}}
+    )
+    (left,) = hooks_for(aws_provider).available_templates([broken])  # offered as written; validation says why
+    assert hooks_for(aws_provider).validate_template(left)
 
 
 # -- what each API is sent ------------------------------------------------------------------------

@@ -179,7 +179,9 @@ def merged(
     }
     for key, (name, bound) in FLAT.items():
         if flat.get(key) is not None:
-            result.setdefault(name, {})[bound] = flat[key]
+            if not isinstance(result.get(name), dict):  # (an invalid range is replaced; validation says so)
+                result[name] = {}
+            result[name][bound] = flat[key]
     if allowed:
         result["AllowedInstanceTypes"] = list(allowed)
     return result
