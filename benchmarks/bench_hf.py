@@ -407,7 +407,9 @@ def ahead_figures(instance: Instance, counter: Any, runs: int) -> None:
         rows.append(_row(f"getRequestStatus, {label}", status))
         rows.append(_row(f"getReturnRequests, {label}", reclaim))
     print_table(
-        f"Interruption queue: extra cost per call ({runs} calls each; first poll of a running request)", rows
+        f"Interruption queue: extra cost per call ({runs} calls each; first poll of a running request)",
+        rows,
+        38,
     )
 
     def quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
