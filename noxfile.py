@@ -38,7 +38,7 @@ SOURCES = (
 )
 TEST_DEPS = (
     "pytest>=8",
-    "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1",
+    "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas,dynamodb]>=5.1",
     "boto3>=1.34",
     "uv",  # the end-to-end tests build a user-like virtualenv with it
     "hypothesis>=6.100",  # property-based fuzzing of the HF inputs and config files
@@ -48,7 +48,7 @@ TEST_DEPS = (
 LINT_DEPS = (
     "ruff==0.17.6",
     "mypy==2.4.1",
-    "boto3-stubs[ec2,autoscaling,ssm,sts,iam]",
+    "boto3-stubs[ec2,autoscaling,ssm,sts,iam,sqs,events,service-quotas]",
     "pytest>=8",
     "nox",  # noxfile.py is type-checked too
     "werkzeug",  # benchmarks/moto_counter.py serves moto with it
@@ -116,7 +116,10 @@ def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
     # bench_storage.py reuses the storage tests' bulk loaders and servers (pytest).
     _install_ohfp(
-        session, "moto[server,ec2,autoscaling,ssm,sts,iam,dynamodb]>=5.1", "boto3>=1.34", "pytest>=8"
+        session,
+        "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas,dynamodb]>=5.1",
+        "boto3>=1.34",
+        "pytest>=8",
     )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
     session.run("python", "benchmarks/bench_storage.py", *session.posargs)

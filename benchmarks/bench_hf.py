@@ -9,6 +9,10 @@ fresh process with a bare environment (``PATH=/usr/bin:/bin`` and the ``HF_*`` v
 3. The AWS provider against a moto server in this process: latency per call (moto's own time
    included, so read it as an upper bound) and the AWS API calls each HF call makes, counted on
    the server side (:mod:`moto_counter`).
+4. What the AWS features ahead of the cloud add per call: draining the interruption queue on
+   getRequestStatus and getReturnRequests (no queue, an empty queue, a queue of 11 events),
+   and the quota check on getAvailableTemplates (off, uncached, cached). moto has no EC2
+   quotas: the server in this process answers GetServiceQuota itself (its backend patched).
 """
 
 from __future__ import annotations
@@ -126,12 +130,12 @@ def round_trip(instance: Instance, template: str, count: int) -> dict[str, tuple
     return out
 
 
-def print_table(title: str, rows: list[tuple[str, list[float], str]]) -> None:
+def print_table(title: str, rows: list[tuple[str, list[float], str]], width: int = 24) -> None:
     print(f"\n{title}")
-    print(f"  {'call':<24}{'median ms':>10}{'p90 ms':>9}  {'n':>3}  notes")
+    print(f"  {'call':<{width}}{'median ms':>10}{'p90 ms':>9}  {'n':>3}  notes")
     for name, values, note in rows:
         median, p90 = quantiles(values)
-        print(f"  {name:<24}{median:>10.1f}{p90:>9.1f}  {len(values):>3}  {note}")
+        print(f"  {name:<{width}}{median:>10.1f}{p90:>9.1f}  {len(values):>3}  {note}")
 
 
 def startup_floor(runs: int) -> list[float]:
@@ -296,6 +300,145 @@ def bench_aws(base: Path, runs: int, count: int) -> None:
         batched_status(instance, counter, per_api=3)
         request = {"template": {"templateId": "RunInstances", "machineCount": 1}}
         import_costs(instance, "requestMachines", request)
+        ahead_figures(instance, counter, runs)
+
+
+def _settings(instance: Instance, aws: dict[str, Any]) -> None:
+    (instance.root / "conf" / "ohfp.json").write_text(json.dumps({"aws": aws}))
+
+
+def _counted(
+    instance: Instance, counter: Any, call: str, payload: Any = None
+) -> tuple[float, Any, Counter[str]]:
+    before = counter.snapshot()
+    elapsed, reply = instance.call(call, payload)
+    return elapsed, reply, counter.snapshot() - before
+
+
+def _row(
+    name: str, samples: list[tuple[float, Counter[str]]], note: str = ""
+) -> tuple[str, list[float], str]:
+    calls = samples[-1][1]
+    breakdown = ", ".join(f"{api}×{n}" for api, n in sorted(calls.items()))
+    return name, [t for t, _ in samples], f"{sum(calls.values())} API calls: {breakdown or '-'}{note}"
+
+
+def ahead_figures(instance: Instance, counter: Any, runs: int) -> None:
+    """The extra cost per call of draining the queue and of the quota check."""
+    import boto3
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    config = instance.root / "conf" / f"{instance.name}prov_config.json"
+    made = subprocess.run(  # noqa: S603 - this installation's own command
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "ohfp_aws",
+            "events",
+            "setup",
+            "--name",
+            "bench",
+            "--config",
+            str(config),
+        ],
+        env={**instance.env(), "PATH": BARE_PATH},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    queue = json.loads(made.stdout)["queueUrl"]
+    endpoint = json.loads(config.read_text())["AWS_ENDPOINT_URL"]
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    events: Any = boto3.client(
+        "events",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=keys["aws_access_key_id"],
+        aws_secret_access_key=keys["aws_secret_access_key"],
+    )
+
+    def eleven_events() -> None:  # ten about instances not ohfp's, one warning for an unknown id
+        entries = [
+            {
+                "Source": "aws.ec2",
+                "DetailType": "EC2 Instance State-change Notification",
+                "Detail": json.dumps({"instance-id": f"i-{n:017x}", "state": "terminated"}),
+            }
+            for n in range(10)
+        ]
+        events.put_events(Entries=entries)
+        warning = {"instance-id": "i-0fffffffffffffff0", "instance-action": "terminate"}
+        events.put_events(
+            Entries=[
+                {
+                    "Source": "aws.ec2",
+                    "DetailType": "EC2 Spot Instance Interruption Warning",
+                    "Detail": json.dumps(warning),
+                }
+            ]
+        )
+
+    rows: list[tuple[str, list[float], str]] = []
+    ask = {"template": {"templateId": "RunInstances", "machineCount": 1}}
+    for label, aws, fill in (
+        ("no queue", {}, None),
+        ("empty queue", {"events": {"queueUrl": queue}}, None),
+        ("11 events queued", {"events": {"queueUrl": queue}}, eleven_events),
+    ):
+        _settings(instance, aws)
+        status: list[tuple[float, Counter[str]]] = []
+        reclaim: list[tuple[float, Counter[str]]] = []
+        held: list[dict[str, str]] = []
+        for _ in range(runs):
+            request_id = instance.call("requestMachines", ask)[1]["requestId"]
+            if fill:
+                fill()
+            elapsed, reply, calls = _counted(
+                instance, counter, "getRequestStatus", {"requests": [{"requestId": request_id}]}
+            )
+            status.append((elapsed, calls))
+            held += machines_of(reply)
+            if fill:
+                fill()
+            elapsed, _, calls = _counted(instance, counter, "getReturnRequests", {"machines": held})
+            reclaim.append((elapsed, calls))
+        instance.call("requestReturnMachines", {"machines": held})
+        rows.append(_row(f"getRequestStatus, {label}", status))
+        rows.append(_row(f"getReturnRequests, {label}", reclaim))
+    print_table(
+        f"Interruption queue: extra cost per call ({runs} calls each; first poll of a running request)",
+        rows,
+        38,
+    )
+
+    def quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+        return {"ServiceCode": service_code, "QuotaCode": quota_code, "QuotaName": quota_code, "Value": 256.0}
+
+    original = ServiceQuotasBackend.get_service_quota
+    ServiceQuotasBackend.get_service_quota = quota  # type: ignore[method-assign]
+    try:
+        rows = []
+        for label, aws in (
+            ("quotas off", {}),
+            ("quotas on, uncached (cacheSeconds 0)", {"quotas": {"enabled": True, "cacheSeconds": 0}}),
+            ("quotas on, cached", {"quotas": {"enabled": True, "cacheSeconds": 300}}),
+        ):
+            _settings(instance, aws)
+            instance.call("getAvailableTemplates")  # warm: the cached case reads what this kept
+            samples = []
+            for _ in range(runs):
+                elapsed, _, calls = _counted(instance, counter, "getAvailableTemplates")
+                samples.append((elapsed, calls))
+            rows.append(_row(f"getAvailableTemplates, {label}", samples))
+        print_table(
+            f"Quota check: extra cost per getAvailableTemplates ({runs} calls each, 4 templates)",
+            rows,
+            58,
+        )
+    finally:
+        ServiceQuotasBackend.get_service_quota = original  # type: ignore[method-assign]
+        _settings(instance, {})
 
 
 def batched_status(instance: Instance, counter: Any, per_api: int) -> None:

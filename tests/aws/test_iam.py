@@ -18,6 +18,7 @@ from ohfp_core.models import CloudRequest, MachineRef, RequestKind, ReturnItem, 
 
 from .aws_support import acquire_request, count_calls, hooks_for
 from .conftest import REGION, Network, make_context, make_template
+from .fleet_support import answer
 
 
 def available_apis() -> list[str]:
@@ -138,3 +139,73 @@ def test_cli_prints_the_policy(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed == policy_for(["RunInstances"])
     assert main(["iam-policy", "--handlers", "RunInstances,Lambda"]) == 2
     assert "unknown API 'Lambda'" in capsys.readouterr().err
+
+
+BATCH_ACTIONS = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
+"""SQS authorises a batch call by its single action."""
+
+
+def test_the_queue_and_quota_actions_are_in_the_policy_when_enabled(network: Network, tmp_path: Path) -> None:
+    """An interruption queue drained, quotas read (moto has no EC2 quota: the client answers
+    GetServiceQuota) and a zone-only offering matched to subnets: every call is allowed by the
+    policy with --events --quotas, and not without them."""
+    from datetime import UTC, datetime
+
+    from ohfp_aws import event_rules, offerings
+    from ohfp_aws.config import load_config
+    from ohfp_aws.model import Shortfall
+    from ohfp_aws.session import AwsClients
+
+    queue = event_rules.setup(AwsClients(load_config({"AWS_REGION": REGION})), "iam")["queueUrl"]
+    settings = {"events": {"queueUrl": queue}, "quotas": {"enabled": True}}
+    provider = make_provider(make_context(tmp_path, None, settings))
+    calls = count_calls(provider)
+    answer(
+        provider.clients.service_quotas,
+        "GetServiceQuota",
+        lambda params: {"Quota": {"QuotaCode": params["QuotaCode"], "QuotaName": "q", "Value": 64.0}},
+    )
+    hooks = hooks_for(provider)
+    template = make_template(network, "T", providerApi="RunInstances")
+    hooks.available_templates([template])
+    request = acquire_request("req-q", template, 1, hooks.provision("req-q", template, 1))
+    (instance_id,) = request.machine_ids
+    boto3.client("events", region_name=REGION).put_events(
+        Entries=[
+            {
+                "Source": "aws.ec2",
+                "DetailType": "EC2 Instance State-change Notification",
+                "Detail": json.dumps({"instance-id": instance_id, "state": "stopping"}),
+                "Time": datetime.now(UTC),
+            }
+        ]
+    )
+    hooks.machine_status([request])
+    hooks.reclaimed_machines([MachineRef(name=instance_id, machine_id=instance_id)])
+    short = Shortfall(reason="insufficient-capacity", instance_type="t3.micro", zone=f"{REGION}a")
+    offerings.remember(provider.aws, [short])
+    offerings.unavailable(provider.aws, provider.templates.parse(template))
+    called = {BATCH_ACTIONS.get(name, name) for name in calls}
+    for expected in (
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "servicequotas:GetServiceQuota",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeSubnets",
+    ):
+        assert expected in called, f"the calls did not exercise {expected}"
+    assert not called - allowed(policy_for(["RunInstances"], events=True, quotas=True))
+    assert {"sqs:ReceiveMessage", "servicequotas:GetServiceQuota"} & allowed(
+        policy_for(["RunInstances"])
+    ) == set()
+
+
+def test_cli_adds_the_queue_and_quota_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["iam-policy", "--handlers", "EC2Fleet", "--events", "--quotas"]) == 0
+    printed = allowed(json.loads(capsys.readouterr().out))
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "servicequotas:GetServiceQuota"} <= printed
+    assert {
+        "servicequotas:GetAWSDefaultServiceQuota",
+        "ec2:DescribeFleetHistory",
+        "ec2:DescribeSubnets",
+    } <= printed

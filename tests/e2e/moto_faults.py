@@ -12,18 +12,27 @@ import io
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-Forward = Callable[[], tuple[str, list[tuple[str, str]], bytes]]
+
+
+class Forward(Protocol):
+    """Let moto answer the request (``body``: a rewritten request body instead of the
+    client's); returns (status, headers, body)."""
+
+    def __call__(self, body: bytes | None = None) -> tuple[str, list[tuple[str, str]], bytes]: ...
+
+
 Hook = Callable[[str, Forward], tuple[str, list[tuple[str, str]], bytes]]
 """``hook(api, forward)``: ``api`` is ``service:Action``; ``forward()`` lets moto answer and
 returns (status, headers, body); the hook returns what the client gets. The request's form
-parameters are in :attr:`HookedApp.params` while the hook runs (one request at a time)."""
+parameters are in :attr:`HookedApp.params` and its raw body in :attr:`HookedApp.body` while the
+hook runs (one request at a time)."""
 
 
 def api_name(environ: dict[str, Any], body: bytes) -> str:
@@ -66,16 +75,20 @@ class HookedApp:
         self.hook: Hook | None = None
         self.lock = threading.Lock()
         self.params: dict[str, list[str]] = {}
+        self.body = b""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
         hook = self.hook
         if hook is None or environ.get("PATH_INFO", "").startswith("/moto-api"):
             return self.app(environ, start_response)
 
-        def forward() -> tuple[str, list[tuple[str, str]], bytes]:
+        def forward(body: bytes | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+            if body is not None:
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
             answer: dict[str, Any] = {}
 
             def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -86,8 +99,9 @@ class HookedApp:
             return answer["status"], answer["headers"], content
 
         with self.lock:
-            self.params = parse_qs(body.decode("utf-8", "replace"))
-            status, headers, content = hook(api_name(environ, body), forward)
+            self.params = parse_qs(raw.decode("utf-8", "replace"))
+            self.body = raw
+            status, headers, content = hook(api_name(environ, raw), forward)
         start_response(status, headers)
         return [content]
 

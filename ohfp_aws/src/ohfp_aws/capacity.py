@@ -5,6 +5,7 @@ overrides that say so. Pure functions of :class:`~ohfp_aws.model.AwsTemplate`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ohfp_aws.model import AwsTemplate
@@ -59,25 +60,53 @@ def on_demand_strategy(template: AwsTemplate) -> str:
     return template.allocation_strategy_on_demand or "lowestPrice"
 
 
-def overrides(template: AwsTemplate, prioritized: bool, max_price: str | None = None) -> dict[str, Any]:
+def overrides(
+    template: AwsTemplate,
+    prioritized: bool,
+    max_price: str | None = None,
+    unavailable: Callable[[str | None, str | None], bool] | None = None,
+) -> dict[str, Any]:
     """Fleet launch-template overrides: every instance type × subnet, weighted (and ranked
-    when ``prioritized``), each with ``MaxPrice`` when given. ``{}`` when there is nothing
-    to override."""
+    when ``prioritized``), each with ``MaxPrice`` when given; for a template by instance
+    requirements, the requirements in every subnet. ``{}`` when there is nothing to override.
+
+    Offerings ``unavailable(type, subnet)`` says were short of capacity lately come last,
+    and when ``prioritized`` after every other priority.
+    """
+    if template.instance_requirements is not None:
+        return {"Overrides": requirement_overrides(template, max_price)}
     types = weights(template)
     ranks = priorities(template)
-    found: list[dict[str, Any]] = []
+    short = unavailable or (lambda instance_type, subnet: False)
+    found: list[tuple[bool, dict[str, Any]]] = []
     for name in types or [None]:
         for subnet in template.subnet_ids or (None,):
+            last = short(name, subnet)
             override: dict[str, Any] = {}
             if name is not None:
                 override["InstanceType"] = name
                 override["WeightedCapacity"] = float(types[name])
                 if prioritized:
-                    override["Priority"] = float(ranks[name])
+                    override["Priority"] = float(ranks[name] + (len(types) if last else 0))
             if subnet is not None:
                 override["SubnetId"] = subnet
             if max_price:
                 override["MaxPrice"] = max_price
             if override:
-                found.append(override)
-    return {"Overrides": found} if found else {}
+                found.append((last, override))
+    found.sort(key=lambda item: item[0])
+    return {"Overrides": [override for _, override in found]} if found else {}
+
+
+def requirement_overrides(template: AwsTemplate, max_price: str | None = None) -> list[dict[str, Any]]:
+    """One override per subnet (one without subnets) carrying the template's
+    InstanceRequirements as written (EC2 Fleet and Spot Fleet take the same keys)."""
+    found: list[dict[str, Any]] = []
+    for subnet in template.subnet_ids or (None,):
+        override: dict[str, Any] = {"InstanceRequirements": dict(template.instance_requirements or {})}
+        if subnet is not None:
+            override["SubnetId"] = subnet
+        if max_price:
+            override["MaxPrice"] = max_price
+        found.append(override)
+    return found

@@ -21,7 +21,10 @@ ohfp's own settings for the AWS provider are the ``"aws"`` section of ``ohfp.jso
         "RunInstances": {"enabled": true, "maxPerCall": 100}}}}
 
 ``order`` is the preference used when a template does not name ``providerApi``; a handler
-with ``"enabled": false`` is never used. Every key is optional. Each class below is one
+with ``"enabled": false`` is never used. Three optional sections switch on what no polling
+provider has: ``events`` (an SQS queue of EC2 interruption and state-change events),
+``quotas`` (availability lowered to the account's vCPU quotas) and ``offerings`` (how long an
+instance type short of capacity in a subnet is tried last). Every key is optional. Each class below is one
 object of these files, each field reading the key the file spells (``key``) with its rule;
 unknown keys, in either file, are errors that name the key.
 """
@@ -139,11 +142,55 @@ class HandlerSettings:
         return frozenset(api for api, section in sections.items() if section.enabled)
 
 
+def _queue_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return f"must be an SQS queue URL (https://sqs.<region>.amazonaws.com/…), got {value!r}"
+    return None
+
+
+@frozen(kw_only=True)
+class EventsSettings:
+    """``aws.events``: the SQS queue EventBridge feeds with EC2's interruption warnings,
+    rebalance recommendations and state changes (``ohfp-aws events setup`` makes it).
+    Without ``queueUrl`` nothing is drained and reclaims are found by polling alone."""
+
+    queue_url: Text = field(default=None, metadata=key("queueUrl"), validator=rule(_queue_url))
+    max_batches: QuotedInt = field(default=3, metadata=key("maxBatches"), validator=rule(integer(1, 10)))
+    report_rebalance: QuotedBool = field(default=False, metadata=key("reportRebalance"), validator=rule(flag))
+    rebalance_grace_period: QuotedInt = field(
+        default=120, metadata=key("rebalanceGracePeriod"), validator=rule(integer(0, 3600))
+    )
+
+
+@frozen(kw_only=True)
+class QuotaSettings:
+    """``aws.quotas``: lower each template's ``availableNumber`` to what the account's EC2
+    vCPU quotas still allow, read through Service Quotas and kept ``cacheSeconds``."""
+
+    enabled: QuotedBool = field(default=False, validator=rule(flag))
+    cache_seconds: QuotedInt = field(
+        default=300, metadata=key("cacheSeconds"), validator=rule(integer(0, 86400))
+    )
+
+
+@frozen(kw_only=True)
+class OfferingSettings:
+    """``aws.offerings``: an instance type found short of capacity in a subnet or zone is
+    tried last for ``unavailableSeconds`` (0: never remembered)."""
+
+    unavailable_seconds: QuotedInt = field(
+        default=180, metadata=key("unavailableSeconds"), validator=rule(integer(0, 3600))
+    )
+
+
 @frozen(kw_only=True)
 class AwsSettings:
     """The ``aws`` section of ``ohfp.json``."""
 
     handlers: Annotated[HandlerSettings, SECTION] = field(factory=HandlerSettings)
+    events: Annotated[EventsSettings, SECTION] = field(factory=EventsSettings)
+    quotas: Annotated[QuotaSettings, SECTION] = field(factory=QuotaSettings)
+    offerings: Annotated[OfferingSettings, SECTION] = field(factory=OfferingSettings)
 
 
 # -- awsprov_config.json ------------------------------------------------------------------------------
@@ -151,8 +198,9 @@ class AwsSettings:
 
 @frozen(kw_only=True)
 class AwsConfig:
-    """IBM's AWS provider config (``awsprov_config.json``), by IBM's keys, plus ``handlers``
-    from ohfp.json (not a key of IBM's file: :func:`load_config` sets it).
+    """IBM's AWS provider config (``awsprov_config.json``), by IBM's keys, plus ``handlers``,
+    ``events``, ``quotas`` and ``offerings`` from ohfp.json (not keys of IBM's file:
+    :func:`load_config` sets them).
 
     Times are kept in the file's units (milliseconds or seconds, as named).
     ``key_file`` (``AWS_KEY_FILE``) is accepted for compatibility and never used for API calls.
@@ -185,6 +233,9 @@ class AwsConfig:
         default=False, metadata=key("ACCEPT_PROPAGATED_LOG_SETTING"), validator=rule(flag)
     )
     handlers: HandlerSettings = field(factory=HandlerSettings, metadata=NOT_READ)
+    events: EventsSettings = field(factory=EventsSettings, metadata=NOT_READ)
+    quotas: QuotaSettings = field(factory=QuotaSettings, metadata=NOT_READ)
+    offerings: OfferingSettings = field(factory=OfferingSettings, metadata=NOT_READ)
 
     def __attrs_post_init__(self) -> None:
         if self.proxy_port is not None and self.proxy_host is None:
@@ -230,4 +281,11 @@ def load_config(
         )
     if problems:
         raise ConfigError("invalid AWS provider configuration", problems)
-    return attrs.evolve(config, region=region, handlers=aws.handlers)
+    return attrs.evolve(
+        config,
+        region=region,
+        handlers=aws.handlers,
+        events=aws.events,
+        quotas=aws.quotas,
+        offerings=aws.offerings,
+    )

@@ -1,8 +1,9 @@
 """One provider instance's view of AWS: what handlers and the provider's modules share.
 
 :class:`AwsContext` holds the parsed configuration, the clients (bounded by Host Factory's
-time for the call), the instance's name and clock, and the few services every API uses:
-ohfp's tags, SSM image paths resolved once per process, and batched termination.
+time for the call), the instance's name, clock and memory between calls (core's
+:class:`~ohfp_core.values.Values`), and the few services every API uses: ohfp's tags, SSM
+image paths resolved once per process, and batched termination.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ohfp_aws.instances import terminate
 from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
 from ohfp_aws.session import AwsClients, Budget
 from ohfp_core.models import ProviderContext
+from ohfp_core.values import Values
 
 # Resolved SSM image parameters, per process: (region, endpoint, path) → AMI id.
 _IMAGES: dict[tuple[str | None, str | None, str], str] = {}
@@ -26,7 +28,8 @@ class AwsContext:
     """Config, clients and shared services of one provider instance.
 
     ``clock`` (seconds since the epoch) and ``sleep`` are attributes so tests can replace
-    them; every module reads time through them.
+    them; every module reads time through them. ``values`` is the provider's memory between
+    calls (kept in the state store once core binds it; in memory until then).
     """
 
     def __init__(
@@ -35,11 +38,13 @@ class AwsContext:
         confdir: Path,
         config: AwsConfig,
         clients: AwsClients | None = None,
+        values: Values | None = None,
     ) -> None:
         self.instance_name = instance_name
         self.confdir = confdir
         self.config = config
         self.clients = clients or AwsClients(config)
+        self.values = values if values is not None else Values("aws")
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -50,7 +55,8 @@ class AwsContext:
         :raises ConfigError: for an invalid config.
         """
         config = load_config(ctx.config, ctx.settings)
-        return cls(ctx.instance, ctx.confdir, config, clients or AwsClients(config, Budget(ctx.timeout_sec)))
+        clients = clients or AwsClients(config, Budget(ctx.timeout_sec))
+        return cls(ctx.instance, ctx.confdir, config, clients, ctx.values)
 
     def resolve_image(self, image_id: str) -> str:
         """``image_id`` itself, or the AMI id an SSM parameter path (``/…``) holds."""

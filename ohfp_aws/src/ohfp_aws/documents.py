@@ -12,7 +12,8 @@ so one pass reports every problem. This module adds what IBM's files need:
   also takes ``"3"`` and ``"true"``; :data:`ID_LIST` takes ``"a,b"`` or ``["a", "b"]``;
   :data:`TAGS` takes ``"k=v;k2=v2"``; :data:`PRICE` a number or a numeric string;
   :data:`USER_DATA` the path of a file whose content it reads; :data:`SECTION` marks a nested
-  object of the file;
+  object of the file; :data:`REQUIREMENTS` an ``instanceRequirements`` object, each problem
+  named by its path inside it (``instanceRequirements.VCpuCount.Min``);
 - rules between fields run in the class's ``__attrs_post_init__``; :func:`broken` reports
   several at once.
 
@@ -43,6 +44,7 @@ TAGS = "tags"
 PRICE = "price"
 USER_DATA = "user data"
 SECTION = "section"
+REQUIREMENTS = "instance requirements"
 
 MAX_USER_DATA_BYTES = 16 * 1024
 _TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
@@ -200,6 +202,37 @@ def read_user_data(value: Any, base_dir: Path | None = None) -> str:
         raise ValueError(f"{str(path)!r} is not UTF-8 text") from exc
 
 
+def _requirements(value: Any, _: Any = None) -> dict[str, Any]:
+    """An ``instanceRequirements`` object checked by :func:`ohfp_aws.requirements.problems`.
+
+    :raises ValueError: when it is not an object; else a ``ClassValidationError`` whose
+        problems are paths inside the object.
+    """
+    from ohfp_aws.requirements import problems
+
+    found = problems(value)
+    if not found:
+        return dict(value)
+    if found[0][0] == "":
+        raise ValueError(found[0][1])
+    from cattrs import ClassValidationError
+    from cattrs.errors import AttributeValidationNote
+
+    errors: list[Exception] = []
+    nested: dict[str, list[Exception]] = {}
+    for path, message in found:
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, []).append(FieldError(rest, message))
+        else:
+            errors.append(FieldError(head, message))
+    for head, inner in nested.items():
+        error = ClassValidationError(head, inner, dict)
+        error.__notes__ = [AttributeValidationNote(f"instanceRequirements @ {head}", head, dict)]
+        errors.append(error)
+    raise ClassValidationError("instanceRequirements", errors, dict)
+
+
 def _without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
     return {key: item for key, item in value.items() if item is not None}
 
@@ -224,6 +257,7 @@ def _converter(base_dir: Path | None) -> cattrs.Converter:
         _marked(USER_DATA), lambda value, _: read_user_data(value, base_dir)
     )
     converter.register_structure_hook_func(_marked(SECTION), section)
+    converter.register_structure_hook_func(_marked(REQUIREMENTS), _requirements)
     return converter
 
 

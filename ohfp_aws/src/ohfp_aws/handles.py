@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import field, frozen
 
-from ohfp_aws.model import ASG, EC2_FLEET, RUN_INSTANCES, SPOT_FLEET
+from ohfp_aws.model import ASG, EC2_FLEET, RUN_INSTANCES, SPOT_FLEET, Shortfall
 
 if TYPE_CHECKING:
     import cattrs
@@ -43,13 +43,15 @@ class LaunchTemplateRef:
 @frozen(kw_only=True)
 class CapacityHandle(LaunchTemplateRef):
     """A fleet or group made by ``api``: ``target`` units asked for, ``weights`` per
-    instance type, and ``valid_until`` (epoch seconds) when ohfp stops waiting for it to
-    fill (None: an instant fleet, which never fills later)."""
+    instance type, ``valid_until`` (epoch seconds) when ohfp stops waiting for it to
+    fill (None: an instant fleet, which never fills later), and why offerings fell short
+    (``shortfalls``, as last learned)."""
 
     api: str
     target: int
     weights: Mapping[str, int] = field(factory=dict)
     valid_until: int | None = None
+    shortfalls: tuple[Shortfall, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -72,11 +74,13 @@ class GroupHandle(CapacityHandle):
 
 @frozen(kw_only=True)
 class InstancesHandle:
-    """Instances RunInstances launched, and why fewer than asked (nothing adds more later)."""
+    """Instances RunInstances launched, and why fewer than asked (nothing adds more later):
+    ``errors`` as said, ``shortfalls`` per instance type × subnet."""
 
     api: str = RUN_INSTANCES
     instance_ids: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    shortfalls: tuple[Shortfall, ...] = ()
 
 
 Handle = FleetHandle | GroupHandle | InstancesHandle

@@ -2,13 +2,15 @@
 
 A template that leaves out ``type``, ``ncpus`` or ``nram`` gets them from
 DescribeInstanceTypes for its ``vmType`` (or the first of ``vmTypes``): one batched call for
-every template of the file. The file's own attributes win. Read only; a failing describe
-leaves the templates as they are (validation then names what is missing).
+every template of the file. A template by instance requirements gets them from the lower
+bounds it asks for (``vCpusMin``, ``memoryMiBMin`` or ``instanceRequirements``), without a
+call. The file's own attributes win. Read only; a failing describe leaves the templates as
+they are (validation then names what is missing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -27,18 +29,24 @@ ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64", "i386": "X86", "x86_64_ma
 def with_attributes(ctx: AwsContext, templates: Sequence[Template]) -> Sequence[Template]:
     """``templates``, those missing a mandatory attribute completed from their instance type."""
     wanted: dict[int, str] = {}
+    result = list(templates)
     for index, template in enumerate(templates):
+        if all(name in template.attributes for name in MANDATORY_ATTRIBUTES):
+            continue
+        shaped = shape_attributes(template)
+        if shaped:
+            result[index] = attrs.evolve(template, attributes={**shaped, **template.attributes})
+            continue
         vm_type = first_instance_type(template)
-        if vm_type and not all(name in template.attributes for name in MANDATORY_ATTRIBUTES):
+        if vm_type:
             wanted[index] = vm_type
     if not wanted:
-        return templates
+        return result
     try:
         found = describe(ctx, sorted(set(wanted.values())))
     except OhfpError as exc:
         log.warning("cannot describe instance types; templates keep their attributes", error=str(exc))
-        return templates
-    result = list(templates)
+        return result
     for index, vm_type in wanted.items():
         attributes = found.get(vm_type)
         if attributes is None:
@@ -64,3 +72,24 @@ def describe(ctx: AwsContext, names: Sequence[str]) -> dict[str, dict[str, Attri
                 attributes["type"] = Attribute("String", ARCHITECTURES.get(arches[0], str(arches[0]).upper()))
             found[item["InstanceType"]] = attributes
     return found
+
+
+def shape_attributes(template: Template) -> dict[str, Attribute]:
+    """``ncpus``, ``nram`` (MiB) and ``type`` from the lower bounds of a template by instance
+    requirements, read as written (empty for any other template, or bounds not yet valid)."""
+    from ohfp_aws import requirements
+
+    fields = template.fields
+    given = fields.get("instanceRequirements")
+    flat = {key: fields.get(key) for key in requirements.FLAT}
+    wanted = requirements.merged(flat, given if isinstance(given, Mapping) else None)
+    if wanted is None:
+        return {}
+    vcpus, memory = requirements.lower_bounds(wanted)
+    if vcpus is None or memory is None:
+        return {}
+    return {
+        "type": Attribute("String", requirements.architecture(wanted)),
+        "ncpus": Attribute("Numeric", str(vcpus)),
+        "nram": Attribute("Numeric", str(memory)),
+    }

@@ -7,6 +7,7 @@ Every other module of ``ohfp_aws`` builds on these names. This module imports no
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from attrs import field, frozen
 
@@ -65,6 +66,13 @@ PROVIDER_ACTIONS = (
 )
 """IAM actions the provider calls whatever the API: status, reclaims, images, health."""
 
+QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
+"""IAM actions of draining the interruption queue (``aws.events.queueUrl``)."""
+
+QUOTA_ACTIONS = ("servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota")
+"""IAM actions of quota-aware capacity (``aws.quotas.enabled``), besides DescribeInstances
+and DescribeInstanceTypes."""
+
 # -- tags -----------------------------------------------------------------------------------
 
 TAG_REQUEST = "ohfp:request-id"
@@ -93,6 +101,8 @@ class AwsTemplate:
     """A template's AWS fields, parsed and validated (see :mod:`ohfp_aws.templates`).
 
     ``vm_types`` maps instance type → weight (a single ``vmType`` becomes ``{type: 1}``).
+    ``instance_requirements`` is AWS's InstanceRequirements when the template chooses types
+    by shape (then ``vm_types`` is empty: its types are the ``AllowedInstanceTypes``).
     ``user_data`` is the *content* of ``userDataScript``. ``image_id`` may still be an SSM
     parameter path; handlers resolve it with :meth:`ohfp_aws.context.AwsContext.resolve_image`.
     """
@@ -123,6 +133,35 @@ class AwsTemplate:
     allocation_strategy_on_demand: str | None = None
     percent_on_demand: int | None = None
     pools_count: int | None = None
+    instance_requirements: Mapping[str, Any] | None = None
+
+
+REASONS = ("insufficient-capacity", "quota", "price", "unsupported", "other")
+"""Why an offering did not deliver, as :class:`Shortfall` says it."""
+
+
+@frozen(kw_only=True)
+class Shortfall:
+    """Why one offering (instance type × subnet or zone, spot or on-demand) did not deliver
+    capacity: ``reason`` is one of :data:`REASONS`; ``code`` and ``message`` are AWS's;
+    ``source`` the call that said so; ``count`` how many times it was said."""
+
+    reason: str
+    instance_type: str | None = None
+    subnet_id: str | None = None
+    zone: str | None = None
+    lifecycle: str | None = None  # spot | on-demand
+    code: str = ""
+    message: str = ""
+    source: str = ""
+    count: int = 1
+
+    @property
+    def offering(self) -> str:
+        """``t3.micro in subnet-0a1`` (``any type``, ``any subnet`` when AWS did not say)."""
+        where = self.subnet_id or self.zone or "any subnet"
+        spot = f" ({self.lifecycle})" if self.lifecycle else ""
+        return f"{self.instance_type or 'any type'} in {where}{spot}"
 
 
 @frozen(kw_only=True)
@@ -132,11 +171,15 @@ class FleetState:
 
     ``instance_ids`` are the instances it reports (the provider describes them all in one
     batch). ``open`` is True while it may still deliver capacity. ``errors`` are the
-    cloud's messages about capacity it could not deliver. ``weights`` are the units each
-    instance type counts for (empty when every machine counts for one).
+    cloud's messages about capacity it could not deliver, and ``shortfalls`` the same per
+    offering. ``weights`` are the units each instance type counts for (empty when every
+    machine counts for one). ``handle`` is a new handle for core to store (a diagnosis
+    learned), or None.
     """
 
     instance_ids: tuple[str, ...] = ()
     open: bool = False
     errors: tuple[str, ...] = ()
     weights: Mapping[str, int] = field(factory=dict)
+    shortfalls: tuple[Shortfall, ...] = ()
+    handle: Mapping[str, Any] | None = None

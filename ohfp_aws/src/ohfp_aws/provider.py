@@ -3,18 +3,18 @@
 :func:`make_provider` is the ``ohfp.providers`` entry point ``aws``. Every hook delegates
 to the module named for its job (:mod:`~ohfp_aws.instance_types`, :mod:`~ohfp_aws.status`,
 :mod:`~ohfp_aws.returns`, :mod:`~ohfp_aws.cancel`, :mod:`~ohfp_aws.reclaims`,
-:mod:`~ohfp_aws.health`), imported by the hook that needs it, or to the handler that serves
-the template (:class:`~ohfp_aws.handlers.HandlerSet`). Importing this module imports no
-botocore: clients are made on first use (:mod:`ohfp_aws.session`) and handler modules when
-a template needs them. Each Host Factory call is a new process, so what a call does not use
-is never imported.
+:mod:`~ohfp_aws.details`, :mod:`~ohfp_aws.health`), imported by the hook that needs it,
+or to the handler that serves the template (:class:`~ohfp_aws.handlers.HandlerSet`).
+Importing this module imports no botocore: clients are made on first use
+(:mod:`ohfp_aws.session`) and handler modules when a template needs them. Each Host Factory
+call is a new process, so what a call does not use is never imported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ohfp_aws.context import AwsContext
 from ohfp_aws.handlers import HandlerSet
@@ -60,7 +60,12 @@ class AwsProvider:
     def ohfp_available_templates(self, templates: Sequence[Template]) -> Sequence[Template]:
         from ohfp_aws import instance_types
 
-        return instance_types.with_attributes(self.aws, templates)
+        offered = instance_types.with_attributes(self.aws, templates)
+        if not self.aws.config.quotas.enabled:
+            return offered
+        from ohfp_aws import quotas
+
+        return quotas.limit(self.aws, offered, self.templates.parse)
 
     @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
@@ -69,7 +74,13 @@ class AwsProvider:
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        return self.handlers.provision(request_id, self.templates.parse(template), count)
+        parsed = self.templates.parse(template)
+        provisioned = self.handlers.provision(request_id, parsed, count)
+        if self.aws.config.quotas.enabled:
+            from ohfp_aws import quotas
+
+            quotas.debit(self.aws, request_id, parsed, count)
+        return provisioned
 
     @hookimpl
     def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
@@ -95,6 +106,12 @@ class AwsProvider:
         from ohfp_aws import reclaims
 
         return reclaims.reclaimed(self.aws, machines)
+
+    @hookimpl
+    def ohfp_request_details(self, request: CloudRequest) -> Mapping[str, Any] | None:
+        from ohfp_aws import details
+
+        return details.explain(self.aws, request)
 
     @hookimpl
     def ohfp_health_check(self) -> Sequence[HealthCheck]:

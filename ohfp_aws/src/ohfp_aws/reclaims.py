@@ -4,18 +4,29 @@ The hosts Host Factory holds are described in one batch (by id, or by private DN
 only the name is known). A host is reclaimed when EC2 does not know it, when it stopped or
 terminated outside Host Factory, when a spot interruption ended it, or when AWS marked a spot
 instance for interruption (DescribeSpotInstanceRequests: the notice's seconds left).
+
+With an interruption queue (``aws.events.queueUrl``) the queue is drained first and the
+notices kept for these hosts count too (:mod:`ohfp_aws.notices`): a spot interruption warning
+with the seconds left until its instance-action time, a state change to stopping, stopped,
+shutting-down or terminated with grace 0 (before DescribeInstances shows it), and — when
+``aws.events.reportRebalance`` is set — a rebalance recommendation with
+``aws.events.rebalanceGracePeriod`` counted from its time. Where several say a host goes, the
+shortest grace wins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ohfp_aws import instances
 from ohfp_aws.context import AwsContext
 from ohfp_aws.errors import paginate
 from ohfp_core.models import MachineRef, Reclaim
+
+if TYPE_CHECKING:
+    from ohfp_aws.notices import Notice, Signal
 
 SPOT_NOTICE_SEC = 120
 SPOT_INTERRUPTION_CODES = frozenset({"marked-for-termination", "marked-for-stop", "marked-for-hibernation"})
@@ -36,13 +47,53 @@ def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
         if i.get("InstanceLifecycle") == "spot" and i["State"]["Name"] in ("pending", "running")
     ]
     notices = spot_notices(ctx, running_spot)
+    events = _queued(ctx, list(by_id))
     found: list[Reclaim] = []
+    now = ctx.clock()
     for ref in machines:
         instance = by_id.get(ref.machine_id) if ref.machine_id else by_name.get(ref.name)
         reclaim = _reclaim(ref, instance, notices)
+        if instance is not None and (reclaim is None or reclaim.grace_period > 0):
+            reclaim = _sooner(ctx, ref, instance, reclaim, events.get(instance["InstanceId"], []), now)
         if reclaim is not None:
             found.append(reclaim)
     return found
+
+
+def _queued(ctx: AwsContext, instance_ids: Sequence[str]) -> dict[str, list[Notice]]:
+    """The queue drained, then the notices kept for ``instance_ids`` (none without a queue)."""
+    if not ctx.config.events.queue_url:
+        return {}
+    from ohfp_aws import drain, notices
+
+    drain.drain(ctx, instance_ids)
+    return notices.kept_for(ctx.values, instance_ids)
+
+
+def _sooner(
+    ctx: AwsContext,
+    ref: MachineRef,
+    instance: Mapping[str, Any],
+    polled: Reclaim | None,
+    queued: Sequence[Notice],
+    now: float,
+) -> Reclaim | None:
+    """``polled`` or what the queued notices say, whichever gives the shorter grace."""
+    from ohfp_aws.notices import signal
+
+    settings = ctx.config.events
+    rebalance = settings.rebalance_grace_period if settings.report_rebalance else None
+    launched = instance.get("LaunchTime")
+    launched_at = launched.timestamp() if isinstance(launched, datetime) else None
+    signals: list[Signal] = [s for n in queued if (s := signal(n, now, launched_at, rebalance)) is not None]
+    if not signals:
+        return polled
+    first = min(signals, key=lambda s: s.grace_period)
+    if polled is not None and polled.grace_period <= first.grace_period:
+        return polled
+    return Reclaim(
+        name=ref.name, grace_period=first.grace_period, machine_id=instance["InstanceId"], reason=first.reason
+    )
 
 
 def _reclaim(

@@ -166,3 +166,15 @@ class AwsClients:
     @cached_property
     def sts(self) -> Any:
         return self.client("sts")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self.client("sqs")
+
+    @cached_property
+    def events(self) -> Any:
+        return self.client("events")
+
+    @cached_property
+    def service_quotas(self) -> Any:
+        return self.client("service-quotas")

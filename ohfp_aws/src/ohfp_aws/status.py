@@ -5,7 +5,10 @@ Each API's handler says what its fleets, groups or handles hold for its acquire 
 their ``ohfp:request-id`` tag. Then one batched DescribeInstances covers every instance of
 every request, acquire and return alike. Instances AWS does not show yet are described again
 (``AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS``) and then reported pending; instances pending past
-``AWS_INSTANCE_PENDING_TIMEOUT_SEC`` are terminated and reported terminated.
+``AWS_INSTANCE_PENDING_TIMEOUT_SEC`` are terminated and reported terminated. With an
+interruption queue (``aws.events.queueUrl``), the call also drains it
+(:func:`ohfp_aws.drain.drain`): Host Factory polls status most often, so notices are stored
+as soon as they come, for getReturnRequests to report.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def machine_status(
     ctx: AwsContext, handlers: HandlerSet, requests: Sequence[CloudRequest]
 ) -> dict[str, RequestSnapshot]:
     """A snapshot per request: its machines (weighted by their instance type), whether the
-    cloud may still deliver, and the cloud's messages.
+    cloud may still deliver, and the cloud's messages — with, for a request falling short,
+    the first offerings that did and why (the full account is ``ohfp requests show``). A
+    handler that learned why keeps it in a new handle for core to store.
 
     :raises CloudError: when the instances cannot be described (a fleet that cannot be
         described only adds its error to the message: its known machines are still reported).
@@ -47,6 +52,10 @@ def machine_status(
     wanted.update({r.request_id: list(r.machine_ids) for r in requests if r.kind is RequestKind.RETURN})
     machines = _describe(ctx, acquire, wanted)
     _end_stuck_pending(ctx, acquire, wanted, machines)
+    if ctx.config.events.queue_url:
+        from ohfp_aws import drain
+
+        drain.drain(ctx, list(machines))
     snapshots: dict[str, RequestSnapshot] = {}
     for request in requests:
         found = [machines[i] for i in wanted[request.request_id] if i in machines]
@@ -54,9 +63,17 @@ def machine_status(
             snapshots[request.request_id] = RequestSnapshot(machines=tuple(found))
             continue
         state = states.get(request.request_id, FleetState())
-        message = "; ".join(filter(None, [messages.get(request.request_id, ""), *state.errors]))
+        why = ""
+        if state.errors and state.shortfalls:
+            from ohfp_aws.shortfalls import summary
+
+            why = summary(state.shortfalls, request.request_id)
+        message = "; ".join(filter(None, [messages.get(request.request_id, ""), *state.errors, why]))
         snapshots[request.request_id] = RequestSnapshot(
-            machines=tuple(_weighted(m, state.weights) for m in found), open=state.open, message=message
+            machines=tuple(_weighted(m, state.weights) for m in found),
+            open=state.open,
+            message=message,
+            handle=state.handle,
         )
     return snapshots
 

@@ -6,7 +6,9 @@ the :class:`~ohfp_aws.model.AwsTemplate` handlers work with. Spellings follow IB
 ``vmType`` (one type) or ``vmTypes`` (type → weight), ``subnetId`` as one id, a
 comma-separated list or an array, ``instanceTags`` as ``"k=v;k2=v2"``, and
 ``userDataScript`` as the *path* of a file whose content becomes the user data (a relative
-path is taken from the provider's config directory). :class:`Templates` keeps each
+path is taken from the provider's config directory). Instance types may also be chosen by
+shape: ``vCpusMin``/``vCpusMax``, ``memoryMiBMin``/``memoryMiBMax`` and AWS's
+``instanceRequirements`` object (:mod:`ohfp_aws.requirements`). :class:`Templates` keeps each
 template's parse for the rest of the call, so the file is read once.
 """
 
@@ -24,6 +26,7 @@ from ohfp_aws.documents import (
     AS_GIVEN,
     ID_LIST,
     PRICE,
+    REQUIREMENTS,
     TAGS,
     USER_DATA,
     broken,
@@ -91,6 +94,20 @@ def _type_map(low: int, what: str) -> Any:
     return rule(check)
 
 
+def _vcpus(value: Any) -> str | None:
+    return integer(1)(value)
+
+
+def _memory_mib(value: Any) -> str | None:
+    from ohfp_aws import requirements
+
+    if isinstance(value, str):
+        return f"must be an integer number of MiB (16 GiB is 16384), got {value!r}"
+    return integer(0)(value) or (
+        requirements.memory_unit_message(value) if value < requirements.MIN_MEMORY_MIB else None
+    )
+
+
 @frozen(kw_only=True)
 class TemplateFields:
     """One entry of ``awsprov_templates.json``, by IBM's keys (core's ``templateId`` and
@@ -147,6 +164,13 @@ class TemplateFields:
         default=None, metadata=key("percentOnDemand"), validator=rule(integer(0, 100))
     )
     pools_count: Given = field(default=None, metadata=key("poolsCount"), validator=rule(integer(1, 100)))
+    v_cpus_min: Given = field(default=None, metadata=key("vCpusMin"), validator=rule(_vcpus))
+    v_cpus_max: Given = field(default=None, metadata=key("vCpusMax"), validator=rule(_vcpus))
+    memory_mib_min: Given = field(default=None, metadata=key("memoryMiBMin"), validator=rule(_memory_mib))
+    memory_mib_max: Given = field(default=None, metadata=key("memoryMiBMax"), validator=rule(_memory_mib))
+    instance_requirements: Annotated[Mapping[str, Any] | None, REQUIREMENTS] = field(
+        default=None, metadata=key("instanceRequirements")
+    )
     provider_api: Given = field(default=None, metadata=key("providerApi"), validator=rule(one_of(APIS)))
     fleet_type: Given = field(default=None, metadata=key("fleetType"), validator=rule(one_of(FLEET_TYPES)))
     # IBM's plugin echoes these in getAvailableTemplates; accepted and ignored.
@@ -162,8 +186,18 @@ class TemplateFields:
             yield FieldError("imageId", "required (or give launchTemplateId)")
         if self.vm_type is not None and self.vm_types:
             yield FieldError("vmTypes", "give vmType or vmTypes, not both")
-        if self.vm_type is None and not self.vm_types and self.launch_template_id is None:
-            yield FieldError("vmType", "required: vmType (one type) or vmTypes (type → weight)")
+        if (
+            self.vm_type is None
+            and not self.vm_types
+            and self.launch_template_id is None
+            and not self.by_requirements
+        ):
+            yield FieldError(
+                "vmType",
+                "required: vmType (one type), vmTypes (type → weight) or instance requirements"
+                " (vCpusMin and memoryMiBMin, or instanceRequirements)",
+            )
+        yield from self._requirement_rules()
         volume_type = self.volume_type or "gp2"
         if volume_type in ("io1", "io2") and self.iops is None:
             yield FieldError("iops", f"required when volumeType is {volume_type}")
@@ -176,16 +210,94 @@ class TemplateFields:
         if self.fleet_type is not None and self.provider_api in (ASG, RUN_INSTANCES):
             yield FieldError("fleetType", f"not used by providerApi {self.provider_api}")
 
+    @property
+    def flat_requirements(self) -> dict[str, Any]:
+        """The flat requirement keys as written (None when left out)."""
+        return {
+            "vCpusMin": self.v_cpus_min,
+            "vCpusMax": self.v_cpus_max,
+            "memoryMiBMin": self.memory_mib_min,
+            "memoryMiBMax": self.memory_mib_max,
+        }
+
+    @property
+    def by_requirements(self) -> bool:
+        """True when the template chooses instance types by shape."""
+        return self.instance_requirements is not None or any(
+            value is not None for value in self.flat_requirements.values()
+        )
+
+    def _requirement_rules(self) -> Any:
+        """Rules of instance requirements: the object's own, and how they sit with the flat
+        keys and ``vmTypes`` (each problem names the key as written)."""
+        if not self.by_requirements:
+            return
+        from ohfp_aws import requirements  # only templates by requirements pay for it
+
+        given = self.instance_requirements
+        flat = self.flat_requirements
+        for low, high in (("vCpusMin", "vCpusMax"), ("memoryMiBMin", "memoryMiBMax")):
+            name = requirements.FLAT[low][0]
+            if (flat[low] is not None or flat[high] is not None) and given is not None and name in given:
+                yield FieldError(low, f"give {low}/{high} or instanceRequirements.{name}, not both")
+            elif isinstance(flat[low], int) and isinstance(flat[high], int) and flat[low] > flat[high]:
+                yield FieldError(high, f"must be ≥ {low} ({flat[low]}), got {flat[high]}")
+        merged = requirements.merged(flat, given) or {}
+        for low in ("vCpusMin", "memoryMiBMin"):
+            name = requirements.FLAT[low][0]
+            bounds = merged.get(name)
+            if not isinstance(bounds, Mapping) or bounds.get("Min") is None:
+                yield FieldError(
+                    low, f"required with instance requirements (or instanceRequirements.{name}.Min)"
+                )
+        types = self.vm_types if isinstance(self.vm_types, Mapping) else {}
+        if any(weight != 1 for weight in types.values()):
+            yield FieldError(
+                "vmTypes",
+                "beside instance requirements vmTypes lists the types allowed: every weight must be 1",
+            )
+        if (types or self.vm_type) and given is not None:
+            for key in ("AllowedInstanceTypes", "ExcludedInstanceTypes"):
+                if key in given:
+                    yield FieldError(
+                        "instanceRequirements",
+                        f"{key} is not allowed beside vmType/vmTypes (they become AllowedInstanceTypes)",
+                    )
+        for key, value in (
+            ("vmTypesOnDemand", self.vm_types_on_demand),
+            ("vmTypesPriority", self.vm_types_priority),
+        ):
+            if value:
+                yield FieldError(key, "not used with instance requirements (AWS chooses the types)")
+        if self.allocation_strategy == "capacityOptimizedPrioritized":
+            yield FieldError(
+                "allocationStrategy",
+                "capacityOptimizedPrioritized needs vmTypesPriority, not instance requirements",
+            )
+        if self.allocation_strategy_on_demand == "prioritized":
+            yield FieldError(
+                "allocationStrategyOnDemand", "prioritized needs instance types, not instance requirements"
+            )
+
     def aws_template(self, template: Template) -> AwsTemplate:
-        """The template handlers work with: these fields plus core's id and ``maxNumber``."""
+        """The template handlers work with: these fields plus core's id and ``maxNumber``.
+        A template by requirements has no ``vm_types``: its ``vmTypes`` are the requirements'
+        ``AllowedInstanceTypes``."""
         shared = {a.name for a in attrs.fields(AwsTemplate)}
         values = {name: value for name, value in attrs.asdict(self, recurse=False).items() if name in shared}
+        vm_types = dict(self.vm_types or {}) or ({self.vm_type: 1} if self.vm_type else {})
+        wanted = None
+        if self.by_requirements:
+            from ohfp_aws import requirements
+
+            wanted = requirements.merged(self.flat_requirements, self.instance_requirements, list(vm_types))
         values.update(
             template_id=template.template_id,
             max_number=template.max_number,
-            vm_types=dict(self.vm_types or {}) or ({self.vm_type: 1} if self.vm_type else {}),
+            vm_types={} if wanted is not None else vm_types,
             vm_types_on_demand=dict(self.vm_types_on_demand or {}),
             vm_types_priority=dict(self.vm_types_priority or {}),
+            instance_requirements=wanted,
         )
         return AwsTemplate(**values)
 

@@ -4,13 +4,16 @@ The group launches from ohfp's launch template in the template's subnets with de
 capacity = the units asked for. Several instance types, or spot, use a
 MixedInstancesPolicy: overrides in priority order (``vmTypesOnDemand`` first, so a
 ``prioritized`` on-demand strategy takes them first), weights, and the on-demand share as
-``OnDemandPercentageAboveBaseCapacity``. Returning machines detaches them with the desired
+``OnDemandPercentageAboveBaseCapacity``; a template by instance requirements has one
+override holding them. Returning machines detaches them with the desired
 capacity decremented (so the group does not replace them), then terminates them; the last
 machine deletes the group and the launch template.
 
 A group short of its desired capacity is waited for until ``spotFleetRequestExpiry`` minutes
 after the request (as fleets are); then the request ends with what it got, and the group's
-latest failed scaling activity says why.
+latest failed scaling activity says why. Its failed activities since the last successful one
+also say why per instance type and zone (kept in the handle; the offerings short of capacity
+are remembered and their types listed last in the next group's overrides).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
 
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
-ACTIVITIES = 5  # scaling activities read to explain a shortfall (newest first)
+ACTIVITIES = 10  # scaling activities read to explain a shortfall (newest first)
 _DEPARTING = ("Terminating", "Terminated", "Detaching", "Detached")  # lifecycle states
 
 
@@ -73,6 +76,7 @@ class ASGHandler:
         "autoscaling:DetachInstances",
         "autoscaling:DeleteAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
+        "ec2:DescribeSubnets",
         "iam:PassRole",
     )
 
@@ -90,6 +94,12 @@ class ASGHandler:
             return "an Auto Scaling group needs subnetId"
         if template.fleet_type is not None:
             return "an Auto Scaling group has no fleetType"
+        if template.instance_requirements is not None:
+            from ohfp_aws.requirements import NOT_IN_ASG
+
+            refused = [key for key in NOT_IN_ASG if key in template.instance_requirements]
+            if refused:
+                return f"an Auto Scaling group takes no instanceRequirements.{refused[0]}"
         return None
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
@@ -147,13 +157,18 @@ class ASGHandler:
             ],
         }
         types = weights(template)
-        if len(types) > 1 or template.price_type != "ondemand" or (template.launch_template_id and types):
-            params["MixedInstancesPolicy"] = self._mixed_policy(template, handle)
+        if (
+            len(types) > 1
+            or template.price_type != "ondemand"
+            or (template.launch_template_id and types)
+            or template.instance_requirements is not None
+        ):
+            params["MixedInstancesPolicy"] = self._mixed_policy(request_id, template, handle)
         else:
             params["LaunchTemplate"] = handle.specification
         return params
 
-    def _mixed_policy(self, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
+    def _mixed_policy(self, request_id: str, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
         types = weights(template)
         ranks = priorities(template)
         spot_name = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
@@ -175,10 +190,17 @@ class ASGHandler:
             if template.max_spot_price:
                 distribution["SpotMaxPrice"] = template.max_spot_price
         launch: dict[str, Any] = {"LaunchTemplateSpecification": handle.specification}
-        if types:
+        if template.instance_requirements is not None:
+            from ohfp_aws.requirements import for_asg
+
+            launch["Overrides"] = [{"InstanceRequirements": for_asg(template.instance_requirements)}]
+        elif types:
+            from ohfp_aws.offerings import unavailable
+
+            short = unavailable(self.ctx, template, request_id)
+            ordered = sorted(types, key=lambda name: (short.anywhere(name, template.subnet_ids), ranks[name]))
             launch["Overrides"] = [
-                {"InstanceType": name, "WeightedCapacity": str(types[name])}
-                for name in sorted(types, key=ranks.__getitem__)
+                {"InstanceType": name, "WeightedCapacity": str(types[name])} for name in ordered
             ]
         return {"LaunchTemplate": launch, "InstancesDistribution": distribution}
 
@@ -247,27 +269,42 @@ class ASGHandler:
                 launch_errors="",
                 weights=handle.weights,
             )
+            state = attrs.evolve(state, shortfalls=handle.shortfalls)
             if delivered < float(group.get("DesiredCapacity", 0)):
-                why = self.launch_failure(name)
-                if why:
-                    state = attrs.evolve(state, errors=(*state.errors, why))
+                state = self._diagnosed(request.request_id, handle, state)
             states[request.request_id] = state
         return states
 
-    def launch_failure(self, name: str) -> str | None:
-        """The group's latest failed or cancelled scaling activity, as a message (one
-        DescribeScalingActivities call; asked only for a group short of capacity)."""
+    def _diagnosed(self, request_id: str, handle: GroupHandle, state: FleetState) -> FleetState:
+        """``state`` with why a short group could not launch: its latest failed activity as
+        an error, and every failed one since the last success as shortfalls (a new handle
+        when they changed)."""
+        from ohfp_aws.offerings import remember
+        from ohfp_aws.shortfalls import from_activities, merged
+
+        activities = self._activities(handle.group_name)
+        why = launch_failure(handle.group_name, activities)
+        if why:
+            state = attrs.evolve(state, errors=(*state.errors, why))
+        found = merged(from_activities(activities, list(handle.weights)))
+        if not found or found == handle.shortfalls:
+            return state
+        remember(self.ctx, found, request_id)
+        learned = attrs.evolve(handle, shortfalls=found)
+        return attrs.evolve(state, shortfalls=found, handle=handles.dump(learned))
+
+    def _activities(self, name: str) -> list[Mapping[str, Any]]:
+        """The group's latest scaling activities, newest first (one call)."""
         with aws_call("DescribeScalingActivities"):
             page = self.ctx.clients.autoscaling.describe_scaling_activities(
                 AutoScalingGroupName=name, MaxRecords=ACTIVITIES
             )
-        for activity in page.get("Activities", []):
-            if activity.get("StatusCode") in ("Failed", "Cancelled"):
-                detail = activity.get("StatusMessage") or activity.get("Description") or "no reason given"
-                return f"Auto Scaling group {name} could not launch: {detail}"
-            if activity.get("StatusCode") == "Successful":
-                return None  # the latest launch worked: capacity is on its way
-        return None
+        return list(page.get("Activities", []) or [])
+
+    def launch_failure(self, name: str) -> str | None:
+        """The group's latest failed or cancelled scaling activity, as a message (one
+        DescribeScalingActivities call; asked only for a group short of capacity)."""
+        return launch_failure(name, self._activities(name))
 
     # -- release ------------------------------------------------------------------------
 
@@ -327,6 +364,18 @@ class ASGHandler:
             self.ctx.clients.autoscaling.delete_auto_scaling_group(
                 AutoScalingGroupName=name, ForceDelete=True
             )
+
+
+def launch_failure(name: str, activities: Sequence[Mapping[str, Any]]) -> str | None:
+    """The latest failed or cancelled activity of ``activities`` (newest first) as a
+    message; None when a successful one came first (capacity is on its way)."""
+    for activity in activities:
+        if activity.get("StatusCode") in ("Failed", "Cancelled"):
+            detail = activity.get("StatusMessage") or activity.get("Description") or "no reason given"
+            return f"Auto Scaling group {name} could not launch: {detail}"
+        if activity.get("StatusCode") == "Successful":
+            return None
+    return None
 
 
 def _expired_message(name: str) -> Callable[[str, bool], str]:

@@ -38,8 +38,10 @@ def missing_launch_source(template: AwsTemplate, what: str) -> str | None:
     template, or no instance type; None when it can."""
     if not template.image_id and not template.launch_template_id:
         return f"{what} needs imageId or launchTemplateId"
-    if not template.vm_types and not template.launch_template_id:
-        return f"{what} needs vmType or vmTypes (or a launchTemplateId that sets the type)"
+    if not template.vm_types and not template.launch_template_id and not template.instance_requirements:
+        return (
+            f"{what} needs vmType or vmTypes, instance requirements, or a launchTemplateId that sets the type"
+        )
     return None
 
 

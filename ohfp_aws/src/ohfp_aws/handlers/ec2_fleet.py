@@ -34,6 +34,7 @@ from ohfp_core.errors import CloudError
 
 DESCRIBE_CHUNK = 100  # FleetIds has no documented maximum; stay modest
 DELETE_CHUNK = {"instant": 25, "request": 100, "maintain": 100}  # AWS's DeleteFleets limits
+HISTORY_PAGE = 100  # history records read to explain a shortfall
 _EMPTY_FLEET = "InvalidParameterCombination"
 
 
@@ -42,12 +43,15 @@ class EC2Fleet:
 
     api: ClassVar[str] = EC2_FLEET
     noun: ClassVar[str] = "EC2 fleet"
+    history_call: ClassVar[str] = "DescribeFleetHistory"
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
         "ec2:CreateFleet",
         "ec2:DescribeFleets",
         "ec2:DescribeFleetInstances",
+        "ec2:DescribeFleetHistory",
+        "ec2:DescribeSubnets",
         "ec2:ModifyFleet",
         "ec2:DeleteFleets",
         "ec2:DescribeTags",
@@ -82,6 +86,8 @@ class EC2Fleet:
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
     ) -> dict[str, Any]:
         """CreateFleet's parameters for ``count`` units of ``template``."""
+        from ohfp_aws.offerings import unavailable
+
         settings = self.ctx.config.handlers
         on_demand = on_demand_units(template, count, settings.ec2_fleet.max_spot_percent)
         spot = count - on_demand
@@ -105,7 +111,12 @@ class EC2Fleet:
             "LaunchTemplateConfigs": [
                 {
                     "LaunchTemplateSpecification": handle.specification,
-                    **overrides(template, prioritized, template.max_spot_price if spot > 0 else None),
+                    **overrides(
+                        template,
+                        prioritized,
+                        template.max_spot_price if spot > 0 else None,
+                        unavailable(self.ctx, template, request_id),
+                    ),
                 }
             ],
             "TagSpecifications": [{"ResourceType": "fleet", "Tags": tags}],
@@ -129,6 +140,8 @@ class EC2Fleet:
 
     def _instant(self, response: Mapping[str, Any], handle: FleetHandle, count: int) -> Created:
         """An instant fleet's instances and errors; a refusal when it launched nothing."""
+        from ohfp_aws.shortfalls import from_fleet_errors, merged
+
         fleet_id = str(response["FleetId"])
         ids: list[str] = []
         delivered = 0
@@ -140,6 +153,7 @@ class EC2Fleet:
         errors = [
             f"{e.get('ErrorCode', 'Error')}: {e.get('ErrorMessage', '')}".rstrip(": ") for e in reported
         ]
+        shortfalls = merged(from_fleet_errors(reported))
         if delivered < count and not errors:
             errors = [f"EC2 fleet {fleet_id} delivered {delivered} of {count} units"]
         refusal = None
@@ -153,7 +167,13 @@ class EC2Fleet:
                     "CreateFleet",
                 )
             )
-        return Created(fleet_id=fleet_id, instance_ids=tuple(ids), errors=tuple(errors), refusal=refusal)
+        return Created(
+            fleet_id=fleet_id,
+            instance_ids=tuple(ids),
+            errors=tuple(errors),
+            shortfalls=shortfalls,
+            refusal=refusal,
+        )
 
     def created(self, handle: FleetHandle) -> str:
         return f"EC2 fleet {handle.fleet_id} ({handle.fleet_type}) created"
@@ -282,6 +302,13 @@ class EC2Fleet:
 
     def not_deleted(self, fleet_ids: Sequence[str]) -> str:
         return f"DeleteFleets: EC2 fleets {', '.join(fleet_ids)} were not deleted"
+
+    def history(self, fleet_id: str, since: float) -> list[Mapping[str, Any]]:
+        with aws_call("DescribeFleetHistory"):
+            page = self.ctx.clients.ec2.describe_fleet_history(
+                FleetId=fleet_id, StartTime=as_utc(since), MaxResults=HISTORY_PAGE
+            )
+        return list(page.get("HistoryRecords", []) or [])
 
 
 class EC2FleetHandler(FleetHandler):

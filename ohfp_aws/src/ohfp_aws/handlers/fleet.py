@@ -11,7 +11,11 @@ capacity, lower the target, delete and find fleets, each in its API's words.
   nothing is deleted and its first error raised.
 - **inspect**: one batched describe for every fleet; a fleet is open while it is live, short
   of its target and before its deadline (:func:`~ohfp_aws.handlers.common.fleet_state`).
-  An ``instant`` fleet is a record of one launch: the handle holds its instances and errors.
+  An ``instant`` fleet is a record of one launch: the handle holds its instances and errors,
+  and why each override fell short. A ``request`` or ``maintain`` fleet short of its target
+  whose ``ActivityStatus`` is ``error`` has its history read (one call per such fleet) for
+  why each offering fell short; what is learned goes into the handle, and the
+  offerings short of capacity are remembered (:mod:`ohfp_aws.offerings`).
 - **release**: only a ``maintain`` fleet replaces lost instances, so only its target is
   lowered (AWS modifies no other type). The returned instances are terminated first; a
   fleet left with nothing Host Factory holds is then deleted with whatever it still runs,
@@ -36,9 +40,12 @@ from ohfp_aws.context import AwsContext
 from ohfp_aws.handlers.common import Clock, alive, deadline, fleet_state, group_returns, loaded
 from ohfp_aws.handles import FleetHandle
 from ohfp_aws.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
-from ohfp_aws.model import AwsTemplate, FleetState
+from ohfp_aws.model import AwsTemplate, FleetState, Shortfall
 from ohfp_core.errors import CloudError
+from ohfp_core.logs import get_logger
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
+
+log = get_logger("ohfp.aws")
 
 
 @frozen(kw_only=True)
@@ -62,12 +69,14 @@ class Capacity:
 
 @frozen(kw_only=True)
 class Created:
-    """A create call's outcome. An instant fleet reports the instances it launched and its
-    errors; ``refusal`` is the error to raise when it launched nothing."""
+    """A create call's outcome. An instant fleet reports the instances it launched, its
+    errors and the shortfall of each override; ``refusal`` is the error to raise when it
+    launched nothing."""
 
     fleet_id: str
     instance_ids: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    shortfalls: tuple[Shortfall, ...] = ()
     refusal: CloudError | None = None
 
 
@@ -78,6 +87,7 @@ class FleetApi(Protocol):
     api: ClassVar[str]
     actions: ClassVar[tuple[str, ...]]
     noun: ClassVar[str]
+    history_call: ClassVar[str]
 
     def unsupported(self, template: AwsTemplate) -> str | None:
         """Why this API cannot launch ``template``; None when it can."""
@@ -133,6 +143,10 @@ class FleetApi(Protocol):
         """The error for fleets a delete left."""
         ...
 
+    def history(self, fleet_id: str, since: float) -> list[Mapping[str, Any]]:
+        """The fleet's history records since ``since`` (epoch seconds), one page."""
+        ...
+
 
 class FleetHandler:
     """Provision, inspect and return machines through one fleet per request; a subclass
@@ -176,8 +190,16 @@ class FleetHandler:
             discard_after_failure(self.ctx, draft, exc)
             raise
         handle = attrs.evolve(
-            draft, fleet_id=created.fleet_id, instance_ids=created.instance_ids, errors=created.errors
+            draft,
+            fleet_id=created.fleet_id,
+            instance_ids=created.instance_ids,
+            errors=created.errors,
+            shortfalls=created.shortfalls,
         )
+        if created.shortfalls:
+            from ohfp_aws.offerings import remember
+
+            remember(self.ctx, created.shortfalls, request_id)
         if created.refusal is not None:
             # Nothing launched: leave nothing behind (the error is what the caller must see).
             with contextlib.suppress(CloudError):
@@ -196,8 +218,37 @@ class FleetHandler:
         for request, handle in found:
             known = (*handle.instance_ids, *request.machine_ids)
             fleet = fleets.get(handle.fleet_id)
-            states[request.request_id] = self._state(handle, fleet, known, now)
+            state = self._state(handle, fleet, known, now)
+            if fleet is not None and handle.fleet_type != "instant":
+                state = self._diagnosed(request, handle, fleet, state)
+            states[request.request_id] = state
         return states
+
+    def _diagnosed(
+        self, request: CloudRequest, handle: FleetHandle, fleet: Mapping[str, Any], state: FleetState
+    ) -> FleetState:
+        """``state`` with why the fleet fell short: read from its history while it is short
+        and AWS reports launch errors (``ActivityStatus`` error); the handle's last
+        diagnosis otherwise (and for a fleet ohfp deleted)."""
+        capacity = self.fleet.capacity(fleet, handle)
+        failing = capacity.activity_status == "error" and not self.fleet.is_closed(fleet)
+        if capacity.fulfilled >= capacity.target or not failing:
+            return attrs.evolve(state, shortfalls=handle.shortfalls)
+        from ohfp_aws.offerings import remember
+        from ohfp_aws.shortfalls import from_history, merged
+
+        since = request.created_at or handle.launch_template_created_at or self.clock() - 3600
+        try:
+            records = self.fleet.history(handle.fleet_id, float(since))
+        except CloudError as exc:
+            log.warning("fleet history unavailable", fleet_id=handle.fleet_id, error=str(exc))
+            return attrs.evolve(state, shortfalls=handle.shortfalls)
+        found = merged(from_history(records, self.fleet.history_call, list(handle.weights)))
+        if not found or found == handle.shortfalls:
+            return attrs.evolve(state, shortfalls=handle.shortfalls)
+        remember(self.ctx, found, request.request_id)
+        learned = attrs.evolve(handle, shortfalls=found)
+        return attrs.evolve(state, shortfalls=found, handle=handles.dump(learned))
 
     def _state(
         self, handle: FleetHandle, fleet: Mapping[str, Any] | None, known: Sequence[str], now: float
@@ -206,11 +257,18 @@ class FleetHandler:
         if fleet is None:
             vanished = (f"{self.fleet.noun} {handle.fleet_id} no longer exists",)
             errors = handle.errors if instant else vanished
-            return FleetState(instance_ids=tuple(dict.fromkeys(known)), errors=errors, weights=handle.weights)
+            return FleetState(
+                instance_ids=tuple(dict.fromkeys(known)),
+                errors=errors,
+                weights=handle.weights,
+                shortfalls=handle.shortfalls,
+            )
         members = self.fleet.members(fleet)
         if instant:
             ids = tuple(dict.fromkeys([*known, *members]))
-            return FleetState(instance_ids=ids, errors=handle.errors, weights=handle.weights)
+            return FleetState(
+                instance_ids=ids, errors=handle.errors, weights=handle.weights, shortfalls=handle.shortfalls
+            )
         capacity = self.fleet.capacity(fleet, handle)
         return fleet_state(
             tuple(dict.fromkeys([*members, *known])),

@@ -9,7 +9,7 @@ message (HF sees ``complete_with_error``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ohfp_aws import handles
@@ -26,9 +26,10 @@ from ohfp_aws.model import (
     TAG_WEIGHT,
     AwsTemplate,
     FleetState,
+    Shortfall,
     client_token,
 )
-from ohfp_core.errors import CapacityError, CloudError
+from ohfp_core.errors import CapacityError, CloudError, QuotaError
 from ohfp_core.models import Provisioned
 
 if TYPE_CHECKING:
@@ -40,9 +41,11 @@ class RunInstancesHandler:
 
     Each call asks MinCount=1, MaxCount=n, so AWS launches what it can; a call that comes
     back short is repeated for the remainder on the next subnet (a new client token per
-    try). Calls rotate over the template's subnets, and a capacity error moves the call to
-    the next subnet. A capacity error before anything launched is raised; once some
-    instances run, it is kept in the handle and provisioning stops there.
+    try). Calls rotate over the template's subnets (those short of capacity lately last:
+    :mod:`ohfp_aws.offerings`), and a capacity error moves the call to the next subnet. A
+    capacity or quota error before anything launched is raised; once some instances run, it
+    is kept in the handle (with each subnet's refusal as a shortfall) and provisioning stops
+    there.
     """
 
     api: ClassVar[str] = RUN_INSTANCES
@@ -52,12 +55,18 @@ class RunInstancesHandler:
         "ec2:DescribeImages",
         "ec2:DescribeInstances",
         "ec2:TerminateInstances",
+        "ec2:DescribeSubnets",
     )
 
     def __init__(self, ctx: AwsContext) -> None:
         self.ctx = ctx
 
     def unsupported(self, template: AwsTemplate) -> str | None:
+        if template.instance_requirements is not None:
+            return (
+                "RunInstances cannot choose instance types by requirements (vCpusMin, memoryMiBMin,"
+                " instanceRequirements): use EC2Fleet, ASG or SpotFleet"
+            )
         if template.price_type == "heterogeneous":
             return "RunInstances cannot mix spot and on-demand (priceType heterogeneous)"
         if len(template.vm_types) > 1:
@@ -109,21 +118,31 @@ class RunInstancesHandler:
         existing = self._existing(request_id)
         if existing:
             return self._provisioned(existing, total, [])
+        from ohfp_aws.offerings import remember, unavailable
+        from ohfp_aws.shortfalls import merged
+
         params = self._base_params(request_id, template, weight)
         per_call = self.ctx.config.handlers.run_instances.max_per_call
-        subnets: Sequence[str | None] = template.subnet_ids or (None,)
+        short = unavailable(self.ctx, template, request_id)
+        instance_type = params.get("InstanceType")
+        ordered = sorted(template.subnet_ids, key=lambda subnet: short(instance_type, subnet))
+        subnets: Sequence[str | None] = ordered or (None,)
+        lifecycle = "spot" if template.price_type == "spot" else "on-demand"
         launched: list[dict[str, Any]] = []
         errors: list[str] = []
+        missed: list[Shortfall] = []
         sizes = [min(per_call, total - start) for start in range(0, total, per_call)]
         for call, size in enumerate(sizes):
-            got, error = self._launch(request_id, params, call, size, subnets)
+            got, error = self._launch(request_id, params, call, size, subnets, missed.append, lifecycle)
             launched.extend(got)
             if error is not None:
                 if not launched:
+                    remember(self.ctx, missed, request_id)
                     raise error
                 errors.append(f"launched {len(launched)} of {total} instances: {error}")
                 break
-        return self._provisioned(launched, total, errors)
+        remember(self.ctx, missed, request_id)
+        return self._provisioned(launched, total, errors, merged(missed))
 
     def _existing(self, request_id: str) -> list[dict[str, Any]]:
         """Instances an earlier call for ``request_id`` launched (not yet terminated)."""
@@ -134,11 +153,17 @@ class RunInstancesHandler:
         ]
         return describe_instances(self.ctx.clients.ec2, filters=filters)
 
-    def _provisioned(self, instances: Sequence[dict[str, Any]], total: int, errors: list[str]) -> Provisioned:
+    def _provisioned(
+        self,
+        instances: Sequence[dict[str, Any]],
+        total: int,
+        errors: list[str],
+        shortfalls: tuple[Shortfall, ...] = (),
+    ) -> Provisioned:
         ids = [instance["InstanceId"] for instance in instances]
         if not errors and len(ids) < total:
             errors = [f"launched {len(ids)} of {total} instances"]
-        handle = InstancesHandle(instance_ids=tuple(ids), errors=tuple(errors))
+        handle = InstancesHandle(instance_ids=tuple(ids), errors=tuple(errors), shortfalls=shortfalls)
         machines = tuple(to_machine(instance) for instance in instances)
         return Provisioned(handle=handles.dump(handle), machines=machines, message="; ".join(errors))
 
@@ -149,10 +174,14 @@ class RunInstancesHandler:
         call: int,
         size: int,
         subnets: Sequence[str | None],
+        missed: Callable[[Shortfall], None] = lambda shortfall: None,
+        lifecycle: str | None = None,
     ) -> tuple[list[dict[str, Any]], CloudError | None]:
         """One planned call of ``size`` instances, topped up on the next subnets.
 
-        Returns the instances launched and, when fewer than ``size``, why.
+        Returns the instances launched and, when fewer than ``size``, why; each subnet that
+        refused is told to ``missed``. A quota error ends the call (another subnet shares
+        the quota).
         """
         launched: list[dict[str, Any]] = []
         error: CloudError | None = None
@@ -173,8 +202,13 @@ class RunInstancesHandler:
             try:
                 with aws_call("RunInstances"):
                     response = self.ctx.clients.ec2.run_instances(**call_params)
-            except CapacityError as exc:
+            except (CapacityError, QuotaError) as exc:
+                from ohfp_aws.shortfalls import from_error
+
                 error = exc
+                missed(from_error(exc, call_params.get("InstanceType"), subnet, lifecycle))
+                if isinstance(exc, QuotaError):
+                    break
                 no_capacity.add(subnet)
                 continue
             launched.extend(response.get("Instances", []))
@@ -186,7 +220,9 @@ class RunInstancesHandler:
         """The handle's instances; never open (RunInstances delivers all it will at once)."""
         found, states = loaded(requests, InstancesHandle)
         for request, handle in found:
-            states[request.request_id] = FleetState(instance_ids=handle.instance_ids, errors=handle.errors)
+            states[request.request_id] = FleetState(
+                instance_ids=handle.instance_ids, errors=handle.errors, shortfalls=handle.shortfalls
+            )
         return states
 
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:

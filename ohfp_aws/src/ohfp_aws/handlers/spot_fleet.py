@@ -29,6 +29,7 @@ from ohfp_core.errors import CloudError
 
 _NOTHING_TO_TERMINATE = "InvalidParameterCombination"
 BATCH = 100  # CancelSpotFleetRequests takes at most 100 ids; describe uses the same batches
+HISTORY_PAGE = 100  # history records read to explain a shortfall
 
 
 class SpotFleet:
@@ -36,12 +37,15 @@ class SpotFleet:
 
     api: ClassVar[str] = SPOT_FLEET
     noun: ClassVar[str] = "spot fleet request"
+    history_call: ClassVar[str] = "DescribeSpotFleetRequestHistory"
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
         "ec2:RequestSpotFleet",
         "ec2:DescribeSpotFleetRequests",
         "ec2:DescribeSpotFleetInstances",
+        "ec2:DescribeSpotFleetRequestHistory",
+        "ec2:DescribeSubnets",
         "ec2:ModifySpotFleetRequest",
         "ec2:CancelSpotFleetRequests",
         "ec2:CreateTags",
@@ -78,6 +82,8 @@ class SpotFleet:
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
     ) -> dict[str, Any]:
         """RequestSpotFleet's ``SpotFleetRequestConfig`` for ``count`` units of ``template``."""
+        from ohfp_aws.offerings import unavailable
+
         on_demand = on_demand_units(template, count)
         strategy = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
         od_strategy = ON_DEMAND_STRATEGIES[on_demand_strategy(template)].spot_fleet
@@ -93,7 +99,14 @@ class SpotFleet:
             "TerminateInstancesWithExpiration": False,
             "ExcessCapacityTerminationPolicy": "noTermination",
             "LaunchTemplateConfigs": [
-                {"LaunchTemplateSpecification": handle.specification, **overrides(template, prioritized)}
+                {
+                    "LaunchTemplateSpecification": handle.specification,
+                    **overrides(
+                        template,
+                        prioritized,
+                        unavailable=unavailable(self.ctx, template, request_id),
+                    ),
+                }
             ],
             "TagSpecifications": [
                 {
@@ -210,6 +223,13 @@ class SpotFleet:
 
     def not_deleted(self, fleet_ids: Sequence[str]) -> str:
         return f"CancelSpotFleetRequests: spot fleet requests {', '.join(fleet_ids)} were not cancelled"
+
+    def history(self, fleet_id: str, since: float) -> list[Mapping[str, Any]]:
+        with aws_call("DescribeSpotFleetRequestHistory"):
+            page = self.ctx.clients.ec2.describe_spot_fleet_request_history(
+                SpotFleetRequestId=fleet_id, StartTime=as_utc(since), MaxResults=HISTORY_PAGE
+            )
+        return list(page.get("HistoryRecords", []) or [])
 
 
 class SpotFleetHandler(FleetHandler):
