@@ -97,7 +97,7 @@ def test_problems_name_the_field(fields: dict[str, Any], path: str, fragment: st
 
 
 def test_max_number_range() -> None:
-    template = Template(template_id="T", max_number=10001, fields=BASE)
+    template = Template(template_id="T", max_number=1_000_001, fields=BASE)
     assert [p.path for p in validate_template(template)] == ["maxNumber"]
 
 
@@ -168,3 +168,8 @@ def test_launch_data_minimal() -> None:
         "ImageId": "ami-9",
         "IamInstanceProfile": {"Name": "hf-profile"},
     }
+
+
+def test_large_grids_are_not_refused() -> None:
+    """IBM's plugin stops maxNumber at 10000; large grids go beyond, up to core's bound."""
+    assert validate_template(Template(template_id="Big", max_number=20000, fields=BASE)) == []

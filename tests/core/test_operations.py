@@ -503,3 +503,24 @@ def test_show_request_gives_the_record_machines_and_the_providers_details(instan
     assert instance.ops.show_request(rid)["details"] == {"why": "insufficient capacity in subnet-1"}
     with pytest.raises(InputError, match="no request 'req-nope'"):
         instance.ops.show_request("req-nope")
+
+
+def test_an_unlimited_template_is_bounded_by_what_the_provider_says_is_available(instance: Instance) -> None:
+    from ohfp_core.templates import load_templates
+
+    templates = list(load_templates(instance.context).templates)
+    instance.cloud.templates = [
+        attrs.evolve(t, available_number=3, available_reason="account vCPU quota: 6 vCPUs left")
+        if t.unlimited
+        else t
+        for t in templates
+    ]
+    offered = {t["templateId"]: t for t in instance.ops.get_available_templates({})["templates"]}
+    assert offered["T2"]["maxNumber"] == -1 and offered["T2"]["availableNumber"] == 3
+    with pytest.raises(InputError) as exc:
+        instance.request(4, "T2")
+    assert exc.value.problems == (
+        "$.template.machineCount: 4 exceeds the 3 machines available from template 'T2'"
+        " (maxNumber -1, 0 in use; account vCPU quota: 6 vCPUs left)",
+    )
+    assert instance.request(3, "T2")

@@ -46,11 +46,12 @@ from ohfp_aws.model import (
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Problem, Template
 from ohfp_core.parsing import FieldError, key, key_of, one_of, rule
+from ohfp_core.templates import MAX_UNITS
 
 PRICE_TYPES = ("ondemand", "spot", "heterogeneous")
 VOLUME_TYPES = ("gp2", "gp3", "io1", "io2", "standard")
 IOPS_RANGE = {"io1": (100, 64000), "io2": (100, 256000), "gp3": (3000, 80000)}
-MAX_NUMBER = 10000
+MAX_NUMBER = MAX_UNITS  # core's bound: IBM's plugin stops at 10000, large grids go beyond
 UNLISTED = "unlisted"  # metadata: a key accepted but not offered in "known: …"
 
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
@@ -339,7 +340,7 @@ def _entry(template: Template) -> dict[str, Any]:
 
 
 def validate_template(template: Template, base_dir: Path | None = None) -> list[Problem]:
-    """:func:`validate_fields` plus IBM's ``maxNumber`` range (-1..10000)."""
+    """:func:`validate_fields` plus the ``maxNumber`` range (-1..1,000,000, core's bound)."""
     return validate_fields(_entry(template), base_dir)
 
 

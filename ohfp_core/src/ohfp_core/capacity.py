@@ -39,18 +39,26 @@ def in_use(store: Storage, template_ids: Iterable[str]) -> dict[str, int]:
     return used
 
 
+def limited(template: Template) -> bool:
+    """True when the template has a bound: a ``maxNumber``, or an ``availableNumber`` the
+    file or the provider set (a quota can bound an unlimited template)."""
+    return not template.unlimited or template.available_number is not None
+
+
 def free(template: Template, used: int) -> int:
     """Units a limited template can still provide: maxNumber less what is in use, capped by
-    an ``availableNumber`` the file or the provider set. Never negative."""
-    left = max(0, template.max_number - used)
-    return left if template.available_number is None else min(left, max(0, template.available_number))
+    an ``availableNumber`` the file or the provider set (what can be had now, counted by
+    whoever set it: not lowered by ``used`` again). Never negative."""
+    bounds = [] if template.unlimited else [template.max_number - used]
+    if template.available_number is not None:
+        bounds.append(template.available_number)
+    return max(0, min(bounds))
 
 
 def with_availability(store: Storage, templates: Sequence[Template]) -> list[Template]:
-    """``templates`` with ``availableNumber`` set on every limited one (unlimited ones as
-    they are)."""
-    used = in_use(store, (t.template_id for t in templates if not t.unlimited))
+    """``templates`` with ``availableNumber`` set on every limited one (see :func:`limited`;
+    unlimited ones as they are)."""
+    used = in_use(store, (t.template_id for t in templates if limited(t)))
     return [
-        t if t.unlimited else attrs.evolve(t, available_number=free(t, used[t.template_id]))
-        for t in templates
+        attrs.evolve(t, available_number=free(t, used[t.template_id])) if limited(t) else t for t in templates
     ]

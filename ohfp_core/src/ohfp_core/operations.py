@@ -193,7 +193,7 @@ class Operations:
             owner=self.locks.owner,
         )
         with self._recording(request_id), self.store.transaction():
-            if not template.unlimited:
+            if capacity.limited(template):
                 used = capacity.in_use(self.store, [template_id])[template_id]
                 left = capacity.free(template, used)
                 if count > left:
