@@ -32,6 +32,7 @@ from ohfp_core.models import (
     RequestKind,
     RequestStatus,
 )
+from ohfp_core.values import StoredValue as StoredValue  # records of the store, re-exported
 
 
 @frozen(kw_only=True)
@@ -95,15 +96,6 @@ class MachineRecord:
     @property
     def name(self) -> str:
         return self.machine.name
-
-
-@frozen(kw_only=True)
-class StoredValue:
-    """A provider's or plugin's cached value (JSON), forgotten after ``expires_at`` (epoch s)."""
-
-    key: str
-    value: Any
-    expires_at: int
 
 
 @frozen(kw_only=True)

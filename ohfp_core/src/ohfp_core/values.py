@@ -15,10 +15,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ohfp_core.storage import Storage
+from attrs import frozen
+
+
+@frozen(kw_only=True)
+class StoredValue:
+    """A provider's or plugin's cached value (JSON), forgotten after ``expires_at`` (epoch s)."""
+
+    key: str
+    value: Any
+    expires_at: int
+
+
+class ValueStore(Protocol):
+    """The part of :class:`ohfp_core.storage.Storage` that keeps values."""
+
+    def put_values(self, values: Sequence[StoredValue]) -> None: ...
+
+    def get_values(self, keys: Sequence[str], now: int) -> dict[str, Any]: ...
+
+    def values_with_prefix(self, prefix: str, now: int) -> dict[str, Any]: ...
+
+    def delete_values(self, keys: Sequence[str]) -> None: ...
 
 
 class Values:
@@ -27,10 +47,10 @@ class Values:
     def __init__(self, namespace: str = "", clock: Callable[[], float] = time.time) -> None:
         self.namespace = namespace
         self.clock = clock
-        self._store: Storage | None = None
+        self._store: ValueStore | None = None
         self._memory: dict[str, tuple[Any, int]] = {}
 
-    def bind(self, store: Storage, namespace: str | None = None) -> None:
+    def bind(self, store: ValueStore, namespace: str | None = None) -> None:
         """Keep values in ``store`` from now on (and under ``namespace``, when given)."""
         self._store = store
         if namespace is not None:
@@ -82,8 +102,6 @@ class Values:
 
     def put_many(self, values: Mapping[str, Any], ttl_sec: float) -> None:
         """Keep several values, all or none, for ``ttl_sec`` seconds."""
-        from ohfp_core.storage import StoredValue
-
         expires = self._now() + max(1, int(ttl_sec))
         if self._store is not None:
             self._store.put_values(
