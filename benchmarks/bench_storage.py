@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -43,6 +44,7 @@ def servers() -> Iterator[dict[str, Any]]:
     from tests.dynamo_support import FAKE_ENV, SerialMotoServer, fast_moto
     from tests.postgres_support import PostgresServer, _answers, _dsn_to_try
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
     os.environ.update(FAKE_ENV)
     dsn = _dsn_to_try()
     why = _answers(dsn)

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import itertools
 import json
 import os
-import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
+
+from tests.e2e.moto_faults import Forward, Response
 
 REGION = "us-east-1"
 FAKE_ENV = {
@@ -50,69 +50,39 @@ TRANSACT_ACTIONS = {
 """IAM authorizes a TransactWriteItems by the actions of its items."""
 
 
-class _Serial:
-    """WSGI middleware: one request at a time into moto; records the IAM action of each
-    DynamoDB request (whichever process made it)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-        self.actions: set[str] = set()
-
-    def _record(self, environ: dict[str, Any], body: bytes) -> None:
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if not target.startswith("DynamoDB_"):
-            return
-        operation = target.rsplit(".", 1)[-1]
-        if operation == "TransactWriteItems":
-            for entry in json.loads(body).get("TransactItems", []):
-                self.actions.update(f"dynamodb:{TRANSACT_ACTIONS[kind]}" for kind in entry)
-        else:
-            self.actions.add(f"dynamodb:{operation}")
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        with self.lock:
-            self._record(environ, body)
-            return list(self.app(environ, start_response))
-
-
 class SerialMotoServer:
-    """moto's server app on 127.0.0.1 (a free port), requests serialized."""
+    """moto's server app on 127.0.0.1 (a free port), requests handed to moto one at a time
+    (the hooked server serializes every request its hook sees); records the IAM action of
+    each DynamoDB request, whichever process made it."""
 
     def __init__(self) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
+        from tests.e2e.moto_faults import HookedMotoServer
 
-        self._app = _Serial(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            "127.0.0.1",
-            0,
-            self._app,
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = HookedMotoServer()
+        self._server.app.hook = self._record
+        self._server.start()
+        self._actions: set[str] = set()
+
+    def _record(self, api: str, forward: Forward) -> Response:
+        service, _, operation = api.partition(":")
+        if service == "dynamodb" and operation == "TransactWriteItems":
+            for entry in json.loads(self._server.app.body).get("TransactItems", []):
+                self._actions.update(f"dynamodb:{TRANSACT_ACTIONS[kind]}" for kind in entry)
+        elif service == "dynamodb":
+            self._actions.add(api)
+        return forward()
 
     @property
     def actions(self) -> set[str]:
         """Every IAM action a DynamoDB request to this server needed so far."""
-        return set(self._app.actions)
+        return set(self._actions)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.endpoint
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join()
+        self._server.stop()
 
 
 def new_table(label: str = "t") -> str:

@@ -19,16 +19,18 @@ _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Response = tuple[str, list[tuple[str, str]], bytes]
+"""What a client gets: (status, headers, body)."""
 
 
 class Forward(Protocol):
     """Let moto answer the request (``body``: a rewritten request body instead of the
     client's); returns (status, headers, body)."""
 
-    def __call__(self, body: bytes | None = None) -> tuple[str, list[tuple[str, str]], bytes]: ...
+    def __call__(self, body: bytes | None = None) -> Response: ...
 
 
-Hook = Callable[[str, Forward], tuple[str, list[tuple[str, str]], bytes]]
+Hook = Callable[[str, Forward], Response]
 """``hook(api, forward)``: ``api`` is ``service:Action``; ``forward()`` lets moto answer and
 returns (status, headers, body); the hook returns what the client gets. The request's form
 parameters are in :attr:`HookedApp.params` and its raw body in :attr:`HookedApp.body` while the
