@@ -8,6 +8,7 @@ One virtualenv per test session holds the distributions built from this checkout
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -38,10 +39,10 @@ def _uv() -> list[str]:
     if found:
         return [found]
     try:
-        from uv import find_uv_bin  # type: ignore[import-not-found]
+        uv = importlib.import_module("uv")  # typed or not, wherever the tests run
     except ImportError:
         pytest.fail("the end-to-end tests need uv (pip install uv) to build their virtualenv")
-    return [str(find_uv_bin())]
+    return [str(uv.find_uv_bin())]
 
 
 @attrs.frozen
