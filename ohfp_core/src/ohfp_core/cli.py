@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
-    if args.command in ("hf", "templates", "health", "requests") and handler is not cmd_scripts:
+    if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
         _early_logging()
     return int(handler(args))
 
