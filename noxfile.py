@@ -1,9 +1,11 @@
 """Test, lint, benchmark and demo sessions for the ohfp monorepo.
 
 Needs only Python ≥ 3.11 with ``pip install nox uv``; uv makes the virtualenvs and
-installs everything else. ``nox`` alone runs ``lint`` and ``tests`` (what CI runs).
+installs everything else. ``nox`` alone runs ``lint``, ``tests`` and ``system``; CI runs those
+and ``docs``.
 
-- ``tests``: pytest over ``tests/`` (arguments after ``--`` go to pytest).
+- ``tests``: pytest over ``tests/`` but the system runs (arguments after ``--`` go to pytest).
+- ``system``: the whole-system runs: crash injection, AWS on a bad day, failover between hosts.
 - ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
 - ``crash``: every HF call killed at every point (mock and each AWS API), with figures.
 - ``fuzz``: property-based fuzzing of the HF inputs and config files, counts by exit code.
@@ -25,7 +27,7 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "system"]
 
 DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
 SOURCES = (
@@ -73,10 +75,19 @@ PARALLEL = ("-n", "2", "--dist", "loadfile")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest over tests/ (unit, conformance, moto and end-to-end) on two workers; posargs
-    go to pytest instead (then serial unless they say ``-n``)."""
+    """pytest over tests/ (unit, conformance, moto and end-to-end through the scripts) on two
+    workers, the system runs left to ``system``; posargs go to pytest instead (then serial
+    unless they say ``-n``)."""
     _install_ohfp(session, *TEST_DEPS)
-    session.run("pytest", *(session.posargs or PARALLEL))
+    session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "not system"]))
+
+
+@nox.session
+def system(session: nox.Session) -> None:
+    """The whole-system runs (``-m system``): calls killed at every point (AWS sampled; all of
+    them in ``crash``), AWS on a bad day, failover between two hosts. CI runs them too."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "system"]))
 
 
 @nox.session

@@ -35,7 +35,7 @@ import pytest
 from .aws_account import MAX_NUMBER
 from .conftest import HostFactory, Installation, make_instance
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
 ASK = 2
 

@@ -39,7 +39,7 @@ from .conftest import HostFactory, Installation, make_instance
 from .moto_faults import Forward, error_response
 from .test_crash import ASK, Figures, Killed, record_points, recorded, run_script
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from .test_aws_scripts import AMI_ID, MotoServer, _attributes, aws_scripts
 
 __all__ = ["aws_scripts", "postgres_server"]
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
 BACKENDS = ("postgresql", "dynamodb")
 

@@ -25,7 +25,7 @@ from .conftest import HostFactory, Installation, make_instance
 from .moto_faults import Forward, error_response
 from .test_crash import ASK
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
 TIMEOUT_SEC = 30
 START_MARGIN_SEC = 5
