@@ -177,7 +177,7 @@ def acquire(hf: HostFactory, template_id: str) -> list[dict[str, str]]:
 
 
 EVERY_POINT = os.environ.get("OHFP_CRASH_EVERY_POINT") == "1"
-"""``nox -s crash`` kills at every point. The test suite kills at the points only AWS has:
+"""``nox -s crash`` kills at every point. ``nox -s system`` (CI) kills at the points only AWS has:
 each AWS request that changes the account, killed once moto has done it (a kill during a
 describe is a kill before the next request, which the crash plugin's points and the mock's
 test cover), and right after the provider hook returned."""
