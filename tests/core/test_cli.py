@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ohfp_core.cli import main
+from ohfp_core.models import RequestKind
 from tests.core.conftest import run
 
 
@@ -214,3 +215,53 @@ def test_health_reports_an_unusable_work_directory_as_a_failed_check(
     assert code == 4 and reply["message"] == "unhealthy"
     checks = {c["name"]: c for c in reply["checks"]}
     assert not checks["ohfp.workdir"]["ok"] and not checks["ohfp.state"]["ok"]
+
+
+def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One INFO line per finished request, reclaim and finished return; a warning for an
+    abandoned request: enough for an administrator to reconstruct what happened."""
+    import time
+
+    from ohfp_core.sqlite import SQLiteStorage
+    from ohfp_core.storage import RequestRecord
+    from ohfp_mock.cloud import MockCloud
+
+    config = {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0}
+    (hf_env / "conf" / "mockinstprov_config.json").write_text(json.dumps(config))
+    _, reply = run(
+        capsys, hf_env, "requestMachines", {"template": {"templateId": "mock-spot", "machineCount": 2}}
+    )
+    request_id = reply["requestId"]
+    _, reply = run(capsys, hf_env, "getRequestStatus", {"requests": [{"requestId": request_id}]})
+    [entry] = reply["requests"]
+    assert entry["status"] == "complete", entry
+    first, second = ({"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"])
+    with MockCloud(hf_env / "work") as cloud:
+        cloud.reclaim(second["machineId"], grace=90)
+    run(capsys, hf_env, "getReturnRequests", {})
+    _, reply = run(capsys, hf_env, "requestReturnMachines", {"machines": [first]})
+    run(capsys, hf_env, "getRequestStatus", {"requests": [{"requestId": reply["requestId"]}]})
+    store = SQLiteStorage(hf_env / "work")  # a request whose call died long ago, on another host
+    store.put_request(
+        RequestRecord(
+            request_id="req-abandoned",
+            kind=RequestKind.ACQUIRE,
+            template_id="mock-small",
+            machine_count=1,
+            created_at=int(time.time()) - 3600,
+            owner="elsewhere:/work",
+        )
+    )
+    store.close()
+    run(capsys, hf_env, "getAvailableTemplates", {})
+
+    lines = [json.loads(line) for line in (hf_env / "log" / "ohfp-mockinst.log").read_text().splitlines()]
+    events = [(line["level"], line["event"]) for line in lines]
+    assert ("info", "request finished") in events
+    assert ("info", "host reclaimed") in events
+    assert ("info", "return finished") in events
+    assert ("warning", "abandoned request cancelled") in events
+    [finished] = [line for line in lines if line["event"] == "request finished"]
+    assert finished["request_id"] == request_id and finished["status"] == "complete"
+    [reclaimed] = [line for line in lines if line["event"] == "host reclaimed"]
+    assert reclaimed["name"] == second["name"] and reclaimed["grace_period"] <= 90
