@@ -13,9 +13,35 @@ MAX_NUMBER = 4
 """maxNumber of every template: small, so a leak or a duplicate shows."""
 
 REGION = "us-east-1"
-AMI_ID = "ami-0123456789abcdef0"
+AMI_ID = "ami-0123456789abcdef0"  # from tests/aws/amis.json (MOTO_AMIS_PATH, set in tests/conftest.py)
 FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
+
+
+def client(endpoint: str, service: str) -> Any:
+    """A boto3 client of the fake account on the moto server at ``endpoint``."""
+    import boto3
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
+        aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
+    )
+
+
+def add_network(endpoint: str, prefix: str, group_name: str) -> tuple[tuple[str, ...], str]:
+    """A VPC ``<prefix>.0.0/16`` with a subnet in zones a and b and a security group on the
+    moto server at ``endpoint``: the subnets' ids and the group's."""
+    ec2 = client(endpoint, "ec2")
+    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for cidr, zone in ((f"{prefix}.0.0/20", f"{REGION}a"), (f"{prefix}.16.0/20", f"{REGION}b"))
+    )
+    group = ec2.create_security_group(GroupName=group_name, Description=f"ohfp {group_name}", VpcId=vpc)
+    return subnets, group["GroupId"]
 
 
 @attrs.frozen
@@ -25,15 +51,7 @@ class Account:
     security_group_id: str
 
     def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            region_name=REGION,
-            endpoint_url=self.server.endpoint,
-            aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
-            aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
-        )
+        return client(self.server.endpoint, service)
 
 
 def templates_for(account: Account) -> list[dict[str, Any]]:

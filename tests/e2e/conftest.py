@@ -285,7 +285,7 @@ def account() -> Iterator[Account]:
     """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
     import urllib.request
 
-    from .aws_account import REGION, Account
+    from .aws_account import Account, add_network
     from .moto_faults import HookedMotoServer
 
     server = HookedMotoServer()
@@ -295,14 +295,7 @@ def account() -> Iterator[Account]:
         # module's account empty, whatever earlier modules left in theirs.
         reset = urllib.request.Request(f"{server.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310
-        bare = Account(server, (), "")
-        ec2 = bare.client("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-        subnets = tuple(
-            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
-            for cidr, zone in (("10.1.0.0/20", f"{REGION}a"), ("10.1.16.0/20", f"{REGION}b"))
-        )
-        group = ec2.create_security_group(GroupName="crash", Description="ohfp crash", VpcId=vpc)["GroupId"]
-        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+        subnets, group = add_network(server.endpoint, "10.1", "crash")
+        yield Account(server, subnets, group)
     finally:
         server.stop()

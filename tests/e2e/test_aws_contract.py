@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
+from .aws_account import FAKE_KEYS
 from .conftest import HostFactory, Installation, make_instance
-from .test_aws_scripts import FAKE_KEYS, REGION, MotoServer, aws_scripts, leftovers, moto_server, poll
+from .test_aws_scripts import MotoServer, aws_scripts, leftovers, moto_server, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -126,15 +127,7 @@ def states(server: MotoServer, ids: list[str]) -> dict[str, str]:
 
 
 def ssm(server: MotoServer) -> Any:
-    import boto3
-
-    return boto3.client(
-        "ssm",
-        region_name=REGION,
-        endpoint_url=server.endpoint,
-        aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
-        aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
-    )
+    return server.client("ssm")
 
 
 def resolve_image(server: MotoServer, image_id: str) -> str:

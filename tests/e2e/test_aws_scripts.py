@@ -21,13 +21,10 @@ import pytest
 
 from tests.aws.silent_endpoint import silent_endpoint
 
+from .aws_account import AMI_ID, REGION, add_network, client
 from .conftest import HostFactory, Installation, make_instance
 
 pytestmark = pytest.mark.e2e
-
-REGION = "us-east-1"
-AMI_ID = "ami-0123456789abcdef0"  # from tests/aws/amis.json (MOTO_AMIS_PATH, set in tests/conftest.py)
-FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @attrs.frozen
@@ -36,16 +33,11 @@ class MotoServer:
     subnet_ids: tuple[str, ...]
     security_group_id: str
 
-    def ec2(self) -> Any:
-        import boto3
+    def client(self, service: str) -> Any:
+        return client(self.endpoint, service)
 
-        return boto3.client(
-            "ec2",
-            region_name=REGION,
-            endpoint_url=self.endpoint,
-            aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
-            aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
-        )
+    def ec2(self) -> Any:
+        return self.client("ec2")
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +50,7 @@ def moto_server() -> Iterator[MotoServer]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     try:
-        bare = MotoServer(endpoint, (), "")
-        ec2 = bare.ec2()
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = tuple(
-            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
-            for cidr, zone in (("10.0.0.0/20", f"{REGION}a"), ("10.0.16.0/20", f"{REGION}b"))
-        )
-        group = ec2.create_security_group(GroupName="hf-e2e", Description="ohfp e2e", VpcId=vpc)["GroupId"]
-        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+        yield MotoServer(endpoint, *add_network(endpoint, "10.0", "hf-e2e"))
     finally:
         server.stop()
 
@@ -185,16 +169,8 @@ ALL_TEMPLATES = ["OnDemand-RunInstances", "Fleet-instant", "Fleet-request-spot",
 def leftovers(server: MotoServer) -> dict[str, list[str]]:
     """What ohfp made besides instances that is still there: launch templates, live EC2
     fleets, Auto Scaling groups and spot fleet requests."""
-    import boto3
-
     ec2 = server.ec2()
-    asg = boto3.client(
-        "autoscaling",
-        region_name=REGION,
-        endpoint_url=server.endpoint,
-        aws_access_key_id=FAKE_KEYS["aws_access_key_id"],
-        aws_secret_access_key=FAKE_KEYS["aws_secret_access_key"],
-    )
+    asg = server.client("autoscaling")
     fleets = [
         f["FleetId"]
         for f in ec2.describe_fleets()["Fleets"]

@@ -32,8 +32,9 @@ import pytest
 from tests.dynamo_support import FAKE_ENV, REGION, SerialMotoServer, new_table
 from tests.postgres_support import PostgresServer, postgres_server
 
+from .aws_account import AMI_ID, add_network
 from .conftest import MOCK_CONFIG, HostFactory, Installation, make_instance
-from .test_aws_scripts import AMI_ID, MotoServer, _attributes, aws_scripts
+from .test_aws_scripts import MotoServer, _attributes, aws_scripts
 
 __all__ = ["aws_scripts", "postgres_server"]
 
@@ -47,17 +48,7 @@ def cloud_server() -> Iterator[MotoServer]:
     """One moto server for AWS and DynamoDB (requests one at a time), with a VPC."""
     server = SerialMotoServer()
     try:
-        bare = MotoServer(server.endpoint, (), "")
-        ec2 = bare.ec2()
-        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-        subnets = tuple(
-            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
-            for cidr, zone in (("10.1.0.0/20", f"{REGION}a"), ("10.1.16.0/20", f"{REGION}b"))
-        )
-        group = ec2.create_security_group(GroupName="hf-failover", Description="failover", VpcId=vpc)[
-            "GroupId"
-        ]
-        yield attrs.evolve(bare, subnet_ids=subnets, security_group_id=group)
+        yield MotoServer(server.endpoint, *add_network(server.endpoint, "10.1", "hf-failover"))
     finally:
         server.stop()
 
