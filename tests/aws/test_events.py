@@ -163,6 +163,28 @@ def test_setup_is_idempotent_and_teardown_removes_everything(
     assert json.loads(capsys.readouterr().out)["rules"] == []
 
 
+def test_setup_and_teardown_call_only_the_actions_the_docs_name(
+    moto_aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.client import BaseClient
+
+    called: set[str] = set()
+    real = BaseClient._make_api_call  # type: ignore[attr-defined]  # private: botocore-stubs omit it
+
+    def record(client: BaseClient, operation: str, params: Any) -> Any:
+        called.add(f"{client.meta.service_model.signing_name}:{operation}")
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    for command in ("setup", "setup", "teardown", "teardown"):
+        assert main(["events", command, "--name", "hf", "--region", REGION]) == 0
+    capsys.readouterr()
+    assert {"sqs:CreateQueue", "events:PutRule", "events:DeleteRule", "sqs:DeleteQueue"} <= called
+    assert called <= set(event_rules.SETUP_ACTIONS), called - set(event_rules.SETUP_ACTIONS)
+    documented = (Path(__file__).parents[2] / "docs" / "aws.md").read_text(encoding="utf-8")
+    assert [a for a in event_rules.SETUP_ACTIONS if f"`{a}`" not in documented] == []
+
+
 def test_a_bad_config_file_is_reported_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "awsprov_config.json"
     config.write_text(json.dumps({"AWS_REGION": REGION, "AWS_REQUEST_RETRY_ATTEMPTS": 99}))
