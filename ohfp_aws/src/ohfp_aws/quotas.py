@@ -56,23 +56,22 @@ class QuotaClass:
 
     on_demand: str
     spot: str | None
-    title: str
 
     def code(self, option: str) -> str | None:
         return self.on_demand if option == ON_DEMAND else self.spot
 
 
 CLASSES: Mapping[str, QuotaClass] = {
-    "standard": QuotaClass("L-1216C47A", "L-34B43A08", "Standard (A, C, D, H, I, M, R, T, Z)"),
-    "g": QuotaClass("L-DB2E81BA", "L-3819A6DF", "G and VT"),
-    "p": QuotaClass("L-417A185B", "L-7212CCBC", "P"),
-    "x": QuotaClass("L-7295265B", "L-E3A00192", "X"),
-    "f": QuotaClass("L-74FC7D96", "L-88CF9481", "F"),
-    "inf": QuotaClass("L-1945791B", "L-B5D1601B", "Inf"),
-    "dl": QuotaClass("L-6E869C2A", "L-85EED4F7", "DL"),
-    "trn": QuotaClass("L-2C3B7624", "L-6B0D517C", "Trn"),
-    "hpc": QuotaClass("L-F7808C92", None, "HPC"),
-    "highmem": QuotaClass("L-43DA4232", None, "High Memory"),
+    "standard": QuotaClass("L-1216C47A", "L-34B43A08"),  # Standard (A, C, D, H, I, M, R, T, Z)
+    "g": QuotaClass("L-DB2E81BA", "L-3819A6DF"),  # G and VT
+    "p": QuotaClass("L-417A185B", "L-7212CCBC"),  # P
+    "x": QuotaClass("L-7295265B", "L-E3A00192"),  # X
+    "f": QuotaClass("L-74FC7D96", "L-88CF9481"),  # F
+    "inf": QuotaClass("L-1945791B", "L-B5D1601B"),  # Inf
+    "dl": QuotaClass("L-6E869C2A", "L-85EED4F7"),  # DL
+    "trn": QuotaClass("L-2C3B7624", "L-6B0D517C"),  # Trn
+    "hpc": QuotaClass("L-F7808C92", None),  # HPC
+    "highmem": QuotaClass("L-43DA4232", None),  # High Memory
 }
 """EC2's vCPU quotas per instance class (Service Quotas service code ``ec2``)."""
 
