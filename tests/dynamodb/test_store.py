@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import RequestKind
+from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
@@ -21,14 +22,23 @@ from ohfp_core.storage import (
     machine_record_to_doc,
 )
 from ohfp_core.storage_contract import StoreOpener, mrec
+from ohfp_core.storage_rules import is_held
 from ohfp_core.testing import StorageContract
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb import plugin
-from ohfp_dynamodb.store import SCHEMA_VERSION, DynamoStorage, open_store
+from ohfp_dynamodb.settings import DynamoSettings
+from ohfp_dynamodb.store import SCHEMA_VERSION, DynamoStorage
 from tests.dynamo_support import REGION, DynamoOpener, SerialMotoServer, new_table
 
-# mypy checks that the class satisfies the Storage protocol through the factory type.
-FACTORY: StorageFactory = open_store
+
+def _is_a_store(settings: DynamoSettings) -> Storage:
+    return DynamoStorage(settings, "i")  # mypy checks that the class satisfies the Storage protocol
+
+
+def factory() -> StorageFactory:
+    """The ``dynamodb`` backend as the plugin registers it."""
+    return Hooks(make_manager(extensions=[("dynamodb", plugin)])).storage_factories()["dynamodb"]
+
 
 READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query", "Scan")
 
@@ -125,7 +135,7 @@ class TestDynamoContract(StorageContract):
                 {"pk": {"S": f"M#{mid}"}, "sk": {"S": "M"}, "doc": text, "seq": number},
                 {"pk": {"S": f"RM#{machine.request_id}"}, "sk": {"S": mid}, "doc": text, "seq": number},
             ]
-            if it.is_held(machine):
+            if is_held(machine):
                 sk = it.held_prefix(machine.template_id) + mid
                 made.append({"pk": {"S": it.HELD}, "sk": {"S": sk}, "doc": text, "seq": number})
             if machine.name:
@@ -221,10 +231,11 @@ def test_a_transaction_that_outlives_its_lease_stores_nothing(
     dstore.lease = 0.2
     other = opener()
     try:
-        with pytest.raises(StorageError, match=r"write lock .* was lost"), dstore.transaction():
+        with pytest.raises(StorageError, match=r"the write lock was lost") as lost, dstore.transaction():
             dstore.put_request(RequestRecord(request_id="req-late", kind=RequestKind.ACQUIRE))
             time.sleep(0.3)
             other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+        assert lost.value.kind is StorageFailure.LOCK_LOST
         assert list(other.get_requests(["req-late", "req-other"])) == ["req-other"]
     finally:
         other.close()
@@ -257,7 +268,7 @@ def test_writers_in_threads_wait_for_each_other(opener: DynamoOpener) -> None:
 
 def test_settings_and_errors(dynamo_server: SerialMotoServer, tmp_path: Any) -> None:
     with pytest.raises(ConfigError) as error:
-        open_store(
+        factory()(
             StorageContext(instance="i", workdir=tmp_path, settings={"table": "x", "lockLeaseSeconds": 0})
         )
     assert set(error.value.problems) == {
@@ -265,9 +276,9 @@ def test_settings_and_errors(dynamo_server: SerialMotoServer, tmp_path: Any) -> 
         "$.dynamodb.lockLeaseSeconds: must be 1..600, got 0.0",
     }
     with pytest.raises(
-        StorageError, match="table 'absent-table' not found: create it with 'ohfp-dynamodb create-table'"
+        StorageError, match="table 'absent-table'\\) not found: create it with 'ohfp-dynamodb create-table'"
     ):
-        open_store(
+        factory()(
             StorageContext(
                 instance="i",
                 workdir=tmp_path,
@@ -295,7 +306,6 @@ def test_the_plugin_registers_dynamodb_without_importing_botocore() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "False"]
-    assert plugin.NAME == "dynamodb"
 
 
 def test_the_environment_names_the_endpoint_and_region(
@@ -304,7 +314,7 @@ def test_the_environment_names_the_endpoint_and_region(
     monkeypatch.setenv("AWS_ENDPOINT_URL", dynamo_server.endpoint)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    store = open_store(
+    store = factory()(
         StorageContext(
             instance="i", workdir=tmp_path, settings={"table": new_table("env"), "createTable": True}
         )
@@ -322,7 +332,7 @@ def test_every_action_called_is_in_the_iam_policy(dynamo_server: SerialMotoServe
     writes, every query, the administration reads — is allowed by ``iam-policy``."""
     from ohfp_dynamodb.iam import policy_for
 
-    store = open_store(
+    store = factory()(
         StorageContext(
             instance="iam",
             workdir=tmp_path,
@@ -330,6 +340,7 @@ def test_every_action_called_is_in_the_iam_policy(dynamo_server: SerialMotoServe
                       "createTable": True},
         )
     )  # fmt: skip
+    assert isinstance(store, DynamoStorage)
     try:
         with store.transaction():
             store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, template_id="t"))

@@ -42,12 +42,10 @@ _ENVIRONMENT_ERRNOS = frozenset(
 
 
 def _environment_failure(exc: BaseException) -> bool:
-    """True for a failure of the machine, not of ohfp: the state database or a file under
-    the work directory cannot be read or written (disk full, read-only, permissions)."""
-    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
-        return True
-    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
-    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+    """True for a failure of the machine, not of ohfp: a file under the work directory cannot
+    be read or written (disk full, read-only, permissions). The state store reports its own
+    as :class:`~ohfp_core.errors.StorageError`."""
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
 
 
 def _print_reply(reply: Any) -> None:
@@ -96,23 +94,18 @@ def _open_store(
 ) -> Storage:
     """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
     with its own section of ``ohfp.json``."""
-    from ohfp_core.storage import StorageContext, open_backend
+    from ohfp_core.storage import StorageContext
+    from ohfp_core.storage_backends import open_backend
 
-    factories = hooks.storage_factories()
-    if name is None and settings.storage not in factories:
-        registered = ", ".join(sorted(factories))
-        raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
-            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
-        )
-    name = name or settings.storage
     store_context = StorageContext(
         instance=context.instance,
         workdir=context.workdir,
-        settings=settings.section(name),
+        settings=settings.section(name or settings.storage),
         timeout_sec=context.timeout_sec,
     )
-    return open_backend(factories, name, store_context)
+    if name is None:
+        return open_backend(hooks.storage_factories(), settings.storage, store_context)
+    return open_backend(hooks.storage_factories(), name, store_context, setting="--to")
 
 
 def _run(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from attrs import field, frozen
 
 from ohfp_core.parsing import between, matching, rule
 from ohfp_core.parsing import key as setting_key
-from ohfp_core.storage import read_section
 
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
@@ -38,8 +35,3 @@ class DynamoSettings:
     lock_timeout: float = field(
         default=30.0, metadata=setting_key("lockTimeout"), validator=rule(between(1, 3600))
     )
-
-
-def read_settings(section: Mapping[str, Any]) -> DynamoSettings:
-    """The section as :class:`DynamoSettings`; errors name the field (``$.dynamodb.table``)."""
-    return read_section("dynamodb", DynamoSettings, section)

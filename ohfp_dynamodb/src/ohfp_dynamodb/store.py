@@ -27,28 +27,37 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.errors import StorageError, StorageFailure
 from ohfp_core.masking import mask_secrets
 from ohfp_core.models import RequestKind
 from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue, dumps
+from ohfp_core.storage_rules import (
+    chunks,
+    in_find_order,
+    oldest_first,
+    refuse_newer,
+    refuse_other_instance,
+    unique,
+)
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb.items import Item, Key
-from ohfp_dynamodb.settings import DynamoSettings, read_settings
+from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.table import create_table, describe_table
 
 SCHEMA_VERSION = 1
 TRANSACTION_ITEMS = 100
 """DynamoDB's limit of items in one TransactWriteItems."""
 BATCH_GET = 100
+BATCH_WRITE = 25
 JOURNAL_PART_BYTES = 300_000
 """Most bytes of journal in one item (DynamoDB's item limit is 400 KB)."""
 QUERY_THREADS = 8
@@ -68,7 +77,7 @@ def make_client(settings: DynamoSettings, timeout_sec: float) -> Any:
     session = botocore.session.get_session()
     region = settings.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
     if not region:
-        raise ConfigError(
+        raise StorageError(
             "the DynamoDB state store needs a region: set 'region' in the dynamodb section or AWS_REGION"
         )
     bound = max(1.0, min(10.0, timeout_sec / 4))
@@ -100,22 +109,28 @@ class DynamoStorage:
         """Items read under the lock in this transaction (their state before its writes)."""
         self._token = ""
         self._next_seq = 0
-        self._guard(self._open)
+        self.where = f"the DynamoDB state store (table {self.table!r})"
+        with self._translated():
+            self._open()
 
     # -- errors --------------------------------------------------------------------------------
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The store's one error boundary: botocore's errors become StorageError."""
         try:
-            return action()
+            yield
         except ClientError as exc:
             if _code(exc) == "ResourceNotFoundException":
                 raise StorageError(
-                    f"DynamoDB state store: table {self.table!r} not found: create it with"
-                    " 'ohfp-dynamodb create-table' or set \"createTable\": true"
+                    f"{self.where} not found: create it with 'ohfp-dynamodb create-table' or set"
+                    ' "createTable": true'
                 ) from None
-            raise StorageError(f"DynamoDB state store: {_error_text(exc)}") from None
+            raise StorageError(f"{self.where}: {_error_text(exc)}") from None
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            raise StorageError(f"{self.where}: {_error_text(exc)}", kind=StorageFailure.TIMED_OUT) from None
         except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB state store: {_error_text(exc)}") from None
+            raise StorageError(f"{self.where}: {_error_text(exc)}") from None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -139,19 +154,8 @@ class DynamoStorage:
             meta = self.client.get_item(
                 TableName=self.table, Key=it.key(it.META, it.SCHEMA_SK), ConsistentRead=True
             )["Item"]
-        version = int(meta["version"]["N"])
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the DynamoDB table {self.table!r} has state schema version {version} but this"
-                f" ohfp-dynamodb knows versions up to {SCHEMA_VERSION}: it was written by a newer ohfp;"
-                " upgrade ohfp-dynamodb or use another table"
-            )
-        owner = meta.get("instance", {}).get("S")
-        if owner is not None and owner != self.instance:
-            raise ConfigError(
-                f"the DynamoDB table {self.table!r} holds the state of provider instance {owner!r},"
-                f" not {self.instance!r}: give each instance a table of its own ('table' setting)"
-            )
+        refuse_newer(self.where, int(meta["version"]["N"]), SCHEMA_VERSION, "ohfp-dynamodb", "table")
+        refuse_other_instance(self.where, meta.get("instance", {}).get("S"), self.instance, "table")
 
     def close(self) -> None:
         """Release the client's connections."""
@@ -185,8 +189,8 @@ class DynamoStorage:
                     raise
             if time.monotonic() + delay > deadline:
                 raise StorageError(
-                    f"DynamoDB state store: another call held the write lock of table {self.table!r}"
-                    f" longer than {self.lock_timeout:g} s"
+                    f"{self.where}: another call held the write lock longer than {self.lock_timeout:g} s",
+                    kind=StorageFailure.LOCK_TIMEOUT,
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
@@ -220,8 +224,9 @@ class DynamoStorage:
 
     def _lost_lock(self) -> StorageError:
         return StorageError(
-            f"DynamoDB state store: the write lock of table {self.table!r} was lost (held longer than"
-            f" its lease of {self.lease:g} s); nothing of this write was stored"
+            f"{self.where}: the write lock was lost (held longer than its lease of {self.lease:g} s);"
+            " nothing of this write was stored",
+            kind=StorageFailure.LOCK_LOST,
         )
 
     # -- transactions ----------------------------------------------------------------------------
@@ -233,17 +238,20 @@ class DynamoStorage:
         re-entrant."""
         if self._buffer is not None:
             raise RuntimeError("DynamoStorage.transaction() is not re-entrant")
-        self._guard(self._acquire)
+        with self._translated():
+            self._acquire()
         self._buffer = {}
         self._seen = {}
         try:
             yield
         except BaseException:
             self._buffer = None
-            self._guard(self._release)
+            with self._translated():
+                self._release()
             raise
         ops, self._buffer = self._buffer, None
-        self._guard(lambda: self._commit(ops))
+        with self._translated():
+            self._commit(ops)
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -296,9 +304,8 @@ class DynamoStorage:
 
     def _apply(self, ops: dict[Key, Item | None]) -> None:
         """Write ``ops`` in transactions of 99 that each check the lock is still ours."""
-        pending = list(ops.items())
-        for start in range(0, len(pending), TRANSACTION_ITEMS - 1):
-            actions = [_action(self.table, k, v) for k, v in pending[start : start + TRANSACTION_ITEMS - 1]]
+        for part in chunks(list(ops.items()), TRANSACTION_ITEMS - 1):
+            actions = [_action(self.table, k, v) for k, v in part]
             actions.append({"ConditionCheck": self._lock_condition()})
             try:
                 self.client.transact_write_items(TransactItems=actions)
@@ -307,8 +314,9 @@ class DynamoStorage:
                     # The next writer applies the journal: the write group is not lost.
                     self._token = ""
                     raise StorageError(
-                        f"DynamoDB state store: the write lock of table {self.table!r} ran out while a"
-                        " large write was applied; the next call completes it"
+                        f"{self.where}: the write lock ran out while a large write was applied;"
+                        " the next call completes it",
+                        kind=StorageFailure.LOCK_LOST,
                     ) from None
                 raise
 
@@ -317,8 +325,9 @@ class DynamoStorage:
         texts = self._query_items(f"J#{journal_id}", "", consistent=True)
         if len(texts) != parts:
             raise StorageError(
-                f"DynamoDB state store: journal {journal_id} of table {self.table!r} has {len(texts)} of"
-                f" {parts} parts; run 'ohfp storage check'"
+                f"{self.where}: journal {journal_id} has {len(texts)} of {parts} parts;"
+                " run 'ohfp storage check'",
+                kind=StorageFailure.CORRUPT,
             )
         ops: dict[Key, Item | None] = {}
         for sk in sorted(texts):
@@ -333,16 +342,16 @@ class DynamoStorage:
 
     def _delete_journal(self, journal_id: str, parts: int) -> None:
         keys = [it.key(f"J#{journal_id}", f"{n:05d}") for n in range(parts)]
-        for start in range(0, len(keys), 25):
+        for part in chunks(keys, BATCH_WRITE):
             self.client.batch_write_item(
-                RequestItems={self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]}
+                RequestItems={self.table: [{"DeleteRequest": {"Key": k}} for k in part]}
             )
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _get_items(self, keys: Iterable[Key]) -> dict[Key, Item]:
         """Items by key (consistent), the transaction's own writes included."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = unique(keys)
         found: dict[Key, Item] = {}
         fetch = []
         for k in wanted:
@@ -352,12 +361,9 @@ class DynamoStorage:
                     found[k] = item
             else:
                 fetch.append(k)
-        for start in range(0, len(fetch), BATCH_GET):
+        for part in chunks(fetch, BATCH_GET):
             request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [it.key(*k) for k in fetch[start : start + BATCH_GET]],
-                    "ConsistentRead": True,
-                }
+                self.table: {"Keys": [it.key(*k) for k in part], "ConsistentRead": True}
             }
             while request:
                 reply = self.client.batch_get_item(RequestItems=request)
@@ -422,34 +428,28 @@ class DynamoStorage:
 
     def put_request(self, record: RequestRecord) -> None:
         """Insert or replace a request (and its index copies)."""
-
-        def write() -> None:
-            with self._atomic():
-                self._stage(it.request_items(record))
-
-        self._guard(write)
+        with self._translated(), self._atomic():
+            self._stage(it.request_items(record))
 
     def get_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
-        """Requests by id; unknown ids are absent from the result."""
-        ids = list(dict.fromkeys(request_ids))
-        found = self._guard(lambda: self._get_items(it.request_key(i) for i in ids))
-        result = {}
-        for request_id in ids:
-            item = found.get(it.request_key(request_id))
-            if item is not None:
-                result[request_id] = it.request_from_item(item)
-        return result
+        """Requests by id, in the order asked; unknown ids are absent from the result."""
+        ids = unique(request_ids)
+        with self._translated():
+            found = self._get_items(it.request_key(i) for i in ids)
+        items = {i: found.get(it.request_key(i)) for i in ids}
+        return {i: it.request_from_item(item) for i, item in items.items() if item is not None}
 
     def open_requests(self, kind: RequestKind | None = None) -> list[RequestRecord]:
         """Requests whose status is still ``running``, oldest first (then by id)."""
-        prefix = "" if kind is None else f"{kind.value}#"
-        found = self._guard(lambda: self._query_items(it.OPEN, prefix))
-        return _oldest_first(it.request_from_item(item) for item in found.values())
+        with self._translated():
+            found = self._query_items(it.OPEN, "" if kind is None else f"{kind.value}#")
+        return oldest_first(map(it.request_from_item, found.values()))
 
     def undelivered_requests(self) -> list[RequestRecord]:
         """Running requests Host Factory has not got, oldest first (one partition)."""
-        found = self._guard(lambda: self._query_items(it.UNDELIVERED, ""))
-        return _oldest_first(it.request_from_item(item) for item in found.values())
+        with self._translated():
+            found = self._query_items(it.UNDELIVERED, "")
+        return oldest_first(map(it.request_from_item, found.values()))
 
     # -- machines --------------------------------------------------------------------------------
 
@@ -457,106 +457,78 @@ class DynamoStorage:
         """Insert or replace machines by machine id, all or none; index copies follow."""
         if not records:
             return
-
-        def write() -> None:
-            with self._atomic():
-                buffer = self._buffer or {}
-                keys = [it.machine_key(r.machine_id) for r in records]
-                self._get_items(k for k in keys if k not in self._seen and k not in buffer)
-                for index, record in enumerate(records):
-                    k = it.machine_key(record.machine_id)
-                    old_item = buffer[k] if k in buffer else self._seen.get(k)
-                    old = it.machine_from_item(old_item) if old_item is not None else None
-                    seq = it.seq_of(old_item) if old_item is not None else self._new_seq(index)
-                    ops = it.machine_items(record, seq, old)
-                    self._stage(ops)
-
-        self._guard(write)
+        with self._translated(), self._atomic():
+            buffer = self._buffer or {}
+            keys = [it.machine_key(r.machine_id) for r in records]
+            self._get_items(k for k in keys if k not in self._seen and k not in buffer)
+            for index, record in enumerate(records):
+                k = it.machine_key(record.machine_id)
+                old_item = buffer[k] if k in buffer else self._seen.get(k)
+                old = it.machine_from_item(old_item) if old_item is not None else None
+                seq = it.seq_of(old_item) if old_item is not None else self._new_seq(index)
+                self._stage(it.machine_items(record, seq, old))
 
     def machines_of(self, request_ids: Sequence[str]) -> dict[str, list[MachineRecord]]:
         """Machines of acquire requests by request id (every id present), first stored first."""
-        ids = list(dict.fromkeys(request_ids))
-        found = self._guard(lambda: self._query_many([f"RM#{i}" for i in ids]))
+        ids = unique(request_ids)
+        with self._translated():
+            found = self._query_many([f"RM#{i}" for i in ids])
         return {i: _by_seq(found[f"RM#{i}"].values()) for i in ids}
 
     def find_machines(
         self, machine_ids: Sequence[str] = (), names: Sequence[str] = ()
     ) -> list[MachineRecord]:
-        """Machines by id (in the order given), then further ones by name (in the order given)."""
-        ids = list(dict.fromkeys(machine_ids))
-        wanted_names = list(dict.fromkeys(names))
-
-        def read() -> list[MachineRecord]:
-            by_name = self._query_many([f"N#{name}" for name in wanted_names])
-            named = {
-                name: [sk for sk, _ in sorted(by_name[f"N#{name}"].items(), key=lambda kv: it.seq_of(kv[1]))]
-                for name in wanted_names
-            }
-            everything = ids + [m for found in named.values() for m in found]
-            items = self._get_items(it.machine_key(m) for m in everything)
-            records = {
-                m: it.machine_from_item(items[it.machine_key(m)])
-                for m in everything
-                if it.machine_key(m) in items
-            }
-            result = [records[m] for m in ids if m in records]
-            seen = {r.machine_id for r in result}
-            for name in wanted_names:
-                for machine_id in named[name]:
-                    record = records.get(machine_id)
-                    if record is not None and record.name == name and machine_id not in seen:
-                        seen.add(machine_id)
-                        result.append(record)
-            return result
-
-        return list(self._guard(read))
+        """Machines by id (in the order given), then further ones by name (in the order given):
+        :func:`ohfp_core.storage_rules.in_find_order` over the name index (``N#<name>``)."""
+        ids, wanted = unique(machine_ids), unique(names)
+        with self._translated():
+            named = self._query_many([f"N#{name}" for name in wanted])
+            by_name = [
+                sk for pk in named for sk, _ in sorted(named[pk].items(), key=lambda kv: it.seq_of(kv[1]))
+            ]
+            items = self._get_items(it.machine_key(m) for m in [*ids, *by_name])
+        records = {machine_id: it.machine_from_item(items[it.machine_key(machine_id)])
+                   for machine_id in [*ids, *by_name] if it.machine_key(machine_id) in items}  # fmt: skip
+        return in_find_order(
+            ids,
+            wanted,
+            (records[m] for m in ids if m in records),
+            (records[m] for m in by_name if m in records),
+        )
 
     def held_machines(self, template_id: str | None = None) -> list[MachineRecord]:
         """Machines Host Factory holds, optionally of one template, first stored first."""
-        prefix = "" if template_id is None else it.held_prefix(template_id)
-        found = self._guard(lambda: self._query_items(it.HELD, prefix))
+        with self._translated():
+            found = self._query_items(it.HELD, "" if template_id is None else it.held_prefix(template_id))
         return _by_seq(found.values())
 
     # -- values ----------------------------------------------------------------------------------
 
     def put_values(self, values: Sequence[StoredValue]) -> None:
         """Insert or replace values by key, all or none."""
-        if not values:
-            return
-
-        def write() -> None:
-            with self._atomic():
+        if values:
+            with self._translated(), self._atomic():
                 self._stage(
-                    {
-                        it.value_key(v.key): it.make(
-                            it.VALUES, v.key, value=dumps(v.value), expires=v.expires_at
-                        )
-                        for v in values
-                    }
+                    {it.value_key(v.key): it.value_item(v.key, dumps(v.value), v.expires_at) for v in values}
                 )
-
-        self._guard(write)
 
     def get_values(self, keys: Sequence[str], now: int) -> dict[str, Any]:
         """Unexpired values by key."""
-        found = self._guard(lambda: self._get_items(it.value_key(k) for k in keys))
+        with self._translated():
+            found = self._get_items(it.value_key(k) for k in keys)
         return {sk: value for (_, sk), item in found.items() if (value := _live(item, now)) is not _EXPIRED}
 
     def values_with_prefix(self, prefix: str, now: int) -> dict[str, Any]:
         """Unexpired values whose key starts with ``prefix`` (a key range of one partition)."""
-        found = self._guard(lambda: self._query_items(it.VALUES, prefix))
+        with self._translated():
+            found = self._query_items(it.VALUES, prefix)
         return {sk: value for sk, item in found.items() if (value := _live(item, now)) is not _EXPIRED}
 
     def delete_values(self, keys: Sequence[str]) -> None:
         """Forget values by key."""
-        if not keys:
-            return
-
-        def write() -> None:
-            with self._atomic():
+        if keys:
+            with self._translated(), self._atomic():
                 self._stage(dict.fromkeys((it.value_key(k) for k in keys), None))
-
-        self._guard(write)
 
     # -- administration ----------------------------------------------------------------------------
 
@@ -577,15 +549,20 @@ class DynamoStorage:
 
     def iter_requests(self) -> Iterator[RequestRecord]:
         """Every request, oldest first (a scan: administration only)."""
-        yield from _oldest_first(it.request_from_item(i) for i in self._guard(lambda: self._scan("R")))
+        with self._translated():
+            found = self._scan("R")
+        yield from oldest_first(map(it.request_from_item, found))
 
     def iter_machines(self) -> Iterator[MachineRecord]:
         """Every machine, in the order first stored (a scan: administration only)."""
-        yield from _by_seq(self._guard(lambda: self._scan("M")))
+        with self._translated():
+            found = self._scan("M")
+        yield from _by_seq(found)
 
     def iter_values(self) -> Iterator[StoredValue]:
         """Every value, expired ones included."""
-        found = self._guard(lambda: self._query_items(it.VALUES, ""))
+        with self._translated():
+            found = self._query_items(it.VALUES, "")
         for sk in sorted(found):
             item = found[sk]
             yield StoredValue(
@@ -594,8 +571,7 @@ class DynamoStorage:
 
     def check(self) -> dict[str, Any]:
         """Table status and key schema, schema version and instance, the lock, counts."""
-
-        def run() -> dict[str, Any]:
+        with self._translated():
             problems: list[str] = []
             table = describe_table(self.client, self.table)
             problems += table["problems"]
@@ -636,8 +612,6 @@ class DynamoStorage:
                 "lockHeld": lock_item is not None and "owner" in lock_item,
             }
 
-        return dict(self._guard(run))
-
 
 _EXPIRED = object()
 
@@ -646,10 +620,6 @@ def _live(item: Item, now: int) -> Any:
     if int(item["expires"]["N"]) <= now:
         return _EXPIRED
     return json.loads(item["value"]["S"])
-
-
-def _oldest_first(records: Iterable[RequestRecord]) -> list[RequestRecord]:
-    return sorted(records, key=lambda r: (r.created_at, r.request_id.encode()))
 
 
 def _by_seq(found: Iterable[Item]) -> list[MachineRecord]:
@@ -691,6 +661,6 @@ def _journal_entries(text: str) -> list[tuple[str, str, Item | None]]:
     return [(pk, sk, item) for pk, sk, item in json.loads(text)]
 
 
-def open_store(context: StorageContext) -> DynamoStorage:
-    """The ``dynamodb`` storage factory: settings from the ``dynamodb`` section."""
-    return DynamoStorage(read_settings(context.settings), context.instance, context.timeout_sec)
+def open_store(settings: DynamoSettings, context: StorageContext) -> DynamoStorage:
+    """The ``dynamodb`` backend's opener (:func:`ohfp_core.storage_backends.backend`)."""
+    return DynamoStorage(settings, context.instance, context.timeout_sec)
