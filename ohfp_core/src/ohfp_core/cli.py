@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from ohfp_core.errors import ConfigError, InputError, OhfpError
 
@@ -36,6 +36,14 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_UNHEALTHY = 4
+
+
+class Outcome(NamedTuple):
+    """A command's reply and the exit code it ends with once the reply is written."""
+
+    reply: Any
+    code: int = EXIT_OK
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
 )
@@ -116,6 +124,8 @@ def _run(
 ) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
+    ``action`` returns the reply (exit 0), or an :class:`Outcome` naming its exit code.
+
     ``after`` runs once the reply is written: a failure there is logged, the reply stands.
     ``failed`` runs instead when the call failed or its reply could not be written.
     """
@@ -130,7 +140,7 @@ def _run(
 
 def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
     try:
-        reply = action()
+        result = action()
     except InputError as exc:
         _log_failure(what, exc)
         _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
@@ -159,8 +169,9 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
             }
         )
         return EXIT_INTERNAL
+    outcome = result if isinstance(result, Outcome) else Outcome(result)
     try:
-        _print_reply(reply)
+        _print_reply(outcome.reply)
     except OSError as exc:  # Host Factory stopped reading: nothing more to do
         _log_failure(what, exc)
         return EXIT_INTERNAL
@@ -169,7 +180,7 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
             after()
         except Exception as exc:  # the reply is out: report, never replace it
             _log_failure(what, exc, internal=not isinstance(exc, OhfpError))
-    return EXIT_OK
+    return outcome.code
 
 
 def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
@@ -258,21 +269,15 @@ def cmd_health(args: argparse.Namespace) -> int:
         hooks = load_hooks(context, settings.sections)
         checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
         reply = health.report(context, [*checks, *hooks.health_check()])
-        if reply["message"] != "healthy":
-            args.exit_code = 4
-        return reply
+        return Outcome(reply, EXIT_OK if reply["message"] == "healthy" else EXIT_UNHEALTHY)
 
-    args.exit_code = EXIT_OK
-    code = _run("health", action)
-    return code or int(args.exit_code)
+    return _run("health", action)
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
     """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
     from ohfp_core import storage_admin
     from ohfp_core.plugins import Hooks, make_manager
-
-    args.exit_code = EXIT_OK
 
     def action() -> Any:
         context, settings = _context(args.provider)
@@ -281,9 +286,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
-                if not report.get("ok"):
-                    args.exit_code = 4
-                return report
+                return Outcome(report, EXIT_OK if report.get("ok") else EXIT_UNHEALTHY)
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
             target = _open_store(hooks, context, settings, args.to)
@@ -296,8 +299,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
         finally:
             source.close()
 
-    code = _run(f"storage {args.storage_command}", action)
-    return code or int(args.exit_code)
+    return _run(f"storage {args.storage_command}", action)
 
 
 class _Parser(argparse.ArgumentParser):
