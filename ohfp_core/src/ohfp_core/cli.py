@@ -44,6 +44,8 @@ class Outcome(NamedTuple):
 
     reply: Any
     code: int = EXIT_OK
+
+
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
 )

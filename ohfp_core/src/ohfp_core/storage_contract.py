@@ -67,6 +67,8 @@ KILL_GROUP = 150
 """Machines written with their request in each write group of the kill test (more than
 the 100 items one DynamoDB transaction holds)."""
 BULK_MACHINES = 100_000
+MANY_IDS = 1203
+"""Over twice SQLite's 500 ids per IN list, and not a multiple of any batch size."""
 BULK_PER_REQUEST = 100
 WAIT = 120.0
 
@@ -214,6 +216,9 @@ class StorageContract:
 
     bulk_machines = BULK_MACHINES
     """Machines in state for the indexed-lookup test."""
+    many_ids = MANY_IDS
+    """Ids looked up at once by the many-ids test: more than the most the backend reads in
+    one statement or batch, so lookups that split ids are exercised."""
 
     # -- what a backend supplies -------------------------------------------------------------
 
@@ -355,6 +360,21 @@ class StorageContract:
         assert store.find_machines(names=["ip-i-3"]) == []
         assert store.find_machines(names=["host-3"]) == [updated]
 
+    def test_a_machine_written_twice_in_one_write_ends_as_its_last_in_every_query(
+        self, store: Storage
+    ) -> None:
+        last = mrec("i-1", "req-b", template_id="t2", name="two")
+        store.put_machines([mrec("i-1", "req-a", template_id="t1", name="one"), last])
+        assert store.machines_of(["req-a", "req-b"]) == {"req-a": [], "req-b": [last]}
+        assert (store.held_machines("t1"), store.held_machines("t2")) == ([], [last])
+        assert (store.find_machines(names=["one"]), store.find_machines(names=["two"])) == ([], [last])
+        returning = mrec("i-2", "req-c", template_id="t1", return_request_id="ret-1")
+        with store.transaction():
+            store.put_machines([mrec("i-2", "req-a", template_id="t1")])
+            store.put_machines([returning])
+        assert store.machines_of(["req-a", "req-c"]) == {"req-a": [], "req-c": [returning]}
+        assert store.held_machines("t1") == []
+
     def test_a_machine_moved_to_another_request_and_template_moves_in_every_query(
         self, store: Storage
     ) -> None:
@@ -456,7 +476,7 @@ class StorageContract:
         assert store.machines_of([]) == {}
 
     def test_lookups_of_many_ids_at_once(self, store: Storage) -> None:
-        count = 1203
+        count = self.many_ids
         request_ids = [f"req-{n:05d}" for n in range(count)]
         machine_ids = [f"i-{n:05d}" for n in range(count)]
         self.bulk_load(

@@ -412,11 +412,16 @@ class DynamoStorage:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _stage(self, ops: dict[Key, Item | None]) -> None:
+    def _staged(self) -> dict[Key, Item | None]:
+        """The writes buffered by the transaction (only inside one)."""
         assert self._buffer is not None  # noqa: S101 -- only called inside _atomic
+        return self._buffer
+
+    def _stage(self, ops: dict[Key, Item | None]) -> None:
+        buffer = self._staged()
         for k, item in ops.items():
-            self._buffer.pop(k, None)  # keep the order of the last write
-            self._buffer[k] = item
+            buffer.pop(k, None)  # keep the order of the last write
+            buffer[k] = item
 
     def _new_seq(self, index: int) -> int:
         """An increasing number for a machine's first store (microseconds, then position)."""
@@ -458,7 +463,7 @@ class DynamoStorage:
         if not records:
             return
         with self._translated(), self._atomic():
-            buffer = self._buffer or {}
+            buffer = self._staged()
             keys = [it.machine_key(r.machine_id) for r in records]
             self._get_items(k for k in keys if k not in self._seen and k not in buffer)
             for index, record in enumerate(records):
