@@ -22,8 +22,9 @@ from ohfp_core.sql_rows import machine_row, request_row
 from ohfp_core.sql_schema import SCHEMA_VERSION
 from ohfp_core.sqlite import DB_NAME, DIALECT, SQLiteStorage
 from ohfp_core.storage import MachineRecord, RequestRecord, Storage, StorageContext, StoredValue
-from ohfp_core.storage_contract import StoreOpener, full_machine, full_request, mrec
+from ohfp_core.storage_contract import StoreOpener, mrec
 from ohfp_core.testing import StorageContract
+from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
 # ohfp-core 0.2's schema, version by version, as it wrote databases (kept verbatim: a store it
 # wrote must open and migrate with nothing lost).
@@ -197,27 +198,11 @@ def test_files_are_private_to_the_owner(tmp_path: Path) -> None:
 def test_a_database_of_ohfp_0_2_migrates_with_nothing_lost(workdir: Path) -> None:
     """Schema version 2, as ohfp-core 0.2 wrote it, with every kind of record: opened by
     this ohfp, every record reads back as it was and the indexes are the shared SQL layer's."""
-    undelivered = RequestRecord(
-        request_id="req-dead", kind=RequestKind.ACQUIRE, template_id="t", created_at=3
-    )
-    requests = [full_request(), undelivered]
-    machines = [
-        full_machine(),
-        mrec("i-2", "req-dead", template_id="t"),
-        mrec("i-1", "req-dead", template_id="t"),
-    ]
-    values = [StoredValue(key="aws:k", value={"a": [1, None]}, expires_at=9)]
-    write_version_2(workdir / DB_NAME, requests, machines, values)
+    write_version_2(workdir / DB_NAME, REQUESTS, MACHINES, VALUES)
 
     store = SQLiteStorage(workdir)
     try:
-        assert list(store.iter_requests()) == sorted(requests, key=lambda r: r.created_at)
-        assert list(store.iter_machines()) == machines
-        assert list(store.iter_values()) == values
-        assert store.undelivered_requests() == [undelivered]
-        assert [m.machine_id for m in store.held_machines("t")] == ["i-2", "i-1"]
-        report = store.check()
-        assert report["ok"] is True and report["schemaVersion"] == SCHEMA_VERSION, report
+        assert_nothing_lost(store)
         indexes = {
             row[0] for row in store._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }

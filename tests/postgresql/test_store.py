@@ -26,12 +26,13 @@ from ohfp_core.storage import (
     StoredValue,
     dumps,
 )
-from ohfp_core.storage_contract import StoreOpener, full_machine, full_request, mrec
+from ohfp_core.storage_contract import StoreOpener
 from ohfp_core.testing import StorageContract
 from ohfp_postgresql import plugin
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
 from ohfp_postgresql.store import PostgresStorage
 from tests.postgres_support import PostgresServer
+from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
 # ohfp-postgresql 0.2's schema (version 1), as it wrote it (kept verbatim: a schema it wrote
 # must open and migrate with nothing lost).
@@ -311,33 +312,16 @@ def test_a_write_waits_for_another_connections_transaction(
 
 def test_a_schema_of_ohfp_postgresql_0_2_migrates_with_nothing_lost(postgres_server: PostgresServer) -> None:
     """Version 1, as ohfp-postgresql 0.2 wrote it, with every kind of record: opened by this
-    ohfp, every record reads back as it was and the indexes are the shared SQL layer's."""
-    undelivered = RequestRecord(
-        request_id="req-dead", kind=RequestKind.ACQUIRE, template_id="t", created_at=3
-    )
-    requests = [full_request(), undelivered]
-    machines = [
-        full_machine(),
-        mrec("i-2", "req-dead", template_id="t"),
-        mrec("i-1", "req-dead", template_id="t"),
-    ]
-    values = [StoredValue(key="aws:k", value={"a": [1, None]}, expires_at=9)]
+    ohfp, every record reads back as it was, and it still belongs to its instance."""
     opener = PgOpener(postgres_server.dsn, postgres_server.new_schema("v1"), instance="inst")
-    write_version_1(opener.dsn, opener.schema, opener.instance, requests, machines, values)
+    write_version_1(opener.dsn, opener.schema, opener.instance, REQUESTS, MACHINES, VALUES)
 
     store = opener()
     try:
-        assert list(store.iter_requests()) == sorted(requests, key=lambda r: r.created_at)
-        assert list(store.iter_machines()) == machines
-        assert list(store.iter_values()) == values
-        assert store.undelivered_requests() == [undelivered]
-        assert [m.machine_id for m in store.held_machines("t")] == ["i-2", "i-1"]
-        store.put_machines([mrec("i-3", "req-dead", template_id="t")])
-        assert [m.machine_id for m in store.machines_of(["req-dead"])["req-dead"]] == ["i-2", "i-1", "i-3"]
+        assert_nothing_lost(store)
         report = store.check()
     finally:
         store.close()
-    assert report["ok"] is True and report["schemaVersion"] == SCHEMA_VERSION, report
     assert report["instance"] == "inst"
     with pytest.raises(ConfigError, match="holds the state of provider instance 'inst', not 'other'"):
         attrs.evolve(opener, instance="other")()
