@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from ohfp_core.inflight import CallLocks
+from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.models import MachineState, RequestKind, RequestStatus
 from ohfp_core.operations import Operations
 from ohfp_core.reconcile import CANCELLED, RETURNED
@@ -33,7 +33,7 @@ def _second_call(instance: Instance) -> Operations:
 def _die(ops: Operations) -> None:
     """What the kernel does when a call's process dies: its locks go, its files stay."""
     for _, lock in ops._made:
-        assert lock._fd is not None
+        assert isinstance(lock, CallLock) and lock._fd is not None
         os.close(lock._fd)
         lock._fd = None
     ops._made.clear()

@@ -77,6 +77,7 @@ class TestDynamoContract(StorageContract):
 
     bulk_machines = 10_000
     many_ids = 250
+    lease_lapse_sec = 2.0  # DynamoOpener's callLeaseSeconds
 
     @pytest.fixture
     def opener(self, dynamo_server: SerialMotoServer) -> StoreOpener:

@@ -6,7 +6,9 @@ knows nothing of what it did. So each call carries a :class:`Deadline` a little 
 something outside the process is bounded by what is left of it on the client side: every
 state store round trip (connect, query, commit, lock wait), and the cloud calls. Past it a
 store raises :class:`~ohfp_core.errors.StorageError` of kind ``TIMED_OUT``; the call then
-answers with a JSON failure (exit 3) and the next call reconciles what it left.
+answers with a JSON failure (exit 3) and the next call reconciles what it left. Should
+anything still hold the call (a hang no bound reaches), :func:`last_resort` answers for it
+between the deadline and Host Factory's timeout.
 
 A deadline is a value the call carries, not process state: a process serving several calls
 at once gives each its own.
@@ -15,10 +17,15 @@ at once gives each its own.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Callable
 
 from attrs import frozen
 
+LOCK_SPARE_SEC = 0.25
+"""A wait for another call's write lock ends this long before the deadline, so the call
+learns the lock was held too long (and says so) rather than merely running out of time."""
 RESERVE_SEC = 3.0
 """Kept back from Host Factory's time to write the reply after the deadline (at most a fifth
 of the time)."""
@@ -51,9 +58,9 @@ class Deadline:
         """Seconds left, never negative."""
         return max(0.0, self.ends_at - time.monotonic())
 
-    def bound(self, seconds: float) -> float:
-        """``seconds``, or what is left when that is less."""
-        return min(seconds, self.remaining())
+    def bound(self, seconds: float, spare: float = 0.0) -> float:
+        """``seconds``, or what is left less ``spare`` when that is less (never negative)."""
+        return max(0.0, min(seconds, self.remaining() - spare))
 
     @property
     def passed(self) -> bool:
@@ -63,3 +70,15 @@ class Deadline:
 def call_deadline(timeout_sec: float) -> Deadline:
     """The deadline of a call Host Factory gives ``timeout_sec`` seconds, from now."""
     return Deadline.after(timeout_sec - reserve(timeout_sec))
+
+
+def last_resort(deadline: Deadline, answer: Callable[[], None]) -> threading.Timer:
+    """Call ``answer`` (in a thread of its own) half the reserve after ``deadline`` (half of
+    it before Host Factory's timeout) unless cancelled first: the last resort of a call that
+    something outside every bound keeps from answering. ``answer`` replies for the call and
+    ends the process; what the call left is reconciled by the next one, as after a crash."""
+    grace_sec = min(RESERVE_SEC, deadline.budget / 4) / 2  # the reserve, from the budget it left
+    timer = threading.Timer(deadline.remaining() + grace_sec, answer)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -1,10 +1,23 @@
-"""Requests whose call died before Host Factory got their id, found and ended.
+"""Requests whose call died before Host Factory got their id, found and ended, from any host.
 
 requestMachines and requestReturnMachines record a request before they touch the cloud and
-mark it *delivered* only once the reply naming it is written. A running request that is not
-delivered and whose call is gone (its lock is free, :mod:`ohfp_core.inflight`; or, for a
-request another host recorded, it is older than ``HF_PROVIDER_ACTION_TIMEOUT``) was never
-seen by Host Factory:
+mark it *delivered* only once the reply naming it is written. From before the record exists
+until then, the call holds the request's **lease** (:meth:`Storage.hold_lease
+<ohfp_core.storage.Storage.hold_lease>`), which the *store* sees die with the call, however
+the call ends:
+
+- SQLite: a file lock in the work directory (:mod:`ohfp_core.inflight`); the kernel drops it
+  when the process ends. One host's only: a request another host recorded (a database on
+  shared storage) is judged by its age, dead once older than ``HF_PROVIDER_ACTION_TIMEOUT``
+  + :data:`AGE_MARGIN_SEC`, when Host Factory has given up on its call for sure;
+- PostgreSQL: a session-level advisory lock per request, on the call's connection; the
+  server drops it the moment that connection closes (a killed process), or within seconds
+  when TCP keepalives find the host gone (``ohfp_postgresql.store``);
+- DynamoDB: a lease item per request whose expiry a thread of the call pushes forward while
+  it runs (``ohfp_dynamodb.leases``); it lapses within ``callLeaseSeconds`` of the call's end.
+
+A running request that is not delivered and whose lease any call can take (:meth:`dead`)
+was never seen by Host Factory, and is ended at once, from whichever host calls next:
 
 - an acquire request is **cancelled**: the provider removes everything the cloud made for it
   (``ohfp_cancel_request``; without that hook, core terminates the machines the provider
@@ -14,9 +27,10 @@ seen by Host Factory:
   machine that cannot be terminated is held again and the request ends
   ``complete_with_error``, as after any failed termination.
 
-Every Host Factory call runs :meth:`Reconciler.run` first: the query reads only undelivered
-requests (indexed), so it costs nothing when no call died. A cloud refusal leaves the
-request for the next call.
+Leases are ended explicitly too (delivered, reconciled, or the call failed): a process that
+serves many calls keeps nothing of one call's leases into the next. Every Host Factory call
+runs :meth:`Reconciler.run` first: the query reads only undelivered requests (indexed), so
+it costs nothing when no call died. A cloud refusal leaves the request for the next call.
 """
 
 from __future__ import annotations
@@ -26,7 +40,6 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ohfp_core.errors import CloudError
-from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.logs import get_logger
 from ohfp_core.models import (
     CloudRequest,
@@ -39,14 +52,14 @@ from ohfp_core.models import (
 )
 from ohfp_core.plugins import Hooks
 from ohfp_core.returns import items_for, named_hosts, with_failures
-from ohfp_core.storage import RequestRecord, Storage, cloud_request
+from ohfp_core.storage import Lease, RequestRecord, Storage, cloud_request
 
 log = get_logger("ohfp.reconcile")
 
 MAX_PER_CALL = 20
 """Most dead requests one call reconciles (the rest wait for the next call)."""
 AGE_MARGIN_SEC = 5
-"""Added to the action timeout before a request of another host counts as dead."""
+"""Added to the action timeout before a request judged by its age counts as dead."""
 CANCELLED = (
     "abandoned: the call that made it ended before Host Factory got its id; everything it made was removed"
 )
@@ -59,35 +72,32 @@ RETURNED = (
 class Reconciler:
     """Finds dead calls' requests in ``store`` and ends them through ``hooks``."""
 
-    def __init__(
-        self, hooks: Hooks, store: Storage, locks: CallLocks, timeout_sec: float, clock: Callable[[], int]
-    ) -> None:
+    def __init__(self, hooks: Hooks, store: Storage, timeout_sec: float, clock: Callable[[], int]) -> None:
         self.hooks = hooks
         self.store = store
-        self.locks = locks
         self.timeout_sec = timeout_sec
         self.clock = clock
 
-    def dead(self) -> Iterator[tuple[RequestRecord, CallLock]]:
-        """Undelivered running requests whose call is gone, each with its lock now held (so
-        no other call reconciles it at the same time). Release every lock yielded."""
+    def dead(self) -> Iterator[tuple[RequestRecord, Lease]]:
+        """Undelivered running requests whose call is gone, each with its lease now held (so
+        no other call reconciles it at the same time). Release every lease yielded."""
         for record in self.store.undelivered_requests():
-            mine = record.owner == self.locks.owner and self.locks.available
-            if not mine and self.clock() - record.created_at <= self.timeout_sec + AGE_MARGIN_SEC:
-                continue  # another host's call may still be at work: wait for HF's timeout
-            lock = self.locks.try_take(record.request_id)
-            if lock is None:
+            young = self.clock() - record.created_at <= self.timeout_sec + AGE_MARGIN_SEC
+            if young and not self.store.sees_leases_of(record.owner):
+                continue  # its call may still be at work: wait for Host Factory's timeout
+            lease = self.store.take_lease(record.request_id)
+            if lease is None:
                 continue  # its call is at work (or another call is reconciling it)
             current = self.store.get_requests([record.request_id]).get(record.request_id)
             if current is None or current.delivered or current.status.is_final:
-                lock.release()  # it finished just before letting go of its lock
+                lease.release()  # it finished just before letting go of its lease
                 continue
-            yield current, lock
+            yield current, lease
 
     def run(self, limit: int = MAX_PER_CALL) -> int:
-        """End up to ``limit`` dead calls' requests; how many were ended."""
+        """End up to ``limit`` dead calls' requests; how many were taken care of."""
         ended = 0
-        for record, lock in self.dead():
+        for record, lease in self.dead():
             try:
                 if record.kind is RequestKind.ACQUIRE:
                     self._cancel(record)
@@ -97,7 +107,7 @@ class Reconciler:
             except CloudError as exc:
                 log.warning("reconcile postponed", request_id=record.request_id, error=exc.message)
             finally:
-                lock.release()
+                lease.release()
             if ended >= limit:
                 break
         return ended

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ohfp_core.deadline import Deadline
+from ohfp_core.deadline import LOCK_SPARE_SEC, Deadline
 from ohfp_core.errors import StorageError, StorageFailure
 from ohfp_core.models import RequestKind
 from ohfp_core.sql_rows import machine_from_row, machine_row, request_from_row, request_row
@@ -116,10 +116,14 @@ class SQLStore:
         except StorageError:
             raise
         except Exception as exc:
-            failure = self.dialect.failure(exc, self)
+            failure = self._failure(exc)
             if failure is None:
                 raise
             raise failure from None
+
+    def _failure(self, exc: BaseException) -> StorageError | None:
+        """``exc`` of a round trip as a StorageError (the dialect says which), or None."""
+        return self.dialect.failure(exc, self)
 
     def fetch(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
         """The rows of one statement (without ``params``, the text may hold several)."""
@@ -189,7 +193,7 @@ class SQLStore:
 
     @contextmanager
     def _begin(self, write: bool) -> Iterator[None]:
-        self._lock_wait = self.deadline.bound(self.lock_wait_sec)
+        self._lock_wait = self.deadline.bound(self.lock_wait_sec, spare=LOCK_SPARE_SEC)
         try:
             for statement in self.dialect.begin(write, self._lock_wait):
                 self.execute(statement)

@@ -25,6 +25,7 @@ from ohfp_core import mounts
 from ohfp_core.deadline import Deadline
 from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.files import ensure_private, private_dir, tighten_if_present
+from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.logs import get_logger
 from ohfp_core.parsing import key as setting_key
 from ohfp_core.parsing import one_of, rule
@@ -105,7 +106,8 @@ class SQLiteStorage(SQLStore):
     """A :class:`~ohfp_core.storage.Storage` in ``workdir / "ohfp-state.sqlite3"``.
 
     Opening creates ``workdir`` (0700) and the file (0600) when missing and migrates the
-    schema; a file written by a newer ohfp is refused. One instance serves one thread.
+    schema; a file written by a newer ohfp is refused. One instance serves one thread. The
+    leases of calls in flight are file locks in ``workdir / "calls"``.
     Round trips are bounded by ``deadline``: a write waits for another call's at most
     :data:`LOCK_WAIT_SEC` or what is left of it, and a statement still running when it
     passes is interrupted.
@@ -113,6 +115,8 @@ class SQLiteStorage(SQLStore):
 
     def __init__(self, workdir: Path, journal_mode: str = "auto", deadline: Deadline | None = None) -> None:
         self.path = workdir / DB_NAME
+        self._locks = CallLocks(workdir)
+        self.lease_owner = self._locks.owner
         if journal_mode not in JOURNAL_MODES:
             raise ConfigError(
                 f"sqlite journalMode must be one of {', '.join(JOURNAL_MODES)}, got {journal_mode!r}"
@@ -156,6 +160,20 @@ class SQLiteStorage(SQLStore):
                     journal_mode=self.journal_mode,
                     synchronous="FULL",
                 )
+
+    # -- in-flight leases: file locks in the work directory (:mod:`ohfp_core.inflight`) ------------
+
+    def hold_lease(self, request_id: str) -> CallLock:
+        """Lock the request's file in ``<workdir>/calls`` (see :meth:`Storage.hold_lease`)."""
+        return self._locks.hold(request_id)
+
+    def take_lease(self, request_id: str) -> CallLock | None:
+        """The request's file lock, if no living process holds it."""
+        return self._locks.try_take(request_id)
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Only this work directory's requests: a lock lives on one host."""
+        return self._locks.covers(owner)
 
     def _interrupt(self) -> int:
         """SQLite's progress handler: non-zero (interrupt the statement) once the deadline passed."""

@@ -120,12 +120,56 @@ class StorageContext:
     ``timeout_sec``, counted from the context's making)."""
 
 
+class Lease(Protocol):
+    """The in-flight lease of one request, held by the call making (or reconciling) it. The
+    store sees it die with the call (:mod:`ohfp_core.reconcile`)."""
+
+    def release(self) -> None:
+        """The call is done with the request (its reply is written, or it ended it): end the
+        lease for good."""
+        ...
+
+    def drop(self) -> None:
+        """Let the lease go as a call that dies lets it go: the next call may reconcile the
+        request at once."""
+        ...
+
+
 class Storage(Protocol):
     """A request store. All methods are safe under concurrent processes.
 
     Reads and writes outside :meth:`transaction` are each atomic on their own. Unknown ids
-    are never errors: they are absent from results.
+    are never errors: they are absent from results. Every round trip is bounded by the
+    deadline of the call using the store (:meth:`use_deadline`); a store object serves one
+    thread at a time unless :attr:`threadsafe`.
     """
+
+    threadsafe: bool
+    """Whether threads may share one store object (else a process running calls in threads
+    opens one per thread)."""
+    lease_owner: str
+    """Where this store's leases are held, recorded as :attr:`RequestRecord.owner`."""
+
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound every round trip from now on by ``deadline`` (connect, query, commit, lock
+        waits): past it, fail with :class:`~ohfp_core.errors.StorageError` of kind
+        ``TIMED_OUT`` (each call brings its own deadline)."""
+        ...
+
+    # in-flight leases ----------------------------------------------------------------
+    def hold_lease(self, request_id: str) -> Lease:
+        """Take the lease of a request this call is about to record (a new id: nobody holds it)."""
+        ...
+
+    def take_lease(self, request_id: str) -> Lease | None:
+        """The request's lease if its call is gone (nobody holds it), else None. Read the
+        request again once it is yours: its call may have finished just before letting go."""
+        ...
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Whether this store's leases tell a live call from a dead one for a request
+        recorded by ``owner``; where not, core judges the request by its age."""
+        ...
 
     def transaction(self) -> AbstractContextManager[None]:
         """Hold an exclusive write lock for a read-modify-write across every process (and

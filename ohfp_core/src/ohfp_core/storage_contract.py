@@ -26,7 +26,10 @@ and a rollback leaves nothing; processes racing for the last units of a template
 get more than ``maxNumber`` (capacity read inside :meth:`Storage.transaction`, as core does);
 a process killed at any moment of a stream of write groups leaves every group whole or
 absent; processes opening a new store at once all succeed; a store written by a newer
-schema is refused; one request's lookups stay indexed with 100,000 machines in state.
+schema is refused; one request's lookups stay indexed with 100,000 machines in state; a
+request's lease is seen by every connection until released, and free once its holder dies
+(within :attr:`~StorageContract.lease_lapse_sec`); round trips past the call's deadline are
+refused, and a write waits for another at most what is left of the call's time.
 """
 
 # A pytest suite shipped in the package: its checks are plain asserts.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +47,8 @@ from typing import Any
 import pytest
 
 from ohfp_core import capacity
-from ohfp_core.errors import ConfigError
+from ohfp_core.deadline import Deadline
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import (
     Machine,
     MachineResult,
@@ -189,6 +194,14 @@ def _write_groups(opener: StoreOpener, progress: Any) -> None:
         progress.value = group
 
 
+def _hold_lease(opener: StoreOpener, request_id: str, ready: Any) -> None:
+    """Hold a request's lease, as a call at work does, until killed."""
+    store = opener()
+    store.hold_lease(request_id)
+    ready.set()
+    time.sleep(WAIT * 2)
+
+
 def _spawn() -> Any:
     return multiprocessing.get_context("spawn")
 
@@ -219,6 +232,8 @@ class StorageContract:
     many_ids = MANY_IDS
     """Ids looked up at once by the many-ids test: more than the most the backend reads in
     one statement or batch, so lookups that split ids are exercised."""
+    lease_lapse_sec = 0.0
+    """How long a lease may outlive the call holding it (0: the store sees it die at once)."""
 
     # -- what a backend supplies -------------------------------------------------------------
 
@@ -615,6 +630,84 @@ class StorageContract:
             assert report["ok"] is True, report
         finally:
             store.close()
+
+    # -- in-flight leases and time ------------------------------------------------------------
+
+    def test_a_lease_is_seen_by_every_connection_until_it_is_released(self, opener: StoreOpener) -> None:
+        holder, other = opener(), opener()
+        try:
+            lease = holder.hold_lease("req-lease")
+            assert other.take_lease("req-lease") is None, "a live call's lease was taken"
+            assert holder.take_lease("req-lease") is None, (
+                "a live call's lease was taken on its own connection"
+            )
+            lease.release()
+            taken = other.take_lease("req-lease")
+            assert taken is not None, "a released lease is free for any call"
+            assert holder.take_lease("req-lease") is None
+            taken.drop()
+            again = holder.take_lease("req-lease")
+            assert again is not None, "a dropped lease is free for any call"
+            again.release()
+            assert holder.sees_leases_of(holder.lease_owner)
+        finally:
+            holder.close()
+            other.close()
+
+    def test_the_lease_of_a_call_that_died_is_free_for_the_next(self, opener: StoreOpener) -> None:
+        opener().close()
+        ctx = _spawn()
+        ready = ctx.Event()
+        child = ctx.Process(target=_hold_lease, args=(opener, "req-died", ready))
+        child.start()
+        store = opener()
+        try:
+            assert ready.wait(WAIT), f"the lease holder did not start (exit {child.exitcode})"
+            time.sleep(self.lease_lapse_sec * 1.5)  # longer than one lease: a live holder keeps it
+            assert store.take_lease("req-died") is None, "a live call's lease was taken"
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(WAIT)
+            bound = time.monotonic() + self.lease_lapse_sec + 10
+            taken = store.take_lease("req-died")
+            while taken is None and time.monotonic() < bound:
+                time.sleep(0.1)
+                taken = store.take_lease("req-died")
+            assert taken is not None, (
+                f"a dead call's lease held {self.lease_lapse_sec + 10:g} s after its death"
+            )
+            taken.release()
+        finally:
+            if child.is_alive():
+                child.kill()
+            store.close()
+
+    def test_a_round_trip_past_the_calls_deadline_is_refused(self, store: Storage) -> None:
+        store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
+        store.use_deadline(Deadline(time.monotonic() - 1, 17.0))
+        with pytest.raises(StorageError) as error:
+            store.get_requests(["req-1"])
+        assert error.value.kind is StorageFailure.TIMED_OUT and "17 s" in str(error.value)
+        with pytest.raises(StorageError):
+            store.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
+        store.use_deadline(Deadline.never())
+        assert list(store.get_requests(["req-1", "req-2"])) == ["req-1"]
+
+    def test_a_write_waits_for_another_at_most_what_is_left_of_the_calls_time(
+        self, store: Storage, opener: StoreOpener
+    ) -> None:
+        other = opener()
+        try:
+            with other.transaction():
+                other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+                store.use_deadline(Deadline.after(1.0))
+                with pytest.raises(StorageError) as error:
+                    store.put_request(RequestRecord(request_id="req-mine", kind=RequestKind.ACQUIRE))
+        finally:
+            other.close()
+        assert error.value.kind is StorageFailure.LOCK_TIMEOUT, error.value
+        said = re.search(r"longer than ([\d.]+) s", str(error.value))
+        assert said is not None and float(said.group(1)) <= 1.0, f"not the limit that applied: {error.value}"
 
     # -- schema ------------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ class DynamoSettings:
     ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL`` (a local DynamoDB, a VPC endpoint).
     ``createTable``: create the table on first use (else ``ohfp-dynamodb create-table``).
     ``lockLeaseSeconds``: how long a write lock of a call that died blocks the others.
-    ``lockTimeout``: seconds a write waits for another call's write. Credentials come the
-    standard AWS way (environment, shared files, instance role).
+    ``lockTimeout``: seconds a write waits for another call's write. ``callLeaseSeconds``:
+    how long after a call dies its requests' leases lapse, for any host to reconcile them
+    (renewed every third of it while the call runs). Credentials come the standard AWS way
+    (environment, shared files, instance role).
     """
 
     table: str = field(validator=rule(matching(TABLE_RE, "3 to 255 characters of [A-Za-z0-9_.-]")))
@@ -34,4 +36,7 @@ class DynamoSettings:
     )
     lock_timeout: float = field(
         default=30.0, metadata=setting_key("lockTimeout"), validator=rule(between(1, 3600))
+    )
+    call_lease_seconds: float = field(
+        default=10.0, metadata=setting_key("callLeaseSeconds"), validator=rule(between(2, 600))
     )

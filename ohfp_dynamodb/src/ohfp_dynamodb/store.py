@@ -24,7 +24,6 @@ write committed before the lock was taken. No lookup scans the table; :meth:`ite
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from ohfp_core.deadline import LOCK_SPARE_SEC, Deadline
 from ohfp_core.errors import StorageError, StorageFailure
+from ohfp_core.inflight import call_owner
 from ohfp_core.masking import mask_secrets
 from ohfp_core.models import RequestKind
 from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue, dumps
@@ -49,7 +48,9 @@ from ohfp_core.storage_rules import (
     unique,
 )
 from ohfp_dynamodb import items as it
+from ohfp_dynamodb.client import make_client
 from ohfp_dynamodb.items import Item, Key
+from ohfp_dynamodb.leases import CallLeases, DynamoLease
 from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.table import create_table, describe_table
 
@@ -71,47 +72,73 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def make_client(settings: DynamoSettings, timeout_sec: float) -> Any:
-    """A botocore DynamoDB client: region from the settings, ``AWS_REGION``, then botocore's
-    own chain; the endpoint from the settings or ``AWS_ENDPOINT_URL(_DYNAMODB)``."""
-    session = botocore.session.get_session()
-    region = settings.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if not region:
-        raise StorageError(
-            "the DynamoDB state store needs a region: set 'region' in the dynamodb section or AWS_REGION"
-        )
-    bound = max(1.0, min(10.0, timeout_sec / 4))
-    config = Config(
-        connect_timeout=bound,
-        read_timeout=max(bound, min(30.0, timeout_sec / 2)),
-        retries={"mode": "standard", "max_attempts": 4},
-    )
-    return session.create_client(
-        "dynamodb", region_name=region, endpoint_url=settings.endpoint_url, config=config
-    )
-
-
 class DynamoStorage:
     """A :class:`~ohfp_core.storage.Storage` in one DynamoDB table. One instance serves one
-    thread (queries of many partitions fan out over a few threads of its own)."""
+    thread (queries of many partitions fan out over a few threads of its own, and a thread
+    renews the leases of calls in flight: :mod:`ohfp_dynamodb.leases`). Every request keeps
+    within the deadline of the call using the store (:mod:`ohfp_dynamodb.client`).
+
+    ``owner`` names where its calls run (:attr:`~ohfp_core.storage.RequestRecord.owner`).
+    """
+
+    threadsafe = False
 
     def __init__(
-        self, settings: DynamoSettings, instance: str, timeout_sec: float = 240.0, client: Any = None
+        self,
+        settings: DynamoSettings,
+        instance: str,
+        deadline: Deadline | None = None,
+        client: Any = None,
+        owner: str = "",
     ) -> None:
         self.settings = settings
         self.table = settings.table
         self.instance = instance
         self.lease = settings.lock_lease_seconds
-        self.lock_timeout = max(1.0, min(settings.lock_timeout, timeout_sec))
-        self.client = client if client is not None else make_client(settings, timeout_sec)
+        self.deadline = deadline or Deadline.never()
+        self.lease_owner = owner
+        self.where = f"the DynamoDB state store (table {self.table!r})"
+        self.client = (
+            client if client is not None else make_client(settings, lambda: self.deadline, self.timed_out)
+        )
+        self._leases = CallLeases(self.client, self.table, settings.call_lease_seconds)
         self._buffer: dict[Key, Item | None] | None = None
         self._seen: dict[Key, Item | None] = {}
         """Items read under the lock in this transaction (their state before its writes)."""
         self._token = ""
         self._next_seq = 0
-        self.where = f"the DynamoDB state store (table {self.table!r})"
         with self._translated():
             self._open()
+
+    # -- time and leases -------------------------------------------------------------------------
+
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound every request from now on by ``deadline`` (each call brings its own)."""
+        self.deadline = deadline
+
+    def timed_out(self) -> StorageError:
+        return StorageError(
+            f"{self.where}: no answer within the {self.deadline.budget:g} s this Host Factory call may take"
+            " (HF_PROVIDER_ACTION_TIMEOUT less a reserve); the next call reconciles what this one left",
+            kind=StorageFailure.TIMED_OUT,
+        )
+
+    def hold_lease(self, request_id: str) -> DynamoLease:
+        """Write the new request's lease item (see :meth:`Storage.hold_lease`)."""
+        with self._translated():
+            lease = self._leases.claim(request_id, new=True)
+        if lease is None:
+            raise StorageError(f"{self.where}: the lease of the new request {request_id} is held already")
+        return lease
+
+    def take_lease(self, request_id: str) -> DynamoLease | None:
+        """The request's lease, if nobody holds it or it lapsed (its call stopped renewing it)."""
+        with self._translated():
+            return self._leases.claim(request_id, new=False)
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Every host's: the table holds the leases."""
+        return True
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -136,7 +163,7 @@ class DynamoStorage:
 
     def _open(self) -> None:
         if self.settings.create_table:
-            create_table(self.client, self.table, wait_sec=self.lock_timeout)
+            create_table(self.client, self.table, wait_sec=self.deadline.bound(self.settings.lock_timeout))
         meta = self.client.get_item(
             TableName=self.table, Key=it.key(it.META, it.SCHEMA_SK), ConsistentRead=True
         ).get("Item")
@@ -165,7 +192,8 @@ class DynamoStorage:
 
     def _acquire(self) -> None:
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + self.lock_timeout
+        wait = self.deadline.bound(self.settings.lock_timeout, spare=LOCK_SPARE_SEC)
+        deadline = time.monotonic() + wait
         delay = 0.005
         while True:
             now = time.time()
@@ -189,7 +217,7 @@ class DynamoStorage:
                     raise
             if time.monotonic() + delay > deadline:
                 raise StorageError(
-                    f"{self.where}: another call held the write lock longer than {self.lock_timeout:g} s",
+                    f"{self.where}: another call held the write lock longer than {wait:g} s",
                     kind=StorageFailure.LOCK_TIMEOUT,
                 )
             time.sleep(delay)
@@ -668,4 +696,4 @@ def _journal_entries(text: str) -> list[tuple[str, str, Item | None]]:
 
 def open_store(settings: DynamoSettings, context: StorageContext) -> DynamoStorage:
     """The ``dynamodb`` backend's opener (:func:`ohfp_core.storage_backends.backend`)."""
-    return DynamoStorage(settings, context.instance, context.timeout_sec)
+    return DynamoStorage(settings, context.instance, context.deadline, owner=call_owner(context.workdir))

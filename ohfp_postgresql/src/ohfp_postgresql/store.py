@@ -19,15 +19,35 @@ committed data. One lock rather than row locks because the accounting reads *abs
 (requests not yet recorded); one lock rather than SERIALIZABLE because ohfp's writes are
 small and short, so waiting is cheaper than retrying a call's whole read-modify-write.
 
-A write waits for another call's at most ``lockTimeout`` or what is left of the call's time,
-whichever is less (``SET LOCAL lock_timeout``), and says which limit applied. A server error
-becomes :class:`~ohfp_core.errors.StorageError` with any password masked.
+**In-flight leases.** The lease of a request a call is making (:mod:`ohfp_core.reconcile`)
+is a session-level advisory lock keyed by the schema and the request id, held on the call's
+connection: the server drops it the moment that connection closes, so a call on any host
+sees a dead call's request as free at once. Leases are unlocked explicitly when the call is
+done with them, so a connection that serves many calls carries none into the next. The
+server notices a host that vanished (power, network) by TCP: keepalives after
+:data:`KEEPALIVE` seconds idle and a user timeout, on both ends of the connection, end
+such a session within about ten seconds; and a session is never ended for being idle
+(``idle_session_timeout = 0``), since a call may wait on the cloud for minutes.
+
+**Time.** Connecting waits at most ``connectTimeout`` or what is left of the call's time; a
+write waits for another call's at most ``lockTimeout`` or what is left, whichever is less
+(``SET LOCAL lock_timeout``), and says which limit applied; and every round trip is bounded
+on the client side (:class:`Cutoff`): a server that stops answering (frozen, partitioned)
+cannot hold a call past its deadline, where no server-side timeout could fire. A server
+error becomes :class:`~ohfp_core.errors.StorageError` with any password masked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import psycopg
@@ -35,20 +55,98 @@ from psycopg import errors as pg_errors
 
 from ohfp_core.deadline import Deadline
 from ohfp_core.errors import StorageError
+from ohfp_core.inflight import call_owner
 from ohfp_core.sql_schema import SQLDialect, SQLSession
 from ohfp_core.sql_store import SQLStore
 from ohfp_core.storage import StorageContext
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
 
 APPLICATION_NAME = "ohfp"
+KEEPALIVE = {"keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+"""TCP keepalives on both ends: a silent peer is probed after 5 s idle and given up on after
+3 probes 2 s apart."""
+TCP_USER_TIMEOUT_MS = 10_000
+"""Data unacknowledged this long ends the connection (both ends)."""
+UNLOCK_GRACE_SEC = 2.0
+"""How long ending a lease may take past the call's deadline before the session is ended
+instead (which ends every lease it held)."""
 LEGACY_VERSIONS = {1: 2}
 """ohfp-postgresql 0.2 kept its own schema history: its version 1 holds what version 2 of the
 shared SQL layer does (and the indexes version 3 remakes)."""
 
 
-def lock_key(schema: str) -> int:
-    """The advisory lock of a schema's store: a signed 64-bit number from its name."""
-    return int.from_bytes(hashlib.sha256(f"ohfp-storage:{schema}".encode()).digest()[:8], "big", signed=True)
+def lock_key(schema: str, request_id: str | None = None) -> int:
+    """An advisory lock's key, a signed 64-bit number: the schema's write lock, or with
+    ``request_id`` the lease of that request."""
+    name = f"ohfp-storage:{schema}" if request_id is None else f"ohfp-call:{schema}:{request_id}"
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Cutoff:
+    """Ends a round trip still running at the deadline: shuts the connection's socket down,
+    so the client's wait ends whatever the server does (nothing it sends is needed). One
+    thread per connection, started at the first bounded round trip."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._cond = threading.Condition()
+        self._until: float | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.fired = False
+
+    @contextmanager
+    def armed(self, until: float) -> Iterator[None]:
+        """Watch the round trip run inside until ``until`` (monotonic; inf: not at all)."""
+        if math.isinf(until):
+            yield
+            return
+        with self._cond:
+            self._until, self.fired = until, False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="ohfp-pg-cutoff", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._until = None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._until is None:
+                    self._cond.wait()
+                    continue
+                left = self._until - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._until, self.fired = None, True
+                with contextlib.suppress(OSError, psycopg.Error):  # gone already: nothing to end
+                    shut = socket.socket(fileno=os.dup(self._conn.pgconn.socket))
+                    shut.shutdown(socket.SHUT_RDWR)
+                    shut.close()
+
+
+class AdvisoryLease:
+    """A request's in-flight lease: a session-level advisory lock on the store's connection."""
+
+    def __init__(self, store: PostgresStorage, request_id: str) -> None:
+        self.store = store
+        self.request_id = request_id
+
+    def release(self) -> None:
+        """Unlock (the request is the call's no more)."""
+        self.store.end_lease(self.request_id)
+
+    drop = release  # the lock is the lease: letting go is ending it
 
 
 class PostgresDialect(SQLDialect):
@@ -125,17 +223,27 @@ class PostgresDialect(SQLDialect):
 class PostgresStorage(SQLStore):
     """A :class:`~ohfp_core.storage.Storage` in one PostgreSQL schema (see the module docstring).
 
-    Connecting waits at most ``connectTimeout`` or what is left of ``deadline``.
+    Connecting waits at most ``connectTimeout`` or what is left of ``deadline``. ``owner``
+    names where its calls run (:attr:`~ohfp_core.storage.RequestRecord.owner`).
     """
 
-    def __init__(self, settings: PostgresSettings, instance: str, deadline: Deadline | None = None) -> None:
+    def __init__(
+        self, settings: PostgresSettings, instance: str, deadline: Deadline | None = None, owner: str = ""
+    ) -> None:
         self.settings = settings
         self.schema = settings.schema
+        self.lease_owner = owner
+        self._leases: dict[str, int] = {}
         deadline = deadline or Deadline.never()
         where = f"the PostgreSQL state store (schema {self.schema!r})"
+        given = psycopg.conninfo.conninfo_to_dict(settings.dsn or "")
+        tcp = {"keepalives": 1, **KEEPALIVE, "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
+        conninfo = psycopg.conninfo.make_conninfo(
+            settings.dsn or "", **{key: value for key, value in tcp.items() if key not in given}
+        )  # the DSN's own settings win
         try:
             conn = psycopg.connect(
-                settings.dsn or "",
+                conninfo,
                 autocommit=True,
                 connect_timeout=max(2, int(deadline.bound(settings.connect_timeout))),
                 application_name=APPLICATION_NAME,
@@ -154,18 +262,80 @@ class PostgresStorage(SQLStore):
             lock_wait_sec=settings.lock_timeout,
             deadline=deadline,
         )
+        self._cutoff = Cutoff(conn)
         try:
-            # A session stuck in a transaction is ended; keepalives find a vanished host, so
-            # its lock goes.
-            self.execute(
-                f"SET idle_in_transaction_session_timeout = {int(settings.lock_timeout * 2000)};"
-                " SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10;"
-                " SET tcp_keepalives_count = 3"
-            )
+            # A session stuck in a transaction is ended, an idle one never (its call may wait on
+            # the cloud); the server finds a vanished host by TCP, and its locks go.
+            settings_sql = [
+                f"SET idle_in_transaction_session_timeout = {int(settings.lock_timeout * 2000)}",
+                *(f"SET tcp_{key} = {value}" for key, value in KEEPALIVE.items()),
+                f"SET tcp_user_timeout = {TCP_USER_TIMEOUT_MS}",
+            ]
+            if conn.info.server_version >= 140000:
+                settings_sql.append("SET idle_session_timeout = 0")
+            self.execute("; ".join(settings_sql))
             self._migrate()
         except BaseException:
             self.close()
             raise
+
+    # -- bounds ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _bounded(self) -> Iterator[None]:
+        with self._cutoff.armed(self.deadline.ends_at):
+            yield
+
+    def _failure(self, exc: BaseException) -> StorageError | None:
+        if self._cutoff.fired and isinstance(exc, psycopg.Error):
+            return self.timed_out()
+        return super()._failure(exc)
+
+    def close(self) -> None:
+        """Close the connection (the server drops every lock and lease of the session)."""
+        self._cutoff.close()
+        self._leases.clear()
+        super().close()
+
+    # -- in-flight leases ----------------------------------------------------------------------
+
+    def hold_lease(self, request_id: str) -> AdvisoryLease:
+        """Lock the new request's advisory lock on this session (see :meth:`Storage.hold_lease`)."""
+        lease = self.take_lease(request_id)
+        if lease is None:
+            raise StorageError(f"{self.where}: the lease of the new request {request_id} is held already")
+        return lease
+
+    def take_lease(self, request_id: str) -> AdvisoryLease | None:
+        """The request's advisory lock, if no session holds it (this one included: a lock
+        this session holds is a live call's)."""
+        if request_id in self._leases:
+            return None
+        key = lock_key(self.schema, request_id)
+        if not self.fetch("SELECT pg_try_advisory_lock(%s)", [key])[0][0]:
+            return None
+        self._leases[request_id] = key
+        return AdvisoryLease(self, request_id)
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Every host's: the server holds the leases."""
+        return True
+
+    def end_lease(self, request_id: str) -> None:
+        """Unlock a lease of this session's. Past the call's deadline it may take
+        :data:`UNLOCK_GRACE_SEC` more; failing that the session is ended, which ends it too
+        (a connection never carries a lease into the next call)."""
+        key = self._leases.pop(request_id, None)
+        if key is None:
+            return
+        call_deadline = self.deadline
+        self.deadline = Deadline.after(max(call_deadline.remaining(), UNLOCK_GRACE_SEC))
+        try:
+            self.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except StorageError:
+            self.close()
+        finally:
+            self.deadline = call_deadline
 
     def details(self) -> dict[str, Any]:
         """The server (never the password), the schema and the instance it belongs to."""
@@ -185,4 +355,4 @@ class PostgresStorage(SQLStore):
 
 def open_store(settings: PostgresSettings, context: StorageContext) -> PostgresStorage:
     """The ``postgresql`` backend's opener (:func:`ohfp_core.storage_backends.backend`)."""
-    return PostgresStorage(settings, context.instance, context.deadline)
+    return PostgresStorage(settings, context.instance, context.deadline, call_owner(context.workdir))
