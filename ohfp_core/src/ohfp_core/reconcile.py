@@ -23,9 +23,11 @@ was never seen by Host Factory, and is ended at once, from whichever host calls 
   (``ohfp_cancel_request``; without that hook, core terminates the machines the provider
   finds for it), its stored machines end failed, and it ends ``complete_with_error``;
 - a return request is **finished**: Host Factory asked for those machines to go, so they
-  are terminated (again: termination is idempotent) and the request ends ``complete``; a
-  machine that cannot be terminated is held again and the request ends
-  ``complete_with_error``, as after any failed termination.
+  are terminated (again: termination is idempotent), and the request ends once the cloud
+  confirms them gone: ``complete``, or ``complete_with_error`` when a termination failed
+  (that machine is held again, as after any failed termination). Until then it stays
+  running and undelivered, its machines count against ``maxNumber``
+  (:mod:`ohfp_core.capacity`), and each later call looks again.
 
 Leases are ended explicitly too (delivered, reconciled, or the call failed): a process that
 serves many calls keeps nothing of one call's leases into the next. Every Host Factory call
@@ -51,6 +53,7 @@ from ohfp_core.models import (
     ReturnItem,
 )
 from ohfp_core.plugins import Hooks
+from ohfp_core.refresh import return_outcome
 from ohfp_core.returns import items_for, named_hosts, with_failures
 from ohfp_core.storage import Lease, RequestRecord, Storage, cloud_request
 
@@ -151,28 +154,30 @@ class Reconciler:
         )
 
     def _finish_return(self, record: RequestRecord) -> None:
-        """Terminate what the return still returns and end it as its own poll would once the
-        machines are gone: ``complete``, or ``complete_with_error`` when a termination failed
-        (that machine is held again)."""
+        """Terminate what the return still returns, then store what the cloud says of those
+        machines by the return rules (:func:`ohfp_core.refresh.return_outcome`): the request
+        ends once the cloud confirms every machine gone (or its termination failed); until
+        then it stays running and undelivered, for the next call to look again."""
         still, items = items_for(self.store, record)
         failures = self.hooks.terminate_machines(items)
+        record = attrs.evolve(
+            record, errors=with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
+        )
+        snapshot = self.hooks.machine_status([cloud_request(record)]).get(
+            record.request_id, RequestSnapshot()
+        )
+        stored = {m.machine_id: m for m in self.store.find_machines(list(record.machine_ids))}
         stamp = self.clock()
-        errors = with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
-        updated = []
-        for machine in still:
-            if machine.machine_id in failures:
-                updated.append(attrs.evolve(machine, return_request_id=None, updated_at=stamp))  # held again
-            else:
-                gone = attrs.evolve(machine.machine, state=MachineState.TERMINATED, message=RETURNED)
-                updated.append(attrs.evolve(machine, machine=gone, updated_at=stamp))
-        state = RequestStatus.COMPLETE_WITH_ERROR if failures else RequestStatus.COMPLETE
+        outcome = return_outcome(record, snapshot, stored, stamp)
+        final = outcome.status.is_final
+        message = "; ".join(filter(None, (RETURNED, outcome.message))) if final else record.message
         with self.store.transaction():
-            self.store.put_machines(updated)
+            self.store.put_machines(outcome.updates)
             self.store.put_request(
-                attrs.evolve(record, status=state, message=RETURNED, errors=errors, updated_at=stamp)
+                attrs.evolve(record, status=outcome.status, message=message, updated_at=stamp)
             )
         log.warning(
-            "abandoned return finished",
+            "abandoned return finished" if final else "abandoned return: termination not confirmed yet",
             request_id=record.request_id,
             machines=len(still),
             failed=len(failures),
