@@ -15,6 +15,7 @@ import argparse
 import errno
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
@@ -23,6 +24,7 @@ from ohfp_core.errors import ConfigError, InputError, OhfpError
 
 if TYPE_CHECKING:
     from ohfp_core.config import Settings
+    from ohfp_core.deadline import Deadline
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import Hooks
@@ -90,20 +92,31 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
     return context, settings
 
 
-def _operations(provider: str | None) -> Operations:
+def _operations(provider: str | None, watch: Callable[[Deadline], None] | None = None) -> Operations:
+    """The instance's calls, its store open; ``watch`` gets the call's deadline first."""
+    from ohfp_core.deadline import call_deadline
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
 
     context, settings = _context(provider)
+    deadline = call_deadline(context.timeout_sec)
+    if watch is not None:
+        watch(deadline)
     hooks = load_hooks(context, settings.sections)
-    return Operations(hooks, _open_store(hooks, context, settings), context)
+    store = _open_store(hooks, context, settings, deadline=deadline)
+    return Operations(hooks, store, context, deadline=deadline)
 
 
 def _open_store(
-    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
+    hooks: Hooks,
+    context: ProviderContext,
+    settings: Settings,
+    name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Storage:
     """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
-    with its own section of ``ohfp.json``."""
+    with its own section of ``ohfp.json`` (within ``deadline``, default: the call's)."""
+    from ohfp_core.deadline import call_deadline
     from ohfp_core.storage import StorageContext
     from ohfp_core.storage_backends import open_backend
 
@@ -112,6 +125,7 @@ def _open_store(
         workdir=context.workdir,
         settings=settings.section(name or settings.storage),
         timeout_sec=context.timeout_sec,
+        deadline=deadline or call_deadline(context.timeout_sec),
     )
     if name is None:
         return open_backend(hooks.storage_factories(), settings.storage, store_context)
@@ -123,6 +137,7 @@ def _run(
     action: Callable[[], Any],
     after: Callable[[], None] | None = None,
     failed: Callable[[], None] | None = None,
+    reply: Callable[[Any], None] = _print_reply,
 ) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
@@ -130,8 +145,9 @@ def _run(
 
     ``after`` runs once the reply is written: a failure there is logged, the reply stands.
     ``failed`` runs instead when the call failed or its reply could not be written.
+    ``reply`` writes the reply (default: on stdout).
     """
-    code = _attempt(what, action, after)
+    code = _attempt(what, action, after, reply)
     if code != EXIT_OK and failed is not None:
         try:
             failed()
@@ -140,21 +156,23 @@ def _run(
     return code
 
 
-def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
+def _attempt(
+    what: str, action: Callable[[], Any], after: Callable[[], None] | None, reply: Callable[[Any], None]
+) -> int:
     try:
         result = action()
     except InputError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
+        reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
         return exc.exit_code
     except OhfpError as exc:
         _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
+        reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
         if _environment_failure(exc):
             _log_failure(what, exc)
-            _print_reply(
+            reply(
                 {
                     "message": f"{what} failed: the state or work directory cannot be used ({exc});"
                     " fix the environment (disk space, permissions, mounts): the next call"
@@ -164,7 +182,7 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
             )
             return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
-        _print_reply(
+        reply(
             {
                 "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
                 "errors": [f"{type(exc).__name__}: {exc}"],
@@ -173,7 +191,7 @@ def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | N
         return EXIT_INTERNAL
     outcome = result if isinstance(result, Outcome) else Outcome(result)
     try:
-        _print_reply(outcome.reply)
+        reply(outcome.reply)
     except OSError as exc:  # Host Factory stopped reading: nothing more to do
         _log_failure(what, exc)
         return EXIT_INTERNAL
@@ -198,14 +216,53 @@ def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
         sys.stderr.write(f"ohfp: {what} failed: {exc}\n")
 
 
+class _OneReply:
+    """A call's one reply, whoever writes it first: the call, or its last resort."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._written = False
+
+    def write(self, reply: Any) -> bool:
+        """Write ``reply`` unless a reply is out already; whether this one was written."""
+        with self._lock:
+            if self._written:
+                return False
+            _print_reply(reply)
+            self._written = True
+            return True
+
+    def __call__(self, reply: Any) -> None:
+        self.write(reply)
+
+
+def _answer_late(what: str, deadline: Deadline, reply: _OneReply) -> None:
+    """The last resort of a call still at work past its deadline: answer Host Factory with a
+    JSON failure and end the process (exit 3); the next call reconciles what it left."""
+    message = (
+        f"{what} failed: no reply within the {deadline.budget:g} s this call may take"
+        " (HF_PROVIDER_ACTION_TIMEOUT less a reserve): something it waited on did not answer;"
+        " the next call reconciles what this one left"
+    )
+    if reply.write({"message": message, "errors": [message]}):
+        _log_failure(what, OhfpError(message))
+        os._exit(EXIT_ENVIRONMENT)
+
+
 def cmd_hf(args: argparse.Namespace) -> int:
     from ohfp_core.converter import read_input
+    from ohfp_core.deadline import last_resort
 
     made: list[Operations] = []
+    reply = _OneReply()
+    timers: list[threading.Timer] = []
+
+    def watch(deadline: Deadline) -> None:
+        timers.append(last_resort(deadline, lambda: _answer_late(args.call, deadline, reply)))
 
     def action() -> Any:
         data = read_input(args.file)
-        ops = _operations(args.provider)
+        ops = _operations(args.provider, watch)
         made.append(ops)
         from ohfp_core.logs import bind_context
 
@@ -227,7 +284,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         for ops in made:
             ops.call_failed()
 
-    return _run(args.call, action, delivered, failed)
+    try:
+        return _run(args.call, action, delivered, failed, reply=reply)
+    finally:
+        for timer in timers:
+            timer.cancel()
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:
