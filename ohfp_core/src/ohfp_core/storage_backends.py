@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ohfp_core import hookimpl
 from ohfp_core.errors import ConfigError
+from ohfp_core.files import private_dir
 from ohfp_core.storage import Storage, StorageContext, StorageFactory
 
 T = TypeVar("T")
@@ -77,7 +78,9 @@ def open_backend(
     factories: Mapping[str, StorageFactory], name: str, context: StorageContext, setting: str = "$.storage"
 ) -> Storage:
     """Open the backend registered as ``name`` (``setting`` says where the name came from:
-    the ``storage`` setting, or ``--to`` of a migration).
+    the ``storage`` setting, or ``--to`` of a migration). The work directory is made
+    owner-only first, whatever the umask and whichever backend keeps the state: it holds
+    the provider's and the call's files too (:func:`ohfp_core.files.private_dir`).
 
     :raises ConfigError: when no plugin registers ``name``, listing those that do.
     """
@@ -87,4 +90,5 @@ def open_backend(
             f"storage backend {name!r} is not registered (registered: {registered})",
             [f"{setting}: choose one of {registered}, or pip install the package providing it (ohfp-{name})"],
         )
+    private_dir(context.workdir)
     return factories[name](context)
