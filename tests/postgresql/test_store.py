@@ -12,7 +12,8 @@ import attrs
 import psycopg
 import pytest
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.deadline import Deadline
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import RequestKind
 from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.sql_rows import MACHINE_COLUMNS, REQUEST_COLUMNS, machine_row, request_row
@@ -31,7 +32,7 @@ from ohfp_core.testing import StorageContract
 from ohfp_postgresql import plugin
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
 from ohfp_postgresql.store import PostgresStorage
-from tests.postgres_support import PostgresServer
+from tests.postgres_support import FreezableProxy, PostgresServer
 from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
 # ohfp-postgresql 0.2's schema (version 1), as it wrote it (kept verbatim: a schema it wrote
@@ -325,3 +326,34 @@ def test_a_schema_of_ohfp_postgresql_0_2_migrates_with_nothing_lost(postgres_ser
     assert report["instance"] == "inst"
     with pytest.raises(ConfigError, match="holds the state of provider instance 'inst', not 'other'"):
         attrs.evolve(opener, instance="other")()
+
+
+def test_a_server_that_stops_answering_cannot_hold_a_call_past_its_deadline(
+    postgres_server: PostgresServer,
+) -> None:
+    """The server goes silent mid-call (a proxy stops forwarding, as a frozen or cut-off
+    server would look): the round trip ends at the call's deadline, as TIMED_OUT, and the
+    lease the call held is free once the server hears the connection close."""
+    schema = postgres_server.new_schema("frozen")
+    with FreezableProxy(postgres_server.dsn) as proxy:
+        store = PostgresStorage(PostgresSettings(dsn=proxy.dsn, schema=schema), "kit")
+        store.hold_lease("req-frozen")
+        store.put_request(RequestRecord(request_id="req-frozen", kind=RequestKind.ACQUIRE))
+        proxy.freeze()
+        store.use_deadline(Deadline.after(1.0))
+        with pytest.raises(StorageError) as error:
+            store.get_requests(["req-frozen"])
+        assert error.value.kind is StorageFailure.TIMED_OUT, error.value
+        store.close()
+        proxy.thaw()  # the connection's end reaches the server
+        other = PgOpener(postgres_server.dsn, schema)()
+        try:
+            bound = time.monotonic() + 30
+            lease = other.take_lease("req-frozen")
+            while lease is None and time.monotonic() < bound:
+                time.sleep(0.1)
+                lease = other.take_lease("req-frozen")
+            assert lease is not None, "the dead call's lease outlived its connection"
+            lease.release()
+        finally:
+            other.close()
