@@ -90,3 +90,11 @@ def test_a_call_held_past_its_deadline_answers_host_factory_itself(tmp_path: Pat
         lease.release()
     finally:
         store.close()
+
+
+def test_a_calls_deadline_counts_from_the_start_of_its_process() -> None:
+    from ohfp_core.deadline import process_age
+
+    age = process_age()
+    assert 0 < age < 3600, "this test process started a while ago, not in the future"
+    assert call_deadline(60, begun_sec=10).remaining() <= call_deadline(60).remaining() - 9

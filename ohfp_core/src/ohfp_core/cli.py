@@ -94,12 +94,12 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
 
 def _operations(provider: str | None, watch: Callable[[Deadline], None] | None = None) -> Operations:
     """The instance's calls, its store open; ``watch`` gets the call's deadline first."""
-    from ohfp_core.deadline import call_deadline
+    from ohfp_core.deadline import call_deadline, process_age
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
 
     context, settings = _context(provider)
-    deadline = call_deadline(context.timeout_sec)
+    deadline = call_deadline(context.timeout_sec, process_age())  # Host Factory's clock began at our start
     if watch is not None:
         watch(deadline)
     hooks = load_hooks(context, settings.sections)
@@ -137,7 +137,7 @@ def _run(
     action: Callable[[], Any],
     after: Callable[[], None] | None = None,
     failed: Callable[[], None] | None = None,
-    reply: Callable[[Any], None] = _print_reply,
+    reply: Callable[[Any, int], None] | None = None,
 ) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
@@ -145,9 +145,10 @@ def _run(
 
     ``after`` runs once the reply is written: a failure there is logged, the reply stands.
     ``failed`` runs instead when the call failed or its reply could not be written.
-    ``reply`` writes the reply (default: on stdout).
+    ``reply(document, code)`` writes the reply and the code the call will end with (default:
+    the document on stdout).
     """
-    code = _attempt(what, action, after, reply)
+    code = _attempt(what, action, after, reply or (lambda document, _: _print_reply(document)))
     if code != EXIT_OK and failed is not None:
         try:
             failed()
@@ -157,17 +158,19 @@ def _run(
 
 
 def _attempt(
-    what: str, action: Callable[[], Any], after: Callable[[], None] | None, reply: Callable[[Any], None]
+    what: str, action: Callable[[], Any], after: Callable[[], None] | None, reply: Callable[[Any, int], None]
 ) -> int:
     try:
         result = action()
     except InputError as exc:
         _log_failure(what, exc)
-        reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
+        reply(
+            {"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]}, exc.exit_code
+        )
         return exc.exit_code
     except OhfpError as exc:
         _log_failure(what, exc)
-        reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
+        reply({"message": f"{what} failed: {exc}", "errors": [exc.message]}, exc.exit_code or EXIT_INTERNAL)
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
         if _environment_failure(exc):
@@ -178,7 +181,8 @@ def _attempt(
                     " fix the environment (disk space, permissions, mounts): the next call"
                     " reconciles what this one left",
                     "errors": [f"{type(exc).__name__}: {exc}"],
-                }
+                },
+                EXIT_ENVIRONMENT,
             )
             return EXIT_ENVIRONMENT
         _log_failure(what, exc, internal=True)
@@ -186,12 +190,13 @@ def _attempt(
             {
                 "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
                 "errors": [f"{type(exc).__name__}: {exc}"],
-            }
+            },
+            EXIT_INTERNAL,
         )
         return EXIT_INTERNAL
     outcome = result if isinstance(result, Outcome) else Outcome(result)
     try:
-        reply(outcome.reply)
+        reply(outcome.reply, outcome.code)
     except OSError as exc:  # Host Factory stopped reading: nothing more to do
         _log_failure(what, exc)
         return EXIT_INTERNAL
@@ -217,36 +222,41 @@ def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
 
 
 class _OneReply:
-    """A call's one reply, whoever writes it first: the call, or its last resort."""
+    """A call's one reply and the code it ends with, whoever writes first: the call, or its
+    last resort."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._written = False
+        self.code: int | None = None
 
-    def write(self, reply: Any) -> bool:
+    def write(self, reply: Any, code: int) -> bool:
         """Write ``reply`` unless a reply is out already; whether this one was written."""
         with self._lock:
-            if self._written:
+            if self.code is not None:
                 return False
             _print_reply(reply)
-            self._written = True
+            self.code = code
             return True
 
-    def __call__(self, reply: Any) -> None:
-        self.write(reply)
+    def __call__(self, reply: Any, code: int) -> None:
+        self.write(reply, code)
 
 
 def _answer_late(what: str, deadline: Deadline, reply: _OneReply) -> None:
     """The last resort of a call still at work past its deadline: answer Host Factory with a
-    JSON failure and end the process (exit 3); the next call reconciles what it left."""
+    JSON failure unless the call's own reply is out, and end the process (with the reply's
+    code). Its leases die with it; the next call reconciles what it left."""
     message = (
         f"{what} failed: no reply within the {deadline.budget:g} s this call may take"
         " (HF_PROVIDER_ACTION_TIMEOUT less a reserve): something it waited on did not answer;"
         " the next call reconciles what this one left"
     )
-    if reply.write({"message": message, "errors": [message]}):
+    if reply.write({"message": message, "errors": [message]}, EXIT_ENVIRONMENT):
         _log_failure(what, OhfpError(message))
-        os._exit(EXIT_ENVIRONMENT)
+    else:
+        _log_failure(what, OhfpError(f"still at work past its deadline after its reply: ended; {message}"))
+    sys.stdout.flush()
+    os._exit(reply.code if reply.code is not None else EXIT_ENVIRONMENT)
 
 
 def cmd_hf(args: argparse.Namespace) -> int:

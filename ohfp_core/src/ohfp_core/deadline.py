@@ -17,9 +17,11 @@ at once gives each its own.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from attrs import frozen
 
@@ -67,9 +69,22 @@ class Deadline:
         return time.monotonic() >= self.ends_at
 
 
-def call_deadline(timeout_sec: float) -> Deadline:
-    """The deadline of a call Host Factory gives ``timeout_sec`` seconds, from now."""
-    return Deadline.after(timeout_sec - reserve(timeout_sec))
+def call_deadline(timeout_sec: float, begun_sec: float = 0.0) -> Deadline:
+    """The deadline of a call Host Factory gives ``timeout_sec`` seconds, begun ``begun_sec``
+    ago (Host Factory's clock runs from its start: :func:`process_age` for a call that is a
+    process of its own)."""
+    budget = timeout_sec - reserve(timeout_sec)
+    return Deadline(time.monotonic() + budget - begun_sec, budget)
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux's ``/proc``; 0 where it cannot be read)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def last_resort(deadline: Deadline, answer: Callable[[], None]) -> threading.Timer:
