@@ -67,9 +67,6 @@ KEEPALIVE = {"keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count":
 3 probes 2 s apart."""
 TCP_USER_TIMEOUT_MS = 10_000
 """Data unacknowledged this long ends the connection (both ends)."""
-UNLOCK_GRACE_SEC = 2.0
-"""How long ending a lease may take past the call's deadline before the session is ended
-instead (which ends every lease it held)."""
 LEGACY_VERSIONS = {1: 2}
 """ohfp-postgresql 0.2 kept its own schema history: its version 1 holds what version 2 of the
 shared SQL layer does (and the indexes version 3 remakes)."""
@@ -322,20 +319,16 @@ class PostgresStorage(SQLStore):
         return True
 
     def end_lease(self, request_id: str) -> None:
-        """Unlock a lease of this session's. Past the call's deadline it may take
-        :data:`UNLOCK_GRACE_SEC` more; failing that the session is ended, which ends it too
-        (a connection never carries a lease into the next call)."""
+        """Unlock a lease of this session's. If that fails, or the call's deadline has passed,
+        the session is ended instead, which ends every lease it held: a connection never
+        carries a lease into the next call."""
         key = self._leases.pop(request_id, None)
         if key is None:
             return
-        call_deadline = self.deadline
-        self.deadline = Deadline.after(max(call_deadline.remaining(), UNLOCK_GRACE_SEC))
         try:
             self.execute("SELECT pg_advisory_unlock(%s)", [key])
         except StorageError:
             self.close()
-        finally:
-            self.deadline = call_deadline
 
     def details(self) -> dict[str, Any]:
         """The server (never the password), the schema and the instance it belongs to."""
