@@ -29,7 +29,15 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "system"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
+DISTRIBUTIONS = (
+    "ohfp-core",
+    "ohfp-mock",
+    "ohfp-aws",
+    "ohfp-extras",
+    "ohfp-postgresql",
+    "ohfp-dynamodb",
+    "ohfp-libvirt",
+)
 SOURCES = (
     "./ohfp_core",
     "./ohfp_mock",
@@ -37,6 +45,7 @@ SOURCES = (
     "./ohfp_extras",
     "./ohfp_postgresql",
     "./ohfp_dynamodb",
+    "./ohfp_libvirt",  # libvirt-python builds against the system's libvirt (libvirt-dev, pkg-config)
 )
 TEST_DEPS = (
     "pytest>=8",

@@ -1,0 +1,133 @@
+"""Fixtures for the libvirt provider on libvirt's in-library test driver (``test:///default``).
+
+The test driver keeps its domains, networks and pools in the process while any connection
+to it is open: :class:`TestDriver` holds one open for a test and removes, when the test
+ends, every domain and volume the test made (the driver's own domain ``test`` stays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ohfp_core.models import ProviderContext, Template
+
+libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
+from ohfp_libvirt.provider import LibvirtProvider  # noqa: E402
+from ohfp_libvirt.settings import read_settings  # noqa: E402
+
+TEST_URI = "test:///default"
+POOL = "default-pool"
+BASE = "base.qcow2"
+
+
+def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
+    """A template that boots a qcow2 overlay of the test pool's base volume."""
+    return Template(
+        template_id=template_id,
+        max_number=20,
+        fields={"vcpus": 1, "memoryMiB": 64, "baseVolume": {"pool": POOL, "volume": BASE}, **fields},
+    )
+
+
+class TestDriver:
+    """Plays the hypervisor's administrator on ``test:///default``."""
+
+    __test__ = False
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.connection = libvirt.open(TEST_URI)
+        self.pool = self.connection.storagePoolLookupByName(POOL)
+        self.before = {domain.UUIDString() for domain in self.connection.listAllDomains(0)}
+        self.volumes_before = set(self.pool.listVolumes())
+        if BASE not in self.volumes_before:
+            self.pool.createXML(
+                f"<volume><name>{BASE}</name><capacity unit='M'>64</capacity>"
+                "<target><format type='qcow2'/></target></volume>",
+                0,
+            )
+        self.broken_uri = f"test://{tmp_path}/no-such-host.xml"
+        self._break_next = False
+
+    def template(self) -> Template:
+        if self._break_next:
+            self._break_next = False
+            return kit_template(uri=self.broken_uri)
+        return kit_template()
+
+    def settle(self) -> None:
+        """Nothing to wait for: the test driver starts and stops domains at once."""
+
+    def domain(self, machine_id: str) -> Any:
+        return self.connection.lookupByUUIDString(machine_id)
+
+    def reclaim(self, machine_id: str) -> None:
+        """The host's administrator shuts the guest down."""
+        self.domain(machine_id).shutdown()
+
+    def terminate_outside(self, machine_id: str) -> None:
+        """``virsh destroy``: powered off outside Host Factory."""
+        self.domain(machine_id).destroy()
+
+    def inject_api_error(self) -> None:
+        """The next template names a host that cannot be reached."""
+        self._break_next = True
+
+    def volumes(self) -> set[str]:
+        return set(self.pool.listVolumes()) - self.volumes_before - {BASE}
+
+    def made(self) -> list[Any]:
+        """The domains the test made, running or not."""
+        return [d for d in self.connection.listAllDomains(0) if d.UUIDString() not in self.before]
+
+    def close(self) -> None:
+        for domain in self.made():
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+        for name in self.volumes():
+            self.pool.storageVolLookupByName(name).delete(0)
+        self.connection.close()
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[TestDriver]:
+    made = TestDriver(tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def make_cloud(tmp_path: Path) -> Iterator[Callable[..., LibvirtCloud]]:
+    """``make_cloud(clock=…, **config)``: a cloud for instance ``lvinst`` on the test driver."""
+    made: list[LibvirtCloud] = []
+
+    def make(clock: Callable[[], float] | None = None, **config: Any) -> LibvirtCloud:
+        context = ProviderContext(
+            instance="lvinst",
+            provider_type="libvirt",
+            confdir=tmp_path,
+            workdir=tmp_path,
+            config={"LIBVIRT_URI": TEST_URI, **config},
+        )
+        settings = read_settings(context.config)
+        cloud = LibvirtCloud(context, settings) if clock is None else LibvirtCloud(context, settings, clock)
+        made.append(cloud)
+        return cloud
+
+    yield make
+    for cloud in made:
+        cloud.close()
+
+
+@pytest.fixture
+def make_provider(make_cloud: Callable[..., LibvirtCloud]) -> Callable[..., LibvirtProvider]:
+    def make(**config: Any) -> LibvirtProvider:
+        return LibvirtProvider(make_cloud(**config))
+
+    return make
