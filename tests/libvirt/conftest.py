@@ -7,6 +7,7 @@ ends, every domain and volume the test made (the driver's own domain ``test`` st
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed
 from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
 from ohfp_libvirt.provider import LibvirtProvider  # noqa: E402
 from ohfp_libvirt.settings import read_settings  # noqa: E402
+
+from .guest import BootFiles, boot_files  # noqa: E402
+from .lab_host import Lab  # noqa: E402
 
 TEST_URI = "test:///default"
 POOL = "default-pool"
@@ -131,3 +135,43 @@ def make_provider(make_cloud: Callable[..., LibvirtCloud]) -> Callable[..., Libv
         return LibvirtProvider(make_cloud(**config))
 
     return make
+
+
+# -- real guests under QEMU (nox -s guests) ----------------------------------------------------------
+
+REQUIRE_ENV = "OHFP_REQUIRE_LIBVIRT"
+"""Set (CI sets it) to make a missing QEMU, libvirtd or root fail the real-guest tests, not skip them."""
+
+
+def _missing() -> str | None:
+    """Why real guests cannot run here, or None."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "real guests need root (network namespaces, mounts, libvirtd)"
+    for tool in ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/bin/busybox", "/usr/sbin/dnsmasq"):
+        if not Path(tool).exists():
+            return f"{tool} is missing (.ci/run installs the Debian packages)"
+    for command in ("ip", "unshare", "apt-get", "dpkg-deb"):
+        if shutil.which(command) is None:
+            return f"{command} is missing"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A private libvirtd with isolated networks (see :mod:`tests.libvirt.lab_host`)."""
+    why = _missing()
+    if why is not None:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set but {why}")
+        pytest.skip(why)
+    started = Lab.start(tmp_path_factory.mktemp("libvirt-lab"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def boot() -> BootFiles:
+    """Debian's cloud kernel and the busybox initramfs (fetched and built once, cached)."""
+    return boot_files()

@@ -54,6 +54,8 @@ AUTH = frozenset(
 )
 OUT_OF_MEMORY = ("VIR_ERR_NO_MEMORY",)
 _QEMU_NO_MEMORY = "Cannot allocate memory"
+_LEVELS = frozenset({"VIR_ERR_OK", "VIR_ERR_NONE", "VIR_ERR_WARNING", "VIR_ERR_ERROR"})
+"""``virErrorLevel`` names, which share numbers with error codes."""
 _MAX_MESSAGE = 1000
 
 
@@ -67,7 +69,7 @@ def code_name(number: int) -> str:
     """libvirt's name for an error number (``42`` → ``VIR_ERR_NO_DOMAIN``)."""
     module = sys.modules.get("libvirt")
     for name in dir(module):
-        if name.startswith("VIR_ERR_") and getattr(module, name) == number and name != "VIR_ERR_OK":
+        if name.startswith("VIR_ERR_") and name not in _LEVELS and getattr(module, name) == number:
             return name
     return f"VIR_ERR_{number}"
 
