@@ -80,7 +80,7 @@ BAD_TEMPLATES = {
     "bad volume": ({"baseVolume": {"pool": "p"}}, "baseVolume"),
     "bad domain type": ({"domainType": "xen"}, "domainType"),
     "zero vcpus": ({"vcpus": 0}, "vcpus"),
-    "tiny memory": ({"memoryMiB": 8}, "memoryMiB"),
+    "no memory": ({"memoryMiB": 0}, "memoryMiB"),
     "initrd without kernel": ({"initrd": "/boot/initrd"}, "initrd"),
     "bad address source": ({"addressSource": "dns"}, "addressSource"),
     "bad host prefix": ({"hostPrefix": "Bad_Prefix"}, "hostPrefix"),

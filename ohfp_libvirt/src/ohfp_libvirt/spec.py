@@ -33,7 +33,7 @@ from ohfp_core.models import Attribute, Problem, Template
 
 DOMAIN_TYPES = ("kvm", "qemu")
 ADDRESS_SOURCES = ("lease", "agent", "arp")
-MIN_MEMORY_MIB = 32
+MIN_MEMORY_MIB = 1
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _CORE_KEYS = frozenset({"templateId", "maxNumber", "attributes", "availableNumber", "requestedMachines"})
 KNOWN_KEYS = frozenset(
