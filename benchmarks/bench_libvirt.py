@@ -94,12 +94,12 @@ def bench_guests(base: Path, rounds: int) -> None:
                 times.setdefault("requestMachines", []).append(elapsed)
                 status = {"requests": [{"requestId": reply["requestId"]}]}
                 times.setdefault("first getRequestStatus", []).append(instance.call("getRequestStatus", status)[0])
-                times.setdefault("until complete (s × 1000)", []).append(_until_done(instance, reply["requestId"]))
+                times.setdefault("until complete", []).append(_until_done(instance, reply["requestId"]))
                 _, done = instance.call("getRequestStatus", status)
                 held = {"machines": [{"name": m["name"], "machineId": m["machineId"]} for m in done["requests"][0]["machines"]]}
                 elapsed, returned = instance.call("requestReturnMachines", held)
                 times.setdefault("requestReturnMachines", []).append(elapsed)
-                times.setdefault("return complete (s × 1000)", []).append(_until_done(instance, returned["requestId"]))
+                times.setdefault("until the return is complete", []).append(_until_done(instance, returned["requestId"]))
             rows += [(f"{count} machine{'s' * (count > 1)}: {name}", values, "") for name, values in times.items()]
         print_table(
             f"libvirt provider on qemu:///system (QEMU without KVM, private libvirtd), {rounds} rounds",
