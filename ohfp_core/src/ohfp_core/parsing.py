@@ -71,10 +71,24 @@ class FieldError(ValueError):
         self.message = message
 
 
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, non-ASCII as itself but a lone surrogate (which UTF-8 cannot
+    carry) as its ``\\uXXXX`` escape, so a message quoting bad input can always be written.
+
+    :raises TypeError, ValueError: for a value JSON cannot hold.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
 def describe(value: Any) -> str:
     """A short rendering of a bad value for a message (long values are cut)."""
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = json_text(value)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
@@ -321,7 +335,7 @@ def _join(path: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     text = str(key)
-    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{json.dumps(text, ensure_ascii=False)}]"
+    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{json_text(text)}]"
 
 
 def _message(exc: BaseException) -> str:
