@@ -24,7 +24,7 @@ from attrs import field, frozen
 
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import ProviderContext
-from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure
+from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure, unknown_key
 from ohfp_core.values import Values
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
         raise ConfigError(f"settings file {str(path)!r} must hold a JSON object", ["$: expected an object"])
     named = set(section_names) - {"provider", "storage", "logLevel"}
     own = {key: value for key, value in raw.items() if key not in named}
-    known = ", ".join(("provider", "storage", "logLevel", *sorted(named)))
+    known = ("provider", "storage", "logLevel", *sorted(named))
     sections = structure(
         {key: value for key, value in raw.items() if key in named},
         dict[str, dict[str, Any]],
@@ -164,7 +164,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
         converter=config_converter(),
         error=ConfigError,
         message=where,
-        unknown=lambda cls, key: f"unknown setting (known: {known})",
+        unknown=lambda cls, key: unknown_key(key, known).replace("unknown key", "unknown setting", 1),
     )
     return attrs.evolve(settings, sections=sections)
 

@@ -24,7 +24,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -354,8 +354,8 @@ def problems_of(
 ) -> list[str]:
     """``$.path.key: message`` lines for a failure of :func:`structure`'s converter.
 
-    :param unknown: the message for an unknown key of a class (default: ``unknown key;
-        known: …`` listing the class's keys).
+    :param unknown: the message for an unknown key of a class (default:
+        :func:`unknown_key` over the class's keys).
     """
     from cattrs import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
@@ -372,7 +372,7 @@ def problems_of(
         for sub in without:
             if isinstance(sub, ForbiddenExtraKeysError):
                 for key in sorted(map(str, sub.extra_fields)):
-                    text = unknown(sub.cl, key) if unknown else _unknown_key(sub.cl)
+                    text = unknown(sub.cl, key) if unknown else _unknown_key(sub.cl, key)
                     lines.append(f"{_join(path, key)}: {text}")
             elif isinstance(sub, FieldError):
                 lines.append(f"{_join(path, sub.key)}: {sub.message}")
@@ -392,9 +392,30 @@ def problems_of(
     return [f"{path}: {_message(exc)}"]
 
 
-def _unknown_key(cl: type) -> str:
-    known = sorted(_aliases(cl).values())
-    return f"unknown key; known: {', '.join(known)}" if known else "unknown key"
+LIST_AT_MOST = 8
+"""An unknown key's message lists the known keys only when there are this few."""
+
+
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """The message for an unknown ``key`` among ``known``: the closest known key as a
+    suggestion (``vmTyp`` → ``did you mean 'vmType'?``, case ignored), else the known keys
+    when there are at most :data:`LIST_AT_MOST`, else their number."""
+    import difflib
+
+    names = sorted(set(known))
+    by_lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {by_lower[close[0]]!r}?"
+    if not names:
+        return "unknown key"
+    if len(names) <= LIST_AT_MOST:
+        return f"unknown key; known: {', '.join(names)}"
+    return f"unknown key (none of the {len(names)} keys known here is close to it)"
+
+
+def _unknown_key(cl: type, key: str) -> str:
+    return unknown_key(key, _aliases(cl).values())
 
 
 def structure(
