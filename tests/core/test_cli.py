@@ -48,6 +48,24 @@ def test_bad_config_exit_3(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "$.colour: unknown setting" in reply["message"]
 
 
+@pytest.mark.parametrize("unset", ["HF_PROVIDER_WORKDIR", "HF_PROVIDER_CONFDIR"])
+def test_a_failure_before_the_call_runs_is_logged_where_the_docs_say(
+    unset: str, hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule for the log file: ohfp-<HF_PROVIDER_NAME or the provider type>.log, also
+    when the call fails before the instance's context exists."""
+    monkeypatch.delenv("HF_PROVIDER_NAME")
+    monkeypatch.delenv(unset)
+    if unset == "HF_PROVIDER_CONFDIR":
+        monkeypatch.setenv(unset, str(hf_env / "no-such-dir"))
+    code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+    assert code == 3, reply
+    logs = sorted(p.name for p in (hf_env / "log").iterdir())
+    assert logs == ["ohfp-mock.log"]
+    lines = [json.loads(line) for line in (hf_env / "log" / "ohfp-mock.log").read_text().splitlines()]
+    assert any(line["event"] == "call failed" and "directory" in line["error"] for line in lines)
+
+
 def test_unknown_provider_lists_installed(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = hf_env / "in.json"
     path.write_text("{}")

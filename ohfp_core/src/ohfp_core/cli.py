@@ -376,19 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _early_logging() -> None:
+def _early_logging(provider: str | None) -> None:
     """Log to the instance's log file from the start, so failures before the settings are
-    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
-    settings then set the level. Quiet when the environment names no usable log file."""
+    read (an unreadable input, a bad ohfp.json, a missing work directory) reach it too; the
+    settings then set the level. The file is named as it will be once the call runs
+    (:func:`ohfp_core.config.instance_name`); only when no provider can be chosen at all is it
+    ``ohfp-ohfp.log``. Quiet when the environment names no usable log file."""
     from ohfp_core import config
-    from ohfp_core.logs import configure_logging
+    from ohfp_core.plugins import choose_provider
 
     try:
         paths = config.resolve_paths()
+        try:
+            instance = paths.instance or choose_provider(provider, config.provider_setting(paths.confdir))
+        except OhfpError:
+            instance = "ohfp"
         level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        from ohfp_core.logs import configure_logging
+
         configure_logging(
             logdir=paths.logdir,
-            instance=paths.instance or "ohfp",
+            instance=instance,
             level=level if level in config.LOG_LEVELS else "INFO",
         )
     except OhfpError:
@@ -410,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
     if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
-        _early_logging()
+        _early_logging(getattr(args, "provider", None))
     return int(handler(args))
 
 

@@ -212,6 +212,24 @@ def action_timeout(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
+def instance_name(paths: Paths, provider_type: str) -> str:
+    """The instance's name: ``HF_PROVIDER_NAME``, else the provider type. It names the
+    instance's files (``<instance>prov_config.json``) and its log file."""
+    return paths.instance or provider_type
+
+
+def provider_setting(confdir: Path | None) -> str | None:
+    """The ``provider`` key of ``ohfp.json`` when it can be read, else None: for naming the log
+    file before the settings are parsed (any fault is reported later, by :func:`load_settings`)."""
+    path = confdir / SETTINGS_FILE if confdir is not None else None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    value = raw.get("provider") if isinstance(raw, Mapping) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def provider_context(
     provider_type: str, paths: Paths, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> ProviderContext:
@@ -219,7 +237,7 @@ def provider_context(
 
     :raises ConfigError: when there is no work directory or the provider config is broken.
     """
-    instance = paths.instance or provider_type
+    instance = instance_name(paths, provider_type)
     if paths.workdir is None:
         raise ConfigError(
             "no work directory: set HF_PROVIDER_WORKDIR (or HF_WORKDIR with HF_PROVIDER_NAME), "
