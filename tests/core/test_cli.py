@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -283,3 +284,60 @@ def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.
     assert finished["request_id"] == request_id and finished["status"] == "complete"
     [reclaimed] = [line for line in lines if line["event"] == "host reclaimed"]
     assert reclaimed["name"] == second["name"] and reclaimed["grace_period"] <= 90
+
+
+def _text(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main([*argv, "--provider", "mock"])
+    return code, capsys.readouterr().out
+
+
+def test_requests_show_reads_as_text_and_as_json(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, reply = run(
+        capsys, hf_env, "requestMachines", {"template": {"templateId": "mock-small", "machineCount": 2}}
+    )
+    request_id = reply["requestId"]
+    run(capsys, hf_env, "getRequestStatus", {"requests": [{"requestId": request_id}]})
+    code, text = _text(capsys, "requests", "show", request_id)
+    assert code == 0, text
+    first, *rest = text.splitlines()
+    assert first == f"{request_id}  complete  (acquire request)"
+    assert "  template:  mock-small" in rest and "  asked for: 2 machine(s) or units" in rest
+    created = next(line for line in rest if line.startswith("  created:"))
+    assert re.fullmatch(r"  created:   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
+    machines = text.split("machines (2):\n", 1)[1].splitlines()
+    assert machines[0].split() == ["MACHINE", "NAME", "STATE", "RESULT", "ADDRESS", "TYPE", "NOTE"]
+    assert [row.split()[2:4] for row in machines[1:3]] == [["running", "succeed"]] * 2
+    code, doc = _text(capsys, "requests", "show", request_id, "--json")
+    assert code == 0 and json.loads(doc)["request"]["request_id"] == request_id
+    code, doc = _text(capsys, "requests", "show", "req-nope")
+    assert code == 2 and "no request 'req-nope'" in json.loads(doc)["message"]
+
+
+def test_requests_list_filters_by_state_and_kind_newest_first(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (hf_env / "conf" / "mockinstprov_config.json").write_text(json.dumps({"MOCK_BOOT_SECONDS": 3600}))
+    ids = []
+    for _ in range(3):
+        _, reply = run(
+            capsys, hf_env, "requestMachines", {"template": {"templateId": "mock-small", "machineCount": 1}}
+        )
+        ids.append(reply["requestId"])
+    code, doc = _text(capsys, "requests", "list", "--json")
+    assert code == 0
+    listed = json.loads(doc)["requests"]
+    assert {e["requestId"] for e in listed} == set(ids) and len(listed) == 3
+    stamps = [e["createdAt"] for e in listed]
+    assert stamps == sorted(stamps, reverse=True)
+    code, doc = _text(capsys, "requests", "list", "--state", "complete", "--json")
+    assert json.loads(doc)["requests"] == []
+    code, doc = _text(capsys, "requests", "list", "--state", "running", "--kind", "return", "--json")
+    assert json.loads(doc)["requests"] == []
+    code, doc = _text(capsys, "requests", "list", "--state", "running", "--limit", "2", "--json")
+    assert len(json.loads(doc)["requests"]) == 2
+    code, text = _text(capsys, "requests", "list")
+    assert code == 0
+    header, *rows = text.splitlines()
+    assert header.split() == ["REQUEST", "KIND", "STATUS", "TEMPLATE", "MACHINES", "CREATED", "MESSAGE"]
+    assert sorted(row.split()[0] for row in rows) == sorted(ids)
+    assert all(row.split()[1:5] == ["acquire", "running", "mock-small", "1"] for row in rows)

@@ -51,9 +51,15 @@ def _environment_failure(exc: BaseException) -> bool:
 
 
 def _print_reply(reply: Any) -> None:
-    from ohfp_core.converter import dumps
+    """The reply on stdout: a JSON document, or text for a person (``ohfp requests``)."""
+    if isinstance(reply, str):
+        from ohfp_core.masking import mask_secrets
 
-    sys.stdout.write(dumps(reply) + "\n")
+        sys.stdout.write(mask_secrets(reply))
+    else:
+        from ohfp_core.converter import dumps
+
+        sys.stdout.write(dumps(reply) + "\n")
     sys.stdout.flush()
 
 
@@ -253,7 +259,28 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_requests_show(args: argparse.Namespace) -> int:
-    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+    def action() -> Any:
+        shown = _operations(args.provider).show_request(args.request_id)
+        if args.json:
+            return shown
+        from ohfp_core.summaries import request_text
+
+        return request_text(shown)
+
+    return _run("requests show", action)
+
+
+def cmd_requests_list(args: argparse.Namespace) -> int:
+    def action() -> Any:
+        from ohfp_core.summaries import list_entry, requests_table
+
+        records = _operations(args.provider).list_requests(args.state, args.kind, args.limit)
+        entries = [list_entry(record) for record in records]
+        if args.json:
+            return {"message": f"{len(entries)} request(s)", "requests": entries}
+        return requests_table(entries)
+
+    return _run("requests list", action)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -350,10 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     requests = commands.add_parser("requests", help="look into the instance's requests")
     request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
-    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show = request_cmds.add_parser("show", help="one request: record, machines, why it fell short")
     show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--json", action="store_true", help="print the JSON document instead of text")
     show.add_argument("--provider", help=provider_help)
     show.set_defaults(handler=cmd_requests_show)
+    listing = request_cmds.add_parser("list", help="the instance's requests, newest first")
+    listing.add_argument(
+        "--state",
+        choices=("running", "complete", "complete_with_error", "all"),
+        default="all",
+        help="only requests in this state (default: all)",
+    )
+    listing.add_argument("--kind", choices=("acquire", "return"), help="only acquire or return requests")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0: all)")
+    listing.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+    listing.add_argument("--provider", help=provider_help)
+    listing.set_defaults(handler=cmd_requests_list)
 
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)

@@ -366,6 +366,25 @@ class Operations:
             "details": self.hooks.request_details(cloud_request(record)),
         }
 
+    def list_requests(
+        self, state: str = "all", kind: str | None = None, limit: int = 50
+    ) -> list[RequestRecord]:
+        """Requests for an administrator, newest first: ``state`` a request status or
+        ``all``, ``kind`` ``acquire``/``return`` or None, at most ``limit`` (0: no limit).
+        Running requests are read through the store's index; other states read every
+        request (administration only)."""
+        wanted_kind = RequestKind(kind) if kind else None
+        if state == RequestStatus.RUNNING.value:
+            found = self.store.open_requests(wanted_kind)
+        else:
+            found = [
+                r
+                for r in self.store.iter_requests()
+                if (state == "all" or r.status.value == state) and wanted_kind in (None, r.kind)
+            ]
+        found.sort(key=lambda r: (r.created_at, r.request_id), reverse=True)
+        return found[:limit] if limit > 0 else found
+
     # ---------------------------------------------------------------- reclaims
     def get_return_requests(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "getReturnRequests", required=False)
