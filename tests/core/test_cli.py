@@ -236,6 +236,33 @@ def test_health_reports_an_unusable_work_directory_as_a_failed_check(
     assert not checks["ohfp.workdir"]["ok"] and not checks["ohfp.state"]["ok"]
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "detail"),
+    [
+        ("HF_PROVIDER_CONFDIR", "no-such-dir", "does not exist"),
+        ("HF_PROVIDER_WORKDIR", "", "no work directory"),
+    ],
+)
+def test_health_reports_an_instance_that_cannot_be_set_up_as_a_failed_check(
+    variable: str,
+    value: str,
+    detail: str,
+    hf_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing config directory (or work directory) is the same report with a failed
+    ohfp.config check and exit 4, not only an error reply."""
+    monkeypatch.setenv(variable, str(hf_env / value) if value else "")
+    code = main(["health", "--provider", "mock"])
+    reply = json.loads(capsys.readouterr().out)
+    assert code == 4 and reply["message"] == "unhealthy", reply
+    assert (reply["provider"], reply["instance"]) == ("mock", "mockinst")
+    checks = {c["name"]: c for c in reply["checks"]}
+    assert not checks["ohfp.config"]["ok"] and detail in checks["ohfp.config"]["detail"]
+    assert not checks["ohfp.provider"]["ok"]
+
+
 def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One INFO line per finished request, reclaim and finished return; a warning for an
     abandoned request: enough for an administrator to reconstruct what happened."""

@@ -288,10 +288,14 @@ def cmd_health(args: argparse.Namespace) -> int:
         from ohfp_core import health
         from ohfp_core.plugins import load_hooks
 
-        context, settings = _context(args.provider)
-        hooks = load_hooks(context, settings.sections)
-        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
-        reply = health.report(context, [*checks, *hooks.health_check()])
+        try:
+            context, settings = _context(args.provider)
+            hooks = load_hooks(context, settings.sections)
+        except ConfigError as exc:  # the instance cannot even be set up: a failed check
+            reply = health.unusable(args.provider, exc)
+        else:
+            checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+            reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
