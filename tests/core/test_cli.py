@@ -311,6 +311,16 @@ def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.
     assert finished["request_id"] == request_id and finished["status"] == "complete"
     [reclaimed] = [line for line in lines if line["event"] == "host reclaimed"]
     assert reclaimed["name"] == second["name"] and reclaimed["grace_period"] <= 90
+    assert reclaimed["request_id"] == request_id
+    # Grepping the log for one machine's id or host name finds its whole life, each line
+    # naming the request it belongs to.
+    for needle in (first["machineId"], first["name"]):
+        life = [line for line in lines if needle in json.dumps(line)]
+        events = [line["event"] for line in life]
+        assert events == ["request submitted", "machine ready", "return recorded", "machine returned"]
+        assert {line["request_id"] for line in life[:2]} == {request_id}
+        assert life[1]["template_id"] == "mock-spot"
+        assert life[2]["request_id"] == life[3]["request_id"] != request_id
 
 
 def _text(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

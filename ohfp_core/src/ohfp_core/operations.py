@@ -24,7 +24,7 @@ import attrs
 from ohfp_core import capacity, converter, refresh, status
 from ohfp_core.errors import CloudError, ConfigError, InputError
 from ohfp_core.inflight import CallLock, CallLocks
-from ohfp_core.logs import get_logger
+from ohfp_core.logs import bound, get_logger
 from ohfp_core.models import (
     CloudRequest,
     MachineRef,
@@ -210,7 +210,8 @@ class Operations:
             self.store.put_request(record)
         log.info("request recorded", request_id=request_id, template_id=template_id, count=count)
         try:
-            provisioned = self.hooks.provision(request_id, template, count)
+            with bound(request_id=request_id, template_id=template_id):
+                provisioned = self.hooks.provision(request_id, template, count)
         except CloudError as exc:
             self._end(record, exc.message)
             log.warning("provision refused", request_id=request_id, error=exc.message, code=exc.code)
@@ -228,9 +229,17 @@ class Operations:
                 [(m, status.acquire_result(m)) for m in provisioned.machines],
                 record.updated_at,
             )
+        log.info(
+            "request submitted",
+            request_id=request_id,
+            template_id=template_id,
+            machines=len(provisioned.machines),
+            machine_ids=[m.machine_id for m in provisioned.machines],
+            names=[m.name for m in provisioned.machines],
+        )
+        refresh.log_ready(ready)
         self.hooks.request_submitted(cloud_request(record))
         self.hooks.machines_ready(cloud_request(record), [m.machine for m in ready])
-        log.info("request submitted", request_id=request_id, machines=len(provisioned.machines))
         message = provisioned.message or f"Request VM success from {self.context.provider_type}."
         return {"requestId": request_id, "message": message}
 
@@ -278,10 +287,12 @@ class Operations:
             "return recorded",
             request_id=request_id,
             machines=len(machine_ids),
-            names_only=len(matched.names_only),
+            machine_ids=machine_ids,
+            names=[r.name for r in matched.records] + list(matched.names_only),
         )
         try:
-            failures = self.hooks.terminate_machines(items)
+            with bound(request_id=request_id):
+                failures = self.hooks.terminate_machines(items)
         except CloudError as exc:
             with self.store.transaction():
                 self.store.put_machines(list(matched.known))  # undo the return marks: nothing was terminated
@@ -445,8 +456,10 @@ class Operations:
                 )
         first_time = fresh + [r for r in reclaims if r.name not in records]
         for reclaim in first_time:
+            known = records.get(reclaim.name)
             log.info(
                 "host reclaimed",
+                request_id=known.request_id if known else None,
                 name=reclaim.name,
                 machine_id=reclaim.machine_id,
                 grace_period=reclaim.grace_period,
