@@ -378,3 +378,21 @@ def test_requests_list_filters_by_state_and_kind_newest_first(
     assert header.split() == ["REQUEST", "KIND", "STATUS", "TEMPLATE", "MACHINES", "CREATED", "MESSAGE"]
     assert sorted(row.split()[0] for row in rows) == sorted(ids)
     assert all(row.split()[1:5] == ["acquire", "running", "mock-small", "1"] for row in rows)
+
+
+def test_debug_logs_one_line_per_hook_call_and_info_none(
+    hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = {"template": {"templateId": "mock-small", "machineCount": 1}}
+    log = hf_env / "log" / "ohfp-mockinst.log"
+    run(capsys, hf_env, "requestMachines", request)
+    assert not [line for line in log.read_text().splitlines() if '"hook call"' in line]
+    monkeypatch.setenv("OHFP_LOG_LEVEL", "DEBUG")
+    log.unlink()
+    run(capsys, hf_env, "requestMachines", request)
+    calls = [json.loads(line) for line in log.read_text().splitlines() if '"hook call"' in line]
+    by_hook = {line["hook"]: line for line in calls}
+    assert "provider:mock" in by_hook["ohfp_provision"]["plugins"]
+    assert by_hook["ohfp_provision"]["level"] == "debug" and by_hook["ohfp_provision"]["raised"] is None
+    assert by_hook["ohfp_provision"]["duration_ms"] >= 0
+    assert {"ohfp_available_templates", "ohfp_validate_template", "ohfp_request_submitted"} <= set(by_hook)

@@ -188,6 +188,11 @@ def bind_context(**values: Any) -> None:
         structlog.contextvars.bind_contextvars(**values)
 
 
+def enabled(level: str) -> bool:
+    """Whether lines at ``level`` (``"debug"`` …) are written: costly detail is gathered only then."""
+    return LEVELS[level.lower()] >= _Setup.min_level
+
+
 @contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """Add ``values`` to every line logged inside the block, by this thread (a call at work in
