@@ -316,8 +316,8 @@ def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.
     # naming the request it belongs to.
     for needle in (first["machineId"], first["name"]):
         life = [line for line in lines if needle in json.dumps(line)]
-        events = [line["event"] for line in life]
-        assert events == ["request submitted", "machine ready", "return recorded", "machine returned"]
+        story = [line["event"] for line in life]
+        assert story == ["request submitted", "machine ready", "return recorded", "machine returned"]
         assert {line["request_id"] for line in life[:2]} == {request_id}
         assert life[1]["template_id"] == "mock-spot"
         assert life[2]["request_id"] == life[3]["request_id"] != request_id
