@@ -119,8 +119,33 @@ def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixtu
     assert main(["templates", "validate", "--provider", "mock"]) == 3
     reply = json.loads(capsys.readouterr().out)
     assert "$.templates[A].attributes.ncpus: must be a number, got 'many'" in reply["errors"]
+    assert str(hf_env / "conf" / "mockinstprov_templates.json") in reply["message"]
     assert main(["health", "--provider", "mock"]) == 0
     assert json.loads(capsys.readouterr().out)["message"] == "healthy"
+
+
+def test_templates_validate_names_the_files_read_and_warns_of_a_shadowed_one(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = hf_env / "conf"
+    entry = {"templateId": "A", "maxNumber": 1, "attributes": {"type": ["String", "X86_64"]}}
+    (conf / "mockinstprov_templates.json").write_text(json.dumps({"templates": [entry]}))
+    (conf / "mockprov_templates.json").write_text(json.dumps({"templates": []}))
+    assert main(["templates", "validate", "--provider", "mock"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert reply["files"] == {
+        "config": str(conf / "mockinstprov_config.json"),
+        "templates": str(conf / "mockinstprov_templates.json"),
+        "settings": None,
+    }
+    ignored = conf / "mockprov_templates.json"
+    read = "mockinstprov_templates.json"
+    assert reply["warnings"] == [f"{ignored} is ignored: {read} beside it is read instead"]
+    entry["attributes"] = {"ncpus": ["Numeric", "x"]}
+    (conf / "mockinstprov_templates.json").write_text(json.dumps({"templates": [entry]}))
+    code, reply = run(capsys, hf_env, "requestMachines", {"template": {"templateId": "A", "machineCount": 1}})
+    assert code == 3
+    assert f"template 'A' is invalid in {conf / 'mockinstprov_templates.json'}" in reply["message"]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -250,10 +250,19 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
     def action() -> Any:
         ops = _operations(args.provider)
         report = ops.validate_templates()
+        files, warnings = ops.files_read()
         problems = [p for items in report.values() for p in items]
         if problems:
-            raise ConfigError(f"{len(problems)} problem(s) in the templates", problems)
-        return {"message": f"{len(report)} templates valid.", "templates": sorted(report)}
+            where = f" of {files['templates']}" if files["templates"] else ""
+            raise ConfigError(f"{len(problems)} problem(s) in the templates{where}", problems)
+        reply: dict[str, Any] = {
+            "message": f"{len(report)} templates valid.",
+            "templates": sorted(report),
+            "files": files,
+        }
+        if warnings:
+            reply["warnings"] = warnings
+        return reply
 
     return _run("templates validate", action)
 

@@ -121,17 +121,29 @@ def read_json_file(path: Path, what: str) -> Any:
         ) from None
 
 
+def _candidates(confdir: Path, instance: str | None, provider_type: str, suffix: str) -> list[Path]:
+    names = [f"{instance}prov_{suffix}.json"] if instance else []
+    names.append(f"{provider_type}prov_{suffix}.json")
+    return [confdir / name for name in dict.fromkeys(names)]
+
+
 def find_file(confdir: Path | None, instance: str | None, provider_type: str, suffix: str) -> Path | None:
     """``<instance>prov_<suffix>.json``, else ``<type>prov_<suffix>.json``, in ``confdir``."""
     if confdir is None:
         return None
-    names = [f"{instance}prov_{suffix}.json"] if instance else []
-    names.append(f"{provider_type}prov_{suffix}.json")
-    for name in names:
-        candidate = confdir / name
+    for candidate in _candidates(confdir, instance, provider_type, suffix):
         if candidate.is_file():
             return candidate
     return None
+
+
+def shadowed_files(confdir: Path | None, instance: str | None, provider_type: str, suffix: str) -> list[str]:
+    """Warnings for files :func:`find_file` passes over although they exist: with
+    ``awsinstprov_templates.json`` present, ``awsprov_templates.json`` beside it is ignored."""
+    if confdir is None:
+        return []
+    present = [c for c in _candidates(confdir, instance, provider_type, suffix) if c.is_file()]
+    return [f"{other} is ignored: {present[0].name} beside it is read instead" for other in present[1:]]
 
 
 def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Settings:

@@ -17,6 +17,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -81,6 +82,8 @@ class Operations:
         self.clock = clock
         self.reconciler = Reconciler(hooks, store, self.locks, context.timeout_sec, clock)
         self._made: list[tuple[str, CallLock]] = []
+        self.templates_file: Path | None = None
+        """The templates file the last :meth:`offered` read."""
         context.values.bind(store, context.values.namespace or context.provider_type)
 
     # ---------------------------------------------------------------- the reply
@@ -131,6 +134,7 @@ class Operations:
         """The templates offered (the file's, as the provider adjusts them, every rule met)
         and, per template left out, its problems."""
         loaded = load_templates(self.context)
+        self.templates_file = loaded.path
         broken = {key: list(problems) for key, problems in loaded.broken.items()}
         valid: list[Template] = []
         for template in self.hooks.available_templates(loaded.templates):
@@ -147,6 +151,26 @@ class Operations:
         valid, broken = self.offered()
         return {**{t.template_id: [] for t in valid}, **broken}
 
+    def files_read(self) -> tuple[dict[str, str | None], list[str]]:
+        """The instance's files (``config``, ``templates``, ``settings``: each path, or None
+        when there is none) and warnings for files that are ignored because another shadows
+        them (``awsprov_templates.json`` beside ``awsinstprov_templates.json``)."""
+        from ohfp_core.config import SETTINGS_FILE, shadowed_files
+
+        c = self.context
+        settings = c.confdir / SETTINGS_FILE
+        loaded = load_templates(c)
+        files = {
+            "config": str(c.config_path) if c.config_path else None,
+            "templates": str(loaded.path) if loaded.path else None,
+            "settings": str(settings) if settings.is_file() else None,
+        }
+        warnings = [*shadowed_files(c.confdir, c.instance, c.provider_type, "config"), *loaded.shadowed]
+        return files, warnings
+
+    def _in_file(self) -> str:
+        return f" in {self.templates_file}" if self.templates_file else ""
+
     def get_available_templates(self, data: Any) -> dict[str, Any]:
         self.reconciler.run()
         valid, broken = self.offered()
@@ -155,7 +179,7 @@ class Operations:
             log.warning("templates left out", templates=sorted(broken), problems=_flat(broken))
             reply["message"] += (
                 f" {len(broken)} template(s) left out as invalid: {', '.join(sorted(broken))}"
-                " (run 'ohfp templates validate')."
+                f"{self._in_file()} (run 'ohfp templates validate')."
             )
             reply["errors"] = _flat(broken)
         reply["templates"] = [
@@ -169,7 +193,7 @@ class Operations:
             if template.template_id == template_id:
                 return template
         if template_id in broken:
-            raise ConfigError(f"template {template_id!r} is invalid", broken[template_id])
+            raise ConfigError(f"template {template_id!r} is invalid{self._in_file()}", broken[template_id])
         known = ", ".join(sorted(t.template_id for t in valid)) or "none"
         raise InputError(
             "invalid requestMachines input",
