@@ -1,14 +1,11 @@
 """The provider's configuration: the instance's ``<instance>prov_config.json`` keys.
 
-=========================  =================================================  ==================
-key                        meaning                                            default
-=========================  =================================================  ==================
-``LIBVIRT_URI``            the libvirt connection of templates without a URI  ``qemu:///system``
-``LIBVIRT_CONNECT_SECONDS``  how long to keep trying to connect (a libvirtd     ``10``
-                           restarting), bounded by Host Factory's time left
-``LIBVIRT_ADDRESS_SECONDS``  how long a machine may run without an address      ``300``
-                           before it is destroyed and reported failed
-=========================  =================================================  ==================
+- ``LIBVIRT_URI``: the libvirt connection of templates without a URI (default
+  ``qemu:///system``);
+- ``LIBVIRT_CONNECT_SECONDS``: how long to keep trying to connect while libvirtd cannot be
+  reached (restarting), bounded by half of Host Factory's time left (default 10);
+- ``LIBVIRT_ADDRESS_SECONDS``: how long a machine may go without an address before it is
+  destroyed and reported failed (default 300).
 
 The ``libvirt`` section of ``ohfp.json`` may give the same keys, also in lower case without
 the prefix (``"uri"``); the instance's config file wins. A bad value or an unknown key is a

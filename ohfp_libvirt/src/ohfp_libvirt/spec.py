@@ -2,17 +2,15 @@
 
 Besides core's keys (``templateId``, ``maxNumber``, ``attributes``) a libvirt template has:
 
-=================  ====================================================================
-``uri``            libvirt connection URI (default: the config's ``LIBVIRT_URI``)
-``domainType``     ``kvm`` (default) or ``qemu`` (software emulation, no /dev/kvm)
-``vcpus``          virtual CPUs; default the ``ncpus`` attribute, which it fills in
-``memoryMiB``      memory in MiB; default the ``nram`` attribute, which it fills in
-``baseVolume``     ``{"pool": P, "volume": V}``: each machine boots a qcow2 overlay of V made in P
-``kernel``         a kernel on the hypervisor host to boot directly (with ``initrd``, ``cmdline``)
-``network``        the libvirt network of the machine's NIC (default ``default``)
-``addressSource``  where the address comes from: ``lease`` (DHCP, default), ``agent``, ``arp``
-``hostPrefix``     domain (host) names are ``<hostPrefix>-<12 hex>`` (default ``ohfp``)
-=================  ====================================================================
+- ``uri``: the libvirt connection URI (default: the config's ``LIBVIRT_URI``);
+- ``domainType``: ``kvm`` (default) or ``qemu`` (software emulation, no /dev/kvm);
+- ``vcpus``: virtual CPUs; default the ``ncpus`` attribute, which it fills in;
+- ``memoryMiB``: memory in MiB; default the ``nram`` attribute, which it fills in;
+- ``baseVolume``: ``{"pool": P, "volume": V}``: each machine boots a qcow2 overlay of V made in P;
+- ``kernel``, ``initrd``, ``cmdline``: a kernel on the hypervisor host to boot directly;
+- ``network``: the libvirt network of the machine's NIC (default ``default``);
+- ``addressSource``: where the address comes from: ``lease`` (DHCP, default), ``agent``, ``arp``;
+- ``hostPrefix``: domain (host) names are ``<hostPrefix>-<12 hex>`` (default ``ohfp``).
 
 A template boots from ``baseVolume``, ``kernel`` or both (a kernel with a disk).
 :func:`problems` reports every bad key by its name; :func:`parse` raises the first as a
