@@ -66,6 +66,21 @@ def _until_done(instance: Instance, request_id: str, limit: float = 300) -> floa
     raise SystemExit(f"{request_id} still running after {limit} s")
 
 
+def _guest_round(instance: Instance, count: int) -> dict[str, float]:
+    """One request of ``count`` real guests to complete and back: seconds per step."""
+    times = {}
+    ask = {"template": {"templateId": "bench", "machineCount": count}}
+    times["requestMachines"], reply = instance.call("requestMachines", ask)
+    status = {"requests": [{"requestId": reply["requestId"]}]}
+    times["first getRequestStatus"] = instance.call("getRequestStatus", status)[0]
+    times["until complete"] = _until_done(instance, reply["requestId"])
+    machines = instance.call("getRequestStatus", status)[1]["requests"][0]["machines"]
+    held = {"machines": [{"name": m["name"], "machineId": m["machineId"]} for m in machines]}
+    times["requestReturnMachines"], returned = instance.call("requestReturnMachines", held)
+    times["until the return is complete"] = _until_done(instance, returned["requestId"])
+    return times
+
+
 def bench_guests(base: Path, rounds: int) -> None:
     from tests.libvirt.conftest import _missing
     from tests.libvirt.guest import boot_files
@@ -89,18 +104,10 @@ def bench_guests(base: Path, rounds: int) -> None:
         for count in (1, 4):
             times: dict[str, list[float]] = {}
             for _ in range(rounds):
-                ask = {"template": {"templateId": "bench", "machineCount": count}}
-                elapsed, reply = instance.call("requestMachines", ask)
-                times.setdefault("requestMachines", []).append(elapsed)
-                status = {"requests": [{"requestId": reply["requestId"]}]}
-                times.setdefault("first getRequestStatus", []).append(instance.call("getRequestStatus", status)[0])
-                times.setdefault("until complete", []).append(_until_done(instance, reply["requestId"]))
-                _, done = instance.call("getRequestStatus", status)
-                held = {"machines": [{"name": m["name"], "machineId": m["machineId"]} for m in done["requests"][0]["machines"]]}
-                elapsed, returned = instance.call("requestReturnMachines", held)
-                times.setdefault("requestReturnMachines", []).append(elapsed)
-                times.setdefault("until the return is complete", []).append(_until_done(instance, returned["requestId"]))
-            rows += [(f"{count} machine{'s' * (count > 1)}: {name}", values, "") for name, values in times.items()]
+                for name, seconds in _guest_round(instance, count).items():
+                    times.setdefault(name, []).append(seconds)
+            label = f"{count} machine{'s' * (count > 1)}"
+            rows += [(f"{label}: {name}", values, "") for name, values in times.items()]
         print_table(
             f"libvirt provider on qemu:///system (QEMU without KVM, private libvirtd), {rounds} rounds",
             rows,
@@ -113,7 +120,9 @@ def bench_guests(base: Path, rounds: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="rounds on test:///default (default 15)")
-    parser.add_argument("--guest-rounds", type=int, default=2, help="rounds with real guests (default 2; 0 skips)")
+    parser.add_argument(
+        "--guest-rounds", type=int, default=2, help="rounds with real guests (default 2; 0 skips)"
+    )
     args, _ = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="ohfp-bench-libvirt-") as scratch:
         bench_test_driver(Path(scratch), args.runs)
