@@ -390,11 +390,9 @@ class ProviderContract:
         """ohfp_provision: returns while its machines still boot, not once they run (needs
         ``driver.machines_start_pending()`` to say True).
         """
-        starts_pending = capability(cloud_driver, "machines_start_pending")
-        if starts_pending is None or not starts_pending():
-            pytest.skip(
-                "the cloud driver's machines_start_pending() does not say that machines boot over time"
-            )
+        starts_pending = self._needs(cloud_driver, "machines_start_pending", "to say machines boot over time")
+        if not starts_pending():
+            pytest.skip("the cloud driver's machines_start_pending() says machines run at once")
         template = cloud_driver.template()
         request_id = _request_id()
         provisioned = hooks.provision(request_id, template, self.machine_count)
