@@ -11,6 +11,7 @@ import pytest
 from ohfp_core.deprecation import DEPRECATED, OhfpDeprecationWarning, warn_deprecated
 
 ROOT = Path(__file__).resolve().parents[2]
+CHANGELOG = ROOT / "CHANGELOG.md"
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -60,3 +61,10 @@ def test_warning_can_point_at_the_old_method() -> None:
         warn_deprecated("CloudDriver.settle()", at=Driver().settle)
     [warning] = caught
     assert (warning.filename, warning.lineno) == (__file__, Driver.settle.__code__.co_firstlineno)
+
+
+@pytest.mark.parametrize("old", sorted(DEPRECATED))
+def test_each_deprecation_has_a_migration_note(old: str) -> None:
+    changelog = CHANGELOG.read_text(encoding="utf-8")
+    section = changelog.split(f"## {DEPRECATED[old].since}", 1)[1].split("\n## ", 1)[0]
+    assert f"`{old}`" in section, f"CHANGELOG.md's {DEPRECATED[old].since} section does not name {old}"
