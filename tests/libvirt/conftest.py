@@ -18,7 +18,9 @@ from ohfp_core.models import ProviderContext, Template
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
+from ohfp_core.values import Values  # noqa: E402
 from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
+from ohfp_libvirt.hypervisor import Hypervisor  # noqa: E402
 from ohfp_libvirt.provider import LibvirtProvider  # noqa: E402
 from ohfp_libvirt.settings import read_settings  # noqa: E402
 
@@ -57,6 +59,7 @@ class TestDriver:
             )
         self.broken_uri = f"test://{tmp_path}/no-such-host.xml"
         self._break_next = False
+        self._restore: list[Callable[[], None]] = []
 
     def template(self) -> Template:
         if self._break_next:
@@ -64,15 +67,31 @@ class TestDriver:
             return kit_template(uri=self.broken_uri)
         return kit_template()
 
-    def settle(self) -> None:
-        """Nothing to wait for: the test driver starts and stops domains at once."""
-
     def domain(self, machine_id: str) -> Any:
         return self.connection.lookupByUUIDString(machine_id)
 
-    def reclaim(self, machine_id: str) -> None:
-        """The host's administrator shuts the guest down."""
+    def take_away(self, machine_id: str) -> None:
+        """The host's administrator shuts the guest down (libvirt gives no notice)."""
         self.domain(machine_id).shutdown()
+
+    def resources(self) -> dict[str, str]:
+        """The domains the test made (defined, whatever their state) and their volumes."""
+        held = {domain.UUIDString(): f"state {domain.state()[0]}" for domain in self.made()}
+        held.update({f"volume {name}": "allocated" for name in self.volumes()})
+        return held
+
+    def interrupt_after_create(self, interrupt: Callable[[], None]) -> None:
+        """``interrupt()`` once, right after the provider's next define reached libvirt."""
+        original = Hypervisor.define
+
+        def define(hypervisor: Hypervisor, xml: str, machine_uuid: str) -> Any:
+            made = original(hypervisor, xml, machine_uuid)
+            Hypervisor.define = original  # type: ignore[method-assign]
+            interrupt()
+            return made
+
+        Hypervisor.define = define  # type: ignore[method-assign,assignment]
+        self._restore.append(lambda: setattr(Hypervisor, "define", original))
 
     def terminate_outside(self, machine_id: str) -> None:
         """``virsh destroy``: powered off outside Host Factory."""
@@ -90,6 +109,8 @@ class TestDriver:
         return [d for d in self.connection.listAllDomains(0) if d.UUIDString() not in self.before]
 
     def close(self) -> None:
+        for restore in self._restore:
+            restore()
         for domain in self.made():
             if domain.isActive():
                 domain.destroy()
@@ -108,8 +129,10 @@ def driver(tmp_path: Path) -> Iterator[TestDriver]:
 
 @pytest.fixture
 def make_cloud(tmp_path: Path) -> Iterator[Callable[..., LibvirtCloud]]:
-    """``make_cloud(clock=…, **config)``: a cloud for instance ``lvinst`` on the test driver."""
+    """``make_cloud(clock=…, **config)``: a cloud for instance ``lvinst`` on the test driver;
+    every cloud of a test shares one state store's values, as the calls of an instance do."""
     made: list[LibvirtCloud] = []
+    values = Values("libvirt")
 
     def make(clock: Callable[[], float] | None = None, **config: Any) -> LibvirtCloud:
         context = ProviderContext(
@@ -118,6 +141,7 @@ def make_cloud(tmp_path: Path) -> Iterator[Callable[..., LibvirtCloud]]:
             confdir=tmp_path,
             workdir=tmp_path,
             config={"LIBVIRT_URI": TEST_URI, **config},
+            values=values,
         )
         settings = read_settings(context.config)
         cloud = LibvirtCloud(context, settings) if clock is None else LibvirtCloud(context, settings, clock)

@@ -18,5 +18,10 @@ class TestLibvirtContract(ProviderContract):
         return make_provider()
 
     @pytest.fixture
+    def next_provider(self, make_provider: Callable[..., LibvirtProvider]) -> LibvirtProvider:
+        """The next call's provider: a new object on the same instance and hypervisor."""
+        return make_provider()
+
+    @pytest.fixture
     def cloud_driver(self, driver: TestDriver) -> TestDriver:
         return driver

@@ -13,8 +13,7 @@ instant leaves nothing the next call cannot find:
 - removing a machine destroys it, deletes its volumes and only then undefines it, so a
   definition (and its metadata) outlives every volume it names;
 - a returned domain is gone at once (libvirt keeps no record of it, unlike EC2's terminated
-  instances), so the machines a call removed are remembered in the state store for a day and
-  reported terminated to their return request;
+  instances): status leaves it out, and core reports it terminated;
 - the URI of every connection ohfp provisioned on is remembered in the state store
   (``ProviderContext.values``) before anything is made there, so a request whose handle was
   never stored, or a host named by Host Factory alone, is looked for on each of them.
@@ -57,10 +56,6 @@ MIB = 1024 * 1024
 URIS_KEY = "uris"
 URIS_TTL_SEC = 10 * 365 * 86400
 """The remembered URIs are kept for as long as a machine may live."""
-RETURNED_PREFIX = "returned:"
-RETURNED_TTL_SEC = 86400
-"""How long a returned machine is still reported, terminated, to its return request."""
-RETURNED = "returned: destroyed, its volumes deleted and its definition removed"
 
 
 class LibvirtCloud:
@@ -248,26 +243,8 @@ class LibvirtCloud:
                         else guest.info.uuid in request.machine_ids
                     ):
                         machines.append(self._machine(self._hypervisors[uri], guest, tag))
-            if request.kind is RequestKind.RETURN:
-                machines += self._returned(set(request.machine_ids) - {m.machine_id for m in machines})
             snapshots[request.request_id] = RequestSnapshot(machines=tuple(machines))
         return snapshots
-
-    def _returned(self, machine_ids: set[str]) -> list[Machine]:
-        """Machines this instance removed lately, as terminated."""
-        keys = [f"{RETURNED_PREFIX}{machine_id}" for machine_id in sorted(machine_ids)]
-        found = self.context.values.get_many(keys) if keys else {}
-        return [
-            Machine(
-                machine_id=key.removeprefix(RETURNED_PREFIX),
-                name=str(record.get("name", "")),
-                state=MachineState.TERMINATED,
-                launch_time=max(0, int(record.get("created", 0))),
-                message=RETURNED,
-            )
-            for key, record in found.items()
-            if isinstance(record, dict)
-        ]
 
     def terminate(self, items: Sequence[ReturnItem]) -> dict[str, str]:
         """Remove each machine (found by UUID, else by name); one gone is returned already.
@@ -275,7 +252,6 @@ class LibvirtCloud:
         :raises CloudError: when no machine could be removed.
         """
         failures: dict[str, str] = {}
-        removed: dict[str, object] = {}
         last: CloudError | None = None
         for item in items:
             key = item.machine_id or item.name
@@ -289,14 +265,8 @@ class LibvirtCloud:
                     failures[key] = f"{guest.info.name} was not made by ohfp instance {self.context.instance}"
                     continue
                 self._remove(hypervisor, guest)
-                removed[f"{RETURNED_PREFIX}{guest.info.uuid}"] = {
-                    "name": guest.info.name,
-                    "created": tag.created,
-                }
             except CloudError as exc:
                 failures[key], last = exc.message, exc
-        if removed:
-            self.context.values.put_many(removed, RETURNED_TTL_SEC)
         if last is not None and len(failures) == len(items):
             raise last
         return failures
