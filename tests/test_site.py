@@ -62,3 +62,14 @@ def test_install_commands_work_before_the_packages_are_published() -> None:
             if re.search(r"pip install (\S+ )*ohfp-", line) and "published" not in line:
                 offenders.append(f"{page.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_link_text_reads_as_words_not_file_names() -> None:
+    """``[reliability.md](reliability.md)`` reads badly on the site: name what the link leads to."""
+    offenders = []
+    for page in [ROOT / "README.md", *DOCS.glob("*.md"), *(DOCS / "reference").glob("*.md")]:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for text in re.findall(r"\[([^\]]+)\]\([^)]+\)", line):
+                if re.fullmatch(r"[\w./-]+\.md", text):
+                    offenders.append(f"{page.relative_to(ROOT)}:{number}: [{text}]")
+    assert offenders == []
