@@ -89,8 +89,8 @@ def test_every_call_ends_within_its_action_timeout_while_the_server_is_silent(
         ]  # fmt: skip
         bound = time.monotonic() + 60
         while len(list(pause.glob("*.paused"))) < len(at_work):
-            ended = [call for call, _, process in at_work if process.poll() is not None]
-            assert not ended and time.monotonic() < bound, f"calls did not reach their points: {ended}"
+            gone = [call for call, _, process in at_work if process.poll() is not None]
+            assert not gone and time.monotonic() < bound, f"calls did not reach their points: {gone}"
             time.sleep(0.1)
         proxy.freeze()
         silent_at = time.monotonic()
