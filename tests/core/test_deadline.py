@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ohfp_core.deadline import RESERVE_SEC, Deadline, call_deadline, reserve
 from ohfp_core.models import RequestKind
 from ohfp_core.sqlite import SQLiteStorage
@@ -98,3 +100,31 @@ def test_a_calls_deadline_counts_from_the_start_of_its_process() -> None:
     age = process_age()
     assert 0 < age < 3600, "this test process started a while ago, not in the future"
     assert call_deadline(60, begun_sec=10).remaining() <= call_deadline(60).remaining() - 9
+
+
+def test_a_call_run_inside_a_long_lived_process_has_its_whole_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a call that is a process of its own (``main()`` without arguments) counts its
+    time from the process's start; one run in-process with its arguments has all of it."""
+    from ohfp_core import deadline
+    from ohfp_core.cli import main
+    from ohfp_core.logs import reset_logging
+
+    monkeypatch.setattr(deadline, "process_age", lambda: 3600.0)  # a process an hour old
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for name, value in (
+        ("NAME", "mockinst"),
+        ("CONFDIR", conf),
+        ("WORKDIR", tmp_path / "w"),
+        ("LOGDIR", tmp_path),
+    ):
+        monkeypatch.setenv(f"HF_PROVIDER_{name}", str(value))
+    request = tmp_path / "in.json"
+    request.write_text("{}")
+    try:
+        assert main(["hf", "getAvailableTemplates", "-f", str(request), "--provider", "mock"]) == 0
+    finally:
+        reset_logging()
+    assert "templates" in json.loads(capsys.readouterr().out)

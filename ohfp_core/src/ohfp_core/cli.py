@@ -98,14 +98,17 @@ def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
     return context, settings
 
 
-def _operations(provider: str | None, watch: Callable[[Deadline], None] | None = None) -> Operations:
-    """The instance's calls, its store open; ``watch`` gets the call's deadline first."""
-    from ohfp_core.deadline import call_deadline, process_age
+def _operations(
+    provider: str | None, watch: Callable[[Deadline], None] | None = None, begun_sec: float = 0.0
+) -> Operations:
+    """The instance's calls, its store open; ``watch`` gets the call's deadline (the call
+    begun ``begun_sec`` ago) first."""
+    from ohfp_core.deadline import call_deadline
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
 
     context, settings = _context(provider)
-    deadline = call_deadline(context.timeout_sec, process_age())  # Host Factory's clock began at our start
+    deadline = call_deadline(context.timeout_sec, begun_sec)
     if watch is not None:
         watch(deadline)
     hooks = load_hooks(context, settings.sections)
@@ -278,7 +281,7 @@ def cmd_hf(args: argparse.Namespace) -> int:
 
     def action() -> Any:
         data = read_input(args.file)
-        ops = _operations(args.provider, watch)
+        ops = _operations(args.provider, watch, args.begun_sec)
         made.append(ops)
         from ohfp_core.logs import bind_context
 
@@ -525,11 +528,17 @@ def _early_logging(provider: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names; without ``argv``, the process's own command line: a
+    call that is a process of its own, whose time (Host Factory's) began with the process."""
+    from ohfp_core.deadline import process_age
+
+    begun_sec = process_age() if argv is None else 0.0
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already answered in JSON
         return int(exc.code or 0)
+    args.begun_sec = begun_sec
     if args.version:
         sys.stdout.write(f"ohfp {_version()}\n")
         return EXIT_OK
