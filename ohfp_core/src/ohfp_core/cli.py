@@ -391,21 +391,25 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
+    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]`` (a copy takes
+    as long as it takes: no Host Factory call waits on it)."""
     from ohfp_core import storage_admin
+    from ohfp_core.deadline import Deadline
     from ohfp_core.plugins import Hooks, make_manager
+
+    unbounded = Deadline.never() if args.storage_command == "migrate" else None
 
     def action() -> Any:
         context, settings = _context(args.provider)
         hooks = Hooks(make_manager(load_entry_points=True))
-        source = _open_store(hooks, context, settings)
+        source = _open_store(hooks, context, settings, deadline=unbounded)
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
                 return Outcome(report, EXIT_OK if report.get("ok") else EXIT_UNHEALTHY)
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
-            target = _open_store(hooks, context, settings, args.to)
+            target = _open_store(hooks, context, settings, args.to, deadline=unbounded)
             try:
                 return storage_admin.migrate(
                     source, target, source_name=settings.storage, target_name=args.to, force=args.force
