@@ -27,7 +27,7 @@ from ohfp_core.testing import StorageContract
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb import plugin
 from ohfp_dynamodb.settings import DynamoSettings
-from ohfp_dynamodb.store import SCHEMA_VERSION, DynamoStorage
+from ohfp_dynamodb.store import LOCK, SCHEMA_VERSION, DynamoStorage
 from tests.dynamo_support import REGION, DynamoOpener, SerialMotoServer, new_table
 
 
@@ -215,6 +215,7 @@ def test_a_committed_journal_of_a_dead_writer_is_applied_by_the_next(
         pass
 
     def die(ops: Any) -> None:
+        dstore._renewer.drop(LOCK, dstore._token)  # a dead process renews nothing
         raise Died
 
     monkeypatch.setattr(dstore, "_apply", die)
@@ -233,12 +234,15 @@ def test_a_committed_journal_of_a_dead_writer_is_applied_by_the_next(
         other.close()
 
 
-def test_a_transaction_that_outlives_its_lease_stores_nothing(
-    dstore: DynamoStorage, opener: DynamoOpener
+def test_a_writer_that_stops_renewing_its_lock_loses_it_and_stores_nothing(
+    dstore: DynamoStorage, opener: DynamoOpener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A frozen writer (nothing renews its lock): another call takes the lock once the lease
+    has run out, and the frozen one's write, when it comes, stores nothing."""
     import time
 
     dstore.lease = 0.2
+    monkeypatch.setattr(dstore._renewer, "keep", lambda *args: None)
     other = opener()
     try:
         with pytest.raises(StorageError, match=r"the write lock was lost") as lost, dstore.transaction():
@@ -247,6 +251,28 @@ def test_a_transaction_that_outlives_its_lease_stores_nothing(
             other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
         assert lost.value.kind is StorageFailure.LOCK_LOST
         assert list(other.get_requests(["req-late", "req-other"])) == ["req-other"]
+    finally:
+        other.close()
+
+
+def test_a_writer_at_work_keeps_its_lock_past_its_lease(dstore: DynamoStorage, opener: DynamoOpener) -> None:
+    """A live writer's lock is renewed: a write longer than three leases keeps it, the other
+    call waits (and gives up at its own limit), and the long write is stored."""
+    import time
+
+    from ohfp_core.deadline import Deadline
+
+    dstore.lease = 0.3
+    other = opener()
+    try:
+        with dstore.transaction():
+            dstore.put_request(RequestRecord(request_id="req-long", kind=RequestKind.ACQUIRE))
+            time.sleep(1.0)
+            other.use_deadline(Deadline.after(1.0))
+            with pytest.raises(StorageError) as waited:
+                other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+            assert waited.value.kind is StorageFailure.LOCK_TIMEOUT
+        assert list(dstore.get_requests(["req-long", "req-other"])) == ["req-long"]
     finally:
         other.close()
 

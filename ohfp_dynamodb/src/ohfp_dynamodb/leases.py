@@ -1,13 +1,18 @@
-"""DynamoDB's in-flight leases: an item per request in the making, kept alive while its call runs.
+"""DynamoDB's leases: items a call holds while it runs, which lapse soon after it dies.
 
-The lease of a request (:mod:`ohfp_core.reconcile`) is the item ``LEASE``/``<request id>``
-naming its holder (a token of the call) and when it lapses (``expires``, epoch seconds).
-A call takes it with a conditional write that succeeds only when there is no such item or
-it has lapsed; a thread of the holding process pushes ``expires`` forward every third of
-``callLeaseSeconds`` (conditional on still holding it), and the call deletes the item when
-it is done with the request. A call that dies stops renewing: within ``callLeaseSeconds``
-its lease lapses and a call on any host takes it and reconciles the request. The hosts'
-clocks must agree to well within ``callLeaseSeconds`` (NTP), as for the write lock.
+Two kinds, kept alive the same way by a thread of the holding process (:class:`Renewer`):
+every third of its lease it pushes the item's ``expires`` (epoch seconds) forward, on
+condition that the item still names the holder's token as ``owner``. A call that dies, or
+freezes, stops renewing, and the item lapses a lease later. The hosts' clocks must agree to
+well within a lease (NTP).
+
+- The write lock (``META``/``lock``, ``lockLeaseSeconds``): a dead writer blocks the other
+  writers for at most the lease, however long a live one's write takes.
+- In-flight leases (:mod:`ohfp_core.reconcile`): the item ``LEASE``/``<request id>`` of a
+  request a call is making (or reconciling), ``callLeaseSeconds``; taken with a conditional
+  write that succeeds only when there is no such item or it has lapsed, deleted when the
+  call is done with the request. A call on any host takes a dead call's lease once it has
+  lapsed, and reconciles the request.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from ohfp_core.logs import get_logger
 from ohfp_dynamodb import items as it
+from ohfp_dynamodb.items import Key
 
 log = get_logger("ohfp.dynamodb")
 
@@ -31,8 +37,77 @@ def _conflict(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def mine(table: str, key: Key, token: str) -> dict[str, Any]:
+    """Arguments addressing the item ``key`` on condition that ``token`` holds it."""
+    return {
+        "TableName": table,
+        "Key": it.key(*key),
+        "ConditionExpression": "#owner = :me",
+        "ExpressionAttributeNames": {"#owner": "owner"},
+        "ExpressionAttributeValues": {":me": {"S": token}},
+    }
+
+
+class Renewer:
+    """Keeps the items this process holds alive (see the module docstring); one thread,
+    running while anything is kept."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+        self._kept: dict[Key, tuple[str, float]] = {}
+        """Item key → (the holder's token, its lease in seconds)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def keep(self, key: Key, token: str, seconds: float) -> None:
+        """Renew ``key`` while ``token`` holds it, until :meth:`drop`."""
+        with self._lock:
+            self._kept[key] = (token, seconds)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ohfp-dynamodb-renew", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def drop(self, key: Key, token: str) -> bool:
+        """Stop renewing ``key``; whether ``token`` was still keeping it."""
+        with self._lock:
+            if self._kept.get(key, ("", 0.0))[0] != token:
+                return False
+            del self._kept[key]
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._kept:
+                    self._thread = None
+                    return
+                tick = min(seconds for _, seconds in self._kept.values()) / 3
+            self._wake.wait(tick)
+            self._wake.clear()
+            with self._lock:
+                kept = dict(self._kept)
+            for key, (token, seconds) in kept.items():
+                self._renew(key, token, seconds)
+
+    def _renew(self, key: Key, token: str, seconds: float) -> None:
+        args = mine(self.table, key, token)
+        args["ExpressionAttributeNames"]["#expires"] = "expires"
+        args["ExpressionAttributeValues"][":expires"] = {"N": repr(time.time() + seconds)}
+        try:
+            self.client.update_item(**args, UpdateExpression="SET #expires = :expires")
+        except ClientError as exc:
+            if _conflict(exc):  # it lapsed and another call took it: ours no more
+                self.drop(key, token)
+            log.warning("lease not renewed", key="/".join(key), error=str(exc))
+        except Exception as exc:  # the next round tries again, while the lease lasts
+            log.warning("lease not renewed", key="/".join(key), error=str(exc))
+
+
 class DynamoLease:
-    """A held lease (a :class:`~ohfp_core.storage.Lease`): ending it deletes its item."""
+    """A held in-flight lease (a :class:`~ohfp_core.storage.Lease`): ending it deletes its item."""
 
     def __init__(self, leases: CallLeases, request_id: str, token: str) -> None:
         self.leases = leases
@@ -46,16 +121,13 @@ class DynamoLease:
 
 
 class CallLeases:
-    """The leases a store's calls hold in ``table``, lasting ``seconds`` unless renewed."""
+    """The in-flight leases a store's calls hold in ``table``, lasting ``seconds`` unless renewed."""
 
-    def __init__(self, client: Any, table: str, seconds: float) -> None:
+    def __init__(self, client: Any, table: str, seconds: float, renewer: Renewer) -> None:
         self.client = client
         self.table = table
         self.seconds = seconds
-        self._held: dict[str, str] = {}
-        """Request id → token, of the leases this process renews."""
-        self._lock = threading.Lock()
-        self._renewer: threading.Thread | None = None
+        self.renewer = renewer
 
     def claim(self, request_id: str, new: bool) -> DynamoLease | None:
         """The request's lease (``new``: a request nobody has recorded yet), or None when
@@ -81,57 +153,18 @@ class CallLeases:
             if _conflict(exc):
                 return None
             raise
-        with self._lock:
-            self._held[request_id] = token
-            if self._renewer is None:
-                self._renewer = threading.Thread(target=self._renew, name="ohfp-dynamodb-leases", daemon=True)
-                self._renewer.start()
+        self.renewer.keep((LEASES, request_id), token, self.seconds)
         return DynamoLease(self, request_id, token)
 
     def end(self, request_id: str, token: str) -> None:
         """Delete a lease this process holds (unless it lapsed and another call took it). If
         DynamoDB cannot be told, the lease lapses by itself: nothing renews it any more."""
-        with self._lock:
-            if self._held.get(request_id) != token:
-                return
-            del self._held[request_id]
+        if not self.renewer.drop((LEASES, request_id), token):
+            return
         try:
-            self.client.delete_item(**self._mine(request_id, token))
+            self.client.delete_item(**mine(self.table, (LEASES, request_id), token))
         except ClientError as exc:
             if not _conflict(exc):
                 log.warning("lease not deleted: it lapses by itself", request_id=request_id, error=str(exc))
         except Exception as exc:  # out of time, unreachable: it lapses by itself
             log.warning("lease not deleted: it lapses by itself", request_id=request_id, error=str(exc))
-
-    def _mine(self, request_id: str, token: str) -> dict[str, Any]:
-        return {
-            "TableName": self.table,
-            "Key": it.key(LEASES, request_id),
-            "ConditionExpression": "#owner = :me",
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": {":me": {"S": token}},
-        }
-
-    def _renew(self) -> None:
-        """Push every held lease's expiry forward, every third of the lease, while any is held."""
-        while True:
-            time.sleep(self.seconds / 3)
-            with self._lock:
-                held = dict(self._held)
-                if not held:
-                    self._renewer = None
-                    return
-            for request_id, token in held.items():
-                mine = self._mine(request_id, token)
-                mine["ExpressionAttributeNames"]["#expires"] = "expires"
-                mine["ExpressionAttributeValues"][":expires"] = {"N": repr(time.time() + self.seconds)}
-                try:
-                    self.client.update_item(**mine, UpdateExpression="SET #expires = :expires")
-                except ClientError as exc:
-                    if _conflict(exc):  # it lapsed and another call took it: ours no more
-                        with self._lock:
-                            if self._held.get(request_id) == token:
-                                del self._held[request_id]
-                    log.warning("lease not renewed", request_id=request_id, error=str(exc))
-                except Exception as exc:  # the next round tries again, while the lease lasts
-                    log.warning("lease not renewed", request_id=request_id, error=str(exc))

@@ -20,7 +20,8 @@ class DynamoSettings:
     else ``AWS_DEFAULT_REGION`` or the AWS config file. ``endpointUrl``: else
     ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL`` (a local DynamoDB, a VPC endpoint).
     ``createTable``: create the table on first use (else ``ohfp-dynamodb create-table``).
-    ``lockLeaseSeconds``: how long a write lock of a call that died blocks the others.
+    ``lockLeaseSeconds``: how long a write lock of a call that died blocks the others (a
+    live writer renews it).
     ``lockTimeout``: seconds a write waits for another call's write. ``callLeaseSeconds``:
     how long after a call dies its requests' leases lapse, for any host to reconcile them
     (renewed every third of it while the call runs). Credentials come the standard AWS way
@@ -32,7 +33,7 @@ class DynamoSettings:
     endpoint_url: str | None = field(default=None, metadata=setting_key("endpointUrl"))
     create_table: bool = field(default=False, metadata=setting_key("createTable"))
     lock_lease_seconds: float = field(
-        default=15.0, metadata=setting_key("lockLeaseSeconds"), validator=rule(between(1, 600))
+        default=5.0, metadata=setting_key("lockLeaseSeconds"), validator=rule(between(1, 600))
     )
     lock_timeout: float = field(
         default=30.0, metadata=setting_key("lockTimeout"), validator=rule(between(1, 3600))

@@ -1,13 +1,15 @@
 """The request store in one DynamoDB table (botocore only).
 
 Writes are serialized by a **lock item** (``META``/``lock``) taken with a conditional
-update and held for a lease (``lockLeaseSeconds``): a call that died blocks the others for
-at most the lease. Inside :meth:`DynamoStorage.transaction` — and around every write method
-called on its own — writes are buffered and reads see them; at the end they are committed
-with the lock's release:
+update and held for a lease (``lockLeaseSeconds``) that a thread renews while the writer
+lives (:mod:`ohfp_dynamodb.leases`): a writer that died (or froze) blocks the others for at
+most the lease, a live one keeps the lock however long its write takes. Inside
+:meth:`DynamoStorage.transaction` — and around every write method called on its own —
+writes are buffered and reads see them; at the end they are committed with the lock's
+release:
 
 - up to 99 items: one ``TransactWriteItems`` holding them and the lock's conditional
-  delete — all or nothing, and nothing if the lock was lost (the lease ran out);
+  delete — all or nothing, and nothing if the lock was lost (its lease ran out unrenewed);
 - more (DynamoDB allows 100 items per transaction): the items are first written as a
   journal, then the lock item is made to point at it (the commit point, conditional on still
   holding the lock), then the items are applied in transactions of 99 that each check the
@@ -50,7 +52,7 @@ from ohfp_core.storage_rules import (
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb.client import make_client
 from ohfp_dynamodb.items import Item, Key
-from ohfp_dynamodb.leases import CallLeases, DynamoLease
+from ohfp_dynamodb.leases import CallLeases, DynamoLease, Renewer, mine
 from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.table import create_table, describe_table
 
@@ -62,6 +64,7 @@ BATCH_WRITE = 25
 JOURNAL_PART_BYTES = 300_000
 """Most bytes of journal in one item (DynamoDB's item limit is 400 KB)."""
 QUERY_THREADS = 8
+LOCK: Key = (it.META, it.LOCK_SK)
 
 
 def _error_text(exc: Exception) -> str:
@@ -101,7 +104,8 @@ class DynamoStorage:
         self.client = (
             client if client is not None else make_client(settings, lambda: self.deadline, self.timed_out)
         )
-        self._leases = CallLeases(self.client, self.table, settings.call_lease_seconds)
+        self._renewer = Renewer(self.client, self.table)
+        self._leases = CallLeases(self.client, self.table, settings.call_lease_seconds, self._renewer)
         self._buffer: dict[Key, Item | None] | None = None
         self._seen: dict[Key, Item | None] = {}
         """Items read under the lock in this transaction (their state before its writes)."""
@@ -223,36 +227,39 @@ class DynamoStorage:
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         self._token = token
+        self._renewer.keep(LOCK, token, self.lease)
         journal = reply.get("Attributes", {}).get("journal")
         if journal is not None:
             self._roll_forward(journal["S"], int(reply["Attributes"]["parts"]["N"]))
 
     def _lock_condition(
-        self, names: dict[str, str] | None = None, values: dict[str, Any] | None = None
+        self, names: dict[str, str] | None = None, values: dict[str, Any] | None = None, token: str = ""
     ) -> dict[str, Any]:
         """Arguments addressing the lock item on condition that this store holds it (plus
         the expression ``names`` and ``values`` of an update)."""
-        return {
-            "TableName": self.table,
-            "Key": it.key(it.META, it.LOCK_SK),
-            "ConditionExpression": "#owner = :me",
-            "ExpressionAttributeNames": {"#owner": "owner", **(names or {})},
-            "ExpressionAttributeValues": {":me": {"S": self._token}, **(values or {})},
-        }
+        args = mine(self.table, LOCK, token or self._token)
+        args["ExpressionAttributeNames"].update(names or {})
+        args["ExpressionAttributeValues"].update(values or {})
+        return args
+
+    def _let_go(self) -> None:
+        """Stop holding the lock (and renewing it): it is released, lost, or about to go."""
+        self._renewer.drop(LOCK, self._token)
+        self._token = ""
 
     def _release(self) -> None:
+        token = self._token
+        self._let_go()
         try:
-            self.client.delete_item(**self._lock_condition())
+            self.client.delete_item(**self._lock_condition(token=token))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             # The lease ran out and another call has the lock: nothing of ours to release.
-        finally:
-            self._token = ""
 
     def _lost_lock(self) -> StorageError:
         return StorageError(
-            f"{self.where}: the write lock was lost (held longer than its lease of {self.lease:g} s);"
+            f"{self.where}: the write lock was lost (not renewed within its lease of {self.lease:g} s);"
             " nothing of this write was stored",
             kind=StorageFailure.LOCK_LOST,
         )
@@ -300,11 +307,11 @@ class DynamoStorage:
                 self.client.transact_write_items(TransactItems=actions)
             except ClientError as exc:
                 if _code(exc) == "TransactionCanceledException" and _lock_failed(exc, len(actions) - 1):
-                    self._token = ""
+                    self._let_go()
                     raise self._lost_lock() from None
                 self._release()
                 raise
-            self._token = ""
+            self._let_go()
             return
         journal_id = self._token
         parts = _journal_parts(ops)
@@ -322,7 +329,7 @@ class DynamoStorage:
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                self._token = ""
+                self._let_go()
                 self._delete_journal(journal_id, len(parts))
                 raise self._lost_lock() from None
             raise
@@ -340,7 +347,7 @@ class DynamoStorage:
             except ClientError as exc:
                 if _code(exc) == "TransactionCanceledException" and _lock_failed(exc, len(actions) - 1):
                     # The next writer applies the journal: the write group is not lost.
-                    self._token = ""
+                    self._let_go()
                     raise StorageError(
                         f"{self.where}: the write lock ran out while a large write was applied;"
                         " the next call completes it",
