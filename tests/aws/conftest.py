@@ -102,9 +102,9 @@ def _shared_service_models() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_botocore_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ohfp_aws.session
+    import ohfp_aws.access.session
 
-    monkeypatch.setattr(ohfp_aws.session, "_SESSIONS", {})
+    monkeypatch.setattr(ohfp_aws.access.session, "_SESSIONS", {})
 
 
 @pytest.fixture(autouse=True)

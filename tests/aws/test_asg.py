@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.model import TAG_REQUEST
+from ohfp_aws.apis.asg import ASGHandler
+from ohfp_aws.vocabulary import TAG_REQUEST
 
 from .conftest import REGION, Network
 from .fleet_support import Calls, acquire, alive_ids, answer, aws_context, returns, template

@@ -18,8 +18,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws import drain, event_rules, notices
 from ohfp_aws.cli import main
+from ohfp_aws.interruptions import drain, event_rules, notices
 from ohfp_aws.provider import AwsProvider, make_provider
 from ohfp_core.models import MachineRef, Template
 
@@ -34,8 +34,8 @@ STATE = "EC2 Instance State-change Notification"
 @pytest.fixture
 def queue(moto_aws: None) -> Iterator[str]:
     """The queue and rules ``ohfp-aws events setup`` makes, in moto."""
-    from ohfp_aws.config import load_config
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.settings import load_config
 
     clients = AwsClients(load_config({"AWS_REGION": REGION}))
     made = event_rules.setup(clients, "ohfp")
@@ -281,7 +281,7 @@ def test_a_drain_reads_at_most_max_batches(queue: str, network: Network, tmp_pat
 
 
 def test_a_drain_stops_when_half_of_the_calls_time_is_spent(queue: str, tmp_path: Path) -> None:
-    from ohfp_aws.session import Budget
+    from ohfp_aws.access.session import Budget
 
     provider = provider_with(tmp_path, queue)
     put_event(STATE, {"instance-id": "i-0000000000000000a", "state": "terminated"})

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.instances import describe_machines, terminate, to_machine
+from ohfp_aws.access.instances import describe_machines, terminate, to_machine
 from ohfp_core.models import MachineState, PriceType
 
 from .conftest import REGION, Network

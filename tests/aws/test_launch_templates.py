@@ -10,8 +10,8 @@ import attrs
 import boto3
 import pytest
 
-from ohfp_aws.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
-from ohfp_aws.model import TAG_REQUEST, client_token
+from ohfp_aws.launch.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
+from ohfp_aws.vocabulary import TAG_REQUEST, client_token
 from ohfp_core.errors import CloudError
 
 from .conftest import REGION, Network

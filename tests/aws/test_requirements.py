@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from ohfp_aws import requirements
-from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
-from ohfp_aws.handlers.spot_fleet import SpotFleetHandler
+from ohfp_aws.apis.asg import ASGHandler
+from ohfp_aws.apis.ec2_fleet import EC2FleetHandler
+from ohfp_aws.apis.spot_fleet import SpotFleetHandler
+from ohfp_aws.launch.template_fields import parse_template, validate_fields
 from ohfp_aws.provider import AwsProvider, make_provider
-from ohfp_aws.templates import parse_template, validate_fields
+from ohfp_aws.supply import requirements
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Template
 

@@ -11,10 +11,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.ec2.models.instances import InstanceBackend
 
-from ohfp_aws.handlers.run_instances import RunInstancesHandler
-from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
+from ohfp_aws.apis.run_instances import RunInstancesHandler
+from ohfp_aws.launch.template_fields import parse_template
 from ohfp_aws.provider import make_provider
-from ohfp_aws.templates import parse_template
+from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
 from ohfp_core.errors import CapacityError, ConfigError
 from ohfp_core.models import CloudRequest, MachineState, PriceType, RequestKind, ReturnItem
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from ohfp_aws.config import load_config
-from ohfp_aws.errors import aws_call
+from ohfp_aws.access.boundary import aws_call
+from ohfp_aws.access.session import AwsClients, Budget
 from ohfp_aws.provider import AwsProvider, make_provider
-from ohfp_aws.session import AwsClients, Budget
+from ohfp_aws.settings import load_config
 from ohfp_core.errors import CloudError
 from ohfp_core.models import Template
 

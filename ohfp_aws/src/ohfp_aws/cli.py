@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ohfp_aws.handlers import HANDLERS
+from ohfp_aws.apis import HANDLERS
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -75,9 +75,9 @@ def _iam_policy(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from ohfp_aws import event_rules
-    from ohfp_aws.config import load_config
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.interruptions import event_rules
+    from ohfp_aws.settings import load_config
     from ohfp_core.errors import CloudError, ConfigError
 
     try:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ohfp_aws.config import AwsConfig, load_config
-from ohfp_aws.errors import aws_call
-from ohfp_aws.instances import terminate
-from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
-from ohfp_aws.session import AwsClients, Budget
+from ohfp_aws.access.boundary import aws_call
+from ohfp_aws.access.instances import terminate
+from ohfp_aws.access.session import AwsClients, Budget
+from ohfp_aws.settings import AwsConfig, load_config
+from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
 from ohfp_core.models import ProviderContext
 from ohfp_core.values import Values
 
