@@ -34,11 +34,11 @@ STATE = "EC2 Instance State-change Notification"
 @pytest.fixture
 def queue(moto_aws: None) -> Iterator[str]:
     """The queue and rules ``ohfp-aws events setup`` makes, in moto."""
+    from ohfp_aws.access.services import Services
     from ohfp_aws.access.session import AwsClients
     from ohfp_aws.settings import load_config
 
-    clients = AwsClients(load_config({"AWS_REGION": REGION}))
-    made = event_rules.setup(clients, "ohfp")
+    made = event_rules.setup(Services(AwsClients(load_config({"AWS_REGION": REGION}))), "ohfp")
     yield str(made["queueUrl"])
 
 

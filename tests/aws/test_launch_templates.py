@@ -34,7 +34,7 @@ def versions(lt_id: str) -> list[Any]:
 def test_creates_named_tagged_template(provider: Any, network: Network) -> None:
     calls = Calls(provider.clients.ec2)
     tpl = template(network, user_data="#!/bin/sh\necho hi\n", instance_tags={"team": "grid"})
-    ref = ensure_for_request(provider, "req-1", tpl, {"InstanceType": "t3.micro"})
+    ref = ensure_for_request(provider, "req-1", tpl, "t3.micro")
     lt_id, version = ref.launch_template_id, ref.launch_template_version
     (params,) = calls.params("CreateLaunchTemplate")
     assert params["LaunchTemplateName"] == "ohfp-req-1"

@@ -75,6 +75,7 @@ def _iam_policy(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    from ohfp_aws.access.services import Services
     from ohfp_aws.access.session import AwsClients
     from ohfp_aws.interruptions import event_rules
     from ohfp_aws.settings import load_config
@@ -93,10 +94,9 @@ def _events(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print({"message": str(exc)})
         return 3
-    clients = AwsClients(config)
     act = event_rules.setup if args.action == "setup" else event_rules.teardown
     try:
-        _print(act(clients, args.name))
+        _print(act(Services(AwsClients(config)), args.name))
     except CloudError as exc:
         _print({"message": f"events {args.action} failed: {exc.message}"})
         return 1

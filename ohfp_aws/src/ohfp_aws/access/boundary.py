@@ -2,17 +2,20 @@
 
 Every call to AWS runs inside :func:`aws_call`, which turns botocore's exceptions into
 :class:`ohfp_core.errors.CloudError` subclasses with a message of the form
-``"<Operation>: <AWS message> (<code>)"``; :func:`paginate` reads every page of a call
-through botocore's paginator inside it. botocore is imported only once an error exists,
-so importing this module costs nothing.
+``"<Operation>: <AWS message> (<code>)"``. The service wrappers (:mod:`ohfp_aws.access.ec2`
+…) make every call through :func:`call` (one operation) or :func:`pages` (every page of a
+botocore paginator): inside :func:`aws_call`, and each with one DEBUG log line naming the
+operation, its duration, attempts, HTTP status, AWS request id and error code. botocore is
+imported only once an error exists, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ohfp_core.errors import (
     AuthError,
@@ -22,6 +25,12 @@ from ohfp_core.errors import (
     QuotaError,
     ThrottledError,
 )
+from ohfp_core.logs import get_logger
+
+log = get_logger("ohfp.aws")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CAPACITY_CODES = frozenset(
     {
@@ -203,14 +212,60 @@ def aws_call(operation: str) -> Iterator[None]:
         raise
 
 
-def paginate(client: Any, method: str, **params: Any) -> Iterator[Mapping[str, Any]]:
-    """Every page of ``client.<method>(**params)`` through botocore's paginator, errors
-    translated (the operation is named as AWS names it, e.g. ``DescribeInstances``).
+def call(operation: str, method: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``method(*args, **kwargs)``: one call of the AWS ``operation`` (as AWS names it, e.g.
+    ``RunInstances``), its errors translated, logged at DEBUG (:func:`logged`)."""
+    started = time.monotonic()
+    try:
+        with aws_call(operation):
+            reply = method(*args, **kwargs)
+    except CloudError as exc:
+        logged(operation, started, exc)
+        raise
+    logged(operation, started, reply)
+    return reply
+
+
+def pages(
+    operation: str, paginate: Callable[P, Iterable[R]], /, *args: P.args, **kwargs: P.kwargs
+) -> Iterator[R]:
+    """Every page of a botocore paginator's ``paginate(*args, **kwargs)``, each page one call
+    of ``operation``, its errors translated and logged at DEBUG (:func:`logged`).
 
     ``PaginationConfig`` passes through (``{"PageSize": 100}`` sets the call's page size).
     """
-    with aws_call(client.meta.method_to_api_mapping.get(method, method)):
-        yield from client.get_paginator(method).paginate(**params)
+    with aws_call(operation):
+        found = iter(paginate(*args, **kwargs))  # no call yet: botocore asks for the first page on next()
+    while True:
+        started = time.monotonic()
+        try:
+            with aws_call(operation):
+                page = next(found, None)
+        except CloudError as exc:
+            logged(operation, started, exc)
+            raise
+        if page is None:
+            return
+        logged(operation, started, page)
+        yield page
+
+
+def logged(operation: str, started: float, outcome: Any) -> None:
+    """One DEBUG line for a call of ``operation`` begun at ``started`` (``time.monotonic``) that
+    returned the reply ``outcome`` or raised it (a :class:`CloudError`): duration, attempts,
+    HTTP status and request id from botocore's ``ResponseMetadata``, and the error code."""
+    failed = isinstance(outcome, CloudError)
+    reply = getattr(outcome.__cause__, "response", None) if failed else outcome
+    meta = reply.get("ResponseMetadata", {}) if isinstance(reply, Mapping) else {}
+    log.debug(
+        "aws call",
+        operation=operation,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+        attempts=int(meta.get("RetryAttempts", 0)) + 1 if meta else None,
+        http_status=meta.get("HTTPStatusCode"),
+        aws_request_id=meta.get("RequestId") or meta.get("HTTPHeaders", {}).get("x-amzn-requestid"),
+        error_code=error_code(outcome) if failed else None,
+    )
 
 
 def out_of_time(operation: str, budget_sec: float) -> CloudError:

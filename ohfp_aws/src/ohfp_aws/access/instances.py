@@ -12,12 +12,17 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ohfp_aws.access.boundary import aws_call, aws_message, error_code, paginate
+from ohfp_aws.access.boundary import aws_message, error_code
 from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_WEIGHT
 from ohfp_core.errors import CloudError
 from ohfp_core.models import Machine, MachineState, PriceType
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
+
+    from ohfp_aws.access.ec2 import Ec2
 
 MAX_IDS = 1000
 FILTER_VALUES_MAX = 200
@@ -83,30 +88,30 @@ def _ids_in(message: str) -> set[str]:
 
 
 def describe_instances(
-    ec2: Any,
+    ec2: Ec2,
     instance_ids: Sequence[str] = (),
     *,
-    filters: Sequence[Mapping[str, Any]] = (),
+    filters: Sequence[FilterTypeDef] = (),
     chunk_size: int = MAX_IDS,
-) -> list[dict[str, Any]]:
+) -> list[InstanceTypeDef]:
     """Raw instances for ``instance_ids`` (chunked) or for ``filters`` alone.
 
     An id AWS rejects as unknown or malformed is dropped and the chunk described again, so
     one vanished instance never hides the others.
     """
-    found: list[dict[str, Any]] = []
+    found: list[InstanceTypeDef] = []
     if not instance_ids:
         if filters:
-            found.extend(_paginate(ec2, {"Filters": list(filters)}))
+            found.extend(ec2.instances(Filters=list(filters)))
         return found
     for chunk in chunks(instance_ids, chunk_size):
         remaining = list(chunk)
         while remaining:
-            params: dict[str, Any] = {"InstanceIds": remaining}
-            if filters:
-                params["Filters"] = list(filters)
             try:
-                found.extend(_paginate(ec2, params))
+                if filters:
+                    found.extend(ec2.instances(InstanceIds=remaining, Filters=list(filters)))
+                else:
+                    found.extend(ec2.instances(InstanceIds=remaining))
                 break
             except CloudError as exc:
                 if error_code(exc) not in (_NOT_FOUND, _MALFORMED):
@@ -115,25 +120,19 @@ def describe_instances(
                 if not missing:
                     # AWS did not say which: fall back to a filter, which ignores unknown ids.
                     found.extend(
-                        _paginate(ec2, {"Filters": [*filters, {"Name": "instance-id", "Values": remaining}]})
+                        ec2.instances(Filters=[*filters, {"Name": "instance-id", "Values": remaining}])
                     )
                     break
                 remaining = [i for i in remaining if i not in missing]
     return found
 
 
-def _paginate(ec2: Any, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for page in paginate(ec2, "describe_instances", **params):
-        for reservation in page.get("Reservations", []):
-            yield from reservation.get("Instances", [])
-
-
-def tagged_for_requests(ec2: Any, request_ids: Sequence[str], instance_name: str) -> dict[str, list[str]]:
+def tagged_for_requests(ec2: Ec2, request_ids: Sequence[str], instance_name: str) -> dict[str, list[str]]:
     """The ids of instances not terminated that carry each request id's ``ohfp:request-id``
     tag and this provider instance's ``ohfp:instance`` tag: one describe per 200 requests."""
     found: dict[str, list[str]] = {request_id: [] for request_id in request_ids}
     for chunk in chunks(list(found), FILTER_VALUES_MAX):
-        filters = [
+        filters: list[FilterTypeDef] = [
             {"Name": f"tag:{TAG_REQUEST}", "Values": chunk},
             {"Name": f"tag:{TAG_INSTANCE}", "Values": [instance_name]},
         ]
@@ -145,20 +144,20 @@ def tagged_for_requests(ec2: Any, request_ids: Sequence[str], instance_name: str
     return found
 
 
-def by_name(ec2: Any, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def by_name(ec2: Ec2, names: Sequence[str]) -> dict[str, InstanceTypeDef]:
     """Instances by private DNS name (the host name Host Factory knows), 200 names a call.
     A name may have been reused by a newer instance: one that is not terminated wins."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, InstanceTypeDef] = {}
     for chunk in chunks(list(dict.fromkeys(names)), FILTER_VALUES_MAX):
         for described in describe_instances(ec2, filters=[{"Name": "private-dns-name", "Values": chunk}]):
             name = described.get("PrivateDnsName")
-            if name and (name not in found or found[name]["State"]["Name"] == "terminated"):
+            if name and (name not in found or found[name].get("State", {}).get("Name") == "terminated"):
                 found[name] = described
     return found
 
 
 def describe_machines(
-    ec2: Any,
+    ec2: Ec2,
     instance_ids: Sequence[str],
     *,
     chunk_size: int = MAX_IDS,
@@ -185,7 +184,7 @@ def describe_machines(
     return machines
 
 
-def terminate(ec2: Any, instance_ids: Sequence[str], *, chunk_size: int = MAX_IDS) -> dict[str, str]:
+def terminate(ec2: Ec2, instance_ids: Sequence[str], *, chunk_size: int = MAX_IDS) -> dict[str, str]:
     """Terminate instances in batches; an error message per id that could not be terminated.
 
     Ids AWS no longer knows count as terminated. Any other error fails only its batch (each
@@ -196,8 +195,7 @@ def terminate(ec2: Any, instance_ids: Sequence[str], *, chunk_size: int = MAX_ID
         remaining = list(chunk)
         while remaining:
             try:
-                with aws_call("TerminateInstances"):
-                    ec2.terminate_instances(InstanceIds=remaining)
+                ec2.terminate_instances(remaining)
                 break
             except CloudError as exc:
                 if error_code(exc) in (_NOT_FOUND, _MALFORMED):

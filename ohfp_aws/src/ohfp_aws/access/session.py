@@ -1,5 +1,8 @@
 """AWS clients for one provider instance, made on first use and bounded by Host Factory's time.
 
+The rest of ohfp-aws calls AWS through the typed wrappers over these clients
+(:mod:`ohfp_aws.access.services`), never through a client itself.
+
 botocore is imported only when a client is first needed, so HF calls that never reach AWS
 (and importing :mod:`ohfp_aws.provider`) do not pay for it. Clients come straight from a
 botocore session: they are the clients boto3 would make, without importing boto3's
@@ -22,12 +25,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ohfp_aws.access.boundary import out_of_time
 from ohfp_core.errors import OhfpError
 
 if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_service_quotas import ServiceQuotasClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
+
     from ohfp_aws.settings import AwsConfig
 
 READ_TIMEOUT_SEC = 60
@@ -152,29 +163,29 @@ class AwsClients:
         return client
 
     @cached_property
-    def ec2(self) -> Any:
-        return self.client("ec2")
+    def ec2(self) -> EC2Client:
+        return cast("EC2Client", self.client("ec2"))
 
     @cached_property
-    def autoscaling(self) -> Any:
-        return self.client("autoscaling")
+    def autoscaling(self) -> AutoScalingClient:
+        return cast("AutoScalingClient", self.client("autoscaling"))
 
     @cached_property
-    def ssm(self) -> Any:
-        return self.client("ssm")
+    def ssm(self) -> SSMClient:
+        return cast("SSMClient", self.client("ssm"))
 
     @cached_property
-    def sts(self) -> Any:
-        return self.client("sts")
+    def sts(self) -> STSClient:
+        return cast("STSClient", self.client("sts"))
 
     @cached_property
-    def sqs(self) -> Any:
-        return self.client("sqs")
+    def sqs(self) -> SQSClient:
+        return cast("SQSClient", self.client("sqs"))
 
     @cached_property
-    def events(self) -> Any:
-        return self.client("events")
+    def events(self) -> EventBridgeClient:
+        return cast("EventBridgeClient", self.client("events"))
 
     @cached_property
-    def service_quotas(self) -> Any:
-        return self.client("service-quotas")
+    def service_quotas(self) -> ServiceQuotasClient:
+        return cast("ServiceQuotasClient", self.client("service-quotas"))

@@ -19,11 +19,11 @@ are remembered and their types listed last in the next group's overrides).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import attrs
 
-from ohfp_aws.access.boundary import aws_call, error_code, paginate
+from ohfp_aws.access.boundary import error_code
 from ohfp_aws.access.instances import chunks
 from ohfp_aws.apis import handles
 from ohfp_aws.apis.common import (
@@ -48,6 +48,16 @@ from ohfp_aws.supply.overrides import on_demand_strategy, priorities, weights
 from ohfp_aws.vocabulary import ASG, ON_DEMAND_STRATEGIES, SPOT_STRATEGIES, AwsTemplate, FleetState
 from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling.type_defs import (
+        AutoScalingGroupTypeDef,
+        CreateAutoScalingGroupTypeTypeDef,
+        InstanceRequirementsTypeDef,
+        InstancesDistributionTypeDef,
+        LaunchTemplateTypeDef,
+        MixedInstancesPolicyTypeDef,
+    )
 
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
@@ -109,8 +119,7 @@ class ASGHandler:
             handle = self._handle_of(existing, template, count)
             return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
         types = weights(template)
-        overrides = {"InstanceType": next(iter(types))} if types else None
-        launch = ensure_for_request(self.ctx, request_id, template, overrides)
+        launch = ensure_for_request(self.ctx, request_id, template, next(iter(types), None))
         handle = GroupHandle(
             **attrs.asdict(launch),
             api=self.api,
@@ -120,10 +129,9 @@ class ASGHandler:
             valid_until=deadline(template, launch.launch_template_created_at or self.clock()),
         )
         try:
-            with aws_call("CreateAutoScalingGroup"):
-                self.ctx.clients.autoscaling.create_auto_scaling_group(
-                    **self.create_params(request_id, template, count, handle)
-                )
+            self.ctx.services.autoscaling.create_group(
+                **self.create_params(request_id, template, count, handle)
+            )
         except CloudError as exc:
             if error_code(exc) == "AlreadyExists":  # a concurrent attempt won
                 return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
@@ -133,12 +141,12 @@ class ASGHandler:
 
     def create_params(
         self, request_id: str, template: AwsTemplate, count: int, handle: GroupHandle
-    ) -> dict[str, Any]:
+    ) -> CreateAutoScalingGroupTypeTypeDef:
         """CreateAutoScalingGroup's parameters for ``count`` units of ``template``."""
         settings = self.ctx.config.handlers.asg
         name = handle.group_name
         tags = self.ctx.tags_for(request_id, template)
-        params: dict[str, Any] = {
+        params: CreateAutoScalingGroupTypeTypeDef = {
             "AutoScalingGroupName": name,
             "MinSize": min(settings.min_size, count),
             "MaxSize": max(count, settings.max_size or count),
@@ -165,10 +173,15 @@ class ASGHandler:
         ):
             params["MixedInstancesPolicy"] = self._mixed_policy(request_id, template, handle)
         else:
-            params["LaunchTemplate"] = handle.specification
+            params["LaunchTemplate"] = {
+                "LaunchTemplateId": handle.launch_template_id,
+                "Version": handle.launch_template_version,
+            }
         return params
 
-    def _mixed_policy(self, request_id: str, template: AwsTemplate, handle: GroupHandle) -> dict[str, Any]:
+    def _mixed_policy(
+        self, request_id: str, template: AwsTemplate, handle: GroupHandle
+    ) -> MixedInstancesPolicyTypeDef:
         types = weights(template)
         ranks = priorities(template)
         spot_name = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
@@ -178,22 +191,30 @@ class ASGHandler:
             percent = 0
         else:
             percent = template.percent_on_demand or 0
-        distribution: dict[str, Any] = {
+        distribution: InstancesDistributionTypeDef = {
             "OnDemandBaseCapacity": 0,
             "OnDemandPercentageAboveBaseCapacity": percent,
             "OnDemandAllocationStrategy": ON_DEMAND_STRATEGIES[on_demand_strategy(template)].asg,
         }
         if percent < 100:
-            distribution["SpotAllocationStrategy"] = SPOT_STRATEGIES[spot_name].asg
-            if distribution["SpotAllocationStrategy"] == "lowest-price":
+            spot_strategy = SPOT_STRATEGIES[spot_name].asg
+            distribution["SpotAllocationStrategy"] = spot_strategy
+            if spot_strategy == "lowest-price":
                 distribution["SpotInstancePools"] = template.pools_count or max(1, len(types))
             if template.max_spot_price:
                 distribution["SpotMaxPrice"] = template.max_spot_price
-        launch: dict[str, Any] = {"LaunchTemplateSpecification": handle.specification}
+        launch: LaunchTemplateTypeDef = {
+            "LaunchTemplateSpecification": {
+                "LaunchTemplateId": handle.launch_template_id,
+                "Version": handle.launch_template_version,
+            }
+        }
         if template.instance_requirements is not None:
             from ohfp_aws.supply.requirements import for_asg
 
-            launch["Overrides"] = [{"InstanceRequirements": for_asg(template.instance_requirements)}]
+            # Checked offline (ohfp_aws.supply.requirements).
+            wanted = cast("InstanceRequirementsTypeDef", for_asg(template.instance_requirements))
+            launch["Overrides"] = [{"InstanceRequirements": wanted}]
         elif types:
             from ohfp_aws.supply.offerings import unavailable
 
@@ -225,20 +246,12 @@ class ASGHandler:
 
     # -- inspect ------------------------------------------------------------------------
 
-    def describe_groups(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def describe_groups(self, names: Sequence[str]) -> dict[str, AutoScalingGroupTypeDef]:
         """Groups by name in as few DescribeAutoScalingGroups calls as AWS allows."""
-        found: dict[str, dict[str, Any]] = {}
-        client = self.ctx.clients.autoscaling
+        found: dict[str, AutoScalingGroupTypeDef] = {}
         for chunk in chunks(names, DESCRIBE_NAMES):
-            pages = paginate(
-                client,
-                "describe_auto_scaling_groups",
-                AutoScalingGroupNames=chunk,
-                PaginationConfig={"PageSize": DESCRIBE_NAMES},
-            )
-            for page in pages:
-                for group in page.get("AutoScalingGroups", []):
-                    found[group["AutoScalingGroupName"]] = group
+            for group in self.ctx.services.autoscaling.groups(chunk, DESCRIBE_NAMES):
+                found[group["AutoScalingGroupName"]] = group
         return found
 
     def inspect(self, requests: Sequence[CloudRequest]) -> dict[str, FleetState]:
@@ -295,11 +308,7 @@ class ASGHandler:
 
     def _activities(self, name: str) -> list[Mapping[str, Any]]:
         """The group's latest scaling activities, newest first (one call)."""
-        with aws_call("DescribeScalingActivities"):
-            page = self.ctx.clients.autoscaling.describe_scaling_activities(
-                AutoScalingGroupName=name, MaxRecords=ACTIVITIES
-            )
-        return list(page.get("Activities", []) or [])
+        return list(self.ctx.services.autoscaling.activities(name, ACTIVITIES))
 
     def launch_failure(self, name: str) -> str | None:
         """The group's latest failed or cancelled scaling activity, as a message (one
@@ -311,7 +320,7 @@ class ASGHandler:
     def release(self, items: Sequence[ReturnItem]) -> dict[str, str]:
         batches, loose = group_returns(items, self.api, GroupHandle, lambda handle: handle.group_name)
         groups = self.describe_groups(list(batches))
-        client = self.ctx.clients.autoscaling
+        autoscaling = self.ctx.services.autoscaling
         emptied: list[GroupHandle] = []
         for name, batch in batches.items():
             returned = set(batch.machine_ids)
@@ -322,8 +331,7 @@ class ASGHandler:
                 continue
             members = _members(group)
             if batch.nothing_held_after or not [i for i in members if i["InstanceId"] not in returned]:
-                with aws_call("DeleteAutoScalingGroup"):
-                    client.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+                autoscaling.delete_group(name, force=True)
                 emptied.append(batch.handle)
                 continue
             leaving = [i for i in members if i["InstanceId"] in returned]
@@ -334,13 +342,9 @@ class ASGHandler:
             )
             if int(group.get("MinSize", 0)) > max(0, desired):
                 # Detaching with a decrement may not take desired below MinSize.
-                with aws_call("UpdateAutoScalingGroup"):
-                    client.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=max(0, desired))
+                autoscaling.update_min_size(name, max(0, desired))
             for chunk in chunks([i["InstanceId"] for i in leaving], DETACH_IDS):
-                with aws_call("DetachInstances"):
-                    client.detach_instances(
-                        AutoScalingGroupName=name, InstanceIds=chunk, ShouldDecrementDesiredCapacity=True
-                    )
+                autoscaling.detach_instances(name, chunk, decrement=True)
         errors = self.ctx.terminate_instances([*(i for b in batches.values() for i in b.machine_ids), *loose])
         for handle in emptied:
             delete_for_request(self.ctx, handle)
@@ -360,10 +364,7 @@ class ASGHandler:
             return
         if not self.ctx.made_for(group.get("Tags"), request_id):
             return
-        with aws_call("DeleteAutoScalingGroup"):
-            self.ctx.clients.autoscaling.delete_auto_scaling_group(
-                AutoScalingGroupName=name, ForceDelete=True
-            )
+        self.ctx.services.autoscaling.delete_group(name, force=True)
 
 
 def launch_failure(name: str, activities: Sequence[Mapping[str, Any]]) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic
+from typing import Any, Generic, TypeVar
 
 from attrs import define, field
 
@@ -25,6 +25,7 @@ from ohfp_core.errors import CloudError
 from ohfp_core.models import CloudRequest, ReturnItem
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 LIVE_STATES = ("submitted", "active", "modifying")
 """Fleet states in which a fleet may still launch what it lacks."""
@@ -118,7 +119,7 @@ def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
     ids = list(dict.fromkeys(instance_ids))
     if not ids:
         return set()
-    machines = describe_machines(ctx.clients.ec2, ids)
+    machines = describe_machines(ctx.services.ec2, ids)
     return {i for i, machine in machines.items() if not machine.state.is_ending}
 
 
@@ -145,21 +146,16 @@ def is_not_found(exc: CloudError) -> bool:
     return code.endswith(("NotFound", "NotFoundException", "Malformed"))
 
 
-def by_id(pages: Iterable[Mapping[str, Any]], items: str, key: str) -> dict[str, dict[str, Any]]:
-    """The ``items`` of every page of a describe call, by their ``key``."""
-    return {item[key]: item for page in pages for item in page.get(items, [])}
-
-
 def describe_batched(
-    ids: Sequence[str], size: int, describe: Callable[[list[str]], dict[str, dict[str, Any]]]
-) -> dict[str, dict[str, Any]]:
+    ids: Sequence[str], size: int, describe: Callable[[list[str]], Mapping[str, T]]
+) -> dict[str, T]:
     """What ``describe`` finds for ``ids`` (by id), asked ``size`` ids at a time; unknown
     ids are left out.
 
     One unknown id fails a whole batch with a not-found error: that batch is then asked one
     id at a time, and an id that is itself not found is left out; any other error is raised.
     """
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, T] = {}
     for chunk in chunks(ids, size):
         try:
             found.update(describe(chunk))

@@ -11,17 +11,17 @@ target (ModifyFleet).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ohfp_aws.access.boundary import aws_call, error_code, paginate, translate
+from ohfp_aws.access.boundary import error_code, translate
 from ohfp_aws.access.instances import chunks
-from ohfp_aws.apis.common import as_utc, by_id, describe_batched, epoch_of, missing_launch_source
+from ohfp_aws.apis.common import as_utc, describe_batched, epoch_of, missing_launch_source
 from ohfp_aws.apis.fleet import Capacity, Created, FleetHandler, Member
 from ohfp_aws.apis.handles import FleetHandle
 from ohfp_aws.context import AwsContext
 from ohfp_aws.launch.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch.spec import tag_list
-from ohfp_aws.supply.overrides import on_demand_strategy, on_demand_units, overrides
+from ohfp_aws.supply.overrides import Offer, offers, on_demand_strategy, on_demand_units
 from ohfp_aws.vocabulary import (
     EC2_FLEET,
     ON_DEMAND_STRATEGIES,
@@ -31,6 +31,25 @@ from ohfp_aws.vocabulary import (
     client_token,
 )
 from ohfp_core.errors import CloudError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import (
+        FleetOnDemandAllocationStrategyType,
+        FleetTypeType,
+        InstanceTypeType,
+        SpotAllocationStrategyType,
+    )
+    from mypy_boto3_ec2.type_defs import (
+        CreateFleetRequestTypeDef,
+        CreateFleetResultTypeDef,
+        FilterTypeDef,
+        FleetLaunchTemplateConfigRequestTypeDef,
+        FleetLaunchTemplateOverridesRequestTypeDef,
+        InstanceRequirementsRequestTypeDef,
+        SpotOptionsRequestTypeDef,
+        TagSpecificationTypeDef,
+        TargetCapacitySpecificationRequestTypeDef,
+    )
 
 DESCRIBE_CHUNK = 100  # FleetIds has no documented maximum; stay modest
 DELETE_CHUNK = {"instant": 25, "request": 100, "maintain": 100}  # AWS's DeleteFleets limits
@@ -74,33 +93,55 @@ class EC2Fleet:
     # -- create -------------------------------------------------------------------------
 
     def create(self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle) -> Created:
-        with aws_call("CreateFleet"):
-            response = self.ctx.clients.ec2.create_fleet(
-                **self.create_params(request_id, template, count, handle)
-            )
+        response = self.ctx.services.ec2.create_fleet(
+            **self.create_params(request_id, template, count, handle)
+        )
         if handle.fleet_type != "instant":
             return Created(fleet_id=response["FleetId"])
         return self._instant(response, handle, count)
 
     def create_params(
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
-    ) -> dict[str, Any]:
+    ) -> CreateFleetRequestTypeDef:
         """CreateFleet's parameters for ``count`` units of ``template``."""
         from ohfp_aws.supply.offerings import unavailable
 
         settings = self.ctx.config.handlers
         on_demand = on_demand_units(template, count, settings.ec2_fleet.max_spot_percent)
         spot = count - on_demand
-        spot_strategy = SPOT_STRATEGIES[
-            template.allocation_strategy or settings.spot_fleet.allocation_strategy
-        ].ec2_fleet
-        od_strategy = ON_DEMAND_STRATEGIES[on_demand_strategy(template)].ec2_fleet
+        spot_strategy = cast(
+            "SpotAllocationStrategyType",
+            SPOT_STRATEGIES[
+                template.allocation_strategy or settings.spot_fleet.allocation_strategy
+            ].ec2_fleet,
+        )
+        od_strategy = cast(
+            "FleetOnDemandAllocationStrategyType",
+            ON_DEMAND_STRATEGIES[on_demand_strategy(template)].ec2_fleet,
+        )
         prioritized = (od_strategy == "prioritized" and on_demand > 0) or (
             spot_strategy == "capacity-optimized-prioritized" and spot > 0
         )
+        max_price = template.max_spot_price if spot > 0 else None
+        config: FleetLaunchTemplateConfigRequestTypeDef = {
+            "LaunchTemplateSpecification": {
+                "LaunchTemplateId": handle.launch_template_id,
+                "Version": handle.launch_template_version,
+            }
+        }
+        found = offers(template, prioritized, unavailable(self.ctx, template, request_id))
+        overrides = [_override(offer, max_price) for offer in found] or (
+            [{"MaxPrice": max_price}] if max_price else []
+        )
+        if overrides:
+            config["Overrides"] = overrides
         tags = tag_list(self.ctx.tags_for(request_id, template))
-        params: dict[str, Any] = {
-            "Type": handle.fleet_type,
+        tag_specifications: list[TagSpecificationTypeDef] = [{"ResourceType": "fleet", "Tags": tags}]
+        if handle.fleet_type == "instant" and not handle.launch_template_created:
+            # ohfp's own launch template tags instances; a user's one does not.
+            tag_specifications.append({"ResourceType": "instance", "Tags": tags})
+        params: CreateFleetRequestTypeDef = {
+            "Type": cast("FleetTypeType", handle.fleet_type),
             "ClientToken": client_token(request_id, "fleet"),
             "TargetCapacitySpecification": {
                 "TotalTargetCapacity": count,
@@ -108,29 +149,16 @@ class EC2Fleet:
                 "SpotTargetCapacity": spot,
                 "DefaultTargetCapacityType": "spot" if spot else "on-demand",
             },
-            "LaunchTemplateConfigs": [
-                {
-                    "LaunchTemplateSpecification": handle.specification,
-                    **overrides(
-                        template,
-                        prioritized,
-                        template.max_spot_price if spot > 0 else None,
-                        unavailable(self.ctx, template, request_id),
-                    ),
-                }
-            ],
-            "TagSpecifications": [{"ResourceType": "fleet", "Tags": tags}],
+            "LaunchTemplateConfigs": [config],
+            "TagSpecifications": tag_specifications,
         }
         if spot:
-            spot_options: dict[str, Any] = {"AllocationStrategy": spot_strategy}
+            spot_options: SpotOptionsRequestTypeDef = {"AllocationStrategy": spot_strategy}
             if spot_strategy == "lowest-price" and template.pools_count:
                 spot_options["InstancePoolsToUseCount"] = template.pools_count
             params["SpotOptions"] = spot_options
         if on_demand:
             params["OnDemandOptions"] = {"AllocationStrategy": od_strategy}
-        if handle.fleet_type == "instant" and not handle.launch_template_created:
-            # ohfp's own launch template tags instances; a user's one does not.
-            params["TagSpecifications"].append({"ResourceType": "instance", "Tags": tags})
         if handle.fleet_type != "instant":
             params["ExcessCapacityTerminationPolicy"] = "no-termination"
             params["TerminateInstancesWithExpiration"] = False
@@ -138,7 +166,7 @@ class EC2Fleet:
             params["ValidUntil"] = as_utc(handle.valid_until)
         return params
 
-    def _instant(self, response: Mapping[str, Any], handle: FleetHandle, count: int) -> Created:
+    def _instant(self, response: CreateFleetResultTypeDef, handle: FleetHandle, count: int) -> Created:
         """An instant fleet's instances and errors; a refusal when it launched nothing."""
         from ohfp_aws.supply.shortfalls import from_fleet_errors, merged
 
@@ -148,7 +176,7 @@ class EC2Fleet:
         for group in response.get("Instances", []) or []:
             for instance_id in group.get("InstanceIds", []) or []:
                 ids.append(instance_id)
-                delivered += handle.weights.get(group.get("InstanceType"), 1)
+                delivered += handle.weights.get(str(group.get("InstanceType", "")), 1)
         reported = response.get("Errors", []) or []
         errors = [
             f"{e.get('ErrorCode', 'Error')}: {e.get('ErrorMessage', '')}".rstrip(": ") for e in reported
@@ -181,11 +209,9 @@ class EC2Fleet:
     # -- describe -----------------------------------------------------------------------
 
     def describe(self, fleet_ids: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
-        ec2 = self.ctx.clients.ec2
+        ec2 = self.ctx.services.ec2
         return describe_batched(
-            fleet_ids,
-            DESCRIBE_CHUNK,
-            lambda chunk: by_id(paginate(ec2, "describe_fleets", FleetIds=chunk), "Fleets", "FleetId"),
+            fleet_ids, DESCRIBE_CHUNK, lambda chunk: {f.get("FleetId", ""): f for f in ec2.fleets(chunk)}
         )
 
     def capacity(self, fleet: Mapping[str, Any], handle: FleetHandle) -> Capacity:
@@ -213,19 +239,12 @@ class EC2Fleet:
                         instance_type=group.get("InstanceType"), spot=group.get("Lifecycle") == "spot"
                     )
             return members
-        # DescribeFleetInstances has no botocore paginator: NextToken by hand.
-        params: dict[str, Any] = {"FleetId": fleet["FleetId"]}
-        while True:
-            with aws_call("DescribeFleetInstances"):
-                page = self.ctx.clients.ec2.describe_fleet_instances(**params)
-            for instance in page.get("ActiveInstances", []):
-                spot = str(instance.get("SpotInstanceRequestId") or "").startswith("sir-")
-                members[instance["InstanceId"]] = Member(
-                    instance_type=instance.get("InstanceType"), spot=spot
-                )
-            if not page.get("NextToken"):
-                return members
-            params["NextToken"] = page["NextToken"]
+        for instance in self.ctx.services.ec2.fleet_instances(fleet["FleetId"]):
+            spot = str(instance.get("SpotInstanceRequestId") or "").startswith("sir-")
+            members[instance.get("InstanceId", "")] = Member(
+                instance_type=instance.get("InstanceType"), spot=spot
+            )
+        return members
 
     def closed(self, fleet_id: str, state: str, expired: bool) -> str:
         return f"EC2 fleet {fleet_id} expired" if expired else f"EC2 fleet {fleet_id} is {state}"
@@ -240,18 +259,17 @@ class EC2Fleet:
         spot_units = sum(handle.weights.get(m.instance_type or "", 1) for m in returned if m.spot)
         od_units = sum(handle.weights.get(m.instance_type or "", 1) for m in returned if not m.spot)
         new_total = max(0, total - spot_units - od_units)
-        target: dict[str, Any] = {"TotalTargetCapacity": new_total}
+        target: TargetCapacitySpecificationRequestTypeDef = {"TotalTargetCapacity": new_total}
         if spec.get("OnDemandTargetCapacity") is not None:
             new_od = max(0, min(new_total, int(spec["OnDemandTargetCapacity"]) - od_units))
             target["OnDemandTargetCapacity"] = new_od
             if spec.get("SpotTargetCapacity") is not None:
                 target["SpotTargetCapacity"] = new_total - new_od
-        with aws_call("ModifyFleet"):
-            self.ctx.clients.ec2.modify_fleet(
-                FleetId=fleet["FleetId"],
-                TargetCapacitySpecification=target,
-                ExcessCapacityTerminationPolicy="no-termination",
-            )
+        self.ctx.services.ec2.modify_fleet(
+            FleetId=fleet["FleetId"],
+            TargetCapacitySpecification=target,
+            ExcessCapacityTerminationPolicy="no-termination",
+        )
 
     def delete(self, fleets: Sequence[tuple[str, str]]) -> set[str]:
         """DeleteFleets within AWS's per-type batch limits."""
@@ -259,8 +277,7 @@ class EC2Fleet:
         for fleet_type, limit in DELETE_CHUNK.items():
             for chunk in chunks([fid for fid, kind in fleets if kind == fleet_type], limit):
                 try:
-                    with aws_call("DeleteFleets"):
-                        response = self.ctx.clients.ec2.delete_fleets(FleetIds=chunk, TerminateInstances=True)
+                    response = self.ctx.services.ec2.delete_fleets(chunk, terminate_instances=True)
                 except CloudError as exc:
                     # moto refuses to terminate an empty fleet's (non-existent) instances with
                     # this code, after deleting the fleets before it in the call and none after:
@@ -284,16 +301,12 @@ class EC2Fleet:
         """DescribeFleets cannot filter by tag, so DescribeTags finds the fleet ids;
         DescribeFleets then leaves out fleets already deleted and those of another
         provider instance."""
-        filters = [
+        filters: list[FilterTypeDef] = [
             {"Name": "resource-type", "Values": ["fleet"]},
             {"Name": "key", "Values": [TAG_REQUEST]},
             {"Name": "value", "Values": [request_id]},
         ]
-        tagged = [
-            str(tag["ResourceId"])
-            for page in paginate(self.ctx.clients.ec2, "describe_tags", Filters=filters)
-            for tag in page.get("Tags", [])
-        ]
+        tagged = [tag.get("ResourceId", "") for tag in self.ctx.services.ec2.tags(filters)]
         return [
             (fleet_id, str(fleet.get("Type")))
             for fleet_id, fleet in self.describe(tagged).items()
@@ -304,14 +317,30 @@ class EC2Fleet:
         return f"DeleteFleets: EC2 fleets {', '.join(fleet_ids)} were not deleted"
 
     def history(self, fleet_id: str, since: float) -> list[Mapping[str, Any]]:
-        with aws_call("DescribeFleetHistory"):
-            page = self.ctx.clients.ec2.describe_fleet_history(
-                FleetId=fleet_id, StartTime=as_utc(since), MaxResults=HISTORY_PAGE
-            )
-        return list(page.get("HistoryRecords", []) or [])
+        return list(self.ctx.services.ec2.fleet_history(fleet_id, as_utc(since), HISTORY_PAGE))
 
 
 class EC2FleetHandler(FleetHandler):
     """Provision, inspect and return machines through EC2 Fleet."""
 
     fleet_api = EC2Fleet
+
+
+def _override(offer: Offer, max_price: str | None) -> FleetLaunchTemplateOverridesRequestTypeDef:
+    """``offer`` as an EC2 Fleet override, with ``MaxPrice`` when given."""
+    override: FleetLaunchTemplateOverridesRequestTypeDef = {}
+    if offer.instance_type is not None:
+        override["InstanceType"] = cast("InstanceTypeType", offer.instance_type)  # checked by the template
+    if offer.weight is not None:
+        override["WeightedCapacity"] = offer.weight
+    if offer.priority is not None:
+        override["Priority"] = offer.priority
+    if offer.subnet_id is not None:
+        override["SubnetId"] = offer.subnet_id
+    if offer.requirements is not None:  # checked offline (ohfp_aws.supply.requirements)
+        override["InstanceRequirements"] = cast(
+            "InstanceRequirementsRequestTypeDef", dict(offer.requirements)
+        )
+    if max_price:
+        override["MaxPrice"] = max_price
+    return override

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from ohfp_aws.access.boundary import aws_call
 from ohfp_aws.access.instances import describe_instances, to_machine
 from ohfp_aws.apis import handles
 from ohfp_aws.apis.common import loaded
@@ -33,6 +32,14 @@ from ohfp_core.errors import CapacityError, CloudError, QuotaError
 from ohfp_core.models import Provisioned
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import InstanceTypeType
+    from mypy_boto3_ec2.type_defs import (
+        FilterTypeDef,
+        InstanceTypeDef,
+        RunInstancesRequestTypeDef,
+        SpotMarketOptionsTypeDef,
+    )
+
     from ohfp_core.models import CloudRequest, ReturnItem
 
 
@@ -75,16 +82,16 @@ class RunInstancesHandler:
             return "no instance type (vmType) and no launchTemplateId"
         return None
 
-    def _base_params(self, request_id: str, template: AwsTemplate, weight: int) -> dict[str, Any]:
+    def _base_params(self, request_id: str, template: AwsTemplate, weight: int) -> RunInstancesRequestTypeDef:
         tags = dict(self.ctx.tags_for(request_id, template))
         if weight > 1:
             tags[TAG_WEIGHT] = str(weight)
-        params: dict[str, Any]
+        params: RunInstancesRequestTypeDef
         if template.image_id:
             image_id = self.ctx.resolve_image(template.image_id)
             root = "/dev/xvda"
             if needs_root_device(template):
-                root = root_device_name(self.ctx.clients.ec2, image_id)
+                root = root_device_name(self.ctx.services.ec2, image_id)
             params = run_instances_params(template, image_id, tags, root)
         else:
             params = run_instances_params(template, "", tags)
@@ -95,9 +102,9 @@ class RunInstancesHandler:
                 "Version": "$Default",
             }
         if template.vm_types:
-            params["InstanceType"] = next(iter(template.vm_types))
+            params["InstanceType"] = cast("InstanceTypeType", next(iter(template.vm_types)))  # checked
         if template.price_type == "spot":
-            spot: dict[str, Any] = {
+            spot: SpotMarketOptionsTypeDef = {
                 "SpotInstanceType": "one-time",
                 "InstanceInterruptionBehavior": "terminate",
             }
@@ -128,7 +135,7 @@ class RunInstancesHandler:
         ordered = sorted(template.subnet_ids, key=lambda subnet: short(instance_type, subnet))
         subnets: Sequence[str | None] = ordered or (None,)
         lifecycle = "spot" if template.price_type == "spot" else "on-demand"
-        launched: list[dict[str, Any]] = []
+        launched: list[InstanceTypeDef] = []
         errors: list[str] = []
         missed: list[Shortfall] = []
         sizes = [min(per_call, total - start) for start in range(0, total, per_call)]
@@ -144,18 +151,18 @@ class RunInstancesHandler:
         remember(self.ctx, missed, request_id)
         return self._provisioned(launched, total, errors, merged(missed))
 
-    def _existing(self, request_id: str) -> list[dict[str, Any]]:
+    def _existing(self, request_id: str) -> list[InstanceTypeDef]:
         """Instances an earlier call for ``request_id`` launched (not yet terminated)."""
-        filters = [
+        filters: list[FilterTypeDef] = [
             {"Name": f"tag:{TAG_REQUEST}", "Values": [request_id]},
             {"Name": f"tag:{TAG_INSTANCE}", "Values": [self.ctx.instance_name]},
             {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
         ]
-        return describe_instances(self.ctx.clients.ec2, filters=filters)
+        return describe_instances(self.ctx.services.ec2, filters=filters)
 
     def _provisioned(
         self,
-        instances: Sequence[dict[str, Any]],
+        instances: Sequence[InstanceTypeDef],
         total: int,
         errors: list[str],
         shortfalls: tuple[Shortfall, ...] = (),
@@ -170,20 +177,20 @@ class RunInstancesHandler:
     def _launch(
         self,
         request_id: str,
-        params: dict[str, Any],
+        params: RunInstancesRequestTypeDef,
         call: int,
         size: int,
         subnets: Sequence[str | None],
         missed: Callable[[Shortfall], None] = lambda shortfall: None,
         lifecycle: str | None = None,
-    ) -> tuple[list[dict[str, Any]], CloudError | None]:
+    ) -> tuple[list[InstanceTypeDef], CloudError | None]:
         """One planned call of ``size`` instances, topped up on the next subnets.
 
         Returns the instances launched and, when fewer than ``size``, why; each subnet that
         refused is told to ``missed``. A quota error ends the call (another subnet shares
         the quota).
         """
-        launched: list[dict[str, Any]] = []
+        launched: list[InstanceTypeDef] = []
         error: CloudError | None = None
         no_capacity: set[str | None] = set()
         for attempt in range(len(subnets) + 1):
@@ -196,12 +203,13 @@ class RunInstancesHandler:
                     break
                 continue
             token = client_token(request_id, f"run-{call}" if attempt == 0 else f"run-{call}.{attempt}")
-            call_params = {**params, "MinCount": 1, "MaxCount": remaining, "ClientToken": token}
+            call_params = params.copy()
+            call_params["MinCount"], call_params["MaxCount"] = 1, remaining
+            call_params["ClientToken"] = token
             if subnet:
                 call_params["SubnetId"] = subnet
             try:
-                with aws_call("RunInstances"):
-                    response = self.ctx.clients.ec2.run_instances(**call_params)
+                response = self.ctx.services.ec2.run_instances(**call_params)
             except (CapacityError, QuotaError) as exc:
                 from ohfp_aws.supply.shortfalls import from_error
 

@@ -13,19 +13,34 @@ it after the same time. Only a ``maintain`` request may change its target
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ohfp_aws.access.boundary import aws_call, error_code, paginate
+from ohfp_aws.access.boundary import error_code
 from ohfp_aws.access.instances import chunks
-from ohfp_aws.apis.common import as_utc, by_id, describe_batched, epoch_of, missing_launch_source
+from ohfp_aws.apis.common import as_utc, describe_batched, epoch_of, missing_launch_source
 from ohfp_aws.apis.fleet import Capacity, Created, FleetHandler, Member
 from ohfp_aws.apis.handles import FleetHandle
 from ohfp_aws.context import AwsContext
 from ohfp_aws.launch.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch.spec import tag_list
-from ohfp_aws.supply.overrides import on_demand_strategy, on_demand_units, overrides
+from ohfp_aws.supply.overrides import Offer, offers, on_demand_strategy, on_demand_units
 from ohfp_aws.vocabulary import ON_DEMAND_STRATEGIES, SPOT_FLEET, SPOT_STRATEGIES, AwsTemplate, client_token
 from ohfp_core.errors import CloudError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import (
+        AllocationStrategyType,
+        FleetTypeType,
+        InstanceTypeType,
+        OnDemandAllocationStrategyType,
+    )
+    from mypy_boto3_ec2.type_defs import (
+        InstanceRequirementsTypeDef,
+        LaunchTemplateConfigTypeDef,
+        LaunchTemplateOverridesTypeDef,
+        ModifySpotFleetRequestRequestTypeDef,
+        SpotFleetRequestConfigDataTypeDef,
+    )
 
 _NOTHING_TO_TERMINATE = "InvalidParameterCombination"
 BATCH = 100  # CancelSpotFleetRequests takes at most 100 ids; describe uses the same batches
@@ -74,40 +89,40 @@ class SpotFleet:
 
     def create(self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle) -> Created:
         config = self.request_config(request_id, template, count, handle)
-        with aws_call("RequestSpotFleet"):
-            response = self.ctx.clients.ec2.request_spot_fleet(SpotFleetRequestConfig=config)
-        return Created(fleet_id=str(response["SpotFleetRequestId"]))
+        return Created(fleet_id=self.ctx.services.ec2.request_spot_fleet(config))
 
     def request_config(
         self, request_id: str, template: AwsTemplate, count: int, handle: FleetHandle
-    ) -> dict[str, Any]:
+    ) -> SpotFleetRequestConfigDataTypeDef:
         """RequestSpotFleet's ``SpotFleetRequestConfig`` for ``count`` units of ``template``."""
         from ohfp_aws.supply.offerings import unavailable
 
         on_demand = on_demand_units(template, count)
         strategy = template.allocation_strategy or self.ctx.config.handlers.spot_fleet.allocation_strategy
-        od_strategy = ON_DEMAND_STRATEGIES[on_demand_strategy(template)].spot_fleet
+        od_strategy = cast(
+            "OnDemandAllocationStrategyType", ON_DEMAND_STRATEGIES[on_demand_strategy(template)].spot_fleet
+        )
         prioritized = (od_strategy == "prioritized" and on_demand > 0) or (
             strategy == "capacityOptimizedPrioritized" and on_demand < count
         )
-        config: dict[str, Any] = {
-            "IamFleetRole": template.fleet_role,
-            "AllocationStrategy": SPOT_STRATEGIES[strategy].spot_fleet,
+        launch: LaunchTemplateConfigTypeDef = {
+            "LaunchTemplateSpecification": {
+                "LaunchTemplateId": handle.launch_template_id,
+                "Version": handle.launch_template_version,
+            }
+        }
+        found = offers(template, prioritized, unavailable(self.ctx, template, request_id))
+        if found:
+            launch["Overrides"] = [_override(offer) for offer in found]
+        config: SpotFleetRequestConfigDataTypeDef = {
+            "IamFleetRole": template.fleet_role or "",
+            "AllocationStrategy": cast("AllocationStrategyType", SPOT_STRATEGIES[strategy].spot_fleet),
             "TargetCapacity": count,
-            "Type": handle.fleet_type,
+            "Type": cast("FleetTypeType", handle.fleet_type),
             "ClientToken": client_token(request_id, "spotfleet"),
             "TerminateInstancesWithExpiration": False,
             "ExcessCapacityTerminationPolicy": "noTermination",
-            "LaunchTemplateConfigs": [
-                {
-                    "LaunchTemplateSpecification": handle.specification,
-                    **overrides(
-                        template,
-                        prioritized,
-                        unavailable=unavailable(self.ctx, template, request_id),
-                    ),
-                }
-            ],
+            "LaunchTemplateConfigs": [launch],
             "TagSpecifications": [
                 {
                     "ResourceType": "spot-fleet-request",
@@ -132,13 +147,12 @@ class SpotFleet:
     # -- describe -----------------------------------------------------------------------
 
     def describe(self, fleet_ids: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
-        ec2 = self.ctx.clients.ec2
-
-        def describe(chunk: list[str]) -> dict[str, dict[str, Any]]:
-            pages = paginate(ec2, "describe_spot_fleet_requests", SpotFleetRequestIds=chunk)
-            return by_id(pages, "SpotFleetRequestConfigs", "SpotFleetRequestId")
-
-        return describe_batched(fleet_ids, BATCH, describe)
+        ec2 = self.ctx.services.ec2
+        return describe_batched(
+            fleet_ids,
+            BATCH,
+            lambda chunk: {r.get("SpotFleetRequestId", ""): r for r in ec2.spot_fleet_requests(chunk)},
+        )
 
     def capacity(self, fleet: Mapping[str, Any], handle: FleetHandle) -> Capacity:
         config = fleet.get("SpotFleetRequestConfig", {})
@@ -157,15 +171,9 @@ class SpotFleet:
         """The request's active instances (none once it is cancelled)."""
         if self.is_closed(fleet):
             return {}
-        pages = paginate(
-            self.ctx.clients.ec2,
-            "describe_spot_fleet_instances",
-            SpotFleetRequestId=fleet["SpotFleetRequestId"],
-        )
         return {
-            instance["InstanceId"]: Member(instance_type=instance.get("InstanceType"), spot=True)
-            for page in pages
-            for instance in page.get("ActiveInstances", [])
+            instance.get("InstanceId", ""): Member(instance_type=instance.get("InstanceType"), spot=True)
+            for instance in self.ctx.services.ec2.spot_fleet_instances(fleet["SpotFleetRequestId"])
         }
 
     def closed(self, fleet_id: str, state: str, expired: bool) -> str:
@@ -179,31 +187,28 @@ class SpotFleet:
         config = fleet.get("SpotFleetRequestConfig", {})
         total = int(config.get("TargetCapacity", handle.target))
         new_total = max(0, total - sum(handle.weights.get(m.instance_type or "", 1) for m in returned))
-        params: dict[str, Any] = {
+        params: ModifySpotFleetRequestRequestTypeDef = {
             "SpotFleetRequestId": fleet["SpotFleetRequestId"],
             "TargetCapacity": new_total,
             "ExcessCapacityTerminationPolicy": "noTermination",
         }
         if config.get("OnDemandTargetCapacity") is not None:
             params["OnDemandTargetCapacity"] = min(new_total, int(config["OnDemandTargetCapacity"]))
-        with aws_call("ModifySpotFleetRequest"):
-            self.ctx.clients.ec2.modify_spot_fleet_request(**params)
+        self.ctx.services.ec2.modify_spot_fleet_request(**params)
 
     def delete(self, fleets: Sequence[tuple[str, str]]) -> set[str]:
         """CancelSpotFleetRequests terminating what is left."""
         cancelled: set[str] = set()
-        cancel = self.ctx.clients.ec2.cancel_spot_fleet_requests
+        cancel = self.ctx.services.ec2.cancel_spot_fleet_requests
         for chunk in chunks([fleet_id for fleet_id, _ in fleets], BATCH):
             try:
-                with aws_call("CancelSpotFleetRequests"):
-                    response = cancel(SpotFleetRequestIds=chunk, TerminateInstances=True)
+                response = cancel(chunk, terminate_instances=True)
             except CloudError as exc:
                 # moto refuses to terminate a request's instances when none are left; on
                 # this call that can only mean there is nothing to terminate.
                 if error_code(exc) != _NOTHING_TO_TERMINATE:
                     raise
-                with aws_call("CancelSpotFleetRequests"):
-                    response = cancel(SpotFleetRequestIds=chunk, TerminateInstances=False)
+                response = cancel(chunk, terminate_instances=False)
             cancelled.update(s["SpotFleetRequestId"] for s in response.get("SuccessfulFleetRequests", []))
             for failure in response.get("UnsuccessfulFleetRequests", []):
                 if str(failure.get("Error", {}).get("Code", "")).startswith("fleetRequestIdDoesNotExist"):
@@ -216,8 +221,7 @@ class SpotFleet:
         clean-up after a provisioning call that died pays for the full listing."""
         return [
             (str(config["SpotFleetRequestId"]), str(config.get("SpotFleetRequestConfig", {}).get("Type")))
-            for page in paginate(self.ctx.clients.ec2, "describe_spot_fleet_requests")
-            for config in page.get("SpotFleetRequestConfigs", [])
+            for config in self.ctx.services.ec2.spot_fleet_requests([])
             if not self.is_closed(config) and self.ctx.made_for(config.get("Tags"), request_id)
         ]
 
@@ -225,14 +229,26 @@ class SpotFleet:
         return f"CancelSpotFleetRequests: spot fleet requests {', '.join(fleet_ids)} were not cancelled"
 
     def history(self, fleet_id: str, since: float) -> list[Mapping[str, Any]]:
-        with aws_call("DescribeSpotFleetRequestHistory"):
-            page = self.ctx.clients.ec2.describe_spot_fleet_request_history(
-                SpotFleetRequestId=fleet_id, StartTime=as_utc(since), MaxResults=HISTORY_PAGE
-            )
-        return list(page.get("HistoryRecords", []) or [])
+        return list(self.ctx.services.ec2.spot_fleet_history(fleet_id, as_utc(since), HISTORY_PAGE))
 
 
 class SpotFleetHandler(FleetHandler):
     """Provision, inspect and return machines through Spot Fleet."""
 
     fleet_api = SpotFleet
+
+
+def _override(offer: Offer) -> LaunchTemplateOverridesTypeDef:
+    """``offer`` as a Spot Fleet override (its price is the request's ``SpotPrice``)."""
+    override: LaunchTemplateOverridesTypeDef = {}
+    if offer.instance_type is not None:
+        override["InstanceType"] = cast("InstanceTypeType", offer.instance_type)  # checked by the template
+    if offer.weight is not None:
+        override["WeightedCapacity"] = offer.weight
+    if offer.priority is not None:
+        override["Priority"] = offer.priority
+    if offer.subnet_id is not None:
+        override["SubnetId"] = offer.subnet_id
+    if offer.requirements is not None:  # checked offline (ohfp_aws.supply.requirements)
+        override["InstanceRequirements"] = cast("InstanceRequirementsTypeDef", dict(offer.requirements))
+    return override

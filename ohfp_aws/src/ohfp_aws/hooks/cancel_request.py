@@ -30,7 +30,7 @@ def cancel(ctx: AwsContext, handlers: HandlerSet, request_id: str) -> bool:
         with aws_call(handler.api):
             handler.cancel(request_id)
         templates = templates or "ec2:DeleteLaunchTemplate" in handler.actions
-    left = instances.tagged_for_requests(ctx.clients.ec2, [request_id], ctx.instance_name)[request_id]
+    left = instances.tagged_for_requests(ctx.services.ec2, [request_id], ctx.instance_name)[request_id]
     errors = ctx.terminate_instances(left)
     if errors:
         raise CloudError(

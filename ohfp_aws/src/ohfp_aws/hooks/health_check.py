@@ -46,14 +46,13 @@ def _probe(name: str, operation: str, call: Callable[[], str]) -> HealthCheck:
 
 
 def _account(ctx: AwsContext) -> str:
-    return f"account {ctx.clients.sts.get_caller_identity()['Account']}"
+    return f"account {ctx.services.sts.account()}"
 
 
 def _zones(ctx: AwsContext) -> str:
-    zones = ctx.clients.ec2.describe_availability_zones()["AvailabilityZones"]
-    return f"{len(zones)} zones in {ctx.config.region}"
+    return f"{len(ctx.services.ec2.availability_zones())} zones in {ctx.config.region}"
 
 
 def _groups(ctx: AwsContext) -> str:
-    ctx.clients.autoscaling.describe_auto_scaling_groups(MaxRecords=1)
+    ctx.services.autoscaling.any_group()
     return "reachable"

@@ -84,7 +84,7 @@ def _fleet_states(
     """What each API says of its requests, and a message per request it could not answer for."""
     messages: dict[str, str] = {}
     lost = [r.request_id for r in requests if not r.handle]
-    tagged = instances.tagged_for_requests(ctx.clients.ec2, lost, ctx.instance_name) if lost else {}
+    tagged = instances.tagged_for_requests(ctx.services.ec2, lost, ctx.instance_name) if lost else {}
     states = {request_id: FleetState(instance_ids=tuple(ids)) for request_id, ids in tagged.items()}
     by_api: dict[str, list[CloudRequest]] = defaultdict(list)
     for request in requests:
@@ -117,7 +117,7 @@ def _describe(
     if not all_ids:
         return {}
     config = ctx.config
-    machines = instances.describe_machines(ctx.clients.ec2, all_ids)
+    machines = instances.describe_machines(ctx.services.ec2, all_ids)
     now = ctx.clock()
     young = {
         i
@@ -131,7 +131,7 @@ def _describe(
         ctx.sleep(interval)
         machines.update(
             instances.describe_machines(
-                ctx.clients.ec2,
+                ctx.services.ec2,
                 missing,
                 retries=config.describe_request_retry_attempts - 1,
                 interval_sec=interval,

@@ -56,8 +56,8 @@ def _terminate_by_name(ctx: AwsContext, names: Sequence[str]) -> dict[str, str]:
     whose instance is already terminated, needs nothing: not an error."""
     found = {
         name: instance["InstanceId"]
-        for name, instance in instances.by_name(ctx.clients.ec2, names).items()
-        if instance["State"]["Name"] != "terminated"
+        for name, instance in instances.by_name(ctx.services.ec2, names).items()
+        if instance.get("State", {}).get("Name") != "terminated"
     }
     failures = ctx.terminate_instances(list(found.values()))
     return {name: failures[instance_id] for name, instance_id in found.items() if instance_id in failures}

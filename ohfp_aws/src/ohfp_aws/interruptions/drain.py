@@ -18,16 +18,19 @@ polling still finds every reclaimed host, later.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from attrs import frozen
 
-from ohfp_aws.access.boundary import aws_call
 from ohfp_aws.context import AwsContext
 from ohfp_aws.interruptions import notices
 from ohfp_aws.vocabulary import TAG_INSTANCE
 from ohfp_core.errors import CloudError
 from ohfp_core.logs import get_logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 log = get_logger("ohfp.aws")
 
@@ -61,15 +64,10 @@ def drain(ctx: AwsContext, held: Iterable[str]) -> Drained:
     received = kept = deleted = batches = 0
     try:
         while batches < settings.max_batches and _time_left(ctx):
-            with aws_call("ReceiveMessage"):
-                reply = ctx.clients.sqs.receive_message(
-                    QueueUrl=settings.queue_url,
-                    MaxNumberOfMessages=BATCH,
-                    WaitTimeSeconds=0,
-                    VisibilityTimeout=VISIBILITY_SEC,
-                )
+            messages = ctx.services.sqs.receive(
+                settings.queue_url, count=BATCH, visibility_sec=VISIBILITY_SEC
+            )
             batches += 1
-            messages: list[dict[str, Any]] = reply.get("Messages", []) or []
             if not messages:
                 break
             received += len(messages)
@@ -104,21 +102,21 @@ def _ours(ctx: AwsContext, instance_ids: set[str], known: set[str]) -> set[str]:
     others = sorted(instance_ids - known)
     if others:
         # Filters, not InstanceIds: an id EC2 no longer knows is left out, not an error.
-        filters = [
+        filters: list[FilterTypeDef] = [
             {"Name": f"tag:{TAG_INSTANCE}", "Values": [ctx.instance_name]},
             {"Name": "instance-id", "Values": others},
         ]
-        ours |= {i["InstanceId"] for i in describe_instances(ctx.clients.ec2, filters=filters)}
+        ours |= {i["InstanceId"] for i in describe_instances(ctx.services.ec2, filters=filters)}
     return ours
 
 
-def _delete(ctx: AwsContext, queue_url: str, messages: Sequence[dict[str, Any]]) -> int:
+def _delete(ctx: AwsContext, queue_url: str, messages: Sequence[MessageTypeDef]) -> int:
     """DeleteMessageBatch; how many went. A message not deleted comes back and is stored
     again later (harmless)."""
-    entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
-    with aws_call("DeleteMessageBatch"):
-        reply = ctx.clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-    failed = reply.get("Failed", []) or []
+    entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+        {"Id": str(n), "ReceiptHandle": m.get("ReceiptHandle", "")} for n, m in enumerate(messages)
+    ]
+    failed = ctx.services.sqs.delete_batch(queue_url, entries)
     if failed:
         log.warning("queue messages not deleted; they come back", count=len(failed))
     return len(entries) - len(failed)

@@ -20,8 +20,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ohfp_aws.access.boundary import aws_call, error_code
-from ohfp_aws.access.session import AwsClients
+from ohfp_aws.access.boundary import error_code
+from ohfp_aws.access.services import Services
 from ohfp_aws.interruptions.notices import GONE_STATES
 from ohfp_core.errors import CloudError
 
@@ -79,37 +79,25 @@ def queue_policy(queue_arn: str, rule_arns: list[str]) -> dict[str, Any]:
     }
 
 
-def setup(clients: AwsClients, name: str) -> dict[str, Any]:
+def setup(services: Services, name: str) -> dict[str, Any]:
     """Make the queue, its rules and its policy (idempotent). :raises CloudError:"""
-    sqs, events = clients.sqs, clients.events
-    with aws_call("CreateQueue"):
-        url = sqs.create_queue(
-            QueueName=queue_name(name),
-            Attributes={"MessageRetentionPeriod": str(RETENTION_SEC), "SqsManagedSseEnabled": "true"},
-        )["QueueUrl"]
-    with aws_call("GetQueueAttributes"):
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs, events = services.sqs, services.events
+    url = sqs.create_queue(
+        queue_name(name), {"MessageRetentionPeriod": str(RETENTION_SEC), "SqsManagedSseEnabled": "true"}
+    )
+    arn = sqs.queue_arn(url)
     rules: list[dict[str, str]] = []
     for suffix, pattern in RULES.items():
-        with aws_call("PutRule"):
-            rule_arn = events.put_rule(
-                Name=rule_name(name, suffix),
-                EventPattern=json.dumps(pattern),
-                State="ENABLED",
-                Description=f"ohfp: {pattern['detail-type'][0]} to {queue_name(name)}",
-            )["RuleArn"]
+        description = f"ohfp: {pattern['detail-type'][0]} to {queue_name(name)}"
+        rule_arn = events.put_rule(rule_name(name, suffix), json.dumps(pattern), description)
         rules.append(
-            {"name": rule_name(name, suffix), "arn": str(rule_arn), "detailType": pattern["detail-type"][0]}
+            {"name": rule_name(name, suffix), "arn": rule_arn, "detailType": pattern["detail-type"][0]}
         )
-    policy = queue_policy(str(arn), [r["arn"] for r in rules])
-    with aws_call("SetQueueAttributes"):
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    sqs.set_attributes(url, {"Policy": json.dumps(queue_policy(arn, [r["arn"] for r in rules]))})
     for rule in rules:
-        with aws_call("PutTargets"):
-            reply = events.put_targets(Rule=rule["name"], Targets=[{"Id": TARGET_ID, "Arn": arn}])
-        if reply.get("FailedEntryCount"):
-            failed = reply.get("FailedEntries", [{}])[0]
-            raise CloudError(f"PutTargets: rule {rule['name']}: {failed.get('ErrorMessage', 'failed')}")
+        failed = events.put_targets(rule["name"], [{"Id": TARGET_ID, "Arn": arn}])
+        if failed:
+            raise CloudError(f"PutTargets: rule {rule['name']}: {failed[0].get('ErrorMessage', 'failed')}")
     return {
         "message": f"EC2 events reach queue {queue_name(name)} through {len(rules)} EventBridge rules.",
         "queueUrl": url,
@@ -119,28 +107,24 @@ def setup(clients: AwsClients, name: str) -> dict[str, Any]:
     }
 
 
-def teardown(clients: AwsClients, name: str) -> dict[str, Any]:
+def teardown(services: Services, name: str) -> dict[str, Any]:
     """Remove the rules (their targets first) and the queue; what is already gone is fine.
     :raises CloudError:"""
-    sqs, events = clients.sqs, clients.events
+    sqs, events = services.sqs, services.events
     removed: list[str] = []
     for suffix in RULES:
         rule = rule_name(name, suffix)
         try:
-            with aws_call("RemoveTargets"):
-                events.remove_targets(Rule=rule, Ids=[TARGET_ID])
-            with aws_call("DeleteRule"):
-                events.delete_rule(Name=rule)
+            events.remove_targets(rule, [TARGET_ID])
+            events.delete_rule(rule)
             removed.append(rule)
         except CloudError as exc:
             if error_code(exc) not in _GONE:
                 raise
     queue = None
     try:
-        with aws_call("GetQueueUrl"):
-            url = sqs.get_queue_url(QueueName=queue_name(name))["QueueUrl"]
-        with aws_call("DeleteQueue"):
-            sqs.delete_queue(QueueUrl=url)
+        url = sqs.queue_url(queue_name(name))
+        sqs.delete_queue(url)
         queue = url
     except CloudError as exc:
         if error_code(exc) not in _GONE:

@@ -21,11 +21,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ohfp_aws.access import instances
-from ohfp_aws.access.boundary import paginate
 from ohfp_aws.context import AwsContext
 from ohfp_core.models import MachineRef, Reclaim
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+
     from ohfp_aws.interruptions.notices import Notice, Signal
 
 SPOT_NOTICE_SEC = 120
@@ -36,7 +37,7 @@ _OUTSIDE = ("stopping", "stopped", "shutting-down", "terminated")
 
 def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
     """A :class:`Reclaim` per host AWS is taking back; hosts that are fine are left out."""
-    ec2 = ctx.clients.ec2
+    ec2 = ctx.services.ec2
     described = instances.describe_instances(ec2, [ref.machine_id for ref in machines if ref.machine_id])
     by_name = instances.by_name(ec2, [ref.name for ref in machines if not ref.machine_id])
     described += list(by_name.values())
@@ -132,14 +133,13 @@ def spot_notices(ctx: AwsContext, spot_instances: Sequence[Mapping[str, Any]]) -
         return {}
     notices: dict[str, int] = {}
     now = ctx.clock()
-    filters = [{"Name": "spot-instance-request-id", "Values": list(request_ids)}]
-    for page in paginate(ctx.clients.ec2, "describe_spot_instance_requests", Filters=filters):
-        for spot in page.get("SpotInstanceRequests", []):
-            status = spot.get("Status", {})
-            instance_id = request_ids.get(spot.get("SpotInstanceRequestId", ""))
-            if instance_id is None or status.get("Code") not in SPOT_INTERRUPTION_CODES:
-                continue
-            updated = status.get("UpdateTime")
-            elapsed = now - updated.timestamp() if isinstance(updated, datetime) else 0
-            notices[instance_id] = int(min(SPOT_NOTICE_SEC, max(0, SPOT_NOTICE_SEC - elapsed)))
+    filters: list[FilterTypeDef] = [{"Name": "spot-instance-request-id", "Values": list(request_ids)}]
+    for spot in ctx.services.ec2.spot_instance_requests(filters):
+        status = spot.get("Status", {})
+        instance_id = request_ids.get(spot.get("SpotInstanceRequestId", ""))
+        if instance_id is None or status.get("Code") not in SPOT_INTERRUPTION_CODES:
+            continue
+        updated = status.get("UpdateTime")
+        elapsed = now - updated.timestamp() if isinstance(updated, datetime) else 0
+        notices[instance_id] = int(min(SPOT_NOTICE_SEC, max(0, SPOT_NOTICE_SEC - elapsed)))
     return notices

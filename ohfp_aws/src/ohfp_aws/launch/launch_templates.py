@@ -9,17 +9,19 @@ its own ``launchTemplateId`` uses that one as is: ohfp neither changes nor delet
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from attrs import frozen
 
-from ohfp_aws.access.boundary import TRANSIENT_CODES, aws_call, error_code
+from ohfp_aws.access.boundary import TRANSIENT_CODES, error_code
 from ohfp_aws.context import AwsContext
 from ohfp_aws.launch.spec import instance_launch_data, needs_root_device, root_device_name, tag_list
 from ohfp_aws.vocabulary import AwsTemplate, client_token
 from ohfp_core.errors import CloudError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.literals import InstanceTypeType
 
 NAME_PREFIX = "ohfp-"
 DEFAULT_VERSION = "$Default"  # for a launch template the user names
@@ -41,11 +43,6 @@ class LaunchTemplateRef:
     launch_template_created: bool = False
     launch_template_created_at: int | None = None
 
-    @property
-    def specification(self) -> dict[str, str]:
-        """The ``LaunchTemplateSpecification`` fleets and groups take."""
-        return {"LaunchTemplateId": self.launch_template_id, "Version": self.launch_template_version}
-
 
 def template_name(request_id: str) -> str:
     """The name of the launch template ohfp makes for ``request_id``."""
@@ -56,13 +53,13 @@ def ensure_for_request(
     ctx: AwsContext,
     request_id: str,
     template: AwsTemplate,
-    overrides: Mapping[str, Any] | None = None,
+    instance_type: str | None = None,
 ) -> LaunchTemplateRef:
     """The launch template to launch ``template``'s machines from.
 
     With ``template.launch_template_id`` that template at its default version (nothing is
-    created). Otherwise a template ``ohfp-<request_id>`` made from the template's fields plus
-    ``overrides`` (extra LaunchTemplateData keys such as ``InstanceType``). Idempotent: a
+    created). Otherwise a template ``ohfp-<request_id>`` made from the template's fields (and
+    ``instance_type``, for an Auto Scaling group of one type). Idempotent: a
     template of that name made by an earlier attempt is reused, with its creation time, so
     a retried create call carries the same parameters as the first (as client tokens require).
 
@@ -74,32 +71,31 @@ def ensure_for_request(
         )
     if not template.image_id:
         raise CloudError(f"template {template.template_id} has neither imageId nor launchTemplateId")
-    ec2 = ctx.clients.ec2
+    ec2 = ctx.services.ec2
     image_id = ctx.resolve_image(template.image_id)
     tags = ctx.tags_for(request_id, template)
     if needs_root_device(template):
         data = instance_launch_data(template, image_id, tags, root_device_name(ec2, image_id))
     else:
         data = instance_launch_data(template, image_id, tags)
-    data.update(overrides or {})
+    if instance_type is not None:
+        data["InstanceType"] = cast("InstanceTypeType", instance_type)  # checked by the template
     name = template_name(request_id)
     try:
-        with aws_call("CreateLaunchTemplate"):
-            created = ec2.create_launch_template(
-                LaunchTemplateName=name,
-                LaunchTemplateData=data,
-                ClientToken=client_token(request_id, "lt"),
-                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tag_list(tags)}],
-            )["LaunchTemplate"]
+        created = ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData=data,
+            ClientToken=client_token(request_id, "lt"),
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": tag_list(tags)}],
+        )
     except CloudError as exc:
         if error_code(exc) != _ALREADY_EXISTS:
             raise
-        with aws_call("DescribeLaunchTemplates"):
-            created = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
+        created = ec2.launch_templates([name])[0]
     create_time = created.get("CreateTime")
     return LaunchTemplateRef(
-        launch_template_id=str(created["LaunchTemplateId"]),
-        launch_template_version=str(created["LatestVersionNumber"]),
+        launch_template_id=str(created.get("LaunchTemplateId")),
+        launch_template_version=str(created.get("LatestVersionNumber")),
         launch_template_created=True,
         launch_template_created_at=int(create_time.timestamp())
         if isinstance(create_time, datetime)
@@ -115,8 +111,7 @@ def delete_for_request(ctx: AwsContext, ref: LaunchTemplateRef) -> None:
     if not ref.launch_template_created or not ref.launch_template_id:
         return
     try:
-        with aws_call("DeleteLaunchTemplate"):
-            ctx.clients.ec2.delete_launch_template(LaunchTemplateId=ref.launch_template_id)
+        ctx.services.ec2.delete_launch_template(ref.launch_template_id)
     except CloudError as exc:
         if error_code(exc) not in _NOT_FOUND:
             raise
@@ -128,16 +123,15 @@ def delete_by_request_id(ctx: AwsContext, request_id: str) -> None:
     template ohfp made). A template that does not exist is not an error.
     """
     try:
-        with aws_call("DescribeLaunchTemplates"):
-            found = ctx.clients.ec2.describe_launch_templates(LaunchTemplateNames=[template_name(request_id)])
+        found = ctx.services.ec2.launch_templates([template_name(request_id)])
     except CloudError as exc:
         if error_code(exc) not in _NOT_FOUND:
             raise
         return
-    for launch_template in found.get("LaunchTemplates", []):
+    for launch_template in found:
         if ctx.made_for(launch_template.get("Tags"), request_id):
             ref = LaunchTemplateRef(
-                launch_template_id=launch_template["LaunchTemplateId"],
+                launch_template_id=launch_template.get("LaunchTemplateId", ""),
                 launch_template_version=str(launch_template.get("LatestVersionNumber", "")),
                 launch_template_created=True,
             )

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from ohfp_aws.access.boundary import paginate
 from ohfp_aws.context import AwsContext
 from ohfp_core.errors import OhfpError
 from ohfp_core.logs import get_logger
@@ -60,16 +59,15 @@ def with_attributes(ctx: AwsContext, templates: Sequence[Template]) -> Sequence[
 def describe(ctx: AwsContext, names: Sequence[str]) -> dict[str, dict[str, Attribute]]:
     """``ncpus``, ``nram`` (MiB) and ``type`` (architecture) per instance type AWS knows."""
     found: dict[str, dict[str, Attribute]] = {}
-    for page in paginate(ctx.clients.ec2, "describe_instance_types", InstanceTypes=list(names)):
-        for item in page.get("InstanceTypes", []):
-            attributes = {
-                "ncpus": Attribute("Numeric", str(item["VCpuInfo"]["DefaultVCpus"])),
-                "nram": Attribute("Numeric", str(item["MemoryInfo"]["SizeInMiB"])),
-            }
-            arches = item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])
-            if arches:
-                attributes["type"] = Attribute("String", ARCHITECTURES.get(arches[0], str(arches[0]).upper()))
-            found[item["InstanceType"]] = attributes
+    for item in ctx.services.ec2.instance_types(names):
+        attributes = {
+            "ncpus": Attribute("Numeric", str(item.get("VCpuInfo", {}).get("DefaultVCpus"))),
+            "nram": Attribute("Numeric", str(item.get("MemoryInfo", {}).get("SizeInMiB"))),
+        }
+        arches = item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])
+        if arches:
+            attributes["type"] = Attribute("String", ARCHITECTURES.get(arches[0], str(arches[0]).upper()))
+        found[item.get("InstanceType", "")] = attributes
     return found
 
 

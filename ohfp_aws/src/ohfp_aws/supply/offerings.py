@@ -119,19 +119,16 @@ def unavailable(ctx: AwsContext, template: AwsTemplate, request_id: str = "") ->
 def subnet_zones(ctx: AwsContext, subnet_ids: Sequence[str]) -> dict[str, str]:
     """Each subnet's availability zone (DescribeSubnets for those not known yet); empty
     when AWS cannot be asked (zone-only offerings then go unmatched)."""
-    from ohfp_aws.access.boundary import aws_call
-
     keys = [f"{_ZONE_PREFIX}{subnet}" for subnet in subnet_ids]
     known = {key[len(_ZONE_PREFIX) :]: str(zone) for key, zone in ctx.values.get_many(keys).items()}
     missing = [subnet for subnet in subnet_ids if subnet not in known]
     if missing:
         try:
-            with aws_call("DescribeSubnets"):
-                found = ctx.clients.ec2.describe_subnets(SubnetIds=missing)["Subnets"]
+            found = ctx.services.ec2.subnets(missing)
         except CloudError as exc:
             log.warning("cannot map subnets to zones", error=str(exc))
             return known
-        fresh = {s["SubnetId"]: s["AvailabilityZone"] for s in found}
+        fresh = {s.get("SubnetId", ""): s.get("AvailabilityZone", "") for s in found}
         ctx.values.put_many({f"{_ZONE_PREFIX}{k}": v for k, v in fresh.items()}, ZONE_KEEP_SEC)
         known.update(fresh)
     return known

@@ -1,12 +1,16 @@
 """What a template asks a fleet or group for: the on-demand/spot split of its units, the
 instance types that fill them (weighted, in launch priority) and the launch-template
-overrides that say so. Pure functions of :class:`~ohfp_aws.vocabulary.AwsTemplate`.
+overrides that say so (:class:`Offer`, which each fleet API spells in its own words). Pure
+functions of :class:`~ohfp_aws.vocabulary.AwsTemplate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import attrs
+from attrs import frozen
 
 from ohfp_aws.vocabulary import AwsTemplate
 
@@ -60,53 +64,48 @@ def on_demand_strategy(template: AwsTemplate) -> str:
     return template.allocation_strategy_on_demand or "lowestPrice"
 
 
-def overrides(
+@frozen(kw_only=True)
+class Offer:
+    """One override of a fleet's launch template: an instance type (weighted, ranked when the
+    strategy is prioritized) or the template's instance requirements, in a subnet; None
+    where AWS chooses. Each fleet API spells it in its own words."""
+
+    instance_type: str | None = None
+    subnet_id: str | None = None
+    weight: float | None = None
+    priority: float | None = None
+    requirements: Mapping[str, Any] | None = None
+
+
+def offers(
     template: AwsTemplate,
     prioritized: bool,
-    max_price: str | None = None,
     unavailable: Callable[[str | None, str | None], bool] | None = None,
-) -> dict[str, Any]:
-    """Fleet launch-template overrides: every instance type × subnet, weighted (and ranked
-    when ``prioritized``), each with ``MaxPrice`` when given; for a template by instance
-    requirements, the requirements in every subnet. ``{}`` when there is nothing to override.
+) -> list[Offer]:
+    """A fleet's overrides: every instance type × subnet, weighted (and ranked when
+    ``prioritized``); for a template by instance requirements, the requirements in every
+    subnet. Empty when there is nothing to override (a launch template sets the type and no
+    subnet is named).
 
     Offerings ``unavailable(type, subnet)`` says were short of capacity lately come last,
     and when ``prioritized`` after every other priority.
     """
+    subnets = template.subnet_ids or (None,)
     if template.instance_requirements is not None:
-        return {"Overrides": requirement_overrides(template, max_price)}
+        return [Offer(subnet_id=subnet, requirements=template.instance_requirements) for subnet in subnets]
     types = weights(template)
     ranks = priorities(template)
     short = unavailable or (lambda instance_type, subnet: False)
-    found: list[tuple[bool, dict[str, Any]]] = []
+    found: list[tuple[bool, Offer]] = []
     for name in types or [None]:
-        for subnet in template.subnet_ids or (None,):
+        for subnet in subnets:
+            if name is None and subnet is None:
+                continue
             last = short(name, subnet)
-            override: dict[str, Any] = {}
+            offer = Offer(instance_type=name, subnet_id=subnet)
             if name is not None:
-                override["InstanceType"] = name
-                override["WeightedCapacity"] = float(types[name])
-                if prioritized:
-                    override["Priority"] = float(ranks[name] + (len(types) if last else 0))
-            if subnet is not None:
-                override["SubnetId"] = subnet
-            if max_price:
-                override["MaxPrice"] = max_price
-            if override:
-                found.append((last, override))
+                rank = float(ranks[name] + (len(types) if last else 0)) if prioritized else None
+                offer = attrs.evolve(offer, weight=float(types[name]), priority=rank)
+            found.append((last, offer))
     found.sort(key=lambda item: item[0])
-    return {"Overrides": [override for _, override in found]} if found else {}
-
-
-def requirement_overrides(template: AwsTemplate, max_price: str | None = None) -> list[dict[str, Any]]:
-    """One override per subnet (one without subnets) carrying the template's
-    InstanceRequirements as written (EC2 Fleet and Spot Fleet take the same keys)."""
-    found: list[dict[str, Any]] = []
-    for subnet in template.subnet_ids or (None,):
-        override: dict[str, Any] = {"InstanceRequirements": dict(template.instance_requirements or {})}
-        if subnet is not None:
-            override["SubnetId"] = subnet
-        if max_price:
-            override["MaxPrice"] = max_price
-        found.append(override)
-    return found
+    return [offer for _, offer in found]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from attrs import frozen
 
-from ohfp_aws.access.boundary import aws_call, error_code, paginate
+from ohfp_aws.access.boundary import error_code
 from ohfp_core.errors import CloudError, ConfigError
 from ohfp_core.logs import get_logger
 
@@ -252,12 +252,8 @@ def vcpus_of(ctx: AwsContext, names: Iterable[str]) -> dict[str, int]:
     fresh: dict[str, int] = {}
     for start in range(0, len(missing), 100):
         try:
-            pages = paginate(
-                ctx.clients.ec2, "describe_instance_types", InstanceTypes=missing[start : start + 100]
-            )
-            for page in pages:
-                for item in page.get("InstanceTypes", []):
-                    fresh[item["InstanceType"]] = int(item["VCpuInfo"]["DefaultVCpus"])
+            for item in ctx.services.ec2.instance_types(missing[start : start + 100]):
+                fresh[item.get("InstanceType", "")] = int(item.get("VCpuInfo", {}).get("DefaultVCpus", 0))
         except CloudError as exc:
             if not error_code(exc).startswith("InvalidInstanceType"):
                 raise
@@ -302,16 +298,14 @@ def load_pools(ctx: AwsContext, codes: Iterable[str]) -> dict[str, Pool]:
 
 def _quota(ctx: AwsContext, code: str) -> dict[str, Any]:
     """The account's quota ``code`` (its AWS default when it has no applied value), or why not."""
-    client = ctx.clients.service_quotas
+    quotas = ctx.services.service_quotas
     try:
         try:
-            with aws_call("GetServiceQuota"):
-                quota = client.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]
+            quota = quotas.quota("ec2", code)
         except CloudError as exc:
             if error_code(exc) != "NoSuchResourceException":
                 raise
-            with aws_call("GetAWSDefaultServiceQuota"):
-                quota = client.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]
+            quota = quotas.default_quota("ec2", code)
     except CloudError as exc:
         log.warning("vCPU quota unavailable; availability not lowered by it", quota_code=code, error=str(exc))
         return {"value": None, "error": str(exc)}
@@ -322,12 +316,11 @@ def _usage(ctx: AwsContext) -> dict[str, float]:
     """vCPUs of the region's pending and running instances, per quota code (one paged
     DescribeInstances; DescribeInstanceTypes for types not kept)."""
     running: list[tuple[str, str]] = []
-    filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
-    for page in paginate(ctx.clients.ec2, "describe_instances", Filters=filters):
-        for reservation in page.get("Reservations", []):
-            for instance in reservation.get("Instances", []):
-                option = SPOT if instance.get("InstanceLifecycle") == "spot" else ON_DEMAND
-                running.append((str(instance.get("InstanceType")), option))
+    for instance in ctx.services.ec2.instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    ):
+        option = SPOT if instance.get("InstanceLifecycle") == "spot" else ON_DEMAND
+        running.append((str(instance.get("InstanceType")), option))
     vcpus = vcpus_of(ctx, {name for name, _ in running})
     used: dict[str, float] = {}
     for name, option in running:
