@@ -7,7 +7,9 @@ MixedInstancesPolicy: overrides in priority order (``vmTypesOnDemand`` first, so
 ``OnDemandPercentageAboveBaseCapacity``; a template by instance requirements has one
 override holding them. Returning machines detaches them with the desired
 capacity decremented (so the group does not replace them), then terminates them; the last
-machine deletes the group and the launch template.
+machine deletes the group and the launch template. Provisioning again for a request whose
+group exists (a retried call) is refused by AWS with AlreadyExists: the group is then
+described and its handle returned, nothing made twice.
 
 A group short of its desired capacity is waited for until ``spotFleetRequestExpiry`` minutes
 after the request (as fleets are); then the request ends with what it got, and the group's
@@ -114,10 +116,6 @@ class ASGHandler:
 
     def provision(self, request_id: str, template: AwsTemplate, count: int) -> Provisioned:
         name = group_name(request_id)
-        existing = self.describe_groups([name]).get(name)
-        if existing is not None:  # an earlier attempt made it (moto would accept a duplicate)
-            handle = self._handle_of(existing, template, count)
-            return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
         types = weights(template)
         launch = ensure_for_request(self.ctx, request_id, template, next(iter(types), None))
         handle = GroupHandle(
@@ -133,10 +131,15 @@ class ASGHandler:
                 **self.create_params(request_id, template, count, handle)
             )
         except CloudError as exc:
-            if error_code(exc) == "AlreadyExists":  # a concurrent attempt won
-                return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
-            discard_after_failure(self.ctx, handle, exc)
-            raise
+            if error_code(exc) != "AlreadyExists":
+                discard_after_failure(self.ctx, handle, exc)
+                raise
+            # An earlier attempt made it (the group is named after the request): its handle,
+            # its deadline counted from the group's creation.
+            existing = self.describe_groups([name]).get(name)
+            if existing is not None:
+                handle = self._handle_of(existing, template, count)
+            return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
         return Provisioned(handle=handles.dump(handle), message=f"Auto Scaling group {name} created")
 
     def create_params(

@@ -113,8 +113,8 @@ def fleet_state(
 def alive(ctx: AwsContext, instance_ids: Iterable[str]) -> set[str]:
     """The ids among ``instance_ids`` whose instances exist and are not terminating.
 
-    Fleet instance listings lag behind terminations (and moto never drops terminated ones),
-    so who is left is decided by one batched DescribeInstances.
+    A fleet's instance listing (DescribeFleetInstances, DescribeSpotFleetInstances) lags
+    behind terminations, so who is left is decided by one batched DescribeInstances.
     """
     ids = list(dict.fromkeys(instance_ids))
     if not ids:

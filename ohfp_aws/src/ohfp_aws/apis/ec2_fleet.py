@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ohfp_aws.access.boundary import error_code, translate
+from ohfp_aws.access.boundary import translate
 from ohfp_aws.access.instances import chunks
 from ohfp_aws.apis.common import as_utc, describe_batched, epoch_of, missing_launch_source
 from ohfp_aws.apis.fleet import Capacity, Created, FleetHandler, Member
@@ -26,11 +26,9 @@ from ohfp_aws.vocabulary import (
     EC2_FLEET,
     ON_DEMAND_STRATEGIES,
     SPOT_STRATEGIES,
-    TAG_REQUEST,
     AwsTemplate,
     client_token,
 )
-from ohfp_core.errors import CloudError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import (
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import (
         CreateFleetRequestTypeDef,
         CreateFleetResultTypeDef,
-        FilterTypeDef,
         FleetLaunchTemplateConfigRequestTypeDef,
         FleetLaunchTemplateOverridesRequestTypeDef,
         InstanceRequirementsRequestTypeDef,
@@ -54,7 +51,6 @@ if TYPE_CHECKING:
 DESCRIBE_CHUNK = 100  # FleetIds has no documented maximum; stay modest
 DELETE_CHUNK = {"instant": 25, "request": 100, "maintain": 100}  # AWS's DeleteFleets limits
 HISTORY_PAGE = 100  # history records read to explain a shortfall
-_EMPTY_FLEET = "InvalidParameterCombination"
 
 
 class EC2Fleet:
@@ -63,6 +59,7 @@ class EC2Fleet:
     api: ClassVar[str] = EC2_FLEET
     noun: ClassVar[str] = "EC2 fleet"
     history_call: ClassVar[str] = "DescribeFleetHistory"
+    resource_type: ClassVar[str] = "fleet"
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
@@ -276,42 +273,15 @@ class EC2Fleet:
         deleted: set[str] = set()
         for fleet_type, limit in DELETE_CHUNK.items():
             for chunk in chunks([fid for fid, kind in fleets if kind == fleet_type], limit):
-                try:
-                    response = self.ctx.services.ec2.delete_fleets(chunk, terminate_instances=True)
-                except CloudError as exc:
-                    # moto refuses to terminate an empty fleet's (non-existent) instances with
-                    # this code, after deleting the fleets before it in the call and none after:
-                    # for one fleet it can only mean "deleted, nothing left to terminate"; for
-                    # several, each is asked again on its own.
-                    if error_code(exc) != _EMPTY_FLEET:
-                        raise
-                    if len(chunk) == 1:
-                        deleted.update(chunk)
-                    else:
-                        for fleet_id in chunk:
-                            deleted |= self.delete([(fleet_id, fleet_type)])
-                    continue
+                response = self.ctx.services.ec2.delete_fleets(chunk, terminate_instances=True)
                 deleted.update(d["FleetId"] for d in response.get("SuccessfulFleetDeletions", []))
                 for failure in response.get("UnsuccessfulFleetDeletions", []):
                     if str(failure.get("Error", {}).get("Code", "")).endswith("NotFound"):
                         deleted.add(failure["FleetId"])
         return deleted
 
-    def find(self, request_id: str) -> list[tuple[str, str]]:
-        """DescribeFleets cannot filter by tag, so DescribeTags finds the fleet ids;
-        DescribeFleets then leaves out fleets already deleted and those of another
-        provider instance."""
-        filters: list[FilterTypeDef] = [
-            {"Name": "resource-type", "Values": ["fleet"]},
-            {"Name": "key", "Values": [TAG_REQUEST]},
-            {"Name": "value", "Values": [request_id]},
-        ]
-        tagged = [tag.get("ResourceId", "") for tag in self.ctx.services.ec2.tags(filters)]
-        return [
-            (fleet_id, str(fleet.get("Type")))
-            for fleet_id, fleet in self.describe(tagged).items()
-            if not self.is_closed(fleet) and self.ctx.made_for(fleet.get("Tags"), request_id)
-        ]
+    def fleet_type_of(self, fleet: Mapping[str, Any]) -> str:
+        return str(fleet.get("Type", ""))
 
     def not_deleted(self, fleet_ids: Sequence[str]) -> str:
         return f"DeleteFleets: EC2 fleets {', '.join(fleet_ids)} were not deleted"

@@ -20,8 +20,8 @@ capacity, lower the target, delete and find fleets, each in its API's words.
   lowered (AWS modifies no other type). The returned instances are terminated first; a
   fleet left with nothing Host Factory holds is then deleted with whatever it still runs,
   and its launch template with it. A fleet already deleted or cancelled is left as it is.
-- **cancel**: the live fleets tagged with the request id and this provider instance are
-  deleted, terminating their instances.
+- **cancel**: the live fleets tagged with the request id and this provider instance, found
+  with DescribeTags, are deleted, terminating their instances.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 from attrs import frozen
@@ -40,10 +40,13 @@ from ohfp_aws.apis.handles import FleetHandle
 from ohfp_aws.context import AwsContext
 from ohfp_aws.launch.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
 from ohfp_aws.supply.overrides import weights
-from ohfp_aws.vocabulary import AwsTemplate, FleetState, Shortfall
+from ohfp_aws.vocabulary import TAG_REQUEST, AwsTemplate, FleetState, Shortfall
 from ohfp_core.errors import CloudError
 from ohfp_core.logs import get_logger
 from ohfp_core.models import CloudRequest, Provisioned, ReturnItem
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
 
 log = get_logger("ohfp.aws")
 
@@ -88,6 +91,8 @@ class FleetApi(Protocol):
     actions: ClassVar[tuple[str, ...]]
     noun: ClassVar[str]
     history_call: ClassVar[str]
+    resource_type: ClassVar[str]
+    """What DescribeTags calls the fleet (``fleet``, ``spot-fleet-request``)."""
 
     def unsupported(self, template: AwsTemplate) -> str | None:
         """Why this API cannot launch ``template``; None when it can."""
@@ -134,9 +139,8 @@ class FleetApi(Protocol):
         (or unknown to AWS)."""
         ...
 
-    def find(self, request_id: str) -> list[tuple[str, str]]:
-        """The live fleets ``(id, fleet type)`` made for ``request_id`` by this provider
-        instance, found by their tags."""
+    def fleet_type_of(self, fleet: Mapping[str, Any]) -> str:
+        """A described fleet's type (``instant``, ``request`` or ``maintain``)."""
         ...
 
     def not_deleted(self, fleet_ids: Sequence[str]) -> str:
@@ -315,8 +319,7 @@ class FleetHandler:
                 doomed.append((fleet_id, group.handle.fleet_type))
                 emptied.append(group.handle)
         # Terminate first, then delete: deleting also ends any replacement a maintain fleet
-        # launched in between (and moto cannot terminate an instance whose spot fleet
-        # request it has already dropped).
+        # launched in between.
         errors = self.ctx.terminate_instances([*(i for g in groups.values() for i in g.machine_ids), *loose])
         deleted = self.fleet.delete(doomed)
         doomed_ids = {fleet_id for fleet_id, _ in doomed}
@@ -332,7 +335,24 @@ class FleetHandler:
 
         :raises CloudError: when AWS refused, or did not delete a fleet.
         """
-        doomed = self.fleet.find(request_id)
+        doomed = self.find(request_id)
         left = {fleet_id for fleet_id, _ in doomed} - self.fleet.delete(doomed)
         if left:
             raise CloudError(self.fleet.not_deleted(sorted(left)))
+
+    def find(self, request_id: str) -> list[tuple[str, str]]:
+        """The live fleets ``(id, fleet type)`` made for ``request_id`` by this provider
+        instance: DescribeTags finds the fleets tagged with the request id (neither
+        DescribeFleets nor DescribeSpotFleetRequests filters by tag); one describe of those
+        leaves out the ones deleted or cancelled and another provider instance's."""
+        filters: list[FilterTypeDef] = [
+            {"Name": "resource-type", "Values": [self.fleet.resource_type]},
+            {"Name": "key", "Values": [TAG_REQUEST]},
+            {"Name": "value", "Values": [request_id]},
+        ]
+        tagged = [tag.get("ResourceId", "") for tag in self.ctx.services.ec2.tags(filters)]
+        return [
+            (fleet_id, self.fleet.fleet_type_of(fleet))
+            for fleet_id, fleet in self.fleet.describe(tagged).items()
+            if not self.fleet.is_closed(fleet) and self.ctx.made_for(fleet.get("Tags"), request_id)
+        ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ohfp_aws.access.boundary import error_code
 from ohfp_aws.access.instances import chunks
 from ohfp_aws.apis.common import as_utc, describe_batched, epoch_of, missing_launch_source
 from ohfp_aws.apis.fleet import Capacity, Created, FleetHandler, Member
@@ -25,7 +24,6 @@ from ohfp_aws.launch.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch.spec import tag_list
 from ohfp_aws.supply.overrides import Offer, offers, on_demand_strategy, on_demand_units
 from ohfp_aws.vocabulary import ON_DEMAND_STRATEGIES, SPOT_FLEET, SPOT_STRATEGIES, AwsTemplate, client_token
-from ohfp_core.errors import CloudError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import (
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
         SpotFleetRequestConfigDataTypeDef,
     )
 
-_NOTHING_TO_TERMINATE = "InvalidParameterCombination"
 BATCH = 100  # CancelSpotFleetRequests takes at most 100 ids; describe uses the same batches
 HISTORY_PAGE = 100  # history records read to explain a shortfall
 
@@ -53,6 +50,7 @@ class SpotFleet:
     api: ClassVar[str] = SPOT_FLEET
     noun: ClassVar[str] = "spot fleet request"
     history_call: ClassVar[str] = "DescribeSpotFleetRequestHistory"
+    resource_type: ClassVar[str] = "spot-fleet-request"
     actions: ClassVar[tuple[str, ...]] = (
         *LAUNCH_TEMPLATE_ACTIONS,
         "ec2:DescribeImages",
@@ -60,6 +58,7 @@ class SpotFleet:
         "ec2:DescribeSpotFleetRequests",
         "ec2:DescribeSpotFleetInstances",
         "ec2:DescribeSpotFleetRequestHistory",
+        "ec2:DescribeTags",
         "ec2:DescribeSubnets",
         "ec2:ModifySpotFleetRequest",
         "ec2:CancelSpotFleetRequests",
@@ -199,31 +198,16 @@ class SpotFleet:
     def delete(self, fleets: Sequence[tuple[str, str]]) -> set[str]:
         """CancelSpotFleetRequests terminating what is left."""
         cancelled: set[str] = set()
-        cancel = self.ctx.services.ec2.cancel_spot_fleet_requests
         for chunk in chunks([fleet_id for fleet_id, _ in fleets], BATCH):
-            try:
-                response = cancel(chunk, terminate_instances=True)
-            except CloudError as exc:
-                # moto refuses to terminate a request's instances when none are left; on
-                # this call that can only mean there is nothing to terminate.
-                if error_code(exc) != _NOTHING_TO_TERMINATE:
-                    raise
-                response = cancel(chunk, terminate_instances=False)
+            response = self.ctx.services.ec2.cancel_spot_fleet_requests(chunk, terminate_instances=True)
             cancelled.update(s["SpotFleetRequestId"] for s in response.get("SuccessfulFleetRequests", []))
             for failure in response.get("UnsuccessfulFleetRequests", []):
                 if str(failure.get("Error", {}).get("Code", "")).startswith("fleetRequestIdDoesNotExist"):
                     cancelled.add(failure["SpotFleetRequestId"])
         return cancelled
 
-    def find(self, request_id: str) -> list[tuple[str, str]]:
-        """The tags come from DescribeSpotFleetRequests' reply, paging through every request
-        of the account: moto's DescribeTags lists no spot-fleet-request tags. Only this rare
-        clean-up after a provisioning call that died pays for the full listing."""
-        return [
-            (str(config["SpotFleetRequestId"]), str(config.get("SpotFleetRequestConfig", {}).get("Type")))
-            for config in self.ctx.services.ec2.spot_fleet_requests([])
-            if not self.is_closed(config) and self.ctx.made_for(config.get("Tags"), request_id)
-        ]
+    def fleet_type_of(self, fleet: Mapping[str, Any]) -> str:
+        return str(fleet.get("SpotFleetRequestConfig", {}).get("Type", ""))
 
     def not_deleted(self, fleet_ids: Sequence[str]) -> str:
         return f"CancelSpotFleetRequests: spot fleet requests {', '.join(fleet_ids)} were not cancelled"
