@@ -5,10 +5,10 @@ Each API's handler says what its fleets, groups or handles hold for its acquire 
 their ``ohfp:request-id`` tag. Then one batched DescribeInstances covers every instance of
 every request, acquire and return alike. Instances AWS does not show yet are described again
 (``AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS``) and then reported pending; instances pending past
-``AWS_INSTANCE_PENDING_TIMEOUT_SEC`` are terminated and reported terminated. With an
-interruption queue (``aws.events.queueUrl``), the call also drains it
-(:func:`ohfp_aws.interruptions.drain.drain`): Host Factory polls status most often, so notices are stored
-as soon as they come, for getReturnRequests to report.
+``AWS_INSTANCE_PENDING_TIMEOUT_SEC`` are terminated and reported terminated. What a poll
+learns of why requests fall short goes into their handles and, for offerings short of
+capacity, the provider's values (:mod:`ohfp_aws.supply.offerings`); it does not read the
+interruption queue (getReturnRequests does, :mod:`ohfp_aws.interruptions.reclaims`).
 """
 
 from __future__ import annotations
@@ -52,10 +52,6 @@ def machine_status(
     wanted.update({r.request_id: list(r.machine_ids) for r in requests if r.kind is RequestKind.RETURN})
     machines = _describe(ctx, acquire, wanted)
     _end_stuck_pending(ctx, acquire, wanted, machines)
-    if ctx.config.events.queue_url:
-        from ohfp_aws.interruptions import drain
-
-        drain.drain(ctx, list(machines))
     snapshots: dict[str, RequestSnapshot] = {}
     for request in requests:
         found = [machines[i] for i in wanted[request.request_id] if i in machines]

@@ -1,23 +1,26 @@
 """Drain the interruption queue (``aws.events.queueUrl``) into the provider's memory.
 
-getRequestStatus and getReturnRequests call :func:`drain` when a queue is set. It reads at
-most ``aws.events.maxBatches`` ReceiveMessage batches of 10 (short polls: it never waits for
+getReturnRequests calls :func:`drain` (:mod:`~ohfp_aws.interruptions.reclaims`), on every call
+when a queue is set, before it reports; no other call reads the queue. A drain reads at most
+``aws.events.maxBatches`` ReceiveMessage batches of 10 (short polls: it never waits for
 messages), and stops early when the queue is empty or half of Host Factory's time for the
-call is spent. Of each batch it keeps the notices (:mod:`ohfp_aws.interruptions.notices`) of instances ohfp
-holds: those the call names, and any other carrying this provider instance's ``ohfp:instance``
-tag (one DescribeInstances, by filter, for the batch's other ids). Rebalance recommendations are kept
-only when ``aws.events.reportRebalance`` is set.
+call is spent. Of each batch it keeps the notices (:mod:`~ohfp_aws.interruptions.notices`)
+of instances ohfp holds: those the call names, and any other carrying this provider
+instance's ``ohfp:instance`` tag (one DescribeInstances, by filter, for the batch's other
+ids). Rebalance recommendations are kept only when ``aws.events.reportRebalance`` is set.
 
-**Nothing is lost if the call dies mid-drain**: a batch is deleted from the queue only after
-its notices are stored; a message received and not deleted becomes visible again after
-:data:`VISIBILITY_SEC` and the next call stores it again, which changes nothing (the newest
-notice per instance and kind wins). A queue that cannot be read is logged and skipped:
-polling still finds every reclaimed host, later.
+**Nothing is lost if the call dies mid-drain**: the notices go to the provider's values,
+which core stores with the call's outcome; a batch is deleted from the queue only after that
+commit (``Values.after_commit``). A message received and not deleted becomes visible again
+after :data:`VISIBILITY_SEC` and a later call stores it again, which changes nothing (the
+newest notice per instance and kind wins). A queue that cannot be read is logged and
+skipped: polling still finds every reclaimed host, later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from attrs import frozen
@@ -42,12 +45,12 @@ VISIBILITY_SEC = 30
 
 @frozen(kw_only=True)
 class Drained:
-    """What one drain did: messages received and deleted, notices kept (of instances ohfp
-    holds), and batches read."""
+    """What one drain did: messages received, notices kept (of instances ohfp holds),
+    messages to delete once those are stored (all received), and batches read."""
 
     received: int = 0
     kept: int = 0
-    deleted: int = 0
+    acknowledged: int = 0
     batches: int = 0
 
 
@@ -61,7 +64,7 @@ def drain(ctx: AwsContext, held: Iterable[str]) -> Drained:
     if not settings.queue_url:
         return Drained()
     known = set(held)
-    received = kept = deleted = batches = 0
+    received = kept = acknowledged = batches = 0
     try:
         while batches < settings.max_batches and _time_left(ctx):
             messages = ctx.services.sqs.receive(
@@ -76,14 +79,15 @@ def drain(ctx: AwsContext, held: Iterable[str]) -> Drained:
                 found = [n for n in found if n.kind != notices.REBALANCE]
             ours = _ours(ctx, {n.instance_id for n in found}, known)
             kept += notices.keep(ctx.values, [n for n in found if n.instance_id in ours])
-            deleted += _delete(ctx, settings.queue_url, messages)  # only now: the effect is stored
+            ctx.values.after_commit(partial(_delete, ctx, settings.queue_url, messages))
+            acknowledged += len(messages)
             if len(messages) < BATCH:
                 break
     except CloudError as exc:
         log.warning("interruption queue unavailable; reclaims are found by polling", error=str(exc))
-    drained = Drained(received=received, kept=kept, deleted=deleted, batches=batches)
+    drained = Drained(received=received, kept=kept, acknowledged=acknowledged, batches=batches)
     if received:
-        log.info("interruption queue drained", received=received, kept=kept, deleted=deleted)
+        log.info("interruption queue drained", received=received, kept=kept)
     return drained
 
 
@@ -110,13 +114,16 @@ def _ours(ctx: AwsContext, instance_ids: set[str], known: set[str]) -> set[str]:
     return ours
 
 
-def _delete(ctx: AwsContext, queue_url: str, messages: Sequence[MessageTypeDef]) -> int:
-    """DeleteMessageBatch; how many went. A message not deleted comes back and is stored
-    again later (harmless)."""
+def _delete(ctx: AwsContext, queue_url: str, messages: Sequence[MessageTypeDef]) -> None:
+    """DeleteMessageBatch, once the messages' notices are stored. A message not deleted
+    comes back and is stored again later (harmless): a failure is logged."""
     entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
         {"Id": str(n), "ReceiptHandle": m.get("ReceiptHandle", "")} for n, m in enumerate(messages)
     ]
-    failed = ctx.services.sqs.delete_batch(queue_url, entries)
+    try:
+        failed = len(ctx.services.sqs.delete_batch(queue_url, entries))
+    except CloudError as exc:
+        log.warning("queue messages not deleted; they come back", count=len(entries), error=str(exc))
+        return
     if failed:
-        log.warning("queue messages not deleted; they come back", count=len(failed))
-    return len(entries) - len(failed)
+        log.warning("queue messages not deleted; they come back", count=failed)

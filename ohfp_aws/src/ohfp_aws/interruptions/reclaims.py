@@ -5,8 +5,9 @@ only the name is known). A host is reclaimed when EC2 does not know it, when it 
 terminated outside Host Factory, when a spot interruption ended it, or when AWS marked a spot
 instance for interruption (DescribeSpotInstanceRequests: the notice's seconds left).
 
-With an interruption queue (``aws.events.queueUrl``) the queue is drained first and the
-notices kept for these hosts count too (:mod:`ohfp_aws.interruptions.notices`): a spot interruption warning
+With an interruption queue (``aws.events.queueUrl``) the queue is drained first, on every
+call (:mod:`~ohfp_aws.interruptions.drain`: no other call reads it), and the notices kept for
+these hosts count too (:mod:`ohfp_aws.interruptions.notices`): a spot interruption warning
 with the seconds left until its instance-action time, a state change to stopping, stopped,
 shutting-down or terminated with grace 0 (before DescribeInstances shows it), and — when
 ``aws.events.reportRebalance`` is set — a rebalance recommendation with
