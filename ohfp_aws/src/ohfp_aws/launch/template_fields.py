@@ -255,6 +255,14 @@ class TemplateFields:
                 "vmTypes",
                 "beside instance requirements vmTypes lists the types allowed: every weight must be 1",
             )
+        named = list(types) or ([self.vm_type] if isinstance(self.vm_type, str) else [])
+        allowed = requirements.burstable(named or (given or {}).get("AllowedInstanceTypes"))
+        if (given or {}).get("BurstablePerformance") == "excluded" and allowed:
+            yield FieldError(
+                "instanceRequirements",
+                f"BurstablePerformance excluded, yet the allowed types {', '.join(allowed)} are burstable:"
+                " they would never launch (leave BurstablePerformance out, or set it to included)",
+            )
         if (types or self.vm_type) and given is not None:
             for key in ("AllowedInstanceTypes", "ExcludedInstanceTypes"):
                 if key in given:

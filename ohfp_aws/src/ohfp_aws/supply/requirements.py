@@ -10,9 +10,13 @@ A template may name the shape of its machines instead of (or beside) ``vmTypes``
 
 The two merge into one object (:func:`merged`): the flat keys fill ``VCpuCount`` and
 ``MemoryMiB``, and ``vmTypes`` beside them becomes ``AllowedInstanceTypes``. AWS requires
-``VCpuCount.Min`` and ``MemoryMiB.Min``. :func:`problems` checks the object offline (known
-keys, the kind and range of each value, units), naming each key as written. Host Factory's
-``ncpus`` and ``nram`` come from the lower bounds (:func:`attributes`).
+``VCpuCount.Min`` and ``MemoryMiB.Min``. AWS leaves burstable types out unless
+``BurstablePerformance`` says otherwise, and ``AllowedInstanceTypes`` only narrows what the
+other keys allow: when an allowed type is burstable (:func:`burstable`) and the template does
+not say, ``BurstablePerformance`` is ``included``, or those types would never launch.
+:func:`problems` checks the object offline (known keys, the kind and range of each value,
+units), naming each key as written. Host Factory's ``ncpus`` and ``nram`` come from the
+lower bounds (:func:`attributes`).
 
 RunInstances cannot launch by requirements; the other three APIs can (Auto Scaling lacks
 :data:`NOT_IN_ASG`).
@@ -71,6 +75,7 @@ MIN_MEMORY_MIB = 512
 """No instance type has less memory (t3.nano): a smaller number is GiB written as MiB."""
 
 _TYPE_NAME = re.compile(r"^[a-zA-Z0-9.*-]{1,30}$")
+_BURSTABLE = re.compile(r"^t[0-9*]")
 _MAX_TYPES = 400
 
 
@@ -184,7 +189,18 @@ def merged(
             result[name][bound] = flat[key]
     if allowed:
         result["AllowedInstanceTypes"] = list(allowed)
+    if "BurstablePerformance" not in result and burstable(result.get("AllowedInstanceTypes")):
+        result["BurstablePerformance"] = "included"  # else AWS leaves the allowed T types out
     return result
+
+
+def burstable(names: Any) -> list[str]:
+    """The burstable performance types (the T families: ``t2``, ``t3``, ``t3a``, ``t4g`` …)
+    among instance type names or patterns (``t3.micro``, ``t4g.*``, ``t*``); empty for
+    anything else."""
+    if not isinstance(names, list):
+        return []
+    return [name for name in names if isinstance(name, str) and _BURSTABLE.match(name.lower())]
 
 
 def lower_bounds(requirements: Mapping[str, Any]) -> tuple[int | None, int | None]:
