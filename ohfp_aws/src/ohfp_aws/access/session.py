@@ -18,6 +18,11 @@ never longer than the budget left when it is made; each attempt then waits for A
 than the budget left when it is sent (where botocore honours a per-request read timeout);
 botocore retries only while its longest back-off still leaves :data:`MIN_ATTEMPT_SEC` for
 another attempt. Past that, the call raises :func:`ohfp_aws.access.boundary.out_of_time`.
+
+Capacity and quota errors are never retried by botocore (:func:`no_retry_of_refusals`): AWS
+sends ``InsufficientInstanceCapacity`` with HTTP 500, which botocore's standard mode would
+try again on the same offering, where the caller's answer is the next offering (and a quota
+does not lift in seconds). One call per offering.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from ohfp_aws.access.boundary import out_of_time
+from ohfp_aws.access.boundary import CAPACITY_CODES, QUOTA_CODES, out_of_time, translate
 from ohfp_core.errors import OhfpError
 
 if TYPE_CHECKING:
@@ -109,13 +114,37 @@ class Budget:
         client.meta.events.register_first("needs-retry", before_retry)
 
 
+NOT_RETRIED = CAPACITY_CODES | QUOTA_CODES
+"""AWS error codes a call is never retried on by botocore."""
+
+
+def no_retry_of_refusals(client: Any) -> None:
+    """End every call of ``client`` that AWS answers with a capacity or quota error at once,
+    whatever its HTTP status: a ``needs-retry`` check (run before botocore's own) raises the
+    error, translated, where botocore would wait and try again."""
+
+    def refused(response: Any = None, operation: Any = None, **_: Any) -> None:
+        if response is None:  # a connection error: botocore's rules apply
+            return
+        parsed = response[1]
+        code = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        if code in NOT_RETRIED:
+            from botocore.exceptions import ClientError
+
+            error = ClientError(parsed, operation.name)
+            raise translate(error) from error
+
+    client.meta.events.register_first("needs-retry", refused)
+
+
 class AwsClients:
     """Lazily created, cached clients for the configured region, endpoint and credentials.
 
     Retries use botocore's ``standard`` mode with ``AWS_REQUEST_RETRY_ATTEMPTS`` retries
-    (so ``total_max_attempts`` is one more). ``AWS_CREDENTIAL_FILE`` is set on the botocore
-    session only (the process environment is left alone); without it the default
-    credential chain applies. With a ``budget``, every call keeps within it.
+    (so ``total_max_attempts`` is one more), never of a capacity or quota error.
+    ``AWS_CREDENTIAL_FILE`` is set on the botocore session only (the process environment
+    is left alone); without it the default credential chain applies. With a ``budget``,
+    every call keeps within it.
     """
 
     def __init__(self, config: AwsConfig, budget: Budget | None = None) -> None:
@@ -159,6 +188,7 @@ class AwsClients:
         )
         if self.budget is not None:
             self.budget.watch(client, self.total_attempts)
+        no_retry_of_refusals(client)  # first: a refusal is no reason to wait for the budget
         self.created.append(client)
         return client
 
