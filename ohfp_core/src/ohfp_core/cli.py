@@ -51,9 +51,15 @@ def _environment_failure(exc: BaseException) -> bool:
 
 
 def _print_reply(reply: Any) -> None:
-    from ohfp_core.converter import dumps
+    """The reply on stdout: a JSON document, or text for a person (``ohfp requests``)."""
+    if isinstance(reply, str):
+        from ohfp_core.masking import mask_secrets
 
-    sys.stdout.write(dumps(reply) + "\n")
+        sys.stdout.write(mask_secrets(reply))
+    else:
+        from ohfp_core.converter import dumps
+
+        sys.stdout.write(dumps(reply) + "\n")
     sys.stdout.flush()
 
 
@@ -244,16 +250,46 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
     def action() -> Any:
         ops = _operations(args.provider)
         report = ops.validate_templates()
+        files, warnings = ops.files_read()
         problems = [p for items in report.values() for p in items]
         if problems:
-            raise ConfigError(f"{len(problems)} problem(s) in the templates", problems)
-        return {"message": f"{len(report)} templates valid.", "templates": sorted(report)}
+            where = f" of {files['templates']}" if files["templates"] else ""
+            raise ConfigError(f"{len(problems)} problem(s) in the templates{where}", problems)
+        reply: dict[str, Any] = {
+            "message": f"{len(report)} templates valid.",
+            "templates": sorted(report),
+            "files": files,
+        }
+        if warnings:
+            reply["warnings"] = warnings
+        return reply
 
     return _run("templates validate", action)
 
 
 def cmd_requests_show(args: argparse.Namespace) -> int:
-    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+    def action() -> Any:
+        shown = _operations(args.provider).show_request(args.request_id)
+        if args.json:
+            return shown
+        from ohfp_core.summaries import request_text
+
+        return request_text(shown)
+
+    return _run("requests show", action)
+
+
+def cmd_requests_list(args: argparse.Namespace) -> int:
+    def action() -> Any:
+        from ohfp_core.summaries import list_entry, requests_table
+
+        records = _operations(args.provider).list_requests(args.state, args.kind, args.limit)
+        entries = [list_entry(record) for record in records]
+        if args.json:
+            return {"message": f"{len(entries)} request(s)", "requests": entries}
+        return requests_table(entries)
+
+    return _run("requests list", action)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -261,10 +297,14 @@ def cmd_health(args: argparse.Namespace) -> int:
         from ohfp_core import health
         from ohfp_core.plugins import load_hooks
 
-        context, settings = _context(args.provider)
-        hooks = load_hooks(context, settings.sections)
-        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
-        reply = health.report(context, [*checks, *hooks.health_check()])
+        try:
+            context, settings = _context(args.provider)
+            hooks = load_hooks(context, settings.sections)
+        except ConfigError as exc:  # the instance cannot even be set up: a failed check
+            reply = health.unusable(args.provider, exc)
+        else:
+            checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+            reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
@@ -350,10 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     requests = commands.add_parser("requests", help="look into the instance's requests")
     request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
-    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show = request_cmds.add_parser("show", help="one request: record, machines, why it fell short")
     show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--json", action="store_true", help="print the JSON document instead of text")
     show.add_argument("--provider", help=provider_help)
     show.set_defaults(handler=cmd_requests_show)
+    listing = request_cmds.add_parser("list", help="the instance's requests, newest first")
+    listing.add_argument(
+        "--state",
+        choices=("running", "complete", "complete_with_error", "all"),
+        default="all",
+        help="only requests in this state (default: all)",
+    )
+    listing.add_argument("--kind", choices=("acquire", "return"), help="only acquire or return requests")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0: all)")
+    listing.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+    listing.add_argument("--provider", help=provider_help)
+    listing.set_defaults(handler=cmd_requests_list)
 
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
@@ -376,19 +429,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _early_logging() -> None:
+def _early_logging(provider: str | None) -> None:
     """Log to the instance's log file from the start, so failures before the settings are
-    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
-    settings then set the level. Quiet when the environment names no usable log file."""
+    read (an unreadable input, a bad ohfp.json, a missing work directory) reach it too; the
+    settings then set the level. The file is named as it will be once the call runs
+    (:func:`ohfp_core.config.instance_name`); only when no provider can be chosen at all is it
+    ``ohfp-ohfp.log``. Quiet when the environment names no usable log file."""
     from ohfp_core import config
-    from ohfp_core.logs import configure_logging
+    from ohfp_core.plugins import choose_provider
 
     try:
         paths = config.resolve_paths()
+        try:
+            instance = paths.instance or choose_provider(provider, config.provider_setting(paths.confdir))
+        except OhfpError:
+            instance = "ohfp"
         level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        from ohfp_core.logs import configure_logging
+
         configure_logging(
             logdir=paths.logdir,
-            instance=paths.instance or "ohfp",
+            instance=instance,
             level=level if level in config.LOG_LEVELS else "INFO",
         )
     except OhfpError:
@@ -410,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
     if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
-        _early_logging()
+        _early_logging(getattr(args, "provider", None))
     return int(handler(args))
 
 
