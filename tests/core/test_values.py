@@ -81,3 +81,19 @@ def test_unbound_effects_run_at_once() -> None:
     done: list[int] = []
     Values("aws").after_commit(lambda: done.append(1))
     assert done == [1]
+
+
+def test_a_write_ahead_is_stored_at_once(tmp_path: Path) -> None:
+    """What must survive the call being killed is stored before the outcome, and wins over
+    what the call held for the same key."""
+    store = SQLiteStorage(tmp_path)
+    values, reader = Values("libvirt"), Values("libvirt")
+    values.bind(store)
+    reader.bind(SQLiteStorage(tmp_path))
+    values.put("uris", ["qemu:///old"], ttl_sec=60)
+    values.write_ahead({"uris": ["qemu+ssh://host-b/system"]}, ttl_sec=60)
+    assert reader.get("uris") == ["qemu+ssh://host-b/system"]
+    values.discard()  # the call is killed: the write ahead stays
+    with recorded(store, values):
+        pass
+    assert reader.get("uris") == ["qemu+ssh://host-b/system"]

@@ -16,7 +16,9 @@ store transaction that records the call's outcome (:func:`recorded`), so a call 
 before that leaves none of them, and one that records its outcome leaves all of them. A
 hook that must act only once its writes are stored (deleting queue messages whose notices
 it kept, say) registers that with :meth:`Values.after_commit`: core runs it after the
-commit, and never when the call fails first.
+commit, and never when the call fails first. What must survive the call being killed, and
+so is written before the cloud is touched, goes to the store at once
+(:meth:`Values.write_ahead`).
 """
 
 from __future__ import annotations
@@ -159,6 +161,20 @@ class Values:
             return
         for key, value in values.items():
             self._memory[self._key(key)] = (value, expires)
+
+    def write_ahead(self, values: Mapping[str, Any], ttl_sec: float) -> None:
+        """Store several values at once, in a transaction of their own, before the call's
+        outcome: for what must survive the call being killed (where a request's machines are
+        about to be made, so that cancelling it finds them). Everything else goes through
+        :meth:`put_many`."""
+        expires = self._now() + max(1, int(ttl_sec))
+        if self._store is None:
+            self.put_many(values, ttl_sec)
+            return
+        stored = [StoredValue(key=self._key(k), value=v, expires_at=expires) for k, v in values.items()]
+        self._store.put_values(stored)
+        for value in stored:
+            self._call.writes.pop(value.key, None)  # this is newer than what the call held
 
     def delete(self, keys: Sequence[str]) -> None:
         """Forget values (missing keys are fine; deleted with the call's outcome once bound)."""
