@@ -12,49 +12,22 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ohfp_core.errors import ConfigError, InputError, OhfpError
+from ohfp_core.errors import ConfigError, OhfpError
+from ohfp_core.replies import EXIT_OK, EXIT_USAGE
+from ohfp_core.replies import run as _run
+from ohfp_core.replies import write_reply as _print_reply
 
 if TYPE_CHECKING:
-    from ohfp_core.config import Settings
-    from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
-    from ohfp_core.plugins import Hooks
-    from ohfp_core.storage import Storage
 
 from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order HF documents them
 
 __all__ = ["HF_CALLS", "main"]
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3
-_ENVIRONMENT_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
-)
-
-
-def _environment_failure(exc: BaseException) -> bool:
-    """True for a failure of the machine, not of ohfp: the state database or a file under
-    the work directory cannot be read or written (disk full, read-only, permissions)."""
-    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
-        return True
-    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
-    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
-
-
-def _print_reply(reply: Any) -> None:
-    from ohfp_core.converter import dumps
-
-    sys.stdout.write(dumps(reply) + "\n")
-    sys.stdout.flush()
 
 
 def _version() -> str:
@@ -63,155 +36,17 @@ def _version() -> str:
     return version("ohfp-core")
 
 
-def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
-    """The instance's context and ohfp's settings; configures logging."""
-    from ohfp_core import config
-    from ohfp_core.logs import configure_logging
-    from ohfp_core.plugins import PLUGIN_GROUP, PROVIDER_GROUP, choose_provider, names_of
-
-    paths = config.resolve_paths()
-    named = (*names_of(PROVIDER_GROUP), *names_of(PLUGIN_GROUP), "sqlite")
-    settings = config.load_settings(paths.confdir, named)
-    provider_type = choose_provider(provider, settings.provider)
-    context = config.provider_context(provider_type, paths, settings)
-    configure_logging(
-        logdir=context.logdir,
-        instance=context.instance,
-        level=config.log_level(settings, context.config),
-    )
-    return context, settings
-
-
-def _operations(provider: str | None) -> Operations:
-    from ohfp_core.operations import Operations
-    from ohfp_core.plugins import load_hooks
-
-    context, settings = _context(provider)
-    hooks = load_hooks(context, settings.sections)
-    return Operations(hooks, _open_store(hooks, context, settings), context)
-
-
-def _open_store(
-    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
-) -> Storage:
-    """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
-    with its own section of ``ohfp.json``."""
-    from ohfp_core.storage import StorageContext, open_backend
-
-    factories = hooks.storage_factories()
-    if name is None and settings.storage not in factories:
-        registered = ", ".join(sorted(factories))
-        raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
-            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
-        )
-    name = name or settings.storage
-    store_context = StorageContext(
-        instance=context.instance,
-        workdir=context.workdir,
-        settings=settings.section(name),
-        timeout_sec=context.timeout_sec,
-    )
-    return open_backend(factories, name, store_context)
-
-
-def _run(
-    what: str,
-    action: Callable[[], Any],
-    after: Callable[[], None] | None = None,
-    failed: Callable[[], None] | None = None,
-) -> int:
-    """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
-
-    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
-    ``failed`` runs instead when the call failed or its reply could not be written.
-    """
-    code = _attempt(what, action, after)
-    if code != EXIT_OK and failed is not None:
-        try:
-            failed()
-        except Exception as exc:  # never hide the reply already given
-            _log_failure(what, exc, internal=True)
-    return code
-
-
-def _attempt(what: str, action: Callable[[], Any], after: Callable[[], None] | None) -> int:
-    try:
-        reply = action()
-    except InputError as exc:
-        _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]})
-        return exc.exit_code
-    except OhfpError as exc:
-        _log_failure(what, exc)
-        _print_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]})
-        return exc.exit_code or EXIT_INTERNAL
-    except Exception as exc:
-        if _environment_failure(exc):
-            _log_failure(what, exc)
-            _print_reply(
-                {
-                    "message": f"{what} failed: the state or work directory cannot be used ({exc});"
-                    " fix the environment (disk space, permissions, mounts): the next call"
-                    " reconciles what this one left",
-                    "errors": [f"{type(exc).__name__}: {exc}"],
-                }
-            )
-            return EXIT_ENVIRONMENT
-        _log_failure(what, exc, internal=True)
-        _print_reply(
-            {
-                "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
-                "errors": [f"{type(exc).__name__}: {exc}"],
-            }
-        )
-        return EXIT_INTERNAL
-    try:
-        _print_reply(reply)
-    except OSError as exc:  # Host Factory stopped reading: nothing more to do
-        _log_failure(what, exc)
-        return EXIT_INTERNAL
-    if after is not None:
-        try:
-            after()
-        except Exception as exc:  # the reply is out: report, never replace it
-            _log_failure(what, exc, internal=not isinstance(exc, OhfpError))
-    return EXIT_OK
-
-
-def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
-    try:
-        from ohfp_core.logs import get_logger
-
-        logger = get_logger("ohfp.cli")
-        if internal:
-            logger.exception("call failed", call=what)
-        else:
-            logger.warning("call failed", call=what, error=str(exc))
-    except Exception:  # logging must never hide the reply
-        sys.stderr.write(f"ohfp: {what} failed: {exc}\n")
-
-
 def cmd_hf(args: argparse.Namespace) -> int:
+    from ohfp_core.assembly import operations
     from ohfp_core.converter import read_input
 
     made: list[Operations] = []
 
     def action() -> Any:
         data = read_input(args.file)
-        ops = _operations(args.provider)
+        ops = operations(args.provider)
         made.append(ops)
-        from ohfp_core.logs import bind_context
-
-        bind_context(operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type)
-        method = {
-            "getAvailableTemplates": ops.get_available_templates,
-            "requestMachines": ops.request_machines,
-            "requestReturnMachines": ops.request_return_machines,
-            "getRequestStatus": ops.get_request_status,
-            "getReturnRequests": ops.get_return_requests,
-        }[args.call]
-        return method(data)
+        return ops.answer(args.call, data)
 
     def delivered() -> None:
         for ops in made:
@@ -242,7 +77,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_templates_validate(args: argparse.Namespace) -> int:
     def action() -> Any:
-        ops = _operations(args.provider)
+        from ohfp_core.assembly import operations
+
+        ops = operations(args.provider)
         report = ops.validate_templates()
         problems = [p for items in report.values() for p in items]
         if problems:
@@ -253,17 +90,21 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_requests_show(args: argparse.Namespace) -> int:
-    return _run("requests show", lambda: _operations(args.provider).show_request(args.request_id))
+    from ohfp_core.assembly import operations
+
+    return _run("requests show", lambda: operations(args.provider).show_request(args.request_id))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
         from ohfp_core import health
+        from ohfp_core.assembly import context as instance_context
+        from ohfp_core.assembly import open_store
         from ohfp_core.plugins import load_hooks
 
-        context, settings = _context(args.provider)
+        context, settings = instance_context(args.provider)
         hooks = load_hooks(context, settings.sections)
-        checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+        checks = health.core_checks(context, lambda: open_store(hooks, context, settings))
         reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
@@ -277,14 +118,16 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_storage(args: argparse.Namespace) -> int:
     """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
     from ohfp_core import storage_admin
+    from ohfp_core.assembly import context as instance_context
+    from ohfp_core.assembly import open_store
     from ohfp_core.plugins import Hooks, make_manager
 
     args.exit_code = EXIT_OK
 
     def action() -> Any:
-        context, settings = _context(args.provider)
+        context, settings = instance_context(args.provider)
         hooks = Hooks(make_manager(load_entry_points=True))
-        source = _open_store(hooks, context, settings)
+        source = open_store(hooks, context, settings)
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
@@ -293,7 +136,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
                 return report
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
-            target = _open_store(hooks, context, settings, args.to)
+            target = open_store(hooks, context, settings, args.to)
             try:
                 return storage_admin.migrate(
                     source, target, source_name=settings.storage, target_name=args.to, force=args.force
@@ -381,11 +224,12 @@ def _early_logging() -> None:
     read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
     settings then set the level. Quiet when the environment names no usable log file."""
     from ohfp_core import config
+    from ohfp_core.environment import environ
     from ohfp_core.logs import configure_logging
 
     try:
         paths = config.resolve_paths()
-        level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        level = environ().get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
         configure_logging(
             logdir=paths.logdir,
             instance=paths.instance or "ohfp",
