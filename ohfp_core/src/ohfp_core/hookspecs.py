@@ -188,6 +188,17 @@ def ohfp_configure(context: ProviderContext, settings: Mapping[str, Mapping[str,
 
 
 @_hookspec
+def ohfp_call_started(timeout_sec: float) -> None:
+    """A Host Factory call starts now and has ``timeout_sec`` seconds (``HF_PROVIDER_ACTION_TIMEOUT``).
+
+    Called once per call, before any other hook of the call, on every plugin. A plugin
+    object may serve many calls: the resident service (``ohfp serve``) keeps providers
+    warm between calls. A plugin that bounds its work by the call's time (a provider's
+    budget for its cloud calls) counts it from here. Must not call the cloud.
+    """
+
+
+@_hookspec
 def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
     """Check a template beyond core's own rules.
 
