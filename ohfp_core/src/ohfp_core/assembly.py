@@ -34,6 +34,22 @@ def configure_process_logging(logdir: Path | None, instance: str, level: str) ->
     configure_logging(logdir=logdir, instance=instance, level=level)
 
 
+def early_logging(log: LogSetup = configure_process_logging) -> None:
+    """Log to the instance's log file from the start, so failures before the settings are
+    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
+    settings then set the level. Quiet when the environment names no usable log file."""
+    from ohfp_core import config
+    from ohfp_core.environment import environ
+    from ohfp_core.errors import OhfpError
+
+    try:
+        paths = config.resolve_paths()
+        level = environ().get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
+        log(paths.logdir, paths.instance or "ohfp", level if level in config.LOG_LEVELS else "INFO")
+    except OhfpError:
+        return
+
+
 def context(
     provider: str | None, log: LogSetup = configure_process_logging
 ) -> tuple[ProviderContext, Settings]:
@@ -46,7 +62,7 @@ def context(
     from ohfp_core.plugins import PLUGIN_GROUP, PROVIDER_GROUP, choose_provider, names_of
 
     paths = config.resolve_paths()
-    named = (*names_of(PROVIDER_GROUP), *names_of(PLUGIN_GROUP), "sqlite")
+    named = (*names_of(PROVIDER_GROUP), *names_of(PLUGIN_GROUP), "sqlite", "serve")
     settings = config.load_settings(paths.confdir, named)
     provider_type = choose_provider(provider, settings.provider)
     found = config.provider_context(provider_type, paths, settings)

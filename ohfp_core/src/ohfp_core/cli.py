@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ohfp_core.errors import ConfigError, OhfpError
+from ohfp_core.errors import ConfigError
 from ohfp_core.replies import EXIT_OK, EXIT_USAGE
 from ohfp_core.replies import run as _run
 from ohfp_core.replies import write_reply as _print_reply
@@ -41,6 +41,10 @@ def cmd_hf(args: argparse.Namespace) -> int:
     from ohfp_core.converter import read_input
 
     made: list[Operations] = []
+    if args.start_service:
+        from ohfp_core.serve.lifecycle import start_detached
+
+        start_detached()
 
     def action() -> Any:
         data = read_input(args.file)
@@ -63,7 +67,7 @@ def cmd_scripts(args: argparse.Namespace) -> int:
     from ohfp_core.scripts import write_scripts
 
     def action() -> Any:
-        written = write_scripts(Path(args.directory), args.provider, python=args.python)
+        written = write_scripts(Path(args.directory), args.provider, python=args.python, service=args.service)
         return {"message": f"wrote {len(written)} Host Factory scripts", "scripts": [str(p) for p in written]}
 
     return _run("scripts", action)
@@ -150,6 +154,30 @@ def cmd_storage(args: argparse.Namespace) -> int:
     return code or int(args.exit_code)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``ohfp serve``: run the resident service, or ``--status``/``--stop`` it."""
+    from ohfp_core.serve import lifecycle
+
+    if args.describe:
+        from ohfp_core.serve.runtime import current_build
+
+        client = Path(lifecycle.__file__).parent / "client.py"
+        return _run("serve --describe", lambda: {"build": current_build().id, "client": str(client)})
+    if args.status:
+        return _run("serve --status", lifecycle.status)
+    if args.stop:
+        return _run("serve --stop", lifecycle.stop)
+
+    def action() -> Any:
+        service = lifecycle.serve(lifecycle.settings_for(args.idle_exit, args.listen))
+        return {
+            "message": f"ohfp service stopped: {service.stopping}",
+            "served": sum(service.stats.served.values()),
+        }
+
+    return _run("serve", action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
 
@@ -173,12 +201,36 @@ def build_parser() -> argparse.ArgumentParser:
         sub = hf_calls.add_parser(call, help=f"the {call} call")
         sub.add_argument("-f", "--file", required=True, help="Host Factory's input JSON file")
         sub.add_argument("--provider", help=provider_help)
+        sub.add_argument("--start-service", action="store_true", help=argparse.SUPPRESS)
         sub.set_defaults(handler=cmd_hf)
     scripts = hf_calls.add_parser("scripts", help="write the five Host Factory scripts for a provider")
     scripts.add_argument("directory", help="the plugin's script directory")
     scripts.add_argument("--provider", required=True, help="provider type the scripts run")
     scripts.add_argument("--python", help="interpreter the scripts run (default: this one)")
+    scripts.add_argument(
+        "--no-service",
+        dest="service",
+        action="store_const",
+        const="off",
+        default="curl",
+        help="scripts that always answer in their own process, never through 'ohfp serve'",
+    )
     scripts.set_defaults(handler=cmd_scripts)
+
+    serve = commands.add_parser("serve", help="run the resident service that answers the Host Factory calls")
+    serve.add_argument(
+        "--status", action="store_true", help="the running service's status as JSON (exit 4: none)"
+    )
+    serve.add_argument(
+        "--stop", action="store_true", help="stop the running service after its calls in flight"
+    )
+    serve.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without calls"
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="also serve the read-only API and page over TCP")
+    serve.add_argument("--from-call", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--describe", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
 
     plugins = commands.add_parser("plugins", help="list installed providers and plugins as JSON")
     plugins.add_argument("--provider", help=provider_help)
@@ -219,26 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _early_logging() -> None:
-    """Log to the instance's log file from the start, so failures before the settings are
-    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
-    settings then set the level. Quiet when the environment names no usable log file."""
-    from ohfp_core import config
-    from ohfp_core.environment import environ
-    from ohfp_core.logs import configure_logging
-
-    try:
-        paths = config.resolve_paths()
-        level = environ().get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
-        configure_logging(
-            logdir=paths.logdir,
-            instance=paths.instance or "ohfp",
-            level=level if level in config.LOG_LEVELS else "INFO",
-        )
-    except OhfpError:
-        return
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -254,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
     if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
-        _early_logging()
+        from ohfp_core.assembly import early_logging
+
+        early_logging()
     return int(handler(args))
 
 
