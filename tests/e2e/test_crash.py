@@ -117,6 +117,9 @@ def mock_template() -> dict[str, Any]:
 def crash_hf(crash_installation: Installation, tmp_path: Path) -> Iterator[HostFactory]:
     scripts = crash_installation.scripts("mock", tmp_path / "scripts")
     hf = make_instance(crash_installation, scripts, tmp_path / "inst", "mockinst")
+    hf.env_extra["OHFP_SERVICE"] = (
+        "off"  # the kill is of the call's own process (the service's: test_crash_service.py)
+    )
     hf.write_config("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 3})
     hf.write_config("templates", {"templates": [mock_template()]})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))

@@ -11,7 +11,8 @@ else could have made it). It holds:
   start one;
 - ``ohfp-serve.log``: the service's own log (per-call lines go to the instance's log).
 
-The **build id** names the installed code: the interpreter, and every ohfp distribution and
+The **build id** names the installed code: the interpreter and its installation (``sys.prefix``:
+one virtualenv), and every ohfp distribution and
 plugin distribution with its version and the hash of its file list (``RECORD``, which
 holds each file's hash). The scripts carry the id they were written for; a service whose
 own id is no longer the installation's answers "restart" and exits.
@@ -171,7 +172,7 @@ def current_build() -> Build:
     """The build id of the installation this interpreter runs (reads every distribution's
     metadata: a few milliseconds)."""
     digest = hashlib.sha256()
-    digest.update(f"{os.path.realpath(sys.executable)}\0{sys.version}\0".encode())
+    digest.update(f"{os.path.realpath(sys.executable)}\0{sys.prefix}\0{sys.version}\0".encode())
     watched: list[Path] = []
     for name, version, record, text in _distributions():
         digest.update(f"{name}\0{version}\0{hashlib.sha256(text.encode()).hexdigest()}\0".encode())
