@@ -194,6 +194,7 @@ def crash_each_point(
     made: Callable[[], bool],
     settle: Callable[[Any], set[str]],
     cleanup: Callable[[set[str]], None] = lambda held: None,
+    kill: Callable[[HostFactory, str, Any, str], Killed] = kill_at,
 ) -> None:
     """Kill ``call`` at every point it reaches; after each kill run the next call and check.
 
@@ -202,13 +203,14 @@ def crash_each_point(
     the cloud. ``settle`` takes a reply Host Factory got in full (the recording run's, or one
     written before the kill) and returns the machines that reply gave Host Factory, after
     handing them back. ``cleanup`` hands back what Host Factory still held (as it would retry).
+    ``kill`` runs the call and kills what answers it (the call's process, or the service).
     """
     prepare()
     points, reply = record_points(hf, call, payload())
     settle(reply)  # the recording run was a real call: undo what it did
     for point in points:
         prepare()
-        killed = kill_at(hf, call, payload(), point)
+        killed = kill(hf, call, payload(), point)
         figures.runs += 1
         figures.killed += 1
         figures.points.append(point)

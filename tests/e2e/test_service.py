@@ -284,7 +284,7 @@ def test_an_overrunning_call_is_answered_in_time_and_stalls_nothing(
 
 def test_another_uid_cannot_use_the_socket(own_service: HostFactory) -> None:
     # A runtime directory nobody could reach if its modes let them (pytest's are private).
-    runtime = Path(tempfile.mkdtemp(prefix="ohfp-uid-", dir="/tmp"))  # noqa: S108 - made 0700
+    runtime = Path(tempfile.mkdtemp(prefix="ohfp-uid-", dir="/tmp"))
     own_service.env_extra["OHFP_RUNTIME_DIR"] = str(runtime)
     first = start_service(own_service)
     probe = (
