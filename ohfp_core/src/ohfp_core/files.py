@@ -99,13 +99,46 @@ def open_private(path: Path, flags: int, what: str, create: bool = True) -> int:
 
 
 def ensure_private(path: Path, what: str) -> None:
-    """Create ``path`` 0600 if missing, or check and tighten it (see :func:`open_private`)."""
-    os.close(open_private(path, os.O_RDWR, what))
+    """Create ``path`` 0600 if missing, or check and tighten it (the rules of
+    :func:`open_private`), never closing a descriptor of a file that already exists.
+
+    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, and
+    SQLite locks its database, ``-wal`` and ``-shm`` files so: in a process that keeps
+    connections open while it opens more (the resident service, :mod:`ohfp_core.serve`),
+    opening and closing the file to check it would let go of another connection's locks in
+    the middle of its transaction. So an existing file is checked by its path (``lstat``,
+    ``chmod``), which is as safe here: its directory is owner-only.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise ConfigError(f"cannot create the {what} {path}: its directory is missing") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the {what} {path}: {exc.strerror or exc}") from None
+    _check_path(path, what)
 
 
 def tighten_if_present(path: Path, what: str) -> None:
-    """Check and tighten a file that may exist (SQLite's ``-wal``/``-shm``/``-journal``)."""
+    """Check and tighten a file that may exist (SQLite's ``-wal``/``-shm``/``-journal``), by
+    its path (see :func:`ensure_private`)."""
     try:
-        os.close(open_private(path, os.O_RDONLY, what, create=False))
+        _check_path(path, what)
     except FileNotFoundError:
         return
+
+
+def _check_path(path: Path, what: str) -> None:
+    """:func:`_check_open`'s rules for a file not opened."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"the {what} {path} is a symbolic link: refusing to follow it")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"the {what} {path} is not a regular file")
+    uid = _uid()
+    if uid is not None and info.st_uid != uid:
+        raise ConfigError(f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, FILE_MODE)
