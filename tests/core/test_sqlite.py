@@ -344,7 +344,8 @@ def test_checking_the_files_keeps_the_process_locks(tmp_path: Path) -> None:
         "else:\n"
         "    print('got the write lock')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    command = [sys.executable, "-c", probe, str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "database is locked", done.stdout
     holder.execute("COMMIT")
     holder.close()

@@ -139,6 +139,8 @@ def _check_path(path: Path, what: str) -> None:
         raise ConfigError(f"the {what} {path} is not a regular file")
     uid = _uid()
     if uid is not None and info.st_uid != uid:
-        raise ConfigError(f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it")
+        raise ConfigError(
+            f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it"
+        )
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, FILE_MODE)
