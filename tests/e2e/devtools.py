@@ -115,7 +115,7 @@ class Browser:
         self._events.clear()
         clicked = self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " if (!e) return false; e.click(); return true; }})()"
+            " if (!e) return false; e.click(); return true; })()"
         )
         if not clicked:
             raise LookupError(f"nothing matches {selector!r}")
