@@ -10,6 +10,7 @@ The recipe: a directory with ``pyproject.toml`` (``license = "Apache-2.0"``,
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import tomllib
 import zipfile
@@ -123,3 +124,38 @@ def test_sdists_are_checked(tmp_path: Path) -> None:
     problems = check_dists.check_sdist(_sdist(tmp_path, bad), LICENSE)
     assert any("stray tests/test_x.py" in p for p in problems)
     assert any("no LICENSE" in p for p in problems)
+
+
+def _names(directory: Path) -> tuple[str, str]:
+    """A distribution directory's project name and its one import package."""
+    name = tomllib.loads((directory / "pyproject.toml").read_text())["project"]["name"]
+    (package,) = (p.parent.name for p in directory.glob("src/*/__init__.py"))
+    return name, package
+
+
+def _mkdocstrings_paths() -> list[str]:
+    match = re.search(r"^\s*paths: \[(.*)\]$", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
+    assert match, "mkdocs.yml: mkdocstrings' python handler names its paths"
+    return [p.strip() for p in match.group(1).split(",")]
+
+
+@pytest.mark.parametrize("directory", DIRS, ids=lambda d: d.name)
+def test_every_list_of_distributions_names_this_one(directory: Path) -> None:
+    """README, the docs' home page, the reference, the root tool config and the noxfile each
+    list every distribution: a new one missing from any of them fails here."""
+    name, package = _names(directory)
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    root_comment = (ROOT / "pyproject.toml").read_text().split("[tool", 1)[0]
+    nox = (ROOT / "noxfile.py").read_text()
+    reference = "".join(p.read_text() for p in (ROOT / "docs" / "reference").glob("*.md"))
+    src = f"{directory.name}/src"
+    assert f"| `{name}` |" in (ROOT / "README.md").read_text(), "README.md's distribution table"
+    assert f"| `{name}` |" in (ROOT / "docs" / "index.md").read_text(), "docs/index.md's table"
+    assert f"{directory.name}/" in root_comment, "pyproject.toml's opening comment"
+    assert src in root["tool"]["ruff"]["src"], "pyproject.toml: [tool.ruff] src"
+    assert src in root["tool"]["mypy"]["mypy_path"], "pyproject.toml: [tool.mypy] mypy_path"
+    assert package in root["tool"]["mypy"]["packages"], "pyproject.toml: [tool.mypy] packages"
+    assert f'"{name}"' in nox, "noxfile.py: DISTRIBUTIONS"
+    assert f'"./{directory.name}"' in nox, "noxfile.py: SOURCES"
+    assert src in _mkdocstrings_paths(), "mkdocs.yml: mkdocstrings paths"
+    assert re.search(rf"^::: {package}\b", reference, re.MULTILINE), "docs/reference: a ::: block"

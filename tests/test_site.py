@@ -51,3 +51,25 @@ def test_the_cli_page_is_generated_with_every_command() -> None:
     assert mkdocs_cli.MARKER not in page
     for command in _commands(cli.build_parser()):
         assert f"## `{command}`" in page, command
+
+
+def test_install_commands_work_before_the_packages_are_published() -> None:
+    """The distributions are not on a package index: a ``pip install ohfp-…`` the docs offer
+    would fail on a fresh machine unless the line says it is for once they are published."""
+    offenders = []
+    for page in [ROOT / "README.md", *DOCS.glob("*.md")]:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"pip install (\S+ )*ohfp-", line) and "published" not in line:
+                offenders.append(f"{page.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_link_text_reads_as_words_not_file_names() -> None:
+    """``[reliability.md](reliability.md)`` reads badly on the site: name what the link leads to."""
+    offenders = []
+    for page in [ROOT / "README.md", *DOCS.glob("*.md"), *(DOCS / "reference").glob("*.md")]:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for text in re.findall(r"\[([^\]]+)\]\([^)]+\)", line):
+                if re.fullmatch(r"[\w./-]+\.md", text):
+                    offenders.append(f"{page.relative_to(ROOT)}:{number}: [{text}]")
+    assert offenders == []

@@ -1,18 +1,22 @@
 """ohfp's provider conformance kit against the AWS provider on moto (RunInstances, spot).
 
 The contract runs with ``aws.handlers.order = ["RunInstances"]`` and a spot template, so a
-reclaim is a spot interruption as AWS records it. moto needs no settling: instances run on
-the first describe and terminate at once.
+machine taken away is a spot interruption as AWS records it. moto needs no clock: instances
+run on the first describe and terminate at once, so the driver has no ``advance_clock()``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from moto.autoscaling.models import AutoScalingBackend
+from moto.ec2.models.fleets import FleetsBackend
 from moto.ec2.models.instances import InstanceBackend, StateReason
+from moto.ec2.models.spot_requests import SpotRequestBackend
 
 from ohfp_aws.provider import AwsProvider, make_provider
 from ohfp_core.models import Template
@@ -39,16 +43,13 @@ class MotoDriver:
             self.network, "Conformance-weighted", vmType=None, vmTypes={"t3.large": 2}, **self.fields
         )
 
-    def settle(self) -> None:
-        pass
-
     def _instance(self, machine_id: str) -> Any:
         from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.ec2.models import ec2_backends
 
         return ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(machine_id)
 
-    def reclaim(self, machine_id: str) -> None:
+    def take_away(self, machine_id: str) -> None:
         instance = self._instance(machine_id)
         instance.terminate()
         instance.state_reason = StateReason(
@@ -67,10 +68,65 @@ class MotoDriver:
         for method in ("run_instances", "get_reservations_by_instance_ids", "describe_instances"):
             self.monkeypatch.setattr(InstanceBackend, method, unavailable)
 
+    def resources(self) -> dict[str, str]:
+        """Instances not on their way out, live fleets, spot fleet requests and groups, and
+        launch templates, by id."""
+        ec2 = boto3.client("ec2", region_name=REGION)
+        held: dict[str, str] = {}
+        for reservation in ec2.describe_instances()["Reservations"]:
+            for instance in reservation["Instances"]:
+                if instance["State"]["Name"] not in ("shutting-down", "terminated"):
+                    held[instance["InstanceId"]] = instance["State"]["Name"]
+        for fleet in ec2.describe_fleets()["Fleets"]:
+            if not fleet["FleetState"].startswith("deleted"):
+                held[fleet["FleetId"]] = fleet["FleetState"]
+        for request in ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]:
+            if request["SpotFleetRequestState"] in ("submitted", "active", "modifying"):
+                held[request["SpotFleetRequestId"]] = request["SpotFleetRequestState"]
+        for template in ec2.describe_launch_templates()["LaunchTemplates"]:
+            held[template["LaunchTemplateId"]] = "launch template"
+        autoscaling = boto3.client("autoscaling", region_name=REGION)
+        for group in autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]:
+            if group.get("Status") != "Delete in progress":
+                held[group["AutoScalingGroupName"]] = "group"
+        return held
+
+    def interrupt_after_create(self, interrupt: Callable[[], None]) -> None:
+        """Interrupt once moto has made the next request's instances, fleet or group, before
+        the answer reaches the provider (after the outermost create: moto's fleets and groups
+        run instances themselves)."""
+        state = {"armed": True, "depth": 0}
+
+        def interrupting(create: Any) -> Any:
+            def made(backend: Any, *args: Any, **kwargs: Any) -> Any:
+                state["depth"] += 1
+                try:
+                    result = create(backend, *args, **kwargs)
+                finally:
+                    state["depth"] -= 1
+                if state["armed"] and not state["depth"]:
+                    state["armed"] = False
+                    interrupt()
+                return result
+
+            return made
+
+        for backend, method in (
+            (InstanceBackend, "run_instances"),
+            (FleetsBackend, "create_fleet"),
+            (SpotRequestBackend, "request_spot_fleet"),
+            (AutoScalingBackend, "create_auto_scaling_group"),
+        ):
+            self.monkeypatch.setattr(backend, method, interrupting(getattr(backend, method)))
+
 
 class TestAwsRunInstancesContract(ProviderContract):
     @pytest.fixture
     def provider(self, network: Network, tmp_path: Path) -> AwsProvider:
+        return make_provider(make_context(tmp_path, None, {"handlers": {"order": ["RunInstances"]}}))
+
+    @pytest.fixture
+    def next_provider(self, network: Network, tmp_path: Path) -> AwsProvider:
         return make_provider(make_context(tmp_path, None, {"handlers": {"order": ["RunInstances"]}}))
 
     @pytest.fixture

@@ -49,6 +49,7 @@ class FakeCloud:
         self.returned: list[ReturnItem] = []  # every ReturnItem the provider was given
         self.refuse: set[str] = set()  # machine ids (or names) whose termination fails
         self.terminate_error: CloudError | None = None  # terminate raises this
+        self.forget_ended = False  # status leaves out terminated machines and requests with none left
         self._ids = itertools.count(1)
 
     # control ---------------------------------------------------------------------------
@@ -122,6 +123,13 @@ class FakeCloud:
                 result[request.request_id] = RequestSnapshot(
                     machines=tuple(self.machines[i] for i in request.machine_ids if i in self.machines)
                 )
+        if self.forget_ended:  # what a cloud of processes knows: nothing of what ended
+            result = {
+                key: attrs.evolve(snapshot, machines=alive)
+                for key, snapshot in result.items()
+                if (alive := tuple(m for m in snapshot.machines if m.state is not MachineState.TERMINATED))
+                or snapshot.open
+            }
         return result
 
     @hookimpl

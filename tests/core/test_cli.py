@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -46,6 +47,24 @@ def test_bad_config_exit_3(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
     assert code == 3
     assert "$.colour: unknown setting" in reply["message"]
+
+
+@pytest.mark.parametrize("unset", ["HF_PROVIDER_WORKDIR", "HF_PROVIDER_CONFDIR"])
+def test_a_failure_before_the_call_runs_is_logged_where_the_docs_say(
+    unset: str, hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule for the log file: ohfp-<HF_PROVIDER_NAME or the provider type>.log, also
+    when the call fails before the instance's context exists."""
+    monkeypatch.delenv("HF_PROVIDER_NAME")
+    monkeypatch.delenv(unset)
+    if unset == "HF_PROVIDER_CONFDIR":
+        monkeypatch.setenv(unset, str(hf_env / "no-such-dir"))
+    code, reply = run(capsys, hf_env, "getAvailableTemplates", {})
+    assert code == 3, reply
+    logs = sorted(p.name for p in (hf_env / "log").iterdir())
+    assert logs == ["ohfp-mock.log"]
+    lines = [json.loads(line) for line in (hf_env / "log" / "ohfp-mock.log").read_text().splitlines()]
+    assert any(line["event"] == "call failed" and "directory" in line["error"] for line in lines)
 
 
 def test_unknown_provider_lists_installed(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,8 +119,33 @@ def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixtu
     assert main(["templates", "validate", "--provider", "mock"]) == 3
     reply = json.loads(capsys.readouterr().out)
     assert "$.templates[A].attributes.ncpus: must be a number, got 'many'" in reply["errors"]
+    assert str(hf_env / "conf" / "mockinstprov_templates.json") in reply["message"]
     assert main(["health", "--provider", "mock"]) == 0
     assert json.loads(capsys.readouterr().out)["message"] == "healthy"
+
+
+def test_templates_validate_names_the_files_read_and_warns_of_a_shadowed_one(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = hf_env / "conf"
+    entry = {"templateId": "A", "maxNumber": 1, "attributes": {"type": ["String", "X86_64"]}}
+    (conf / "mockinstprov_templates.json").write_text(json.dumps({"templates": [entry]}))
+    (conf / "mockprov_templates.json").write_text(json.dumps({"templates": []}))
+    assert main(["templates", "validate", "--provider", "mock"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert reply["files"] == {
+        "config": str(conf / "mockinstprov_config.json"),
+        "templates": str(conf / "mockinstprov_templates.json"),
+        "settings": None,
+    }
+    ignored = conf / "mockprov_templates.json"
+    read = "mockinstprov_templates.json"
+    assert reply["warnings"] == [f"{ignored} is ignored: {read} beside it is read instead"]
+    entry["attributes"] = {"ncpus": ["Numeric", "x"]}
+    (conf / "mockinstprov_templates.json").write_text(json.dumps({"templates": [entry]}))
+    code, reply = run(capsys, hf_env, "requestMachines", {"template": {"templateId": "A", "machineCount": 1}})
+    assert code == 3
+    assert f"template 'A' is invalid in {conf / 'mockinstprov_templates.json'}" in reply["message"]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,6 +261,33 @@ def test_health_reports_an_unusable_work_directory_as_a_failed_check(
     assert not checks["ohfp.workdir"]["ok"] and not checks["ohfp.state"]["ok"]
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "detail"),
+    [
+        ("HF_PROVIDER_CONFDIR", "no-such-dir", "does not exist"),
+        ("HF_PROVIDER_WORKDIR", "", "no work directory"),
+    ],
+)
+def test_health_reports_an_instance_that_cannot_be_set_up_as_a_failed_check(
+    variable: str,
+    value: str,
+    detail: str,
+    hf_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A missing config directory (or work directory) is the same report with a failed
+    ohfp.config check and exit 4, not only an error reply."""
+    monkeypatch.setenv(variable, str(hf_env / value) if value else "")
+    code = main(["health", "--provider", "mock"])
+    reply = json.loads(capsys.readouterr().out)
+    assert code == 4 and reply["message"] == "unhealthy", reply
+    assert (reply["provider"], reply["instance"]) == ("mock", "mockinst")
+    checks = {c["name"]: c for c in reply["checks"]}
+    assert not checks["ohfp.config"]["ok"] and detail in checks["ohfp.config"]["detail"]
+    assert not checks["ohfp.provider"]["ok"]
+
+
 def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One INFO line per finished request, reclaim and finished return; a warning for an
     abandoned request: enough for an administrator to reconstruct what happened."""
@@ -265,3 +336,88 @@ def test_the_log_tells_each_requests_story_at_info(hf_env: Path, capsys: pytest.
     assert finished["request_id"] == request_id and finished["status"] == "complete"
     [reclaimed] = [line for line in lines if line["event"] == "host reclaimed"]
     assert reclaimed["name"] == second["name"] and reclaimed["grace_period"] <= 90
+    assert reclaimed["request_id"] == request_id
+    # Grepping the log for one machine's id or host name finds its whole life, each line
+    # naming the request it belongs to.
+    for needle in (first["machineId"], first["name"]):
+        life = [line for line in lines if needle in json.dumps(line)]
+        story = [line["event"] for line in life]
+        assert story == ["request submitted", "machine ready", "return recorded", "machine returned"]
+        assert {line["request_id"] for line in life[:2]} == {request_id}
+        assert life[1]["template_id"] == "mock-spot"
+        assert life[2]["request_id"] == life[3]["request_id"] != request_id
+
+
+def _text(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main([*argv, "--provider", "mock"])
+    return code, capsys.readouterr().out
+
+
+def test_requests_show_reads_as_text_and_as_json(hf_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, reply = run(
+        capsys, hf_env, "requestMachines", {"template": {"templateId": "mock-small", "machineCount": 2}}
+    )
+    request_id = reply["requestId"]
+    run(capsys, hf_env, "getRequestStatus", {"requests": [{"requestId": request_id}]})
+    code, text = _text(capsys, "requests", "show", request_id)
+    assert code == 0, text
+    first, *rest = text.splitlines()
+    assert first == f"{request_id}  complete  (acquire request)"
+    assert "  template:  mock-small" in rest and "  asked for: 2 machine(s) or units" in rest
+    created = next(line for line in rest if line.startswith("  created:"))
+    assert re.fullmatch(r"  created:   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
+    machines = text.split("machines (2):\n", 1)[1].splitlines()
+    assert machines[0].split() == ["MACHINE", "NAME", "STATE", "RESULT", "ADDRESS", "TYPE", "NOTE"]
+    assert [row.split()[2:4] for row in machines[1:3]] == [["running", "succeed"]] * 2
+    code, doc = _text(capsys, "requests", "show", request_id, "--json")
+    assert code == 0 and json.loads(doc)["request"]["request_id"] == request_id
+    code, doc = _text(capsys, "requests", "show", "req-nope")
+    assert code == 2 and "no request 'req-nope'" in json.loads(doc)["message"]
+
+
+def test_requests_list_filters_by_state_and_kind_newest_first(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (hf_env / "conf" / "mockinstprov_config.json").write_text(json.dumps({"MOCK_BOOT_SECONDS": 3600}))
+    ids = []
+    for _ in range(3):
+        _, reply = run(
+            capsys, hf_env, "requestMachines", {"template": {"templateId": "mock-small", "machineCount": 1}}
+        )
+        ids.append(reply["requestId"])
+    code, doc = _text(capsys, "requests", "list", "--json")
+    assert code == 0
+    listed = json.loads(doc)["requests"]
+    assert {e["requestId"] for e in listed} == set(ids) and len(listed) == 3
+    stamps = [e["createdAt"] for e in listed]
+    assert stamps == sorted(stamps, reverse=True)
+    code, doc = _text(capsys, "requests", "list", "--state", "complete", "--json")
+    assert json.loads(doc)["requests"] == []
+    code, doc = _text(capsys, "requests", "list", "--state", "running", "--kind", "return", "--json")
+    assert json.loads(doc)["requests"] == []
+    code, doc = _text(capsys, "requests", "list", "--state", "running", "--limit", "2", "--json")
+    assert len(json.loads(doc)["requests"]) == 2
+    code, text = _text(capsys, "requests", "list")
+    assert code == 0
+    header, *rows = text.splitlines()
+    assert header.split() == ["REQUEST", "KIND", "STATUS", "TEMPLATE", "MACHINES", "CREATED", "MESSAGE"]
+    assert sorted(row.split()[0] for row in rows) == sorted(ids)
+    assert all(row.split()[1:5] == ["acquire", "running", "mock-small", "1"] for row in rows)
+
+
+def test_debug_logs_one_line_per_hook_call_and_info_none(
+    hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = {"template": {"templateId": "mock-small", "machineCount": 1}}
+    log = hf_env / "log" / "ohfp-mockinst.log"
+    run(capsys, hf_env, "requestMachines", request)
+    assert not [line for line in log.read_text().splitlines() if '"hook call"' in line]
+    monkeypatch.setenv("OHFP_LOG_LEVEL", "DEBUG")
+    log.unlink()
+    run(capsys, hf_env, "requestMachines", request)
+    calls = [json.loads(line) for line in log.read_text().splitlines() if '"hook call"' in line]
+    by_hook = {line["hook"]: line for line in calls}
+    assert "provider:mock" in by_hook["ohfp_provision"]["plugins"]
+    assert by_hook["ohfp_provision"]["level"] == "debug" and by_hook["ohfp_provision"]["raised"] is None
+    assert by_hook["ohfp_provision"]["duration_ms"] >= 0
+    assert {"ohfp_available_templates", "ohfp_validate_template", "ohfp_request_submitted"} <= set(by_hook)

@@ -73,7 +73,7 @@ def test_unknown_settings_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         config.load_settings(tmp_path, ("mock",))
     assert any(p.startswith("$.logLevel") for p in exc.value.problems)
-    assert any(p.startswith("$.storge: unknown setting") for p in exc.value.problems)
+    assert "$.storge: unknown setting; did you mean 'storage'?" in exc.value.problems
 
 
 def test_log_level_precedence() -> None:

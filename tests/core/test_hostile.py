@@ -39,6 +39,7 @@ def _call_raw(capsys: pytest.CaptureFixture[str], hf_env: Path, call: str, paylo
     path.write_bytes(payload)
     code = main(["hf", call, "-f", str(path), "--provider", "mock"])
     out = capsys.readouterr().out
+    out.encode("utf-8")  # what a real stdout does: a reply it cannot encode never reaches HF
     return code, json.loads(out)
 
 
@@ -59,6 +60,11 @@ HOSTILE: dict[str, tuple[str, bytes, str]] = {
         REQUEST,
         b'{"template": {"templateId": "\\ud800", "machineCount": 1}}',
         "$.template.templateId",
+    ),
+    "lone surrogate as a machine count": (
+        REQUEST,
+        b'{"template": {"templateId": "mock-small", "machineCount": "\\ud800"}}',
+        "$.template.machineCount: expected an integer",
     ),
     "lone surrogate in a host name": (RETURN, b'{"machines": [{"name": "\\ud800"}]}', "$.machines[0].name"),
     "count beyond 64 bits": (

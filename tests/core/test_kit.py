@@ -10,6 +10,7 @@ and the rule it broke.
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import attrs
 import pytest
 
 from ohfp_core import hookimpl
+from ohfp_core.deprecation import OhfpDeprecationWarning
 from ohfp_core.errors import CloudError
 from ohfp_core.models import (
     CloudRequest,
@@ -168,6 +170,121 @@ class ReclaimAnswersNames(MockProvider):
         return [reclaim.name for reclaim in self.cloud.reclaimed(machines)]
 
 
+class RemembersOnlyInMemory(MockProvider):
+    """Launches under an id of its own and keeps which request it belongs to in memory alone,
+    recorded once the launch returns: a call killed in between leaves machines that nothing
+    finds by the request id (the leak of a provider whose cloud does not tag)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.made: dict[str, str] = {}
+
+    def _own(self, request: CloudRequest) -> CloudRequest:
+        return attrs.evolve(request, request_id=self.made.get(request.request_id, request.request_id))
+
+    @hookimpl
+    def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        own = self.made.get(request_id) or f"own-{uuid.uuid4()}"
+        provisioned = self.cloud.provision(own, template, count)
+        self.made[request_id] = own
+        return provisioned
+
+    @hookimpl
+    def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
+        found = self.cloud.status([self._own(r) for r in requests])
+        return {
+            r.request_id: found[self._own(r).request_id] for r in requests if self._own(r).request_id in found
+        }
+
+    @hookimpl
+    def ohfp_cancel_request(self, request: CloudRequest) -> bool:
+        self.cloud.cancel(self._own(request).request_id)
+        return True
+
+
+class CatchesTheInterruption(MockProvider):
+    """Catches everything, so a killed call would look finished."""
+
+    @hookimpl
+    def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        try:
+            return super().ohfp_provision(request_id, template, count)
+        except BaseException:
+            return Provisioned()
+
+
+class ProvisionWaitsForBoot(MockProvider):
+    """Returns only once its machines run (the clock moved by the boot time stands for the wait)."""
+
+    @hookimpl
+    def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        provisioned = super().ohfp_provision(request_id, template, count)
+        self.cloud.advance(self.knobs.boot_seconds)
+        request = CloudRequest(request_id=request_id, kind=RequestKind.ACQUIRE, handle=provisioned.handle)
+        return attrs.evolve(provisioned, machines=self.cloud.status([request])[request_id].machines)
+
+
+class ProvisionNotIdempotent(MockProvider):
+    """Forgets the cloud request of an earlier call, so a second call launches again."""
+
+    @hookimpl
+    def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
+        self.cloud._db.execute("DELETE FROM requests WHERE request_id = ?", (request_id,))
+        return super().ohfp_provision(request_id, template, count)
+
+
+class WeightsDoubled(MockProvider):
+    """Reports every machine as two units, whatever the template says."""
+
+    @hookimpl
+    def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
+        return {
+            key: attrs.evolve(snapshot, machines=tuple(attrs.evolve(m, weight=2) for m in snapshot.machines))
+            for key, snapshot in self.cloud.status(requests).items()
+        }
+
+
+class HealthCheckRaises(MockProvider):
+    """Lets the cloud's error out of the health check instead of reporting a failed check."""
+
+    @hookimpl
+    def ohfp_health_check(self) -> Sequence[HealthCheck]:
+        self.cloud.status([])  # a cloud call: raises while the cloud fails
+        return [HealthCheck(name="mock cloud", ok=True)]
+
+
+class TemplatesLaunchAWarmPool(MockProvider):
+    """Launches a machine whenever templates are listed."""
+
+    @hookimpl
+    def ohfp_available_templates(self, templates: Sequence[Template]) -> Sequence[Template]:
+        offered = super().ohfp_available_templates(templates)
+        self.cloud.provision(f"warm-{uuid.uuid4()}", offered[0], 1)
+        return offered
+
+
+class StatusRaisesKeyError(MockProvider):
+    """A lookup bug: a plain exception out of a hook."""
+
+    @hookimpl
+    def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
+        return {r.request_id: self.cloud.status(requests)[r.request_id + "-typo"] for r in requests}
+
+
+class ForgetsWhatEnded(MockProvider):
+    """Follows the rule for what a cloud no longer knows, as a cloud of processes would: a
+    terminated machine is left out, and so is a request with nothing left."""
+
+    @hookimpl
+    def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
+        known = {}
+        for key, snapshot in self.cloud.status(requests).items():
+            alive = tuple(m for m in snapshot.machines if m.state is not MachineState.TERMINATED)
+            if alive or snapshot.open:
+                known[key] = attrs.evolve(snapshot, machines=alive)
+        return known
+
+
 @attrs.frozen
 class Bug:
     """``provider`` breaks a rule; kit test ``test`` must fail with ``message``, naming ``rule``."""
@@ -179,7 +296,12 @@ class Bug:
 
 
 CANCEL = "(everything made for the request is deleted or on its way out, found by the request id)"
-ANSWER_ALL = "(every request handed in must be answered)"
+ANSWER_ALL = (
+    "(answer every request whose machines the cloud still knows; leave out only what it no longer knows)"
+)
+RETURNS = "(a return request's snapshot lists its machines the cloud still knows"
+FINDABLE = "everything a request makes is findable by its request id from the moment it exists"
+NEVER_CATCH = "(a killed call runs no handler: catch Exception, never BaseException"
 BY_NAME = "(a host may come by name alone, with an empty machine_id: find it by name)"
 RECLAIM_BY_NAME = "look the host up by name)"
 MODELS = "(results are ohfp_core.models objects"
@@ -220,14 +342,14 @@ BUGS = [
     Bug(
         ReturnRequestsLeftOut,
         "test_status_answers_every_request",
-        "ohfp_machine_status: left out running request ret-",
-        ANSWER_ALL,
+        "ohfp_machine_status: left i-",
+        RETURNS,
     ),
     Bug(
         ReturnRequestsLeftOut,
         "test_return_request_shows_machines_gone",
-        "ohfp_machine_status: left out running return request ret-",
-        ANSWER_ALL,
+        "ohfp_machine_status: left i-",
+        RETURNS,
     ),
     Bug(
         WeightIgnored,
@@ -245,7 +367,57 @@ BUGS = [
         SdkErrorEscapes,
         "test_api_error_is_a_cloud_error",
         "ohfp_provision: raised RuntimeError",
-        "(failures the cloud reports are raised as ohfp_core.errors.CloudError)",
+        "(failures the cloud reports are raised as ohfp_core.errors.CloudError; ohfp_provision may"
+        " raise CloudError or ConfigError, anything else is a provider bug",
+    ),
+    Bug(
+        StatusRaisesKeyError,
+        "test_status_after_settle",
+        "ohfp_machine_status: raised KeyError",
+        "ohfp_machine_status may raise CloudError, anything else is a provider bug that core answers"
+        " with an internal error)",
+    ),
+    Bug(
+        RemembersOnlyInMemory,
+        "test_interrupted_provision_leaves_nothing",
+        "ohfp_cancel_request: left i-",
+        FINDABLE,
+    ),
+    Bug(
+        CatchesTheInterruption,
+        "test_interrupted_provision_leaves_nothing",
+        "ohfp_provision: returned although the kit interrupted it",
+        NEVER_CATCH,
+    ),
+    Bug(
+        ProvisionWaitsForBoot,
+        "test_provision_returns_at_once",
+        "ohfp_provision: returned once i-",
+        "(return at once and let machines boot while core polls ohfp_machine_status",
+    ),
+    Bug(
+        ProvisionNotIdempotent,
+        "test_provision_is_idempotent",
+        "ohfp_provision: a second call for req-",
+        "(idempotent on request_id: find what the first call made)",
+    ),
+    Bug(
+        WeightsDoubled,
+        "test_status_after_settle",
+        "ohfp_machine_status: reported weights [2, 2] for 2 units of mock-spot",
+        "(a machine of a template without weights counts for one unit",
+    ),
+    Bug(
+        HealthCheckRaises,
+        "test_health_check_reports_a_failing_cloud",
+        "ohfp_health_check: raised ThrottledError",
+        "(report a failure as HealthCheck(ok=False); a health check never raises",
+    ),
+    Bug(
+        TemplatesLaunchAWarmPool,
+        "test_offered_templates_are_valid",
+        "ohfp_available_templates: changed the cloud: made i-",
+        "(must not change anything in the cloud",
     ),
     Bug(
         ProvisionAnswersDict,
@@ -273,6 +445,12 @@ BUGS = [
     ),
 ]
 NEW_RULES = {
+    "test_interrupted_provision_leaves_nothing",
+    "test_provision_returns_at_once",
+    "test_provision_is_idempotent",
+    "test_health_check_reports_a_failing_cloud",
+    "test_offered_templates_are_valid",
+    "test_status_after_settle",
     "test_cancel_removes_what_was_made",
     "test_terminate_by_name_only",
     "test_status_answers_every_request",
@@ -285,22 +463,32 @@ NEW_RULES = {
 
 @pytest.fixture
 def run_kit(tmp_path: Path) -> Iterator[Any]:
-    """``run_kit(provider_class, test_name)`` runs one kit test against a mock-based provider."""
-    opened: list[tuple[MockProvider, MockDriver]] = []
+    """``run_kit(provider_class, test_name)`` runs one kit test against a mock-based provider;
+    ``next_hooks`` get a second provider of the class on the same cloud, as the next call would."""
+    opened: list[MockProvider | MockDriver] = []
 
-    def run(provider_class: type[MockProvider], test_name: str) -> None:
-        provider = provider_class(mock_context(tmp_path, dict(KNOBS)), read_knobs(KNOBS))
-        driver = MockDriver(provider)
-        opened.append((provider, driver))
-        hooks = KitHooks(make_manager(provider, provider_name="under-test"), "under-test")
+    def run(
+        provider_class: type[MockProvider], test_name: str, driver_class: type[MockDriver] = MockDriver
+    ) -> None:
+        def make() -> MockProvider:
+            made = provider_class(mock_context(tmp_path, dict(KNOBS)), read_knobs(KNOBS))
+            opened.append(made)
+            return made
+
+        provider, following = make(), make()
+        driver = driver_class(provider)
+        opened.append(driver)
+        given = {
+            "hooks": KitHooks(make_manager(provider, provider_name="under-test"), "under-test"),
+            "next_hooks": KitHooks(make_manager(following, provider_name="under-test"), "under-test"),
+            "cloud_driver": driver,
+        }
         test = getattr(ProviderContract(), test_name)
-        given = {"hooks": hooks, "cloud_driver": driver}
         test(**{name: given[name] for name in inspect.signature(test).parameters})
 
     yield run
-    for provider, driver in opened:
-        driver.cloud.close()
-        provider.close()
+    for made in opened:
+        (made.cloud if isinstance(made, MockDriver) else made).close()
 
 
 def test_every_new_rule_has_a_broken_provider() -> None:
@@ -319,3 +507,63 @@ def test_the_kit_catches(bug: Bug, run_kit: Any) -> None:
 @pytest.mark.parametrize("test_name", sorted({bug.test for bug in BUGS}))
 def test_the_working_mock_passes(test_name: str, run_kit: Any) -> None:
     run_kit(MockProvider, test_name)
+
+
+RETURN_TESTS = (
+    "test_status_answers_every_request",
+    "test_return_request_shows_machines_gone",
+    "test_returned_machines_are_not_replaced",
+    "test_cancel_removes_what_was_made",
+    "test_interrupted_provision_leaves_nothing",
+    "test_terminate_is_idempotent",
+)
+
+
+@pytest.mark.parametrize("test_name", RETURN_TESTS)
+def test_a_provider_that_forgets_what_ended_passes(test_name: str, run_kit: Any) -> None:
+    """The rule for returns asks no records of dead machines: leaving out what the cloud no longer
+    knows passes the kit (and core reports it terminated: tests/core/test_operations.py)."""
+    run_kit(ForgetsWhatEnded, test_name)
+
+
+class DriverOfRelease02(MockDriver):
+    """A cloud driver written for ohfp 0.2: ``settle()`` and ``reclaim()``, no ``advance_clock()``."""
+
+    advance_clock = None  # type: ignore[assignment]
+    take_away = None  # type: ignore[assignment]
+
+    def settle(self) -> None:
+        MockDriver.advance_clock(self)
+
+    def reclaim(self, machine_id: str) -> None:
+        MockDriver.take_away(self, machine_id)
+
+
+@pytest.mark.parametrize("test_name", ["test_status_after_settle", "test_reclaim_is_reported"])
+def test_a_driver_of_release_0_2_still_works_and_is_told_the_new_names(test_name: str, run_kit: Any) -> None:
+    with pytest.warns(OhfpDeprecationWarning, match=r"is removed in 0\.4\.0: use CloudDriver\.") as caught:
+        run_kit(MockProvider, test_name, DriverOfRelease02)
+    assert {w.filename for w in caught} == {__file__}  # pointing at the old methods above
+
+
+class RealTimeDriver(MockDriver):
+    """A cloud in real time: no clock to move; the kit polls until machines run."""
+
+    advance_clock = None  # type: ignore[assignment]
+
+
+def test_a_real_time_cloud_is_waited_for(run_kit: Any, tmp_path: Path) -> None:
+    """Without advance_clock() the kit polls (bounded by settle_timeout) instead of moving a clock:
+    the machines boot while it waits (the mock's clock follows real time)."""
+    fast = {**KNOBS, "MOCK_BOOT_SECONDS": 1, "MOCK_TERMINATE_SECONDS": 1}
+    provider = MockProvider(mock_context(tmp_path / "rt", fast), read_knobs(fast))
+    driver = RealTimeDriver(provider)
+    hooks = KitHooks(make_manager(provider, provider_name="under-test"), "under-test")
+    try:
+        contract = ProviderContract()
+        contract.poll_interval = 0.1
+        contract.test_status_after_settle(hooks, driver)
+        contract.test_return_request_shows_machines_gone(hooks, driver)
+    finally:
+        driver.cloud.close()
+        provider.close()

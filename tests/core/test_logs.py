@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from ohfp_core.errors import ConfigError
-from ohfp_core.logs import configure_logging, get_logger, reset_logging
+from ohfp_core.logs import bound, configure_logging, get_logger, reset_logging
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +52,37 @@ def test_file_lines_are_json_with_bound_context(tmp_path: Path) -> None:
         assert record["request_id"] == "req-1"
         stamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
         assert stamp.utcoffset() == timedelta(0)
+
+
+def test_bound_values_tag_the_lines_of_a_block_in_this_thread_only() -> None:
+    """What a call works on (its request id) is on every line it logs, the provider's too,
+    and on no line of another thread (a resident service serves calls in threads)."""
+    import threading
+
+    out = io.StringIO()
+    configure_logging(logdir=None, instance="inst", stream=out)
+    other_thread_ready, this_thread_done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        other_thread_ready.set()
+        this_thread_done.wait(10)
+        get_logger("other").info("elsewhere")
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    other_thread_ready.wait(10)
+    with bound(request_id="req-1", template_id="T1"):
+        get_logger("ohfp_aws").info("provisioning")
+        with bound(api="EC2Fleet"):
+            get_logger("ohfp_aws").info("fleet created", request_id="req-own")
+        this_thread_done.set()
+        thread.join(10)
+    get_logger().info("after")
+    records = {r["event"]: r for r in lines(out.getvalue())}
+    assert (records["provisioning"]["request_id"], records["provisioning"]["template_id"]) == ("req-1", "T1")
+    created = records["fleet created"]
+    assert (created["request_id"], created["api"]) == ("req-own", "EC2Fleet")
+    assert "request_id" not in records["elsewhere"] and "request_id" not in records["after"]
 
 
 def test_log_file_is_appended_and_private(tmp_path: Path) -> None:

@@ -189,6 +189,34 @@ def test_return_lifecycle_across_requests_by_id_and_by_name(instance: Instance) 
     assert avail["T1"] == 9
 
 
+def test_what_the_cloud_no_longer_knows_may_be_left_out(instance: Instance) -> None:
+    """The rule for returns (hooks.md): a provider leaves out what the cloud forgot, with no
+    records kept for it. A return request left out whole completes, its machines terminated;
+    an acquire request left out whole ends with its machines failed, never complete."""
+    instance.cloud.forget_ended = True
+    kept = instance.request(1)
+    instance.cloud.boot()
+    lost = instance.request(1)  # pending
+    [entry, _] = instance.status(kept, lost)
+    machine = entry["machines"][0]
+    ret = return_machines(instance, [{"name": machine["name"], "machineId": machine["machineId"]}])[
+        "requestId"
+    ]
+    [returning] = instance.status(ret)
+    assert returning["status"] == "running"  # still shutting down: still reported
+    instance.cloud.set_state(machine["machineId"], MachineState.TERMINATED)
+    [(lost_id,)] = [instance.cloud.by_request[lost]]
+    instance.cloud.set_state(lost_id, MachineState.TERMINATED, "")  # failed to boot; then forgotten
+    returned, failed = instance.status(ret, lost)
+    assert returned["status"] == "complete"
+    assert [(m["machineId"], m["result"], m["status"]) for m in returned["machines"]] == [
+        (machine["machineId"], "succeed", "terminated")
+    ]
+    assert failed["status"] == "complete_with_error"
+    assert [(m["machineId"], m["result"]) for m in failed["machines"]] == [(lost_id, "fail")]
+    assert "no longer knows" in failed["machines"][0]["message"]
+
+
 def test_provider_learns_which_machines_hf_still_holds(instance: Instance) -> None:
     """ReturnItem.request.machine_ids: the request's machines HF holds, this return's included,
     earlier returns and failed machines excluded (the provider deletes a fleet on the last)."""

@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from ohfp_core.errors import ConfigError
-from ohfp_core.parsing import between, key, make_converter, rule, structure
+from ohfp_core.parsing import between, key, make_converter, rule, structure, unknown_key
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +35,27 @@ def test_errors_name_every_field_in_the_users_spelling() -> None:
         '$.limits["b x"].maxUnits: expected an integer, got "3"',
         "$.extra: unknown key; known: limits, names",
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "known", "message"),
+    [
+        ("vmTyp", ["vmType", "imageId", "maxNumber"], "unknown key; did you mean 'vmType'?"),
+        ("logLvl", ["logLevel", "provider", "storage"], "unknown key; did you mean 'logLevel'?"),
+        ("VMTYPE", ["vmType", "imageId"], "unknown key; did you mean 'vmType'?"),
+        ("colour", ["b", "a"], "unknown key; known: a, b"),
+        (
+            "zzz",
+            [f"key{n}" for n in range(30)],
+            "unknown key (none of the 30 keys known here is close to it)",
+        ),
+        ("zzz", [], "unknown key"),
+    ],
+)
+def test_an_unknown_key_gets_the_closest_known_key_not_a_list_of_thirty(
+    key: str, known: list[str], message: str
+) -> None:
+    assert unknown_key(key, known) == message
 
 
 def test_collections_stay_strict_however_often_types_are_looked_up() -> None:

@@ -287,7 +287,7 @@ def test_a_short_request_says_why_per_offering_and_the_next_one_avoids_it(
         f" (ohfp requests show {request_id})"
     ) in done["message"], done["message"]
     shown = installation.run(
-        installation.ohfp, "requests", "show", request_id, "--provider", "aws", env=hf.env()
+        installation.ohfp, "requests", "show", request_id, "--json", "--provider", "aws", env=hf.env()
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     details = json.loads(shown.stdout)["details"]

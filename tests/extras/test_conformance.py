@@ -68,6 +68,7 @@ DRY_RUN_CANNOT = {
         " contract wants an unknown host accepted as gone"
     ),
     "test_cancel_removes_what_was_made": "dry run refuses to cancel (a CloudError) until it is off",
+    "test_interrupted_provision_leaves_nothing": NOTHING_MADE,
     "test_api_error_is_a_cloud_error": "dry run never calls the provider's ohfp_provision, which would fail",
 }
 

@@ -74,7 +74,7 @@ def test_disabled_or_absent_changes_nothing(make_ops: MakeOps) -> None:
     ("section", "problem"),
     [
         ({"enabled": "yes"}, "$.dry-run.enabled: must be true or false, got 'yes'"),
-        ({"enable": True}, "$.dry-run.enable: unknown key (known: enabled)"),
+        ({"enable": True}, "$.dry-run.enable: unknown key; did you mean 'enabled'?"),
     ],
 )
 def test_bad_settings_name_the_key(make_ops: MakeOps, section: dict[str, object], problem: str) -> None:

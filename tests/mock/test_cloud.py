@@ -360,6 +360,27 @@ def test_database_is_private_and_health_checked(make_mock: MakeMock, tmp_path: P
     assert stat.S_IMODE((tmp_path / "work" / DB_NAME).stat().st_mode) == 0o600
 
 
+def test_health_check_reports_a_failing_api_without_raising(make_mock: MakeMock) -> None:
+    provider = make_mock()
+    provider.cloud.inject_errors(1)
+    (check,) = provider.ohfp_health_check()
+    assert not check.ok and "Rate exceeded" in check.detail
+    (check,) = provider.ohfp_health_check()  # the injected error is spent
+    assert check.ok, check
+
+
+def test_resources_list_machines_until_they_are_on_their_way_out(make_mock: MakeMock) -> None:
+    provider = make_mock(MOCK_BOOT_SECONDS=10, MOCK_TERMINATE_SECONDS=10)
+    first, second = provider.ohfp_provision("req-1", SMALL, 2).machines
+    cloud = provider.cloud
+    assert cloud.resources() == {first.machine_id: "pending", second.machine_id: "pending"}
+    cloud.advance(10)
+    provider.ohfp_terminate_machines([ReturnItem(machine_id=first.machine_id, name=first.name)])
+    assert cloud.resources() == {second.machine_id: "running"}  # first is shutting down
+    cloud.console_terminate(second.machine_id)
+    assert cloud.resources() == {}
+
+
 def test_health_check_fails_when_the_database_cannot_open(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import attrs
 import pytest
 
-from ohfp_core.models import Template
+from ohfp_core.models import Provisioned, Template
 from ohfp_core.testing import ProviderContract
 from ohfp_mock.cloud import MockCloud
 from ohfp_mock.provider import MockProvider
@@ -32,11 +32,14 @@ class MockDriver:
             DEMO_TEMPLATES[0], template_id="mock-weighted", fields={"vmTypes": {"mock.large": 2}}
         )
 
-    def settle(self) -> None:
+    def advance_clock(self) -> None:
         knobs = self.provider.knobs
         self.cloud.advance(knobs.boot_seconds + knobs.terminate_seconds + 1)
 
-    def reclaim(self, machine_id: str) -> None:
+    def machines_start_pending(self) -> bool:
+        return self.provider.knobs.boot_seconds > 0
+
+    def take_away(self, machine_id: str) -> None:
         self.cloud.reclaim(machine_id)
 
     def terminate_outside(self, machine_id: str) -> None:
@@ -45,10 +48,30 @@ class MockDriver:
     def inject_api_error(self) -> None:
         self.cloud.inject_errors(1)
 
+    def resources(self) -> dict[str, str]:
+        return self.cloud.resources()
+
+    def interrupt_after_create(self, interrupt: Callable[[], None]) -> None:
+        """Interrupt right after the provider's cloud committed its next launch."""
+        cloud = self.provider.cloud
+        launch = cloud.provision
+
+        def provision(request_id: str, template: Template, count: int) -> Provisioned:
+            del cloud.provision  # once: the class's method again
+            launch(request_id, template, count)
+            interrupt()
+            raise AssertionError("interrupt() returned")
+
+        cloud.provision = provision  # type: ignore[method-assign]
+
 
 class TestMockContract(ProviderContract):
     @pytest.fixture
     def provider(self, make_mock: Callable[..., MockProvider]) -> MockProvider:
+        return make_mock(**KNOBS)
+
+    @pytest.fixture
+    def next_provider(self, make_mock: Callable[..., MockProvider]) -> MockProvider:
         return make_mock(**KNOBS)
 
     @pytest.fixture
@@ -65,4 +88,8 @@ class TestMockContractFourMachines(TestMockContract):
 
     @pytest.fixture
     def provider(self, make_mock: Callable[..., MockProvider]) -> MockProvider:
+        return make_mock(MOCK_BOOT_SECONDS=0, MOCK_TERMINATE_SECONDS=0)
+
+    @pytest.fixture
+    def next_provider(self, make_mock: Callable[..., MockProvider]) -> MockProvider:
         return make_mock(MOCK_BOOT_SECONDS=0, MOCK_TERMINATE_SECONDS=0)

@@ -34,18 +34,25 @@ def configure_process_logging(logdir: Path | None, instance: str, level: str) ->
     configure_logging(logdir=logdir, instance=instance, level=level)
 
 
-def early_logging(log: LogSetup = configure_process_logging) -> None:
+def early_logging(provider: str | None = None, log: LogSetup = configure_process_logging) -> None:
     """Log to the instance's log file from the start, so failures before the settings are
-    read (an unreadable input, a bad ohfp.json, an unknown provider) reach it too; the
-    settings then set the level. Quiet when the environment names no usable log file."""
+    read (an unreadable input, a bad ohfp.json, a missing work directory) reach it too; the
+    settings then set the level. The file is named as it will be once the call runs
+    (:func:`ohfp_core.config.instance_name`); only when no provider can be chosen at all is it
+    ``ohfp-ohfp.log``. Quiet when the environment names no usable log file."""
     from ohfp_core import config
     from ohfp_core.environment import environ
     from ohfp_core.errors import OhfpError
+    from ohfp_core.plugins import choose_provider
 
     try:
         paths = config.resolve_paths()
+        try:
+            instance = paths.instance or choose_provider(provider, config.provider_setting(paths.confdir))
+        except OhfpError:
+            instance = "ohfp"
         level = environ().get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
-        log(paths.logdir, paths.instance or "ohfp", level if level in config.LOG_LEVELS else "INFO")
+        log(paths.logdir, instance, level if level in config.LOG_LEVELS else "INFO")
     except OhfpError:
         return
 

@@ -23,7 +23,11 @@ from ohfp_core.replies import run as _run
 from ohfp_core.replies import write_reply as _print_reply
 
 if TYPE_CHECKING:
+    from ohfp_core.config import Settings
+    from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
+    from ohfp_core.plugins import Hooks
+    from ohfp_core.storage import Storage
 
 from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order HF documents them
 
@@ -34,6 +38,27 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("ohfp-core")
+
+
+def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
+    """The instance's context and ohfp's settings; configures logging (:mod:`ohfp_core.assembly`)."""
+    from ohfp_core.assembly import context
+
+    return context(provider)
+
+
+def _operations(provider: str | None) -> Operations:
+    from ohfp_core.assembly import operations
+
+    return operations(provider)
+
+
+def _open_store(
+    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
+) -> Storage:
+    from ohfp_core.assembly import open_store
+
+    return open_store(hooks, context, settings, name)
 
 
 def cmd_hf(args: argparse.Namespace) -> int:
@@ -81,35 +106,63 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_templates_validate(args: argparse.Namespace) -> int:
     def action() -> Any:
-        from ohfp_core.assembly import operations
-
-        ops = operations(args.provider)
+        ops = _operations(args.provider)
         report = ops.validate_templates()
+        files, warnings = ops.files_read()
         problems = [p for items in report.values() for p in items]
         if problems:
-            raise ConfigError(f"{len(problems)} problem(s) in the templates", problems)
-        return {"message": f"{len(report)} templates valid.", "templates": sorted(report)}
+            where = f" of {files['templates']}" if files["templates"] else ""
+            raise ConfigError(f"{len(problems)} problem(s) in the templates{where}", problems)
+        reply: dict[str, Any] = {
+            "message": f"{len(report)} templates valid.",
+            "templates": sorted(report),
+            "files": files,
+        }
+        if warnings:
+            reply["warnings"] = warnings
+        return reply
 
     return _run("templates validate", action)
 
 
 def cmd_requests_show(args: argparse.Namespace) -> int:
-    from ohfp_core.assembly import operations
+    def action() -> Any:
+        shown = _operations(args.provider).show_request(args.request_id)
+        if args.json:
+            return shown
+        from ohfp_core.summaries import request_text
 
-    return _run("requests show", lambda: operations(args.provider).show_request(args.request_id))
+        return request_text(shown)
+
+    return _run("requests show", action)
+
+
+def cmd_requests_list(args: argparse.Namespace) -> int:
+    def action() -> Any:
+        from ohfp_core.summaries import list_entry, requests_table
+
+        records = _operations(args.provider).list_requests(args.state, args.kind, args.limit)
+        entries = [list_entry(record) for record in records]
+        if args.json:
+            return {"message": f"{len(entries)} request(s)", "requests": entries}
+        return requests_table(entries)
+
+    return _run("requests list", action)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     def action() -> Any:
         from ohfp_core import health
-        from ohfp_core.assembly import context as instance_context
-        from ohfp_core.assembly import open_store
         from ohfp_core.plugins import load_hooks
 
-        context, settings = instance_context(args.provider)
-        hooks = load_hooks(context, settings.sections)
-        checks = health.core_checks(context, lambda: open_store(hooks, context, settings))
-        reply = health.report(context, [*checks, *hooks.health_check()])
+        try:
+            context, settings = _context(args.provider)
+            hooks = load_hooks(context, settings.sections)
+        except ConfigError as exc:  # the instance cannot even be set up: a failed check
+            reply = health.unusable(args.provider, exc)
+        else:
+            checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
+            reply = health.report(context, [*checks, *hooks.health_check()])
         if reply["message"] != "healthy":
             args.exit_code = 4
         return reply
@@ -122,16 +175,14 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_storage(args: argparse.Namespace) -> int:
     """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
     from ohfp_core import storage_admin
-    from ohfp_core.assembly import context as instance_context
-    from ohfp_core.assembly import open_store
     from ohfp_core.plugins import Hooks, make_manager
 
     args.exit_code = EXIT_OK
 
     def action() -> Any:
-        context, settings = instance_context(args.provider)
+        context, settings = _context(args.provider)
         hooks = Hooks(make_manager(load_entry_points=True))
-        source = open_store(hooks, context, settings)
+        source = _open_store(hooks, context, settings)
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
@@ -140,7 +191,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
                 return report
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
-            target = open_store(hooks, context, settings, args.to)
+            target = _open_store(hooks, context, settings, args.to)
             try:
                 return storage_admin.migrate(
                     source, target, source_name=settings.storage, target_name=args.to, force=args.force
@@ -245,10 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     requests = commands.add_parser("requests", help="look into the instance's requests")
     request_cmds = requests.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
-    show = request_cmds.add_parser("show", help="one request as JSON: record, machines, why it fell short")
+    show = request_cmds.add_parser("show", help="one request: record, machines, why it fell short")
     show.add_argument("request_id", metavar="ID", help="a req-… or ret-… id")
+    show.add_argument("--json", action="store_true", help="print the JSON document instead of text")
     show.add_argument("--provider", help=provider_help)
     show.set_defaults(handler=cmd_requests_show)
+    listing = request_cmds.add_parser("list", help="the instance's requests, newest first")
+    listing.add_argument(
+        "--state",
+        choices=("running", "complete", "complete_with_error", "all"),
+        default="all",
+        help="only requests in this state (default: all)",
+    )
+    listing.add_argument("--kind", choices=("acquire", "return"), help="only acquire or return requests")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0: all)")
+    listing.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+    listing.add_argument("--provider", help=provider_help)
+    listing.set_defaults(handler=cmd_requests_list)
 
     health = commands.add_parser("health", help="run the provider's health checks")
     health.add_argument("--provider", help=provider_help)
@@ -288,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
         from ohfp_core.assembly import early_logging
 
-        early_logging()
+        early_logging(getattr(args, "provider", None))
     return int(handler(args))
 
 

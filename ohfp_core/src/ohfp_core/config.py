@@ -24,7 +24,7 @@ from attrs import field, frozen
 from ohfp_core.environment import environ as current_environ
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import ProviderContext
-from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure
+from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure, unknown_key
 from ohfp_core.values import Values
 
 if TYPE_CHECKING:
@@ -121,17 +121,29 @@ def read_json_file(path: Path, what: str) -> Any:
         ) from None
 
 
+def _candidates(confdir: Path, instance: str | None, provider_type: str, suffix: str) -> list[Path]:
+    names = [f"{instance}prov_{suffix}.json"] if instance else []
+    names.append(f"{provider_type}prov_{suffix}.json")
+    return [confdir / name for name in dict.fromkeys(names)]
+
+
 def find_file(confdir: Path | None, instance: str | None, provider_type: str, suffix: str) -> Path | None:
     """``<instance>prov_<suffix>.json``, else ``<type>prov_<suffix>.json``, in ``confdir``."""
     if confdir is None:
         return None
-    names = [f"{instance}prov_{suffix}.json"] if instance else []
-    names.append(f"{provider_type}prov_{suffix}.json")
-    for name in names:
-        candidate = confdir / name
+    for candidate in _candidates(confdir, instance, provider_type, suffix):
         if candidate.is_file():
             return candidate
     return None
+
+
+def shadowed_files(confdir: Path | None, instance: str | None, provider_type: str, suffix: str) -> list[str]:
+    """Warnings for files :func:`find_file` passes over although they exist: with
+    ``awsinstprov_templates.json`` present, ``awsprov_templates.json`` beside it is ignored."""
+    if confdir is None:
+        return []
+    present = [c for c in _candidates(confdir, instance, provider_type, suffix) if c.is_file()]
+    return [f"{other} is ignored: {present[0].name} beside it is read instead" for other in present[1:]]
 
 
 def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Settings:
@@ -150,7 +162,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
         raise ConfigError(f"settings file {str(path)!r} must hold a JSON object", ["$: expected an object"])
     named = set(section_names) - {"provider", "storage", "logLevel"}
     own = {key: value for key, value in raw.items() if key not in named}
-    known = ", ".join(("provider", "storage", "logLevel", *sorted(named)))
+    known = ("provider", "storage", "logLevel", *sorted(named))
     sections = structure(
         {key: value for key, value in raw.items() if key in named},
         dict[str, dict[str, Any]],
@@ -164,7 +176,7 @@ def load_settings(confdir: Path | None, section_names: Sequence[str] = ()) -> Se
         converter=config_converter(),
         error=ConfigError,
         message=where,
-        unknown=lambda cls, key: f"unknown setting (known: {known})",
+        unknown=lambda cls, key: unknown_key(key, known).replace("unknown key", "unknown setting", 1),
     )
     return attrs.evolve(settings, sections=sections)
 
@@ -212,6 +224,24 @@ def action_timeout(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
+def instance_name(paths: Paths, provider_type: str) -> str:
+    """The instance's name: ``HF_PROVIDER_NAME``, else the provider type. It names the
+    instance's files (``<instance>prov_config.json``) and its log file."""
+    return paths.instance or provider_type
+
+
+def provider_setting(confdir: Path | None) -> str | None:
+    """The ``provider`` key of ``ohfp.json`` when it can be read, else None: for naming the log
+    file before the settings are parsed (any fault is reported later, by :func:`load_settings`)."""
+    path = confdir / SETTINGS_FILE if confdir is not None else None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    value = raw.get("provider") if isinstance(raw, Mapping) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def provider_context(
     provider_type: str, paths: Paths, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> ProviderContext:
@@ -219,7 +249,7 @@ def provider_context(
 
     :raises ConfigError: when there is no work directory or the provider config is broken.
     """
-    instance = paths.instance or provider_type
+    instance = instance_name(paths, provider_type)
     if paths.workdir is None:
         raise ConfigError(
             "no work directory: set HF_PROVIDER_WORKDIR (or HF_WORKDIR with HF_PROVIDER_NAME), "

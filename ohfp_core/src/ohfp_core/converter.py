@@ -340,5 +340,14 @@ def _masked(value: Any) -> Any:
 
 
 def dumps(reply: Mapping[str, Any] | Sequence[Any]) -> str:
-    """The one JSON style of every reply on stdout; credentials in URLs are masked."""
-    return json.dumps(_masked(reply), indent=2, ensure_ascii=False)
+    """The one JSON style of every reply on stdout, credentials masked
+    (:func:`~ohfp_core.masking.mask_secrets`). Text is written as itself, except that a reply
+    holding text UTF-8 cannot carry (a lone surrogate echoed from bad input) is written with
+    ``\\uXXXX`` escapes instead: the reply is always valid JSON that stdout can encode."""
+    masked = _masked(reply)
+    text = json.dumps(masked, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(masked, indent=2, ensure_ascii=True)
+    return text

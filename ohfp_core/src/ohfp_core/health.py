@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ohfp_core.errors import OhfpError
+from ohfp_core.errors import ConfigError, OhfpError
 from ohfp_core.files import private_dir
 from ohfp_core.models import HealthCheck, ProviderContext
 from ohfp_core.storage import Storage
@@ -63,10 +63,38 @@ def core_checks(context: ProviderContext, open_store: Callable[[], Storage]) -> 
 
 def report(context: ProviderContext, checks: Sequence[HealthCheck]) -> dict[str, Any]:
     """The reply of ``ohfp health``: ``healthy`` only when every check passed."""
+    return _reply(context.provider_type, context.instance, checks)
+
+
+def unusable(requested: str | None, error: ConfigError) -> dict[str, Any]:
+    """The reply of ``ohfp health`` when the instance cannot be set up at all (no provider,
+    no work or config directory, a broken config file or ``ohfp.json``): the same report,
+    with the failure as the ``ohfp.config`` check; the provider's checks cannot run."""
+    from ohfp_core import config
+    from ohfp_core.plugins import choose_provider
+
+    paths = config.resolve_paths()
+    try:
+        provider: str | None = choose_provider(requested, config.provider_setting(paths.confdir))
+    except ConfigError:
+        provider = requested
+    checks = [
+        HealthCheck(name="ohfp.config", ok=False, detail=str(error)),
+        HealthCheck(
+            name="ohfp.provider",
+            ok=False,
+            detail="not run: the provider's checks need the instance's configuration (see ohfp.config)",
+        ),
+    ]
+    instance = config.instance_name(paths, provider) if provider else paths.instance
+    return _reply(provider, instance, checks)
+
+
+def _reply(provider: str | None, instance: str | None, checks: Sequence[HealthCheck]) -> dict[str, Any]:
     ok = all(c.ok for c in checks)
     return {
         "message": "healthy" if ok else "unhealthy",
-        "provider": context.provider_type,
-        "instance": context.instance,
+        "provider": provider,
+        "instance": instance,
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
     }

@@ -82,7 +82,8 @@ def ohfp_provision(request_id: str, template: Template, count: int) -> Provision
     created (client tokens, tags) and never create a second set of machines. Core records
     the request before this call and never calls it again for a request whose call died:
     it removes what that call made with :func:`ohfp_cancel_request`, which finds it by the
-    request id alone (tag everything with it).
+    request id alone. So everything a request makes is findable by its request id from the
+    moment it exists: tag or name it with the id in the call that creates it.
     """
 
 
@@ -203,12 +204,13 @@ def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
     """Check a template beyond core's own rules.
 
     :param template: a template as read from the file (``fields`` in the file's spelling).
-    :returns: problems whose ``path`` names the field as the user wrote it
-        (``$.templates[2].vmType``-style paths are built by core: return the key, e.g.
-        ``vmType``). Return None or an empty list when the template is fine.
+    :returns: problems whose ``path`` names the field as the user wrote it, relative to the
+        template: return ``vmType`` and core reports ``$.templates[<templateId>].vmType``.
+        Return None or an empty list when the template is fine.
 
-    Called for every template on ``ohfp templates validate`` and for the requested one on
-    requestMachines. Must not call the cloud (validation runs offline).
+    Called for every template by ``ohfp templates validate`` and getAvailableTemplates, and
+    for the requested one by requestMachines. Must not call the cloud (validation runs
+    offline).
     """
 
 
@@ -217,7 +219,8 @@ def ohfp_health_check() -> Sequence[HealthCheck] | None:
     """Report health checks for ``ohfp health``.
 
     :returns: checks run by this plugin (credentials, reachability of the cloud API,
-        quotas). May call the cloud, read only.
+        quotas). A failure, a cloud that cannot be reached included, is a check with
+        ``ok=False``: never raise. May call the cloud, read only.
     """
 
 

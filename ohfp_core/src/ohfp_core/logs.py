@@ -1,7 +1,9 @@
 """Logging: structlog JSON lines to the instance's log file or stderr, never stdout.
 
 The CLI calls :func:`configure_logging` once per process and binds ``operation``,
-``instance`` and ``request_id`` with :func:`bind_context`; every line carries them. Values
+``instance`` and ``provider`` with :func:`bind_context`; every line carries them. Inside a
+call, :func:`bound` adds values (the ``request_id`` and ``template_id`` a call works on) to
+every line logged in the block, the provider's included, for the current thread only. Values
 under secret-looking keys, and ``password=…``-style fragments inside strings, are masked
 before anything is written.
 
@@ -20,7 +22,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -41,6 +44,7 @@ _SECRET_IN_TEXT = re.compile(r"(?i)(aws_secret_access_key|secret_access_key|pass
 _INSTANCE_RE = re.compile(r"^[0-9A-Za-z_.-]{1,128}$")
 
 _log_file: TextIO | None = None
+_call_values: ContextVar[Mapping[str, Any]] = ContextVar("ohfp_call_values", default={})  # noqa: B039 - never mutated
 
 
 def is_secret_key(key: str) -> bool:
@@ -94,11 +98,19 @@ def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventD
     return event_dict
 
 
+def _merge_call_values(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the values :func:`bound` holds for this thread (the line's own win)."""
+    for key, value in _call_values.get().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def _processors() -> list[Processor]:
     import structlog
 
     return [
         structlog.contextvars.merge_contextvars,
+        _merge_call_values,
         structlog.processors.add_log_level,
         _add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -217,6 +229,22 @@ def bind_context(**values: Any) -> None:
         import structlog
 
         structlog.contextvars.bind_contextvars(**values)
+
+
+def enabled(level: str) -> bool:
+    """Whether lines at ``level`` (``"debug"`` …) are written: costly detail is gathered only then."""
+    return LEVELS[level.lower()] >= _min_level()
+
+
+@contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Add ``values`` to every line logged inside the block, by this thread (a call at work in
+    a resident service never tags another's lines); nested blocks add to the outer ones."""
+    token = _call_values.set({**_call_values.get(), **values})
+    try:
+        yield
+    finally:
+        _call_values.reset(token)
 
 
 class _LazyLogger:

@@ -17,6 +17,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ import attrs
 from ohfp_core import capacity, converter, refresh, status
 from ohfp_core.errors import CloudError, ConfigError, InputError
 from ohfp_core.inflight import CallLock, CallLocks
-from ohfp_core.logs import bind_context, get_logger
+from ohfp_core.logs import bind_context, bound, get_logger
 from ohfp_core.models import (
     CloudRequest,
     MachineRef,
@@ -81,6 +82,8 @@ class Operations:
         self.clock = clock
         self.reconciler = Reconciler(hooks, store, self.locks, context.timeout_sec, clock)
         self._made: list[tuple[str, CallLock]] = []
+        self.templates_file: Path | None = None
+        """The templates file the last :meth:`offered` read."""
         context.values.bind(store, context.values.namespace or context.provider_type)
 
     def answer(self, call: str, data: Any) -> dict[str, Any]:
@@ -145,6 +148,7 @@ class Operations:
         """The templates offered (the file's, as the provider adjusts them, every rule met)
         and, per template left out, its problems."""
         loaded = load_templates(self.context)
+        self.templates_file = loaded.path
         broken = {key: list(problems) for key, problems in loaded.broken.items()}
         valid: list[Template] = []
         for template in self.hooks.available_templates(loaded.templates):
@@ -161,6 +165,26 @@ class Operations:
         valid, broken = self.offered()
         return {**{t.template_id: [] for t in valid}, **broken}
 
+    def files_read(self) -> tuple[dict[str, str | None], list[str]]:
+        """The instance's files (``config``, ``templates``, ``settings``: each path, or None
+        when there is none) and warnings for files that are ignored because another shadows
+        them (``awsprov_templates.json`` beside ``awsinstprov_templates.json``)."""
+        from ohfp_core.config import SETTINGS_FILE, shadowed_files
+
+        c = self.context
+        settings = c.confdir / SETTINGS_FILE
+        loaded = load_templates(c)
+        files = {
+            "config": str(c.config_path) if c.config_path else None,
+            "templates": str(loaded.path) if loaded.path else None,
+            "settings": str(settings) if settings.is_file() else None,
+        }
+        warnings = [*shadowed_files(c.confdir, c.instance, c.provider_type, "config"), *loaded.shadowed]
+        return files, warnings
+
+    def _in_file(self) -> str:
+        return f" in {self.templates_file}" if self.templates_file else ""
+
     def get_available_templates(self, data: Any) -> dict[str, Any]:
         self.reconciler.run()
         valid, broken = self.offered()
@@ -169,7 +193,7 @@ class Operations:
             log.warning("templates left out", templates=sorted(broken), problems=_flat(broken))
             reply["message"] += (
                 f" {len(broken)} template(s) left out as invalid: {', '.join(sorted(broken))}"
-                " (run 'ohfp templates validate')."
+                f"{self._in_file()} (run 'ohfp templates validate')."
             )
             reply["errors"] = _flat(broken)
         reply["templates"] = [
@@ -183,7 +207,7 @@ class Operations:
             if template.template_id == template_id:
                 return template
         if template_id in broken:
-            raise ConfigError(f"template {template_id!r} is invalid", broken[template_id])
+            raise ConfigError(f"template {template_id!r} is invalid{self._in_file()}", broken[template_id])
         known = ", ".join(sorted(t.template_id for t in valid)) or "none"
         raise InputError(
             "invalid requestMachines input",
@@ -224,7 +248,8 @@ class Operations:
             self.store.put_request(record)
         log.info("request recorded", request_id=request_id, template_id=template_id, count=count)
         try:
-            provisioned = self.hooks.provision(request_id, template, count)
+            with bound(request_id=request_id, template_id=template_id):
+                provisioned = self.hooks.provision(request_id, template, count)
         except CloudError as exc:
             self._end(record, exc.message)
             log.warning("provision refused", request_id=request_id, error=exc.message, code=exc.code)
@@ -242,9 +267,17 @@ class Operations:
                 [(m, status.acquire_result(m)) for m in provisioned.machines],
                 record.updated_at,
             )
+        log.info(
+            "request submitted",
+            request_id=request_id,
+            template_id=template_id,
+            machines=len(provisioned.machines),
+            machine_ids=[m.machine_id for m in provisioned.machines],
+            names=[m.name for m in provisioned.machines],
+        )
+        refresh.log_ready(ready)
         self.hooks.request_submitted(cloud_request(record))
         self.hooks.machines_ready(cloud_request(record), [m.machine for m in ready])
-        log.info("request submitted", request_id=request_id, machines=len(provisioned.machines))
         message = provisioned.message or f"Request VM success from {self.context.provider_type}."
         return {"requestId": request_id, "message": message}
 
@@ -292,10 +325,12 @@ class Operations:
             "return recorded",
             request_id=request_id,
             machines=len(machine_ids),
-            names_only=len(matched.names_only),
+            machine_ids=machine_ids,
+            names=[r.name for r in matched.records] + list(matched.names_only),
         )
         try:
-            failures = self.hooks.terminate_machines(items)
+            with bound(request_id=request_id):
+                failures = self.hooks.terminate_machines(items)
         except CloudError as exc:
             with self.store.transaction():
                 self.store.put_machines(list(matched.known))  # undo the return marks: nothing was terminated
@@ -380,6 +415,25 @@ class Operations:
             "details": self.hooks.request_details(cloud_request(record)),
         }
 
+    def list_requests(
+        self, state: str = "all", kind: str | None = None, limit: int = 50
+    ) -> list[RequestRecord]:
+        """Requests for an administrator, newest first: ``state`` a request status or
+        ``all``, ``kind`` ``acquire``/``return`` or None, at most ``limit`` (0: no limit).
+        Running requests are read through the store's index; other states read every
+        request (administration only)."""
+        wanted_kind = RequestKind(kind) if kind else None
+        if state == RequestStatus.RUNNING.value:
+            found = self.store.open_requests(wanted_kind)
+        else:
+            found = [
+                r
+                for r in self.store.iter_requests()
+                if (state == "all" or r.status.value == state) and wanted_kind in (None, r.kind)
+            ]
+        found.sort(key=lambda r: (r.created_at, r.request_id), reverse=True)
+        return found[:limit] if limit > 0 else found
+
     # ---------------------------------------------------------------- reclaims
     def get_return_requests(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "getReturnRequests", required=False)
@@ -440,8 +494,10 @@ class Operations:
                 )
         first_time = fresh + [r for r in reclaims if r.name not in records]
         for reclaim in first_time:
+            known = records.get(reclaim.name)
             log.info(
                 "host reclaimed",
+                request_id=known.request_id if known else None,
                 name=reclaim.name,
                 machine_id=reclaim.machine_id,
                 grace_period=reclaim.grace_period,

@@ -24,7 +24,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -71,10 +71,24 @@ class FieldError(ValueError):
         self.message = message
 
 
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, non-ASCII as itself but a lone surrogate (which UTF-8 cannot
+    carry) as its ``\\uXXXX`` escape, so a message quoting bad input can always be written.
+
+    :raises TypeError, ValueError: for a value JSON cannot hold.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
 def describe(value: Any) -> str:
     """A short rendering of a bad value for a message (long values are cut)."""
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = json_text(value)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
@@ -321,7 +335,7 @@ def _join(path: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     text = str(key)
-    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{json.dumps(text, ensure_ascii=False)}]"
+    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{json_text(text)}]"
 
 
 def _message(exc: BaseException) -> str:
@@ -340,8 +354,8 @@ def problems_of(
 ) -> list[str]:
     """``$.path.key: message`` lines for a failure of :func:`structure`'s converter.
 
-    :param unknown: the message for an unknown key of a class (default: ``unknown key;
-        known: …`` listing the class's keys).
+    :param unknown: the message for an unknown key of a class (default:
+        :func:`unknown_key` over the class's keys).
     """
     from cattrs import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
@@ -358,7 +372,7 @@ def problems_of(
         for sub in without:
             if isinstance(sub, ForbiddenExtraKeysError):
                 for key in sorted(map(str, sub.extra_fields)):
-                    text = unknown(sub.cl, key) if unknown else _unknown_key(sub.cl)
+                    text = unknown(sub.cl, key) if unknown else _unknown_key(sub.cl, key)
                     lines.append(f"{_join(path, key)}: {text}")
             elif isinstance(sub, FieldError):
                 lines.append(f"{_join(path, sub.key)}: {sub.message}")
@@ -378,9 +392,30 @@ def problems_of(
     return [f"{path}: {_message(exc)}"]
 
 
-def _unknown_key(cl: type) -> str:
-    known = sorted(_aliases(cl).values())
-    return f"unknown key; known: {', '.join(known)}" if known else "unknown key"
+LIST_AT_MOST = 8
+"""An unknown key's message lists the known keys only when there are this few."""
+
+
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """The message for an unknown ``key`` among ``known``: the closest known key as a
+    suggestion (``vmTyp`` → ``did you mean 'vmType'?``, case ignored), else the known keys
+    when there are at most :data:`LIST_AT_MOST`, else their number."""
+    import difflib
+
+    names = sorted(set(known))
+    by_lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {by_lower[close[0]]!r}?"
+    if not names:
+        return "unknown key"
+    if len(names) <= LIST_AT_MOST:
+        return f"unknown key; known: {', '.join(names)}"
+    return f"unknown key (none of the {len(names)} keys known here is close to it)"
+
+
+def _unknown_key(cl: type, key: str) -> str:
+    return unknown_key(key, _aliases(cl).values())
 
 
 def structure(

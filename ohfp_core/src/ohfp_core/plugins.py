@@ -295,6 +295,41 @@ def load_hooks(context: ProviderContext, settings: Mapping[str, Mapping[str, Any
     factory = load_provider_factory(context.provider_type)
     provider = build_provider(factory, context)
     pm = make_manager(provider, provider_name=context.provider_type, load_entry_points=True)
+    from ohfp_core import logs
+
+    if logs.enabled("debug"):
+        trace_hook_calls(pm)
     hooks = Hooks(pm, context.provider_type)
     hooks.configure(context, settings or {})
     return hooks
+
+
+def trace_hook_calls(pm: pluggy.PluginManager) -> None:
+    """Log one DEBUG line per hook call: the hook, the plugins that implement it (in call
+    order), how long the call took and whether it raised. Core's own defaults are left out."""
+    import threading
+    import time
+
+    from ohfp_core.logs import get_logger
+
+    log = get_logger("ohfp.hooks")
+    local = threading.local()  # calls nest (a wrapper calling another hook) and run in threads
+
+    def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        local.__dict__.setdefault("started", []).append(time.perf_counter())
+
+    def after(outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        seconds = time.perf_counter() - local.started.pop()
+        plugins = [
+            impl.plugin_name for impl in reversed(hook_impls) if impl.plugin_name != "ohfp-core-defaults"
+        ]
+        error = outcome.exception
+        log.debug(
+            "hook call",
+            hook=hook_name,
+            plugins=plugins,
+            duration_ms=round(seconds * 1000, 2),
+            raised=type(error).__name__ if error is not None else None,
+        )
+
+    pm.add_hookcall_monitoring(before, after)

@@ -27,6 +27,21 @@ log = get_logger("ohfp.refresh")
 Clock = Callable[[], int]
 
 
+def log_ready(machines: Sequence[MachineRecord]) -> None:
+    """One INFO line per machine that became usable: its request, template, id, host name and
+    address, so grepping the log for a host finds where it came from."""
+    for ready in machines:
+        log.info(
+            "machine ready",
+            request_id=ready.request_id,
+            template_id=ready.template_id,
+            machine_id=ready.machine_id,
+            name=ready.name,
+            private_ip=ready.machine.private_ip,
+            instance_type=ready.machine.instance_type,
+        )
+
+
 def merge_machines(
     store: Storage, record: RequestRecord, seen: Sequence[tuple[Machine, MachineResult]], stamp: int
 ) -> list[MachineRecord]:
@@ -139,6 +154,7 @@ def _refresh_acquire(
         newly_ready = merge_machines(store, updated, results, stamp)
         store.put_request(updated)
     if newly_ready:
+        log_ready(newly_ready)
         hooks.machines_ready(cloud_request(updated), [m.machine for m in newly_ready])
     if state.is_final:
         log.info(
@@ -202,6 +218,13 @@ def _refresh_return(
         store.put_request(updated)
     if state.is_final:
         hooks.machines_returned(cloud_request(updated), gone)
+        for machine in gone:
+            log.info(
+                "machine returned",
+                request_id=record.request_id,
+                machine_id=machine.machine_id,
+                name=machine.name,
+            )
         log.info("return finished", request_id=record.request_id, status=state.value, machines=len(results))
     return converter.request_entry(record.request_id, state, message, machines)
 

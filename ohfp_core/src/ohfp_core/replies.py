@@ -35,11 +35,17 @@ def environment_failure(exc: BaseException) -> bool:
 
 
 def write_reply(reply: Any, out: TextIO | None = None) -> None:
-    """Write ``reply`` as the one JSON document of a command (stdout by default)."""
-    from ohfp_core.converter import dumps
-
+    """Write ``reply`` (stdout by default): a JSON document, or text for a person
+    (``ohfp requests``), masked."""
     stream = sys.stdout if out is None else out
-    stream.write(dumps(reply) + "\n")
+    if isinstance(reply, str):
+        from ohfp_core.masking import mask_secrets
+
+        stream.write(mask_secrets(reply))
+    else:
+        from ohfp_core.converter import dumps
+
+        stream.write(dumps(reply) + "\n")
     stream.flush()
 
 

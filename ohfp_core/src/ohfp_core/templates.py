@@ -13,11 +13,12 @@ import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from ohfp_core.config import find_file, read_json_file
+from ohfp_core.config import find_file, read_json_file, shadowed_files
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import (
     ATTRIBUTE_TYPES,
@@ -127,6 +128,10 @@ class TemplateFile:
 
     templates: tuple[Template, ...] = ()
     broken: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    path: Path | None = None
+    """The file read (None when the instance has none)."""
+    shadowed: tuple[str, ...] = ()
+    """Warnings for files of the same kind that are ignored (:func:`~ohfp_core.config.shadowed_files`)."""
 
     @property
     def problems(self) -> list[str]:
@@ -140,6 +145,7 @@ def load_templates(context: ProviderContext) -> TemplateFile:
         ``templates`` list; a bad entry is only left out (see :class:`TemplateFile`).
     """
     path = find_file(context.confdir, context.instance, context.provider_type, "templates")
+    shadowed = tuple(shadowed_files(context.confdir, context.instance, context.provider_type, "templates"))
     if path is None:
         return TemplateFile()
     raw = read_json_file(path, "templates file")
@@ -161,7 +167,7 @@ def load_templates(context: ProviderContext) -> TemplateFile:
             continue
         seen.add(template.template_id)
         templates.append(template)
-    return TemplateFile(templates=tuple(templates), broken=broken)
+    return TemplateFile(templates=tuple(templates), broken=broken, path=path, shadowed=shadowed)
 
 
 def _label(entry: Any, where: str) -> str:

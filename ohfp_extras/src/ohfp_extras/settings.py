@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ohfp_core.errors import ConfigError
+from ohfp_core.parsing import unknown_key
 
 
 def section(settings: Mapping[str, Mapping[str, Any]], name: str, known: Iterable[str]) -> Mapping[str, Any]:
@@ -20,9 +21,7 @@ def section(settings: Mapping[str, Mapping[str, Any]], name: str, known: Iterabl
     if not isinstance(found, Mapping):
         raise ConfigError(f"invalid {name!r} settings", [f"$.{name}: must be an object"])
     allowed = ("enabled", *known)
-    unknown = [
-        f"$.{name}.{key}: unknown key (known: {', '.join(allowed)})" for key in found if key not in allowed
-    ]
+    unknown = [f"$.{name}.{key}: {unknown_key(key, allowed)}" for key in found if key not in allowed]
     if unknown:
         raise ConfigError(f"invalid {name!r} settings", unknown)
     return found

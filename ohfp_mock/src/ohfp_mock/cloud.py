@@ -274,8 +274,9 @@ class MockCloud:
     Cloud calls (:meth:`provision`, :meth:`status`, :meth:`terminate`, :meth:`cancel`,
     :meth:`reclaimed`) raise
     :class:`CloudError` like a throttled API when ``api_error_rate`` says so or after
-    :meth:`inject_errors`. The control calls (:meth:`advance`, :meth:`reclaim`,
-    :meth:`console_terminate`, :meth:`machines`) never fail that way.
+    :meth:`inject_errors` (:meth:`health` reports it as a failed check). The control calls
+    (:meth:`advance`, :meth:`reclaim`, :meth:`console_terminate`, :meth:`machines`,
+    :meth:`resources`) never fail that way.
     """
 
     def __init__(self, workdir: Path, knobs: Knobs | None = None) -> None:
@@ -602,13 +603,17 @@ class MockCloud:
         return reclaims
 
     def health(self) -> HealthCheck:
-        """Whether the cloud's database can be read and written."""
+        """Whether the cloud answers (a cloud call: it fails when errors are injected or by
+        ``api_error_rate``) and its database can be read and written. Never raises."""
         name = "mock cloud database"
         try:
+            self._api_call("DescribeHealth")
             with self._transaction(write=True) as db:
                 now = self._now(db)
                 self._set_meta(db, "checked_at", now)
                 count = db.execute("SELECT count(*) FROM machines").fetchone()[0]
+        except CloudError as exc:
+            return HealthCheck(name=name, ok=False, detail=f"{self.path}: {exc.message}")
         except sqlite3.Error as exc:
             return HealthCheck(name=name, ok=False, detail=f"{self.path}: {exc}")
         return HealthCheck(name=name, ok=True, detail=f"{self.path}: readable and writable, {count} machines")
@@ -668,6 +673,15 @@ class MockCloud:
                 (now, machine.machine_id, now),
             )
             return self._find(db, machine.machine_id)
+
+    def resources(self) -> dict[str, str]:
+        """What the cloud holds that still costs: each machine not on its way out, by id, with
+        its state (a cloud request costs nothing once its machines are gone)."""
+        with self._transaction(write=False) as db:
+            now = self._now(db)
+            machines = [_row_machine(row) for row in db.execute("SELECT * FROM machines ORDER BY seq")]
+        states = {machine.machine_id: machine.state(now) for machine in machines}
+        return {machine_id: state.value for machine_id, state in states.items() if not state.is_ending}
 
     def machines(self) -> list[CloudMachine]:
         """Every machine the cloud has launched, oldest first."""

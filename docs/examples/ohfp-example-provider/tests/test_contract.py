@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from ohfp_core.testing import ProviderContract
 
 
 class ExampleDriver:
-    """What the kit needs to play the cloud's part."""
+    """Plays the toy cloud's part. It has no advance_clock(): the toy cloud starts and stops
+    machines at once."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -21,24 +23,36 @@ class ExampleDriver:
     def template(self) -> Template:
         return DEFAULT_TEMPLATE
 
-    def settle(self) -> None:
-        """Nothing to wait for: the toy cloud starts and stops machines at once."""
-
-    def reclaim(self, machine_id: str) -> None:
+    def take_away(self, machine_id: str) -> None:
         cloud.interrupt(self.workdir, machine_id)
 
     def terminate_outside(self, machine_id: str) -> None:
         cloud.terminate_outside(self.workdir, machine_id)
 
+    def resources(self) -> dict[str, str]:
+        """The machines that still run, by id."""
+        machines = cloud.machines(self.workdir)
+        return {i: m["state"] for i, m in machines.items() if m["state"] != "terminated"}
+
+    def interrupt_after_create(self, interrupt: Callable[[], None]) -> None:
+        """Interrupt the provisioning right after the cloud has written its new machines."""
+        cloud.AFTER_WRITE.append(interrupt)
+
+
+def example_provider(workdir: Path) -> ExampleProvider:
+    return make_provider(
+        ProviderContext(instance="exampleinst", provider_type="example", confdir=workdir, workdir=workdir)
+    )
+
 
 class TestExampleContract(ProviderContract):
     @pytest.fixture
     def provider(self, tmp_path: Path) -> ExampleProvider:
-        return make_provider(
-            ProviderContext(
-                instance="exampleinst", provider_type="example", confdir=tmp_path, workdir=tmp_path
-            )
-        )
+        return example_provider(tmp_path)
+
+    @pytest.fixture
+    def next_provider(self, tmp_path: Path) -> ExampleProvider:
+        return example_provider(tmp_path)  # a new object, as the next Host Factory call makes
 
     @pytest.fixture
     def cloud_driver(self, tmp_path: Path) -> ExampleDriver:

@@ -82,7 +82,7 @@ def run_on(worker: Worker, request: CallRequest) -> Outcome:
 
     made: list[Operations] = []
     with using(request.env):
-        early_logging(worker.route)
+        early_logging(request.provider, worker.route)
 
         def action() -> Any:
             data = parse_input(request.content, request.path)

@@ -2,7 +2,8 @@
 
 A real provider calls its cloud's API instead. The file stands in for the cloud, so it has
 to outlive each Host Factory call (every call is a new process) and survive calls that
-overlap (a lock file serialises them).
+overlap (a lock file serialises them). Below the cloud's API, what tests use to play the
+cloud's part.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 CLOUD_FILE = "example-cloud.json"
+AFTER_WRITE: list[Callable[[], None]] = []
+"""Tests only: called, and forgotten, right after the cloud's next change is written."""
 
 
 @contextmanager
@@ -31,10 +34,21 @@ def cloud_state(workdir: Path) -> Iterator[dict[str, Any]]:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
         os.replace(temporary, path)
+    while AFTER_WRITE:
+        AFTER_WRITE.pop()()
+
+
+# What tests use to play the cloud's part ------------------------------------------------
+
+
+def machines(workdir: Path) -> dict[str, Any]:
+    """Every machine record by id, read without changing anything."""
+    path = workdir / CLOUD_FILE
+    return dict(json.loads(path.read_text())["machines"]) if path.exists() else {}
 
 
 def interrupt(workdir: Path, machine_id: str) -> None:
-    """Give a machine an interruption notice, as a spot market does."""
+    """Give a machine an interruption notice: it is taken away two minutes later."""
     with cloud_state(workdir) as cloud:
         cloud["machines"][machine_id]["notice"] = int(time.time())
 
