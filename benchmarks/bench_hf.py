@@ -181,18 +181,7 @@ def startup_floor(runs: int) -> list[float]:
 
 
 def bench_mock(base: Path, runs: int) -> Instance:
-    instance = Instance(base / "mock", "mockinst", "mock", "process")
-    instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
-    instance.write(
-        "templates",
-        {
-            "templates": [
-                {"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES, "vmType": "mock.small"}
-            ]
-        },
-    )
-    # Ten machines stay held throughout, so getReturnRequests has hosts to check.
-    instance.call("requestMachines", {"template": {"templateId": "bench", "machineCount": 10}})
+    instance = mock_instance(base / "mock", "mockinst", "process")
     round_trip(instance, "bench", 2)  # warm-up: page cache, database files
     samples: dict[str, list[float]] = {call: [] for call in CALLS}
     for _ in range(runs):
@@ -498,15 +487,18 @@ def batched_status(instance: Instance, counter: Any, per_api: int) -> None:
 
 
 def _counted_round_trip(
-    instance: Instance, template: str, count: int, counter: Any
+    instance: Instance, template: str, count: int, counter: Any, moto: dict[str, list[float]] | None = None
 ) -> dict[str, tuple[float, Counter[str]]]:
-    """:func:`round_trip` with the AWS calls each HF call made (server-side counts)."""
+    """:func:`round_trip` with the AWS calls each HF call made (server-side counts), and
+    moto's own time answering each call added to ``moto`` (by call) when given."""
     out: dict[str, tuple[float, Counter[str]]] = {}
 
     def call(name: str, payload: Any = None) -> Any:
-        before = counter.snapshot()
+        before, spent = counter.snapshot(), counter.seconds
         elapsed, reply = instance.call(name, payload)
         out[name] = (elapsed, counter.snapshot() - before)
+        if moto is not None:
+            moto.setdefault(name, []).append(counter.seconds - spent)
         return reply
 
     call("getAvailableTemplates")
@@ -536,6 +528,8 @@ def rss_kib(pid: int) -> int:
 
 
 def mock_instance(root: Path, name: str, mode: str, runtime: Path | None = None) -> Instance:
+    """A mock instance answering as ``mode`` says, with one template and ten machines held
+    throughout (so getReturnRequests has hosts to check)."""
     instance = Instance(root, name, "mock", mode, runtime)
     instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
     instance.write(
@@ -639,7 +633,7 @@ def bench_aws_service(base: Path, process: Instance, counter: Any, runs: int, co
     def trip_of(mode: str) -> Any:
         def trip(instance: Instance) -> dict[str, float]:
             out = {}
-            for call, (seconds, _) in _timed_round_trip(
+            for call, (seconds, _) in _counted_round_trip(
                 instance, "RunInstances", count, counter, moto[mode]
             ).items():
                 out[call] = seconds
@@ -672,33 +666,6 @@ def side_by_side_one(mode: str, instance: Instance, trip: Any, runs: int) -> dic
         for call, seconds in trip(instance).items():
             samples.setdefault(call, []).append(seconds)
     return {mode: {call: statistics.median(values) * 1000 for call, values in samples.items()}}
-
-
-def _timed_round_trip(
-    instance: Instance, template: str, count: int, counter: Any, moto: dict[str, list[float]]
-) -> dict[str, tuple[float, Any]]:
-    """:func:`round_trip`, noting moto's own time per call in ``moto``."""
-    out: dict[str, tuple[float, Any]] = {}
-
-    def call(name: str, payload: Any = None) -> Any:
-        before = counter.seconds
-        elapsed, reply = instance.call(name, payload)
-        moto.setdefault(name, []).append(counter.seconds - before)
-        out[name] = (elapsed, reply)
-        return reply
-
-    call("getAvailableTemplates")
-    request_id = call("requestMachines", {"template": {"templateId": template, "machineCount": count}})[
-        "requestId"
-    ]
-    status = call("getRequestStatus", {"requests": [{"requestId": request_id}]})
-    for _ in range(20):
-        if status["requests"][0]["status"] != "running":
-            break
-        status = call("getRequestStatus", {"requests": [{"requestId": request_id}]})
-    call("requestReturnMachines", {"machines": machines_of(status)})
-    call("getReturnRequests", {})
-    return out
 
 
 def main() -> int:

@@ -235,9 +235,20 @@ class HostFactory:
 
     def call(self, call: str, payload: Any = None) -> Reply:
         """Run ``<call>.sh -f <file>`` in a new process, as HF does (``{}`` when no payload)."""
-        done = subprocess.run(
-            self.command(call, {} if payload is None else payload),
-            env=self.env(),
+        return Reply.of(self.run(call, {} if payload is None else payload))
+
+    def run(
+        self, call: str, payload: Any, file: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``<call>.sh -f <file>`` with variables added to its environment (the input
+        written to ``file`` when given); its exit code and output as they are."""
+        command = self.command(call, payload)
+        if file is not None:
+            file.write_text(payload if isinstance(payload, str) else json.dumps(payload), encoding="utf-8")
+            command[-1] = str(file)
+        return subprocess.run(
+            command,
+            env={**self.env(), **env},
             capture_output=True,
             text=True,
             timeout=CALL_TIMEOUT,
@@ -245,7 +256,6 @@ class HostFactory:
             check=False,
             cwd=self.root,
         )
-        return Reply.of(done)
 
     def start(self, call: str, payload: Any) -> subprocess.Popen[str]:
         """Start a call without waiting (for overlapping calls); see :meth:`finish`."""

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conftest import CALL_TIMEOUT, HostFactory
+from .conftest import HostFactory
 
 REQUEST_ID = re.compile(r"\b(req|ret)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
@@ -69,22 +69,9 @@ def normalized(text: str, ids: dict[str, str]) -> str:
 def run_raw(
     hf: HostFactory, call: str, payload: Any, file: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """One call through its script (its input written to ``file`` when given), its exit
-    code, stdout and stderr as they are."""
-    command = hf.command(call, payload)
-    if file is not None:
-        file.write_text(payload if isinstance(payload, str) else json.dumps(payload), encoding="utf-8")
-        command[-1] = str(file)
-    return subprocess.run(
-        command,
-        env={**hf.env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=CALL_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        cwd=hf.root,
-    )
+    """One call through its script, its exit code and output as they are
+    (:meth:`HostFactory.run`)."""
+    return hf.run(call, payload, file, **env)
 
 
 def runtime_of(hf: HostFactory) -> Path:

@@ -236,21 +236,61 @@ def recorded(hf: HostFactory, kind: str) -> int:
         return int(db.execute("SELECT count(*) FROM requests WHERE kind = ?", (kind,)).fetchone()[0])
 
 
-def test_mock_requests_killed_at_every_point(
-    crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
+def crash_requests(
+    hf: HostFactory, figures: Figures, kill: Callable[[HostFactory, str, Any, str], Killed]
 ) -> None:
-    figures = Figures()
+    """requestMachines killed (by ``kill``) at every point, each kill checked."""
     ask = {"template": {"templateId": "tight", "machineCount": ASK}}
     crash_each_point(
-        crash_hf,
+        hf,
         figures,
         "requestMachines",
         lambda: ask,
         prepare=lambda: None,
         held=set,  # Host Factory got no id: it holds nothing of the request
-        made=lambda: bool(live_machines(crash_hf)),
-        settle=lambda reply: settle_acquire(crash_hf, reply),
+        made=lambda: bool(live_machines(hf)),
+        settle=lambda reply: settle_acquire(hf, reply),
+        kill=kill,
     )
+
+
+def crash_returns(
+    hf: HostFactory, figures: Figures, kill: Callable[[HostFactory, str, Any, str], Killed]
+) -> None:
+    """requestReturnMachines killed (by ``kill``) at every point, each kill checked."""
+    hosts: list[dict[str, str]] = []
+    returns = [0]
+
+    def prepare() -> None:
+        hosts[:] = acquire(hf)
+        returns[0] = recorded(hf, "return")
+
+    def held() -> set[str]:
+        """Once the return is recorded every machine must go, though Host Factory never got
+        the reply; before that the call failed and Host Factory still holds them all."""
+        if recorded(hf, "return") > returns[0]:
+            return set()
+        return {h["machineId"] for h in hosts}
+
+    crash_each_point(
+        hf,
+        figures,
+        "requestReturnMachines",
+        lambda: {"machines": hosts},
+        prepare=prepare,
+        held=held,
+        made=lambda: not held() and bool(live_machines(hf)),
+        settle=lambda reply: settle_return(hf, reply),
+        cleanup=lambda still: give_back(hf, hosts) if still else None,
+        kill=kill,
+    )
+
+
+def test_mock_requests_killed_at_every_point(
+    crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = Figures()
+    crash_requests(crash_hf, figures, kill_at)
     assert figures.killed >= 8, figures
     with capsys.disabled():
         print("\n" + figures.line("mock requestMachines"))
@@ -260,31 +300,7 @@ def test_mock_returns_killed_at_every_point(
     crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     figures = Figures()
-    hosts: list[dict[str, str]] = []
-    returns = [0]
-
-    def prepare() -> None:
-        hosts[:] = acquire(crash_hf)
-        returns[0] = recorded(crash_hf, "return")
-
-    def held() -> set[str]:
-        """Once the return is recorded every machine must go, though Host Factory never got
-        the reply; before that the call failed and Host Factory still holds them all."""
-        if recorded(crash_hf, "return") > returns[0]:
-            return set()
-        return {h["machineId"] for h in hosts}
-
-    crash_each_point(
-        crash_hf,
-        figures,
-        "requestReturnMachines",
-        lambda: {"machines": hosts},
-        prepare=prepare,
-        held=held,
-        made=lambda: not held() and bool(live_machines(crash_hf)),
-        settle=lambda reply: settle_return(crash_hf, reply),
-        cleanup=lambda still: give_back(crash_hf, hosts) if still else None,
-    )
+    crash_returns(crash_hf, figures, kill_at)
     assert figures.killed >= 6, figures
     with capsys.disabled():
         print("\n" + figures.line("mock requestReturnMachines"))

@@ -22,20 +22,7 @@ import pytest
 
 from .conftest import HostFactory, Installation, make_instance
 from .service_support import stop_service, wait_serving
-from .test_crash import (
-    ASK,
-    Figures,
-    Killed,
-    acquire,
-    crash_each_point,
-    give_back,
-    live_machines,
-    mock_template,
-    recorded,
-    run_script,
-    settle_acquire,
-    settle_return,
-)
+from .test_crash import Figures, Killed, crash_requests, crash_returns, mock_template, run_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
@@ -81,18 +68,7 @@ def test_service_killed_at_every_point_of_requests(
     service_hf: HostFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     figures = Figures()
-    ask = {"template": {"templateId": "tight", "machineCount": ASK}}
-    crash_each_point(
-        service_hf,
-        figures,
-        "requestMachines",
-        lambda: ask,
-        prepare=lambda: None,
-        held=set,
-        made=lambda: bool(live_machines(service_hf)),
-        settle=lambda reply: settle_acquire(service_hf, reply),
-        kill=kill_service_at,
-    )
+    crash_requests(service_hf, figures, kill_service_at)
     assert figures.killed >= 8, figures
     with capsys.disabled():
         print("\n" + figures.line("service killed in requestMachines"))
@@ -102,30 +78,7 @@ def test_service_killed_at_every_point_of_returns(
     service_hf: HostFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     figures = Figures()
-    hosts: list[dict[str, str]] = []
-    returns = [0]
-
-    def prepare() -> None:
-        hosts[:] = acquire(service_hf)
-        returns[0] = recorded(service_hf, "return")
-
-    def held() -> set[str]:
-        if recorded(service_hf, "return") > returns[0]:
-            return set()
-        return {h["machineId"] for h in hosts}
-
-    crash_each_point(
-        service_hf,
-        figures,
-        "requestReturnMachines",
-        lambda: {"machines": hosts},
-        prepare=prepare,
-        held=held,
-        made=lambda: not held() and bool(live_machines(service_hf)),
-        settle=lambda reply: settle_return(service_hf, reply),
-        cleanup=lambda still: give_back(service_hf, hosts) if still else None,
-        kill=kill_service_at,
-    )
+    crash_returns(service_hf, figures, kill_service_at)
     assert figures.killed >= 6, figures
     with capsys.disabled():
         print("\n" + figures.line("service killed in requestReturnMachines"))

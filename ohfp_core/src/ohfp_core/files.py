@@ -59,8 +59,8 @@ def private_dir(path: Path, what: str = "work directory") -> Path:
     return path
 
 
-def _check_open(fd: int, path: Path, what: str) -> None:
-    info = os.fstat(fd)
+def _loose(info: os.stat_result, path: Path, what: str) -> bool:
+    """Refuse a file that is not a regular file of this user's; True when its mode is loose."""
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"the {what} {path} is not a regular file")
     uid = _uid()
@@ -68,7 +68,11 @@ def _check_open(fd: int, path: Path, what: str) -> None:
         raise ConfigError(
             f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it"
         )
-    if stat.S_IMODE(info.st_mode) & 0o077:
+    return bool(stat.S_IMODE(info.st_mode) & 0o077)
+
+
+def _check_open(fd: int, path: Path, what: str) -> None:
+    if _loose(os.fstat(fd), path, what):
         os.fchmod(fd, FILE_MODE)
 
 
@@ -135,12 +139,5 @@ def _check_path(path: Path, what: str) -> None:
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise ConfigError(f"the {what} {path} is a symbolic link: refusing to follow it")
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"the {what} {path} is not a regular file")
-    uid = _uid()
-    if uid is not None and info.st_uid != uid:
-        raise ConfigError(
-            f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it"
-        )
-    if stat.S_IMODE(info.st_mode) & 0o077:
+    if _loose(info, path, what):
         os.chmod(path, FILE_MODE)
