@@ -200,6 +200,18 @@ def ohfp_call_started(timeout_sec: float) -> None:
 
 
 @_hookspec
+def ohfp_wait_for_events(seconds: float) -> None:
+    """No call is running for this instance: wait up to ``seconds`` for events from the cloud.
+
+    Called only by the resident service (``ohfp serve``), between calls, on an instance of
+    its own; never during a call, never in a call's own process. A provider with an event
+    source (the AWS provider's interruption queue) long-polls it and stores what arrives as
+    its calls would, so the next call answers from state. Must return within ``seconds``
+    plus one cloud call's time; a cloud failure is logged, never raised.
+    """
+
+
+@_hookspec
 def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
     """Check a template beyond core's own rules.
 

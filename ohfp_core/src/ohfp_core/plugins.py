@@ -245,6 +245,9 @@ class Hooks:
     def call_started(self, timeout_sec: float) -> None:
         self.pm.hook.ohfp_call_started(timeout_sec=timeout_sec)
 
+    def wait_for_events(self, seconds: float) -> None:
+        self.pm.hook.ohfp_wait_for_events(seconds=seconds)
+
     def validate_template(self, template: Template) -> list[Problem]:
         results = self.pm.hook.ohfp_validate_template(template=template)
         return [problem for result in results if result for problem in result]

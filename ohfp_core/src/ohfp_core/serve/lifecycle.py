@@ -12,12 +12,15 @@ when no service holds ``serve.lock``. The service:
   installed code that is no longer its own (the build id): stops taking calls (removing
   its socket, letting go of ``serve.lock``), finishes those in flight, and exits;
 - restarts (exits) too when a call it answered as overrun is still running one timeout
-  later: only the end of the process frees what a hung call holds.
+  later: only the end of the process frees what a hung call holds;
+- keeps, per instance it has served, one ``ohfp_wait_for_events`` going on a worker of its
+  own (:meth:`Service.listen`): a provider with an event source long-polls it between calls.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -53,6 +56,10 @@ log = get_logger("ohfp.serve")
 START_FD_ENV = "OHFP_SERVE_START_FD"
 DEFAULT_IDLE_SEC = 3600.0
 TICK_SEC = 0.25
+LISTEN_SEC = 20.0
+"""How long one ``ohfp_wait_for_events`` may wait (an SQS long poll's most)."""
+LISTEN_RETRY_SEC = 60.0
+"""After a listener failed (an instance that cannot be built), the pause before the next."""
 
 
 @frozen(kw_only=True)
@@ -84,6 +91,8 @@ class Service:
         self._stop_event = threading.Event()
         self._warned: set[tuple[str, ...]] = set()
         self.metrics: Any = None
+        self._listening: set[Any] = set()
+        self._not_before: dict[Any, float] = {}
 
     # ------------------------------------------------------------------ admission
     def admit(self, script_build: str, env: Mapping[str, str]) -> int | None:
@@ -181,8 +190,33 @@ class Service:
         log.info("service stopped", reason=self.stopping, served=sum(self.stats.served.values()))
         return 0
 
+    def listen(self) -> None:
+        """Start ``ohfp_wait_for_events`` on each served instance that has no listener yet
+        and whose plugins implement it (an instance without is not asked again)."""
+        now = time.monotonic()
+        for key in list(self.pool.seen.values()):
+            if key in self._listening or self._not_before.get(key, 0.0) > now:
+                continue
+            self._listening.add(key)
+            worker = self.pool.checkout(key)
+            future = worker.submit(functools.partial(_wait_for_events, key=key))
+            future.add_done_callback(functools.partial(self._listened, worker, key))
+
+    def _listened(self, worker: Any, key: Any, done: Any) -> None:
+        error = done.exception()
+        if error is not None or done.result() is False:  # failed, or nobody listens: not soon again
+            self._not_before[key] = time.monotonic() + (LISTEN_RETRY_SEC if error is not None else 1e12)
+            if error is not None:
+                log.warning("waiting for events failed", instance=key.name, error=str(error))
+        if self.stopping is None:
+            self.pool.checkin(worker)
+        else:
+            worker.retire()
+        self._listening.discard(key)
+
     def _watch(self, unix: Any) -> None:
         while not self._stop_event.wait(TICK_SEC):
+            self.listen()
             if not unix.still_ours():
                 self.stop("its socket was removed or replaced")
             elif self.calls.hung():
@@ -199,6 +233,19 @@ class Service:
         while self.stats.in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
         self.pool.close()
+
+
+def _wait_for_events(worker: Any, key: Any) -> bool:
+    """On ``worker``'s thread: the instance's plugins wait for events; False when none
+    implements ``ohfp_wait_for_events``."""
+    from ohfp_core.environment import using
+
+    with using(dict(key.env)):
+        ops = worker.operations(key.provider)
+        if not ops.hooks.pm.hook.ohfp_wait_for_events.get_hookimpls():
+            return False
+        ops.hooks.wait_for_events(LISTEN_SEC)
+    return True
 
 
 def _release_starter() -> None:
