@@ -91,6 +91,8 @@ class Service:
         self._stop_event = threading.Event()
         self._warned: set[tuple[str, ...]] = set()
         self.metrics: Any = None
+        self.successor = False
+        """Start a service of the installed code once this one has let go of its lock."""
         self._listening: set[Any] = set()
         self._not_before: dict[Any, float] = {}
 
@@ -125,6 +127,7 @@ class Service:
         if now.id == self.build.id:
             self.fingerprint = self.build.fingerprint()
             return False
+        self.successor = True
         self.stop(f"installed code changed (build {self.build.id} -> {now.id})")
         return True
 
@@ -186,6 +189,8 @@ class Service:
                 listener.shutdown() if self._stop_event.is_set() else None
                 listener.server_close()
             lock.release()
+        if self.successor:  # the call told to restart found this one still holding the lock
+            start_detached(self.env)
         self._drain()
         log.info("service stopped", reason=self.stopping, served=sum(self.stats.served.values()))
         return 0
