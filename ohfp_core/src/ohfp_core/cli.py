@@ -67,7 +67,7 @@ def cmd_hf(args: argparse.Namespace) -> int:
 
     made: list[Operations] = []
     if args.start_service:
-        from ohfp_core.serve.lifecycle import start_detached
+        from ohfp_core.serve.runtime import start_detached
 
         start_detached()
 

@@ -16,16 +16,12 @@ writes scripts that always run the call in their own process; ``.bat`` scripts a
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import stat
-import subprocess
 import sys
 from pathlib import Path
-
-from attrs import frozen
+from typing import NamedTuple
 
 from ohfp_core.errors import ConfigError
 
@@ -57,10 +53,10 @@ def _sh(python: str, call: str, provider: str) -> str:
     return _head(call, provider) + f'exec {_here(python, call, provider)} "$@"\n'
 
 
-@frozen
-class Service:
+class Service(NamedTuple):
     """What a script that asks the service needs: the build id, and curl (with ``env`` and
-    ``id``) or else the thin client."""
+    ``id``) or else the thin client. (Every call imports this module for :data:`CALLS`:
+    it imports nothing heavy at the top.)"""
 
     build: str
     client: str
@@ -142,6 +138,9 @@ def _first(*places: str) -> str | None:
 
 def _curl_fits(curl: str) -> bool:
     """curl 7.40 or later built with Unix sockets."""
+    import re
+    import subprocess
+
     try:
         done = subprocess.run([curl, "--version"], capture_output=True, text=True, timeout=10, check=False)  # noqa: S603
     except (OSError, subprocess.SubprocessError):
@@ -154,6 +153,8 @@ def _curl_fits(curl: str) -> bool:
 
 def _env_fits(env: str) -> bool:
     """An ``env`` that prints the environment NUL-separated (``-0``)."""
+    import subprocess
+
     try:
         done = subprocess.run([env, "-0"], capture_output=True, env={"A": "1"}, timeout=10, check=False)  # noqa: S603
     except (OSError, subprocess.SubprocessError):
@@ -168,6 +169,9 @@ def find_service(python: str, curl: bool = True) -> Service:
 
         build, client = current_build().id, str(Path(__file__).parent / "serve" / "client.py")
     else:
+        import json
+        import subprocess
+
         done = subprocess.run(  # noqa: S603 - the interpreter the scripts will run
             [python, "-I", "-m", "ohfp_core", "serve", "--describe"],
             capture_output=True,

@@ -2,8 +2,8 @@
 
 ``ohfp serve`` runs it in the foreground (for systemd or EGO); a script that finds no
 service runs its call in its own process and starts one detached
-(:func:`start_detached`): under ``start.lock``, so ten calls at once start one, and only
-when no service holds ``serve.lock``. The service:
+(:func:`~ohfp_core.serve.runtime.start_detached`): under ``start.lock``, so ten calls at
+once start one, and only when no service holds ``serve.lock``. The service:
 
 - takes ``serve.lock`` (liveness) and binds its socket owner-only, atomically replacing a
   stale one;
@@ -25,8 +25,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -40,7 +38,7 @@ from ohfp_core.logs import get_logger
 from ohfp_core.serve.runtime import (
     LOG_INSTANCE,
     SERVE_LOCK,
-    START_LOCK,
+    START_FD_ENV,
     Build,
     FileLock,
     current_build,
@@ -48,12 +46,12 @@ from ohfp_core.serve.runtime import (
     runtime_dir,
     serving,
     socket_path,
+    start_detached,
 )
 from ohfp_core.serve.wire import STATUS_ELSEWHERE, STATUS_RESTART, foreign_keys
 
 log = get_logger("ohfp.serve")
 
-START_FD_ENV = "OHFP_SERVE_START_FD"
 DEFAULT_IDLE_SEC = 3600.0
 TICK_SEC = 0.25
 LISTEN_SEC = 20.0
@@ -308,36 +306,6 @@ def serve(settings: ServeSettings, environ: Mapping[str, str] | None = None) -> 
         signal.signal(signum, lambda *_: service.stop("signal"))
     service.run()
     return service
-
-
-def start_detached(environ: Mapping[str, str] | None = None) -> bool:
-    """Start a service in the background unless one serves or is starting; True when this
-    call started one. Never raises: the call that asked goes on in its own process."""
-    try:
-        directory = private_runtime_dir(runtime_dir(dict(environ or os.environ)))
-        starter = FileLock(directory / START_LOCK)
-        if not starter.acquire():
-            return False
-        try:
-            if serving(directory):
-                return False
-            held = starter.fd if starter.fd is not None else -1
-            env = {**(environ or os.environ), START_FD_ENV: str(held)}
-            subprocess.Popen(
-                [sys.executable, "-I", "-m", "ohfp_core", "serve", "--from-call"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(held,),
-                start_new_session=True,
-                close_fds=True,
-            )
-            return True
-        finally:
-            starter.release()
-    except (OSError, ConfigError):
-        return False
 
 
 # --------------------------------------------------------------------------------------

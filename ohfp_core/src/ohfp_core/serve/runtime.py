@@ -25,7 +25,7 @@ import hashlib
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -45,6 +45,8 @@ SOCKET_NAME = "serve.sock"
 SERVE_LOCK = "serve.lock"
 START_LOCK = "start.lock"
 LOG_INSTANCE = "serve"
+START_FD_ENV = "OHFP_SERVE_START_FD"
+"""The descriptor of ``start.lock`` a starting service inherits, closed once it serves."""
 MAX_SOCKET_PATH = 107
 """Bytes of a Unix socket path (``sun_path`` is 108 with its terminating NUL)."""
 
@@ -118,6 +120,38 @@ def serving(directory: Path) -> bool:
         probe.release()
         return False
     return fcntl is not None
+
+
+def start_detached(environ: Mapping[str, str] | None = None) -> bool:
+    """Start a service in the background unless one serves or is starting; True when this
+    call started one. Never raises: the call that asked goes on in its own process."""
+    import subprocess
+
+    try:
+        directory = private_runtime_dir(runtime_dir(dict(environ or os.environ)))
+        starter = FileLock(directory / START_LOCK)
+        if not starter.acquire():
+            return False
+        try:
+            if serving(directory):
+                return False
+            held = starter.fd if starter.fd is not None else -1
+            env = {**(environ or os.environ), START_FD_ENV: str(held)}
+            subprocess.Popen(
+                [sys.executable, "-I", "-m", "ohfp_core", "serve", "--from-call"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(held,),
+                start_new_session=True,
+                close_fds=True,
+            )
+            return True
+        finally:
+            starter.release()
+    except (OSError, ConfigError):
+        return False
 
 
 # --------------------------------------------------------------------------------------
