@@ -192,7 +192,9 @@ def on_instance(service: Service, name: str, job: Callable[[Operations], Any]) -
     except FutureTimeout:
         future.add_done_callback(lambda _: worker.retire())
         raise TimeoutError(f"instance {name!r} did not answer within {READ_TIMEOUT_SEC:g} s") from None
-    service.pool.checkin(worker)
+    finally:
+        if future.done():
+            service.pool.checkin(worker)  # kept if it holds a built instance, else retired
     return result
 
 

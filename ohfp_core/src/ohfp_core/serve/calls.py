@@ -19,10 +19,11 @@ reported delivered only once it was handed to the script's connection.
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,12 +158,13 @@ class Stats:
     overruns: list[Overrun] = field(factory=list)
     last_call: float = field(factory=time.monotonic)
     lock: threading.Lock = field(factory=threading.Lock)
+    tokens: Iterator[int] = field(factory=itertools.count)
     observe: Callable[[str, str, int, float, bytes], None] | None = None
     """Also told of every call (the Prometheus metrics)."""
 
     def begin(self, call: str, instance: str) -> int:
         with self.lock:
-            token = id(object()) ^ time.monotonic_ns()
+            token = next(self.tokens)
             self.in_flight[token] = (call, instance, time.time())
             self.last_call = time.monotonic()
             return token

@@ -89,6 +89,7 @@ class Service:
         self._stop_event = threading.Event()
         self._warned: set[tuple[str, ...]] = set()
         self.metrics: Any = None
+        self._known_builds: set[str] = set()
         self.successor = False
         """Start a service of the installed code once this one has let go of its lock."""
         self._listening: set[Any] = set()
@@ -101,9 +102,14 @@ class Service:
         this service cannot serve, or no log directory)."""
         if self.stopping is not None:
             return STATUS_RESTART
-        changed = script_build != self.build.id or self.build.fingerprint() != self.fingerprint
-        if changed and self._code_changed():
-            return STATUS_RESTART
+        if self.build.fingerprint() != self.fingerprint:
+            self._known_builds.clear()
+            if self._code_changed():
+                return STATUS_RESTART
+        if script_build != self.build.id and script_build not in self._known_builds:
+            if self._code_changed():
+                return STATUS_RESTART
+            self._known_builds.add(script_build)  # scripts of another build, this installation
         foreign = foreign_keys(env, self.env)
         if foreign:
             self._warn_once(
