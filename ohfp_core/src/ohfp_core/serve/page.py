@@ -70,7 +70,7 @@ def overview(service: Service) -> str:
                     str(c["served"]),
                     str(c["p50Ms"]),
                     str(c["p95Ms"]),
-                    escape(str(c["exitCodes"])),
+                    escape(", ".join(f"exit {code}: {n}" for code, n in c["exitCodes"].items())),
                 ]
                 for call, c in state["calls"].items()
             ],
