@@ -72,7 +72,7 @@ def test_the_thin_client_agrees_with_the_wire() -> None:
 @pytest.mark.parametrize("call", CALLS)
 def test_the_curl_script_writes_the_no_answer_reply_byte_for_byte(call: str, tmp_path: Path) -> None:
     service = Service(
-        build="0" * 20, client=str(CLIENT), curl="/bin/false", env="/bin/true", id="/usr/bin/id"
+        build="0" * 20, client=str(CLIENT), tag="0" * 12, curl="/bin/false", env="/bin/true", id="/usr/bin/id"
     )
     script = _sh_curl("/nonexistent/python", call, "mock", service)
     [line] = [line.strip() for line in script.splitlines() if line.strip().startswith("printf '{")]

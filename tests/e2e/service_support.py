@@ -76,3 +76,15 @@ def run_raw(
 
 def runtime_of(hf: HostFactory) -> Path:
     return Path(hf.env()["OHFP_RUNTIME_DIR"])
+
+
+def socket_of(hf: HostFactory) -> Path:
+    """The socket of ``hf``'s installation's service (named by the installation)."""
+    found = status(hf)
+    assert found is not None, "no service runs"
+    return Path(found["socket"])
+
+
+def service_log(hf: HostFactory) -> str:
+    """The service's own log (one per installation) in ``hf``'s runtime directory."""
+    return "".join(path.read_text() for path in sorted(runtime_of(hf).glob("ohfp-serve-*.log")))

@@ -33,6 +33,8 @@ from .service_support import (
     run_raw,
     runtime_of,
     served,
+    service_log,
+    socket_of,
     start_service,
     status,
     stop_service,
@@ -187,7 +189,7 @@ def test_no_service_runs_in_process_and_starts_one(own_service: HostFactory) -> 
     assert served(own_service) == 1
     runtime = runtime_of(own_service)
     assert oct(runtime.stat().st_mode & 0o777) == "0o700"
-    assert oct((runtime / "serve.sock").stat().st_mode & 0o777) == "0o600"
+    assert oct(socket_of(own_service).stat().st_mode & 0o777) == "0o600"
 
 
 def test_ten_calls_at_once_start_one_service(own_service: HostFactory) -> None:
@@ -195,14 +197,14 @@ def test_ten_calls_at_once_start_one_service(own_service: HostFactory) -> None:
     assert [own_service.finish(p).code for p in calls] == [0] * 10
     wait_serving(own_service)
     time.sleep(1.0)  # any second service would have started and given up by now
-    log = (runtime_of(own_service) / "ohfp-serve.log").read_text()
+    log = service_log(own_service)
     assert log.count('"service started"') == 1, log
 
 
 def test_a_stale_socket_is_replaced(own_service: HostFactory) -> None:
     first = start_service(own_service)
     os.kill(first["pid"], signal.SIGKILL)
-    socket = runtime_of(own_service) / "serve.sock"
+    socket = Path(first["socket"])
     time.sleep(0.2)
     assert socket.exists()  # nothing removed it: the next call meets a refused connection
     own_service.call("getAvailableTemplates").ok()  # answered in its own process
@@ -223,7 +225,7 @@ def test_a_service_whose_code_changed_restarts(own_service: HostFactory, install
         assert second["build"] != first["build"]
     finally:
         record.write_bytes(original)
-    log = (runtime_of(own_service) / "ohfp-serve.log").read_text()
+    log = service_log(own_service)
     assert "installed code changed" in log
 
 
@@ -247,7 +249,7 @@ def test_off_switch_and_foreign_environments_run_in_process(own_service: HostFac
     assert run_raw(own_service, "getAvailableTemplates", {}, AWS_PROFILE="other").returncode == 0
     assert run_raw(own_service, "getAvailableTemplates", {}, HF_PROVIDER_LOGDIR="").returncode == 0
     assert served(own_service) == 0
-    log = (runtime_of(own_service) / "ohfp-serve.log").read_text()
+    log = service_log(own_service)
     assert '"variables": ["AWS_PROFILE"]' in log
 
 
@@ -301,17 +303,17 @@ def test_another_uid_cannot_use_the_socket(own_service: HostFactory) -> None:
         "    print('dropped')\n"
     )
     nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "python3", "-I", "-c", probe]
-    socket_path = str(runtime / "serve.sock")
+    socket_path = str(socket_of(own_service))
     done = subprocess.run([*nobody, socket_path], capture_output=True, text=True, timeout=30, check=False)
     assert done.stdout.startswith("refused"), done.stdout + done.stderr  # the directory is 0700
     runtime.chmod(0o711)
-    (runtime / "serve.sock").chmod(0o666)
+    Path(socket_path).chmod(0o666)
     try:  # even let through the file modes, the peer's uid is checked
         done = subprocess.run([*nobody, socket_path], capture_output=True, text=True, timeout=30, check=False)
         assert done.stdout.strip() == "dropped", done.stdout + done.stderr
     finally:
         runtime.chmod(0o700)
-        (runtime / "serve.sock").chmod(0o600)
+        Path(socket_path).chmod(0o600)
     assert status(own_service)["pid"] == first["pid"]  # type: ignore[index]
     stop_service(own_service)
     shutil.rmtree(runtime, ignore_errors=True)

@@ -210,10 +210,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ohfp_core.serve import lifecycle
 
     if args.describe:
-        from ohfp_core.serve.runtime import current_build
+        from ohfp_core.serve.runtime import TAG, current_build
 
         client = Path(lifecycle.__file__).parent / "client.py"
-        return _run("serve --describe", lambda: {"build": current_build().id, "client": str(client)})
+        return _run(
+            "serve --describe", lambda: {"build": current_build().id, "client": str(client), "tag": TAG}
+        )
     if args.status:
         return _run("serve --status", lifecycle.status)
     if args.stop:

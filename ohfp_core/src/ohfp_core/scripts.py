@@ -60,6 +60,7 @@ class Service(NamedTuple):
 
     build: str
     client: str
+    tag: str
     curl: str | None = None
     env: str | None = None
     id: str | None = None
@@ -99,7 +100,7 @@ def _sh_curl(python: str, call: str, provider: str, service: Service) -> str:
         'case $2 in *[\\;,\\"\\\\]* | *\'\n\'*) run_here "$@" ;; esac\n'
         "t=${HF_PROVIDER_ACTION_TIMEOUT:-240}\n"
         "case $t in '' | *[!0-9]* | 0* | 1 | 2 | ??????*) run_here \"$@\" ;; esac\n"
-        f"sock=${{OHFP_RUNTIME_DIR:-/tmp/ohfp-$({shlex.quote(service.id)} -u)}}/serve.sock\n"
+        f"sock=${{OHFP_RUNTIME_DIR:-/tmp/ohfp-$({shlex.quote(service.id)} -u)}}/serve-{service.tag}.sock\n"
         '[ -S "$sock" ] && [ -O "$sock" ] || run_here --start-service "$@"\n'
         f"out=$({shlex.quote(service.env)} -0 | {shlex.quote(service.curl)} -q -s --noproxy '*'"
         ' --unix-socket "$sock" --max-time $((t - 1)) \\\n'
@@ -120,7 +121,7 @@ def _sh_curl(python: str, call: str, provider: str, service: Service) -> str:
 
 def _sh_client(python: str, call: str, provider: str, service: Service) -> str:
     """The script that asks the service with the thin Python client."""
-    parts = (python, "-I", "-S", service.client, call, provider, service.build, python)
+    parts = (python, "-I", "-S", service.client, call, provider, service.build, service.tag, python)
     return _head(call, provider) + (
         "# It asks this user's ohfp service over its private socket and runs the call in its\n"
         "# own process when none answers (or OHFP_SERVICE=off); see the service guide.\n"
@@ -165,9 +166,9 @@ def _env_fits(env: str) -> bool:
 def find_service(python: str, curl: bool = True) -> Service:
     """The build id and client of the installation ``python`` runs, and the tools found."""
     if os.path.realpath(python) == os.path.realpath(sys.executable):
-        from ohfp_core.serve.runtime import current_build
+        from ohfp_core.serve.runtime import TAG, current_build
 
-        build, client = current_build().id, str(Path(__file__).parent / "serve" / "client.py")
+        build, client, tag = current_build().id, str(Path(__file__).parent / "serve" / "client.py"), TAG
     else:
         import json
         import subprocess
@@ -181,7 +182,7 @@ def find_service(python: str, curl: bool = True) -> Service:
         )
         try:
             described = json.loads(done.stdout)
-            build, client = described["build"], described["client"]
+            build, client, tag = described["build"], described["client"], described["tag"]
         except (ValueError, KeyError):
             raise ConfigError(
                 f"{python} cannot describe its ohfp installation: {done.stdout}{done.stderr}"
@@ -189,8 +190,8 @@ def find_service(python: str, curl: bool = True) -> Service:
     found_curl = _first(*CURL_PLACES) if curl else None
     env, ident = _first("/usr/bin/env", "/bin/env"), _first("/usr/bin/id", "/bin/id")
     if found_curl and env and ident and _curl_fits(found_curl) and _env_fits(env):
-        return Service(build, client, found_curl, env, ident)
-    return Service(build, client)
+        return Service(build, client, tag, found_curl, env, ident)
+    return Service(build, client, tag)
 
 
 def _bat(python: str, call: str, provider: str) -> str:

@@ -1,5 +1,6 @@
-"""``ohfp serve``: one resident process per host and user that answers the Host Factory calls
-of any number of provider instances, warm, behind the same five generated scripts.
+"""``ohfp serve``: one resident process per host, user and installation that answers the
+Host Factory calls of any number of provider instances, warm, behind the same five
+generated scripts.
 
 - :mod:`~ohfp_core.serve.runtime`: the private runtime directory, its socket and locks, and
   the build id that names the installed code.

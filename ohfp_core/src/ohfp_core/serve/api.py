@@ -129,6 +129,7 @@ def status(service: Service) -> dict[str, Any]:
         "version": version("ohfp-core"),
         "build": service.build.id,
         "pid": os.getpid(),
+        "socket": str(service.socket),
         "uptimeSec": round(time.time() - stats.started, 3),
         "state": "stopping" if service.stopping else "serving",
         "calls": calls,

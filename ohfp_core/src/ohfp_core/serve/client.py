@@ -1,6 +1,6 @@
 """The thin client a Host Factory script runs where no suitable curl was found.
 
-Run as ``python -I -S client.py CALL PROVIDER BUILD -f FILE`` (standard library only: with
+Run as ``python -I -S client.py CALL PROVIDER BUILD TAG PYTHON -f FILE`` (standard library only: with
 ``-S`` nothing else is importable, and nothing of ohfp is imported). It does what the curl
 scripts do, by the same rules (:mod:`ohfp_core.serve.wire`, duplicated here on purpose and
 checked equal by the tests):
@@ -79,7 +79,7 @@ def read_answer(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def main(argv: list[str]) -> int:
-    call, provider, build, python, args = argv[1], argv[2], argv[3], argv[4], argv[5:]
+    call, provider, build, tag, python, args = argv[1], argv[2], argv[3], argv[4], argv[5], argv[6:]
     if os.environ.get("OHFP_SERVICE") == "off" or len(args) != 2 or args[0] != "-f":
         run_here(python, call, provider, args, False)
     path = args[1]
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
     except OSError:
         run_here(python, call, provider, args, False)
     directory = os.environ.get("OHFP_RUNTIME_DIR") or f"/tmp/ohfp-{os.getuid()}"  # noqa: S108 - per-uid, its socket checked as this user's
-    sock_path = directory + "/serve.sock"
+    sock_path = f"{directory}/serve-{tag}.sock"
     try:
         info = os.stat(sock_path)
     except OSError:

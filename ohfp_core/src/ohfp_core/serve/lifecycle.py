@@ -2,15 +2,16 @@
 
 ``ohfp serve`` runs it in the foreground (for systemd or EGO); a script that finds no
 service runs its call in its own process and starts one detached
-(:func:`~ohfp_core.serve.runtime.start_detached`): under ``start.lock``, so ten calls at
-once start one, and only when no service holds ``serve.lock``. The service:
+(:func:`~ohfp_core.serve.runtime.start_detached`): under its start lock, so ten calls at
+once start one, and only when no service holds its serve lock (:mod:`~ohfp_core.serve.runtime`).
+The service:
 
-- takes ``serve.lock`` (liveness) and binds its socket owner-only, atomically replacing a
+- takes its serve lock (liveness) and binds its socket owner-only, atomically replacing a
   stale one;
 - exits after ``idleExitSeconds`` without calls (default 3600);
 - on SIGTERM or SIGINT, ``ohfp serve --stop``, a socket replaced by another service, or
   installed code that is no longer its own (the build id): stops taking calls (removing
-  its socket, letting go of ``serve.lock``), finishes those in flight, and exits;
+  its socket, letting go of its serve lock), finishes those in flight, and exits;
 - restarts (exits) too when a call it answered as overrun is still running one timeout
   later: only the end of the process frees what a hung call holds;
 - keeps, per instance it has served, one ``ohfp_wait_for_events`` going on a worker of its
@@ -78,6 +79,7 @@ class Service:
         from ohfp_core.serve.workers import Pool
 
         self.directory = directory
+        self.socket = socket_path(directory)
         self.settings = settings
         self.build = build or current_build()
         self.fingerprint = self.build.fingerprint()
@@ -258,7 +260,7 @@ def _wait_for_events(worker: Any, key: Any) -> bool:
 
 
 def _release_starter() -> None:
-    """Let go of ``start.lock`` handed down by the call that started this service."""
+    """Let go of the start lock handed down by the call that started this service."""
     fd = os.environ.pop(START_FD_ENV, "")
     if fd.isdigit():
         with contextlib.suppress(OSError):

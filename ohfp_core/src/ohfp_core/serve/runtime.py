@@ -2,14 +2,16 @@
 
 The **runtime directory** is ``$OHFP_RUNTIME_DIR``, else ``/tmp/ohfp-<uid>``: owned by the
 user, no group or other bits (a directory that is not is refused, never repaired: someone
-else could have made it). It holds:
+else could have made it). Each installation (a virtualenv: ``sys.prefix``) has a service of
+its own there, its files named by the installation's :data:`TAG`, so the scripts of one
+installation never reach another's code:
 
-- ``serve.sock``: the service's socket (owner-only);
-- ``serve.lock``: held (``flock``) by the service as long as it accepts calls: liveness is
-  this lock, never a pid;
-- ``start.lock``: held while a service is being started, so many calls that find none
+- ``serve-<tag>.sock``: the service's socket (owner-only);
+- ``serve-<tag>.lock``: held (``flock``) by the service as long as it accepts calls: liveness
+  is this lock, never a pid;
+- ``start-<tag>.lock``: held while a service is being started, so many calls that find none
   start one;
-- ``ohfp-serve.log``: the service's own log (per-call lines go to the instance's log).
+- ``ohfp-serve-<tag>.log``: the service's own log (per-call lines go to the instance's log).
 
 The **build id** names the installed code: the interpreter and its installation (``sys.prefix``:
 one virtualenv), and every ohfp distribution and
@@ -41,10 +43,18 @@ except ImportError:  # pragma: no cover - Windows: no service
 
 RUNTIME_ENV = "OHFP_RUNTIME_DIR"
 SERVICE_ENV = "OHFP_SERVICE"
-SOCKET_NAME = "serve.sock"
-SERVE_LOCK = "serve.lock"
-START_LOCK = "start.lock"
-LOG_INSTANCE = "serve"
+
+
+def installation_tag(prefix: str | None = None) -> str:
+    """12 hex digits naming an installation (its ``sys.prefix``) in the runtime directory."""
+    return hashlib.sha256(os.path.realpath(prefix or sys.prefix).encode()).hexdigest()[:12]
+
+
+TAG = installation_tag()
+SOCKET_NAME = f"serve-{TAG}.sock"
+SERVE_LOCK = f"serve-{TAG}.lock"
+START_LOCK = f"start-{TAG}.lock"
+LOG_INSTANCE = f"serve-{TAG}"
 START_FD_ENV = "OHFP_SERVE_START_FD"
 """The descriptor of ``start.lock`` a starting service inherits, closed once it serves."""
 MAX_SOCKET_PATH = 107

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote
 
+from ohfp_core.logs import get_logger
 from ohfp_core.scripts import CALLS
 from ohfp_core.serve.wire import (
     BUILD_HEADER,
@@ -26,6 +27,7 @@ from ohfp_core.serve.wire import (
     HF_PATH,
     MAX_BODY,
     STATUS_REPLY,
+    STATUS_RESTART,
     parse_env,
     parse_form,
 )
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from ohfp_core.serve.lifecycle import Service
 
 STOP_PATH = "/v1/stop"
+log = get_logger("ohfp.serve")
 
 
 def peer_uid(connection: socket.socket) -> int | None:
@@ -113,7 +116,11 @@ class Handler(BaseHTTPRequestHandler):
             self._respond(400, f"unreadable request: {exc}\n".encode())
             return
         request_env = parse_env(env)
-        refused = service.admit(self.headers.get(BUILD_HEADER, ""), request_env)
+        try:
+            refused = service.admit(self.headers.get(BUILD_HEADER, ""), request_env)
+        except Exception as exc:  # before any work: the script runs the call itself
+            log.exception("call not admitted", error=str(exc))
+            refused = STATUS_RESTART
         if refused is not None:
             self._respond(refused, b"")
             return
