@@ -1,17 +1,20 @@
 """Test, lint, benchmark and demo sessions for the ohfp monorepo.
 
 Needs only Python ≥ 3.11 with ``pip install nox uv``; uv makes the virtualenvs and
-installs everything else. ``nox`` alone runs ``lint``, ``tests`` and ``system``; CI runs those
-and ``docs``.
+installs everything else. ``nox`` alone runs ``lint``, ``tests`` and ``system``; CI runs those,
+``guests`` and ``docs``.
 
 - ``tests``: pytest over ``tests/`` but the system runs (arguments after ``--`` go to pytest).
 - ``system``: the whole-system runs: crash injection, AWS on a bad day, failover between hosts.
+- ``guests``: the libvirt provider with real guests under QEMU on a private libvirtd (root and
+  Debian's qemu and libvirt packages; ``.ci/run`` installs them).
 - ``lint``: ruff check, ruff format --check, mypy (strict, config in pyproject.toml).
 - ``crash``: every HF call killed at every point (mock and each AWS API), with figures.
 - ``fuzz``: property-based fuzzing of the HF inputs and config files, counts by exit code.
 - ``bench``: latency per HF call (mock and AWS under a moto server), import costs, AWS API
   calls per HF call; per state store backend, HF call latency and one request's lookups
-  with 1k/10k/100k machines. Prints figures; asserts nothing about time.
+  with 1k/10k/100k machines; the libvirt provider on ``test:///default`` and with real
+  guests. Prints figures; asserts nothing about time.
 - ``quickstart``: the README's lifecycle demo on the mock provider.
 - ``dist``: build every distribution's wheel and sdist into ``dist/`` and check them.
 - ``docs``: build the reference site (mkdocs, strict) into ``site/``.
@@ -29,7 +32,15 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "system"]
 
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
+DISTRIBUTIONS = (
+    "ohfp-core",
+    "ohfp-mock",
+    "ohfp-aws",
+    "ohfp-extras",
+    "ohfp-postgresql",
+    "ohfp-dynamodb",
+    "ohfp-libvirt",
+)
 SOURCES = (
     "./ohfp_core",
     "./ohfp_mock",
@@ -37,6 +48,7 @@ SOURCES = (
     "./ohfp_extras",
     "./ohfp_postgresql",
     "./ohfp_dynamodb",
+    "./ohfp_libvirt",  # libvirt-python builds against the system's libvirt (libvirt-dev, pkg-config)
 )
 TEST_DEPS = (
     "pytest>=8",
@@ -76,10 +88,10 @@ PARALLEL = ("-n", "2", "--dist", "loadfile")
 @nox.session
 def tests(session: nox.Session) -> None:
     """pytest over tests/ (unit, conformance, moto and end-to-end through the scripts) on two
-    workers, the system runs left to ``system``; posargs go to pytest instead (then serial
-    unless they say ``-n``)."""
+    workers, the system runs left to ``system`` and the real guests to ``guests``; posargs go
+    to pytest instead (then serial unless they say ``-n``)."""
     _install_ohfp(session, *TEST_DEPS)
-    session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "not system"]))
+    session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "not system and not guests"]))
 
 
 @nox.session
@@ -88,6 +100,16 @@ def system(session: nox.Session) -> None:
     them in ``crash``), AWS on a bad day, failover between two hosts. CI runs them too."""
     _install_ohfp(session, *TEST_DEPS)
     session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "system"]))
+
+
+@nox.session
+def guests(session: nox.Session) -> None:
+    """The libvirt provider with real guests (``-m guests``): QEMU without KVM under a private
+    libvirtd in a network namespace, driven through the generated scripts. One worker: the
+    guests need the cores. Needs root; skipped without QEMU and libvirtd unless
+    ``OHFP_REQUIRE_LIBVIRT`` is set (CI sets it)."""
+    _install_ohfp(session, *TEST_DEPS)
+    session.run("pytest", *(session.posargs or ["-m", "guests", "tests/libvirt"]))
 
 
 @nox.session
@@ -134,6 +156,7 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "benchmarks/bench_hf.py", *session.posargs)
     session.run("python", "benchmarks/bench_storage.py", *session.posargs)
+    session.run("python", "benchmarks/bench_libvirt.py", *session.posargs)
 
 
 @nox.session

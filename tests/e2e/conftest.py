@@ -26,8 +26,24 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("ohfp_core", "ohfp_mock", "ohfp_aws", "ohfp_extras", "ohfp_postgresql", "ohfp_dynamodb")
-DISTRIBUTIONS = ("ohfp-core", "ohfp-mock", "ohfp-aws", "ohfp-extras", "ohfp-postgresql", "ohfp-dynamodb")
+SOURCES = (
+    "ohfp_core",
+    "ohfp_mock",
+    "ohfp_aws",
+    "ohfp_extras",
+    "ohfp_postgresql",
+    "ohfp_dynamodb",
+    "ohfp_libvirt",
+)
+DISTRIBUTIONS = (
+    "ohfp-core",
+    "ohfp-mock",
+    "ohfp-aws",
+    "ohfp-extras",
+    "ohfp-postgresql",
+    "ohfp-dynamodb",
+    "ohfp-libvirt",
+)
 BARE_PATH = "/usr/bin:/bin"
 AWS_REGION = "us-east-1"
 FAKE_AWS_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -238,7 +238,7 @@ IMPORT_PROBE = """
 import json, sys
 from ohfp_core.cli import main
 code = main(sys.argv[1:])
-heavy = sorted(m for m in ("boto3", "botocore", "ohfp_aws.provider") if m in sys.modules)
+heavy = sorted(m for m in ("boto3", "botocore", "ohfp_aws.provider", "libvirt") if m in sys.modules)
 sys.stderr.write("\\nIMPORTED " + json.dumps(heavy) + "\\n")
 raise SystemExit(code)
 """
@@ -260,6 +260,7 @@ def test_plugins_lists_both_providers_without_importing_boto3(
         assert entry["version"] == version
     imported = json.loads(done.stderr.rsplit("IMPORTED ", 1)[1])
     assert "boto3" not in imported and "botocore" not in imported
+    assert "libvirt" not in imported  # listing ohfp-libvirt's entry point loads no libvirt-python
     if args[-1] == "aws":  # the selected provider is imported to list its hooks; boto3 still is not
         assert providers["aws"]["hooks"], providers["aws"]
 

@@ -1,0 +1,158 @@
+"""The test's side of the private libvirt host (:mod:`tests.libvirt.lab`): start it, use it, remove it.
+
+:meth:`Lab.start` makes a network namespace, starts the lab process in it, waits for
+libvirtd's socket and defines two isolated networks: ``ohfp-lab`` (DHCP, dnsmasq told not to
+ping an address before offering it, which would serialise several guests' leases) and
+``ohfp-nodhcp`` (no DHCP: a guest there never gets an address). :meth:`Lab.stop` removes
+every domain, stops the lab (libvirtd, QEMU, dnsmasq), and deletes the namespace; it runs
+also after a failed test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+REPO = Path(__file__).resolve().parents[2]
+START_SECONDS = 90
+NETWORKS = {
+    "ohfp-lab": (
+        "<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>"
+        "<name>ohfp-lab</name><bridge name='ohfplab0'/>"
+        "<ip address='192.168.150.1' netmask='255.255.255.0'>"
+        "<dhcp><range start='192.168.150.10' end='192.168.150.250'/></dhcp></ip>"
+        "<dnsmasq:options><dnsmasq:option value='no-ping'/></dnsmasq:options>"
+        "</network>"
+    ),
+    "ohfp-nodhcp": (
+        "<network><name>ohfp-nodhcp</name><bridge name='ohfpnodhcp0'/>"
+        "<ip address='192.168.151.1' netmask='255.255.255.0'/></network>"
+    ),
+}
+_count = itertools.count()
+
+
+def _libvirt() -> Any:
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _context, _error: None, None)
+    return libvirt
+
+
+@attrs.define
+class Lab:
+    """A libvirtd in a network and mount namespace of its own, reached by ``uri``."""
+
+    root: Path
+    netns: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.root / 'sock' / 'libvirt-sock'}"
+
+    @classmethod
+    def start(cls, root: Path) -> Lab:
+        netns = f"ohfp-lv-{os.getpid()}-{next(_count)}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        log = open(root / "lab.out", "ab")  # noqa: SIM115  (the lab's, for its life)
+        enter = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private"]
+        process = subprocess.Popen(
+            [*enter, sys.executable, "-m", "tests.libvirt.lab", str(root)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        lab = cls(root, netns, process)
+        try:
+            lab.wait_ready()
+            with lab.connection() as connection:
+                for xml in NETWORKS.values():
+                    network = connection.networkDefineXML(xml)
+                    network.create()
+        except BaseException:
+            lab.stop()
+            raise
+        return lab
+
+    def wait_ready(self, old_pid: int | None = None) -> None:
+        """Until libvirtd (another than ``old_pid``) answers on the socket."""
+        deadline = time.monotonic() + START_SECONDS
+        libvirt = _libvirt()
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the lab exited: {self.tail()}")
+            if old_pid is None or self.libvirtd_pid() not in (None, old_pid):
+                try:
+                    libvirt.open(self.uri).close()
+                    return
+                except libvirt.libvirtError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"libvirtd did not answer in {START_SECONDS} s: {self.tail()}")
+            time.sleep(0.1)
+
+    def tail(self) -> str:
+        texts = []
+        for name in ("lab.out", "libvirtd.out", "libvirtd.log"):
+            path = self.root / name
+            if path.exists():
+                texts.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(texts)
+
+    @contextlib.contextmanager
+    def connection(self) -> Any:
+        connection = _libvirt().open(self.uri)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def libvirtd_pid(self) -> int | None:
+        try:
+            return int((self.root / "libvirtd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def restart_libvirtd(self) -> None:
+        """Stop libvirtd (the lab starts it again) and wait for the new one to answer."""
+        pid = self.libvirtd_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        self.wait_ready(old_pid=pid)
+
+    def clear(self) -> None:
+        """Remove every domain."""
+        with self.connection() as connection:
+            for domain in connection.listAllDomains(0):
+                if domain.isActive():
+                    domain.destroy()
+                domain.undefine()
+
+    def stop(self) -> None:
+        """Remove every domain, stop the lab and delete its namespace."""
+        try:
+            if self.process.poll() is None:
+                self.clear()
+        except Exception as exc:  # the lab may be broken: stopping it still removes everything
+            print(f"lab: removing domains failed: {exc}", file=sys.stderr)
+        finally:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            subprocess.run(["ip", "netns", "delete", self.netns], check=False)
