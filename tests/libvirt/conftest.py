@@ -3,6 +3,11 @@
 The test driver keeps its domains, networks and pools in the process while any connection
 to it is open: :class:`TestDriver` holds one open for a test and removes, when the test
 ends, every domain and volume the test made (the driver's own domain ``test`` stays).
+
+The test driver has no volume streams (``virStorageVolUpload`` is "not supported" there):
+:class:`TestDriver` stands in for them at libvirt-python's stream calls and keeps the bytes
+each upload wrote (:attr:`TestDriver.uploads`). ``nox -s guests`` uploads through a real
+libvirtd's streams and reads the seed back in a real guest.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .lab_host import Lab  # noqa: E402
 TEST_URI = "test:///default"
 POOL = "default-pool"
 BASE = "base.qcow2"
+USER_DATA = "#cloud-config\nhostname: kit\n"
 
 
 def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
@@ -39,6 +45,46 @@ def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
         max_number=20,
         fields={"vcpus": 1, "memoryMiB": 64, "baseVolume": {"pool": POOL, "volume": BASE}, **fields},
     )
+
+
+class FakeStreams:
+    """libvirt-python's volume upload and stream calls, for the test driver that has none:
+    each finished upload's bytes are kept in :attr:`uploads` by volume name."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, bytes] = {}
+        pending: dict[int, tuple[str, int, bytearray]] = {}
+
+        def upload(volume: Any, stream: Any, offset: int, length: int, flags: int = 0) -> int:
+            assert (offset, flags) == (0, 0), "a seed is written whole"
+            pending[id(stream)] = (volume.name(), length, bytearray())
+            return 0
+
+        def send(stream: Any, data: bytes) -> int:
+            pending[id(stream)][2].extend(data)
+            return len(data)
+
+        def finish(stream: Any) -> None:
+            name, length, data = pending.pop(id(stream))
+            assert len(data) == length, f"{name}: {len(data)} bytes sent of {length} announced"
+            self.uploads[name] = bytes(data)
+
+        def abort(stream: Any) -> None:
+            pending.pop(id(stream), None)
+
+        fakes = {
+            (libvirt.virStorageVol, "upload"): upload,
+            (libvirt.virStream, "send"): send,
+            (libvirt.virStream, "finish"): finish,
+            (libvirt.virStream, "abort"): abort,
+        }
+        self._originals = {key: getattr(*key) for key in fakes}
+        for (owner, name), fake in fakes.items():
+            setattr(owner, name, fake)
+
+    def close(self) -> None:
+        for (owner, name), original in self._originals.items():
+            setattr(owner, name, original)
 
 
 class TestDriver:
@@ -59,13 +105,20 @@ class TestDriver:
             )
         self.broken_uri = f"test://{tmp_path}/no-such-host.xml"
         self._break_next = False
-        self._restore: list[Callable[[], None]] = []
+        self.streams = FakeStreams()
+        self._restore: list[Callable[[], None]] = [self.streams.close]
+
+    @property
+    def uploads(self) -> dict[str, bytes]:
+        """What each upload wrote, by volume name."""
+        return self.streams.uploads
 
     def template(self) -> Template:
+        """The kit's machines boot an overlay and carry user data (a seed volume each)."""
         if self._break_next:
             self._break_next = False
-            return kit_template(uri=self.broken_uri)
-        return kit_template()
+            return kit_template(uri=self.broken_uri, userData=USER_DATA)
+        return kit_template(userData=USER_DATA)
 
     def domain(self, machine_id: str) -> Any:
         return self.connection.lookupByUUIDString(machine_id)
