@@ -12,6 +12,7 @@ libvirtd's streams and reads the seed back in a real guest.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 from ohfp_core.models import ProviderContext, Template
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+import pycdlib  # noqa: E402  (a dependency of ohfp-libvirt)
 
 from ohfp_core.values import Values  # noqa: E402
 from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
@@ -45,6 +48,24 @@ def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
         max_number=20,
         fields={"vcpus": 1, "memoryMiB": 64, "baseVolume": {"pool": POOL, "volume": BASE}, **fields},
     )
+
+
+def read_seed(image: bytes) -> dict[str, bytes]:
+    """The files of a seed image by their Joliet and their Rock Ridge names (which must agree)."""
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(image))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        files = {}
+        for name in ("user-data", "meta-data"):
+            joliet, rock_ridge = io.BytesIO(), io.BytesIO()
+            iso.get_file_from_iso_fp(joliet, joliet_path=f"/{name}")
+            iso.get_file_from_iso_fp(rock_ridge, rr_path=f"/{name}")
+            assert joliet.getvalue() == rock_ridge.getvalue()
+            files[name] = joliet.getvalue()
+        return files
+    finally:
+        iso.close()
 
 
 class FakeStreams:
@@ -226,7 +247,8 @@ def _missing() -> str | None:
 
     if os.geteuid() != 0:
         return "real guests need root (network namespaces, mounts, libvirtd)"
-    for tool in ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/bin/busybox", "/usr/sbin/dnsmasq"):
+    tools = ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/bin/busybox")
+    for tool in (*tools, "/usr/sbin/dnsmasq"):
         if not Path(tool).exists():
             return f"{tool} is missing (.ci/run installs the Debian packages)"
     for command in ("ip", "unshare", "apt-get", "dpkg-deb"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pycdlib
 import pytest
 
 from ohfp_core.errors import CapacityError
@@ -24,27 +22,9 @@ from ohfp_libvirt.domain_xml import identity, read_domain
 from ohfp_libvirt.hypervisor import Guest, Hypervisor
 from ohfp_libvirt.seed import seed_iso
 
-from .conftest import POOL, TestDriver, kit_template
+from .conftest import POOL, TestDriver, kit_template, read_seed
 
 SCRIPT = b"#!/bin/sh\necho seeded > /tmp/seeded\n"
-
-
-def read_seed(image: bytes) -> dict[str, bytes]:
-    """The files of a seed image by their Joliet and their Rock Ridge names (which must agree)."""
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(image))
-    try:
-        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
-        files = {}
-        for name in ("user-data", "meta-data"):
-            joliet, rock_ridge = io.BytesIO(), io.BytesIO()
-            iso.get_file_from_iso_fp(joliet, joliet_path=f"/{name}")
-            iso.get_file_from_iso_fp(rock_ridge, rr_path=f"/{name}")
-            assert joliet.getvalue() == rock_ridge.getvalue()
-            files[name] = joliet.getvalue()
-        return files
-    finally:
-        iso.close()
 
 
 def test_the_seed_image_is_a_cidata_volume_with_user_and_meta_data(tmp_path: Path) -> None:
