@@ -84,6 +84,9 @@ BAD_TEMPLATES = {
     "initrd without kernel": ({"initrd": "/boot/initrd"}, "initrd"),
     "bad address source": ({"addressSource": "dns"}, "addressSource"),
     "bad host prefix": ({"hostPrefix": "Bad_Prefix"}, "hostPrefix"),
+    "bad pool": ({"pool": ""}, "pool"),
+    "user data not text": ({"userData": ["#cloud-config"]}, "userData"),
+    "user data not Unicode": ({"userData": "#cloud-config \ud800"}, "userData"),
 }
 
 

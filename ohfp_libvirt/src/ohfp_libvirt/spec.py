@@ -144,37 +144,40 @@ def _volume(value: Any, found: list[Problem]) -> Volume | None:
     return None
 
 
+def _read_file(named: str, confdir: Path | None) -> bytes | str:
+    """The bytes of the file ``named`` (relative to ``confdir``), or why it cannot be read."""
+    path = Path(named).expanduser()
+    if not path.is_absolute() and confdir is not None:
+        path = confdir / path
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {str(path)!r}: {exc.strerror or exc}"
+
+
 def _user_data(fields: Mapping[str, Any], confdir: Path | None, found: list[Problem]) -> bytes | None:
     """``userData`` as UTF-8, or the bytes of the ``userDataFile``; a Problem naming the key
-    when both are given, the file cannot be read, or it is larger than the limit."""
+    (never quoting the user data) when both are given, the text is not text, the file cannot
+    be read, or the data is larger than :data:`MAX_USER_DATA_BYTES`."""
     inline, named = fields.get("userData"), _text(fields, "userDataFile", found)
-    if inline is not None and (not isinstance(inline, str) or not inline.strip()):
-        found.append(Problem("userData", "must be non-empty text"))  # the value is not echoed
+    if inline is None and named is None:
         return None
+    data: bytes | str  # the user data, or the problem with it
     if inline is not None and named is not None:
-        found.append(Problem("userDataFile", "give userData or userDataFile, not both"))
-        return None
-    if inline is not None:
-        key = "userData"
+        data = "give userData or userDataFile, not both"
+    elif named is not None:
+        data = _read_file(named, confdir)
+    elif not isinstance(inline, str) or not inline.strip():
+        data = "must be non-empty text"
+    else:
         try:
             data = inline.encode()
         except UnicodeEncodeError:
-            found.append(Problem(key, "is not valid Unicode text"))
-            return None
-    elif named is not None:
-        key = "userDataFile"
-        path = Path(named).expanduser()
-        if not path.is_absolute() and confdir is not None:
-            path = confdir / path
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            found.append(Problem(key, f"cannot read {str(path)!r}: {exc.strerror or exc}"))
-            return None
-    else:
-        return None
-    if len(data) > MAX_USER_DATA_BYTES:
-        found.append(Problem(key, f"is {len(data)} bytes; a seed carries at most {MAX_USER_DATA_BYTES}"))
+            data = "is not valid Unicode text"
+    if isinstance(data, bytes) and len(data) > MAX_USER_DATA_BYTES:
+        data = f"is {len(data)} bytes; a seed carries at most {MAX_USER_DATA_BYTES}"
+    if isinstance(data, str):
+        found.append(Problem("userDataFile" if named is not None else "userData", data))
         return None
     return data
 
