@@ -84,6 +84,9 @@ BAD_TEMPLATES = {
     "initrd without kernel": ({"initrd": "/boot/initrd"}, "initrd"),
     "bad address source": ({"addressSource": "dns"}, "addressSource"),
     "bad host prefix": ({"hostPrefix": "Bad_Prefix"}, "hostPrefix"),
+    "bad pool": ({"pool": ""}, "pool"),
+    "user data not text": ({"userData": ["#cloud-config"]}, "userData"),
+    "user data not Unicode": ({"userData": "#cloud-config \ud800"}, "userData"),
 }
 
 
@@ -108,7 +111,8 @@ def test_sizes_come_from_the_attributes_and_fill_them_in() -> None:
     )
     parsed = specs.parse(from_attributes)
     assert (parsed.vcpus, parsed.memory_mib, parsed.base_volume) == (2, 512, None)
-    completed = specs.complete(kit_template(vcpus=4, memoryMiB=2048))
+    sized = kit_template(vcpus=4, memoryMiB=2048)
+    completed = specs.complete(sized, specs.parse(sized))
     assert completed.attributes["ncpus"].value == "4" and completed.attributes["nram"].value == "2048"
     conflicting = attrs.evolve(from_attributes, fields={"kernel": "/k", "vcpus": 3})
     assert [p.path for p in specs.problems(conflicting)] == ["vcpus"]

@@ -21,7 +21,6 @@ from ohfp_core.models import (
     ReturnItem,
     Template,
 )
-from ohfp_libvirt import spec
 from ohfp_libvirt.cloud import LibvirtCloud
 from ohfp_libvirt.settings import read_settings
 
@@ -45,7 +44,7 @@ class LibvirtProvider:
 
     @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
-        return spec.problems(template)
+        return self.cloud.validate(template)
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
