@@ -53,9 +53,12 @@ def guest_template(boot: BootFiles, template_id: str = "guest", **extra: Any) ->
 
 
 @pytest.fixture(scope="session")
-def lv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """The distributions with the test-only crash plugin (inert unless a test sets its variables)."""
-    return install(tmp_path_factory.mktemp("ohfp-libvirt-venv"), REPO / "tests" / "e2e" / "crashkit")
+def lv_installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    """The distributions with the test-only crash plugin (inert unless a test sets its
+    variables); the service its scripts start is stopped at the end."""
+    made = install(tmp_path_factory.mktemp("ohfp-libvirt-venv"), REPO / "tests" / "e2e" / "crashkit")
+    yield made
+    made.stop_service()
 
 
 @pytest.fixture
@@ -210,7 +213,11 @@ def test_a_request_killed_after_defining_its_domains_leaves_nothing(hf: HostFact
     ask = {"template": {"templateId": "guest", "machineCount": 2}}
     killed = subprocess.run(
         hf.command("requestMachines", ask),
-        env={**hf.env(), "OHFP_CRASH_AT": "after:ohfp_provision#1"},
+        env={
+            **hf.env(),
+            "OHFP_CRASH_AT": "after:ohfp_provision#1",
+            "OHFP_SERVICE": "off",
+        },  # the call's own process
         capture_output=True,
         text=True,
         timeout=120,

@@ -310,3 +310,18 @@ def test_health_reports_each_hypervisor(make_cloud: Callable[..., LibvirtCloud],
         LIBVIRT_URI=f"qemu+unix:///system?socket={tmp_path}/none", LIBVIRT_CONNECT_SECONDS=0
     ).health()
     assert not down.ok and "VIR_ERR_SYSTEM_ERROR" in down.detail
+
+
+def test_a_call_lets_go_of_a_connection_libvirtd_dropped(make_cloud: Callable[..., LibvirtCloud]) -> None:
+    """A provider kept warm by the resident service opens its connection again when libvirtd
+    dropped it between calls (a restart); a live one is kept."""
+    cloud = make_cloud()
+    first = cloud.hypervisor(TEST_URI)
+    cloud.call_started()
+    assert cloud.hypervisor(TEST_URI) is first  # alive: kept
+    first._connection.close()  # what a restarted libvirtd leaves behind
+    assert not first.alive()
+    cloud.call_started()
+    second = cloud.hypervisor(TEST_URI)
+    assert second is not first and second.alive()
+    assert [h.ok for h in cloud.health()] == [True]

@@ -93,6 +93,14 @@ class LibvirtCloud:
             hypervisor.close()
         self._hypervisors.clear()
 
+    def call_started(self) -> None:
+        """A new call: connections libvirtd dropped since the last (a warm provider serves many
+        calls; libvirtd may have restarted) are let go, to be opened again on first use."""
+        for uri, hypervisor in list(self._hypervisors.items()):
+            if not hypervisor.alive():
+                hypervisor.close()
+                del self._hypervisors[uri]
+
     def known_uris(self) -> list[str]:
         """The config's URI and every URI this instance provisioned on."""
         remembered = self.context.values.get(URIS_KEY) or []

@@ -141,6 +141,14 @@ class Hypervisor:
         except CloudError:
             pass  # a connection already lost is closed
 
+    def alive(self) -> bool:
+        """Whether the connection still reaches libvirtd (a restarted libvirtd drops it)."""
+        try:
+            with libvirt_call("virConnectIsAlive"):
+                return bool(self._connection.isAlive())
+        except CloudError:
+            return False
+
     def domains(self) -> list[Guest]:
         """Every domain, running or not."""
         with libvirt_call("virConnectListAllDomains"):

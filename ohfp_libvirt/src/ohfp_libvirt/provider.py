@@ -39,6 +39,10 @@ class LibvirtProvider:
         return self.cloud.available(templates)
 
     @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        self.cloud.call_started()
+
+    @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
         return self.cloud.validate(template)
 
