@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,12 +25,19 @@ class Calls:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
+        """moto's own time answering, in all."""
         self._lock = threading.Lock()
 
     def __call__(self, api: str, forward: Forward) -> Response:
         with self._lock:
             self.calls[api] += 1
-        return forward()
+        started = time.perf_counter()
+        try:
+            return forward()
+        finally:
+            with self._lock:
+                self.seconds += time.perf_counter() - started
 
     def snapshot(self) -> Counter[str]:
         with self._lock:

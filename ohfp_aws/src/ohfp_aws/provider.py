@@ -64,6 +64,16 @@ class AwsProvider:
         return available_templates.offered(self.aws, templates, self.templates.parse)
 
     @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        self.aws.clients.call_started(timeout_sec)
+
+    @hookimpl
+    def ohfp_wait_for_events(self, seconds: float) -> None:
+        from ohfp_aws.interruptions import drain
+
+        drain.listen(self.aws, seconds)
+
+    @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
         """The template's fields, then whether an enabled AWS API can serve it (offline)."""
         return self.templates.problems(template) or self.handlers.problems(self.templates.parse(template))

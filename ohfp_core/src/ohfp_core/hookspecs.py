@@ -214,6 +214,31 @@ def ohfp_configure(context: ProviderContext, settings: Mapping[str, Mapping[str,
 
 
 @_hookspec
+def ohfp_call_started(timeout_sec: float) -> None:
+    """A Host Factory call starts now and has ``timeout_sec`` seconds (``HF_PROVIDER_ACTION_TIMEOUT``).
+
+    Called once per call, before any other hook of the call, on every plugin. A plugin
+    object may serve many calls: the resident service (``ohfp serve``) keeps providers
+    warm between calls. A plugin that bounds its work by the call's time (a provider's
+    budget for its cloud calls) counts it from here. Must not call the cloud.
+    """
+
+
+@_hookspec
+def ohfp_wait_for_events(seconds: float) -> None:
+    """No call is running for this instance: wait up to ``seconds`` for events from the cloud.
+
+    Called only by the resident service (``ohfp serve``), between calls, on an instance of
+    its own; never during a call, never in a call's own process. A provider with an event
+    source (the AWS provider's interruption queue) long-polls it and stores what arrives as
+    its calls would, so the next call answers from state (core commits what it wrote to
+    ``ProviderContext.values`` as the wait ends, then runs its after-commit effects). Must
+    return within ``seconds`` plus one cloud call's time; a cloud failure is logged, never
+    raised.
+    """
+
+
+@_hookspec
 def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
     """Check a template beyond core's own rules.
 

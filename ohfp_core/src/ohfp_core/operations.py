@@ -31,7 +31,7 @@ import attrs
 from ohfp_core import capacity, converter, refresh, status
 from ohfp_core.errors import CloudError, ConfigError, InputError
 from ohfp_core.inflight import CallLock, CallLocks
-from ohfp_core.logs import bound, get_logger
+from ohfp_core.logs import bind_context, bound, get_logger
 from ohfp_core.models import (
     CloudRequest,
     MachineRef,
@@ -112,6 +112,27 @@ class Operations:
         self.templates_file: Path | None = None
         """The templates file the last :meth:`offered` read."""
         context.values.bind(store, context.values.namespace or context.provider_type)
+
+    def answer(self, call: str, data: Any) -> dict[str, Any]:
+        """Answer the Host Factory call ``call`` (one of :data:`ohfp_core.scripts.CALLS`)
+        for its parsed input ``data``: the plugins hear the call start, then it runs."""
+        bind_context(operation=call, instance=self.context.instance, provider=self.context.provider_type)
+        method = {
+            "getAvailableTemplates": self.get_available_templates,
+            "requestMachines": self.request_machines,
+            "requestReturnMachines": self.request_return_machines,
+            "getRequestStatus": self.get_request_status,
+            "getReturnRequests": self.get_return_requests,
+        }[call]
+        self.hooks.call_started(self.context.timeout_sec)
+        return method(data)
+
+    @settled
+    def wait_for_events(self, seconds: float) -> None:
+        """Between calls (the resident service): the plugins wait up to ``seconds`` for the
+        cloud's events; what they stored is committed as the wait ends, then its after-commit
+        effects run."""
+        self.hooks.wait_for_events(seconds)
 
     # ---------------------------------------------------------------- the provider's values
     def _recorded(self) -> contextlib.AbstractContextManager[None]:

@@ -12,12 +12,14 @@ service model once.
 
 Every call a client makes fits in a :class:`Budget`: the time Host Factory gives the HF call
 (``ProviderContext.timeout_sec``, from ``HF_PROVIDER_ACTION_TIMEOUT``) counted from the
-provider's creation, less :data:`RESERVE_SEC` kept for core to record the outcome. A client
-connects within ``AWS_CONNECTION_TIMEOUT_MS`` and reads within :data:`READ_TIMEOUT_SEC`, but
-never longer than the budget left when it is made; each attempt then waits for AWS no longer
-than the budget left when it is sent (where botocore honours a per-request read timeout);
-botocore retries only while its longest back-off still leaves :data:`MIN_ATTEMPT_SEC` for
-another attempt. Past that, the call raises :func:`ohfp_aws.access.boundary.out_of_time`.
+provider's creation, and again from each call's start (``ohfp_call_started``: a warm
+provider serves many calls), less :data:`RESERVE_SEC` kept for core to record the outcome.
+A client connects within ``AWS_CONNECTION_TIMEOUT_MS`` and reads within
+:data:`READ_TIMEOUT_SEC`, but never longer than the budget left when it is made; each
+attempt then waits for AWS no longer than the budget left when it is sent (where botocore
+honours a per-request read timeout); botocore retries only while its longest back-off
+still leaves :data:`MIN_ATTEMPT_SEC` for another attempt. Past that, the call raises
+:func:`ohfp_aws.access.boundary.out_of_time`.
 
 Capacity and quota errors are never retried by botocore (:func:`no_retry_of_refusals`): AWS
 sends ``InsufficientInstanceCapacity`` with HTTP 500, which botocore's standard mode would
@@ -79,9 +81,13 @@ class Budget:
     counted from creation on ``clock`` (monotonic)."""
 
     def __init__(self, timeout_sec: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = max(0.0, timeout_sec - min(RESERVE_SEC, timeout_sec / 2))
         self.clock = clock
-        self.ends = clock() + self.seconds
+        self.restart(timeout_sec)
+
+    def restart(self, timeout_sec: float) -> None:
+        """Count a new call's ``timeout_sec`` from now (a warm provider serves many calls)."""
+        self.seconds = max(0.0, timeout_sec - min(RESERVE_SEC, timeout_sec / 2))
+        self.ends = self.clock() + self.seconds
 
     def left(self) -> float:
         """Seconds left, ≥ 0."""
@@ -151,6 +157,11 @@ class AwsClients:
         self.config = config
         self.budget = budget
         self.created: list[Any] = []  # every client made, in order (tests hook their events)
+
+    def call_started(self, timeout_sec: float) -> None:
+        """A new Host Factory call: the budget (if any) counts its ``timeout_sec`` from now."""
+        if self.budget is not None:
+            self.budget.restart(timeout_sec)
 
     @cached_property
     def session(self) -> Any:

@@ -23,15 +23,17 @@ class Sqs:
     def __init__(self, client: SQSClient) -> None:
         self.client = client
 
-    def receive(self, queue_url: str, *, count: int, visibility_sec: int) -> list[MessageTypeDef]:
-        """ReceiveMessage: at most ``count`` messages, without waiting (a short poll), hidden
-        from other readers for ``visibility_sec``."""
+    def receive(
+        self, queue_url: str, *, count: int, visibility_sec: int, wait_sec: int = 0
+    ) -> list[MessageTypeDef]:
+        """ReceiveMessage: at most ``count`` messages, hidden from other readers for
+        ``visibility_sec``, waiting up to ``wait_sec`` for one (0: a short poll)."""
         reply = call(
             "ReceiveMessage",
             self.client.receive_message,
             QueueUrl=queue_url,
             MaxNumberOfMessages=count,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_sec,
             VisibilityTimeout=visibility_sec,
         )
         return reply.get("Messages", [])

@@ -9,12 +9,16 @@ of instances ohfp holds: those the call names, and any other carrying this provi
 instance's ``ohfp:instance`` tag (one DescribeInstances, by filter, for the batch's other
 ids). Rebalance recommendations are kept only when ``aws.events.reportRebalance`` is set.
 
+Between calls the resident service long-polls the queue (:func:`listen`, the provider's
+``ohfp_wait_for_events``): notices are stored as each poll ends, and while it listens calls
+skip their own ReceiveMessage (:data:`LISTENING`).
+
 **Nothing is lost if the call dies mid-drain**: the notices go to the provider's values,
-which core stores with the call's outcome; a batch is deleted from the queue only after that
-commit (``Values.after_commit``). A message received and not deleted becomes visible again
-after :data:`VISIBILITY_SEC` and a later call stores it again, which changes nothing (the
-newest notice per instance and kind wins). A queue that cannot be read is logged and
-skipped: polling still finds every reclaimed host, later.
+which core stores with the call's outcome (or as the service's wait ends); a batch is
+deleted from the queue only after that commit (``Values.after_commit``). A message received
+and not deleted becomes visible again after :data:`VISIBILITY_SEC` and a later call stores it
+again, which changes nothing (the newest notice per instance and kind wins). A queue that
+cannot be read is logged and skipped: polling still finds every reclaimed host, later.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ BATCH = 10
 """ReceiveMessage and DeleteMessageBatch take at most 10 messages."""
 VISIBILITY_SEC = 30
 """How long a received message stays hidden from other calls; after a crash it comes back."""
+MAX_WAIT_SEC = 20
+"""SQS's longest ``WaitTimeSeconds``."""
+LISTENING = "events.listening"
+"""Stored (expiring) while the resident service long-polls the queue: calls then answer from
+the notices it stores instead of polling the queue themselves."""
 
 
 @frozen(kw_only=True)
@@ -54,21 +63,26 @@ class Drained:
     batches: int = 0
 
 
-def drain(ctx: AwsContext, held: Iterable[str]) -> Drained:
+def drain(ctx: AwsContext, held: Iterable[str], wait_sec: int = 0) -> Drained:
     """Move the queue's notices about ohfp's instances into ``ctx.values``; drop the rest.
 
     :param held: instance ids the call knows are ohfp's (others are checked by tag).
+    :param wait_sec: how long the first ReceiveMessage may wait for messages (0 for a call,
+        which skips the queue altogether while the service listens to it).
     Never raises a cloud error (logged; the call goes on without notices).
     """
     settings = ctx.config.events
-    if not settings.queue_url:
+    if not settings.queue_url or (not wait_sec and ctx.values.get(LISTENING)):
         return Drained()
     known = set(held)
     received = kept = acknowledged = batches = 0
     try:
         while batches < settings.max_batches and _time_left(ctx):
             messages = ctx.services.sqs.receive(
-                settings.queue_url, count=BATCH, visibility_sec=VISIBILITY_SEC
+                settings.queue_url,
+                count=BATCH,
+                visibility_sec=VISIBILITY_SEC,
+                wait_sec=wait_sec if batches == 0 else 0,
             )
             batches += 1
             if not messages:
@@ -89,6 +103,18 @@ def drain(ctx: AwsContext, held: Iterable[str]) -> Drained:
     if received:
         log.info("interruption queue drained", received=received, kept=kept)
     return drained
+
+
+def listen(ctx: AwsContext, seconds: float) -> Drained:
+    """Long-poll the queue for up to ``seconds`` (at most :data:`MAX_WAIT_SEC`) between calls,
+    storing notices as :func:`drain` does; calls skip the queue meanwhile (:data:`LISTENING`,
+    expiring a little after the poll, so a service that dies stops it within seconds)."""
+    if not ctx.config.events.queue_url:
+        return Drained()
+    wait = max(0, min(MAX_WAIT_SEC, int(seconds)))
+    ctx.clients.call_started(2 * wait + 30.0)  # a long poll needs more than half of the budget left
+    ctx.values.write_ahead({LISTENING: True}, wait + 5)  # calls elsewhere must see it now
+    return drain(ctx, (), wait_sec=wait)
 
 
 def _time_left(ctx: AwsContext) -> bool:

@@ -1,13 +1,16 @@
 """Test only: kill the ohfp call at a chosen point, as a crash or ``kill -9`` would.
 
-Inert unless ``OHFP_CRASH_RECORD`` or ``OHFP_CRASH_AT`` is set. Points are named
+Inert unless ``OHFP_CRASH_RECORD`` or ``OHFP_CRASH_AT`` is set in the call's environment
+(:func:`ohfp_core.environment.environ`: in the resident service, the call's own; the kill
+then kills the service). Points are named
 ``before:<what>`` and ``after:<what>`` for every provider hook (the cloud calls) and every
 write of the ``crashy`` storage backend (SQLite underneath: ``put_request``,
 ``put_machines`` outside transactions, ``commit`` of a transaction). A point reached for the
-n-th time in a call is ``<point>#<n>``.
+n-th time in a call is ``<point>#<n>`` (counted from ``ohfp_call_started``).
 
 - ``OHFP_CRASH_RECORD=<file>``: append every point reached to the file, one per line.
 - ``OHFP_CRASH_AT=<point>#<n>``: SIGKILL this process when it reaches that point.
+- ``OHFP_CRASH_HOLD=<point>#<n>=<seconds>``: sleep there that long (a call that hangs).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 from ohfp_core import hookimpl
+from ohfp_core.environment import environ
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext
 
@@ -30,15 +35,22 @@ def reach(point: str) -> None:
     """Note that the call reached ``point``; die here if asked to."""
     _seen[point] += 1
     name = f"{point}#{_seen[point]}"
-    record = os.environ.get("OHFP_CRASH_RECORD")
+    record = environ().get("OHFP_CRASH_RECORD")
     if record:
         with open(record, "a", encoding="utf-8") as handle:
             handle.write(name + "\n")
-    if os.environ.get("OHFP_CRASH_AT") == name:
+    hold, _, seconds = environ().get("OHFP_CRASH_HOLD", "").partition("=")
+    if hold == name:
+        time.sleep(float(seconds))
+    if environ().get("OHFP_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 class CrashPlugin:
+    @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        _seen.clear()  # a warm service answers many calls: points are counted per call
+
     @hookimpl(wrapper=True)
     def ohfp_provision(self, request_id: str, template: Any, count: int) -> Generator[None, Any, Any]:
         reach("before:ohfp_provision")
