@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.e2e
 
+from tests.aws.moto_as_aws import like_aws
 from tests.e2e.moto_faults import Forward, HookedMotoServer, Response
 
 
@@ -43,20 +45,26 @@ class Calls:
 
 
 class CountingMotoServer:
-    """A :class:`HookedMotoServer` that counts; ``counter.snapshot()`` gives the counts."""
+    """A :class:`HookedMotoServer` that counts; ``counter.snapshot()`` gives the counts.
+
+    While it runs, moto does what AWS does where ohfp relies on it (``tests/aws/moto_as_aws.py``).
+    """
 
     def __init__(self) -> None:
         self.counter = Calls()
         self._server = HookedMotoServer()
         self._server.app.hook = self.counter
+        self._patches = ExitStack()
 
     @property
     def endpoint(self) -> str:
         return self._server.endpoint
 
     def __enter__(self) -> CountingMotoServer:
+        self._patches.enter_context(like_aws())
         self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+        self._patches.close()

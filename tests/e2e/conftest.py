@@ -331,6 +331,16 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
     yield hf
 
 
+@pytest.fixture(scope="module", autouse=True)
+def moto_like_aws() -> Iterator[None]:
+    """The moto of this process (the servers the AWS tests run here) doing what AWS does where
+    ohfp relies on it: :mod:`tests.aws.moto_as_aws`."""
+    from tests.aws.moto_as_aws import like_aws
+
+    with like_aws():
+        yield
+
+
 @pytest.fixture(scope="module")
 def account() -> Iterator[Account]:
     """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""

@@ -150,11 +150,12 @@ def test_interruption_warnings_reach_host_factory_with_their_real_grace(
     stranger = {"instance-id": "i-0f0f0f0f0f0f0f0f0", "state": "stopped"}  # not ohfp's: dropped
     put_ec2_event(hooked, "EC2 Instance State-change Notification", stranger)
     assert waiting(hooked, queue) == 3
-    done = poll(hf, reply["requestId"])  # getRequestStatus drains the queue …
+    done = poll(hf, reply["requestId"])
     assert done["status"] == "complete"
-    assert waiting(hooked, queue) == 0
+    assert waiting(hooked, queue) == 3  # getRequestStatus does not read the queue …
     names = {m["machineId"]: m["name"] for m in done["machines"]}
-    reclaims = hf.call("getReturnRequests", {}).ok()["requests"]  # … getReturnRequests reports
+    reclaims = hf.call("getReturnRequests", {}).ok()["requests"]  # … getReturnRequests drains it
+    assert waiting(hooked, queue) == 0  # every message deleted once its notice was stored
     assert [r["machine"] for r in reclaims] == [names[victim]]
     assert 100 <= reclaims[0]["gracePeriod"] <= 120, reclaims
     give_back(hf, done)

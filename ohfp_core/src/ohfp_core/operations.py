@@ -9,16 +9,22 @@ it touches the cloud, and the request counts as *delivered* only after the CLI w
 reply naming it (:meth:`Operations.reply_written`). Every call first ends the requests of
 calls that died (:mod:`ohfp_core.reconcile`): whatever instant a process is killed at, the
 next call finds what it left and removes or finishes it.
+
+What the hooks write to the provider's values is stored in the transaction that records the
+call's outcome (:func:`ohfp_core.values.recorded`), or, when the call records none, in one
+of its own as the call ends (:meth:`Operations._settle`); a call that fails first keeps none
+of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 
@@ -52,8 +58,29 @@ from ohfp_core.storage import (
     request_to_doc,
 )
 from ohfp_core.templates import core_problems, labelled, load_templates
+from ohfp_core.values import recorded
 
 log = get_logger("ohfp.operations")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def settled(call: Callable[Concatenate[Operations, P], R]) -> Callable[Concatenate[Operations, P], R]:
+    """An operation whose hooks' writes to the provider's values are stored before it returns
+    (:meth:`Operations._settle`) and forgotten when it raises."""
+
+    @functools.wraps(call)
+    def operation(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = call(self, *args, **kwargs)
+        except BaseException:
+            self.context.values.discard()
+            raise
+        self._settle()
+        return result
+
+    return operation
 
 
 def new_request_id(kind: RequestKind) -> str:
@@ -99,6 +126,26 @@ class Operations:
         }[call]
         self.hooks.call_started(self.context.timeout_sec)
         return method(data)
+
+    @settled
+    def wait_for_events(self, seconds: float) -> None:
+        """Between calls (the resident service): the plugins wait up to ``seconds`` for the
+        cloud's events; what they stored is committed as the wait ends, then its after-commit
+        effects run."""
+        self.hooks.wait_for_events(seconds)
+
+    # ---------------------------------------------------------------- the provider's values
+    def _recorded(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction recording the call's outcome with what the hooks wrote to the
+        provider's values; their after-commit effects run once it is committed."""
+        return recorded(self.store, self.context.values)
+
+    def _settle(self) -> None:
+        """Store what the hooks wrote that no outcome took (caches filled while templates are
+        offered, notices kept while reclaims are read), then run its after-commit effects."""
+        if self.context.values.pending:
+            with self._recorded():
+                pass
 
     # ---------------------------------------------------------------- the reply
     def call_failed(self) -> None:
@@ -159,6 +206,7 @@ class Operations:
                 valid.append(template)
         return valid, broken
 
+    @settled
     def validate_templates(self) -> dict[str, list[str]]:
         """Problems per template (``$.templates[…].field: message``); every list empty when
         all are good."""
@@ -185,6 +233,7 @@ class Operations:
     def _in_file(self) -> str:
         return f" in {self.templates_file}" if self.templates_file else ""
 
+    @settled
     def get_available_templates(self, data: Any) -> dict[str, Any]:
         self.reconciler.run()
         valid, broken = self.offered()
@@ -215,6 +264,7 @@ class Operations:
         )
 
     # ---------------------------------------------------------------- acquire
+    @settled
     def request_machines(self, data: Any) -> dict[str, Any]:
         template_id, count = converter.parse_request_machines(data)
         self.reconciler.run()
@@ -251,15 +301,17 @@ class Operations:
             with bound(request_id=request_id, template_id=template_id):
                 provisioned = self.hooks.provision(request_id, template, count)
         except CloudError as exc:
-            self._end(record, exc.message)
+            with self._recorded():
+                self._end(record, exc.message)
             log.warning("provision refused", request_id=request_id, error=exc.message, code=exc.code)
             return {"message": f"Request VM from {self.context.provider_type} failed: {exc.message}"}
         except ConfigError as exc:
             # Raised before the cloud is touched (hookspec): the request holds nothing.
-            self._end(record, str(exc))
+            with self._recorded():
+                self._end(record, str(exc))
             raise
         record = attrs.evolve(record, handle=dict(provisioned.handle), updated_at=self.clock())
-        with self.store.transaction():
+        with self._recorded():
             self.store.put_request(record)
             ready = refresh.merge_machines(
                 self.store,
@@ -294,6 +346,7 @@ class Operations:
         )
 
     # ---------------------------------------------------------------- return
+    @settled
     def request_return_machines(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "requestReturnMachines", required=True)
         self.reconciler.run()
@@ -332,7 +385,7 @@ class Operations:
             with bound(request_id=request_id):
                 failures = self.hooks.terminate_machines(items)
         except CloudError as exc:
-            with self.store.transaction():
+            with self._recorded():
                 self.store.put_machines(list(matched.known))  # undo the return marks: nothing was terminated
                 self._end(record, exc.message)
             log.warning("terminate refused", request_id=request_id, error=exc.message, code=exc.code)
@@ -363,13 +416,14 @@ class Operations:
         return {m.machine_id for m in snapshot.machines if not m.state.is_ending}
 
     # ---------------------------------------------------------------- status
+    @settled
     def get_request_status(self, data: Any) -> dict[str, Any]:
         ids = converter.parse_request_ids(data)
         self._asked(self.store.get_requests([i for i, ok in ids if ok]))
         self.reconciler.run()
         records = self.store.get_requests([i for i, ok in ids if ok])
         running = [r for r in records.values() if not r.status.is_final]
-        replies = refresh.refresh(self.hooks, self.store, running, self.clock)
+        replies = refresh.refresh(self.hooks, self.store, running, self.clock, self.context.values)
         entries = []
         for index, (request_id, well_formed) in enumerate(ids):
             record = records.get(request_id) if well_formed else None
@@ -393,6 +447,7 @@ class Operations:
                 for record in unseen:
                     self.store.put_request(attrs.evolve(record, delivered=True))
 
+    @settled
     def show_request(self, request_id: str) -> dict[str, Any]:
         """Everything known of one request, for an administrator: the stored record, its
         machines and the provider's explanation (``ohfp_request_details``).
@@ -435,6 +490,7 @@ class Operations:
         return found[:limit] if limit > 0 else found
 
     # ---------------------------------------------------------------- reclaims
+    @settled
     def get_return_requests(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "getReturnRequests", required=False)
         self.reconciler.run()
@@ -487,7 +543,7 @@ class Operations:
         stamp = self.clock()
         fresh = [r for r in reclaims if r.name in records and records[r.name].reclaimed_at is None]
         if fresh:
-            with self.store.transaction():
+            with self._recorded():
                 current = self.store.find_machines([records[r.name].machine_id for r in fresh])
                 self.store.put_machines(
                     [attrs.evolve(m, reclaimed_at=stamp, updated_at=stamp) for m in current]

@@ -109,7 +109,8 @@ class LibvirtCloud:
     def _remember(self, uri: str) -> None:
         known = self.context.values.get(URIS_KEY) or []
         if uri != self.settings.uri and uri not in known:
-            self.context.values.put(URIS_KEY, [*known, uri], URIS_TTL_SEC)
+            # Before the domains are made: a call killed after that must find them on ``uri``.
+            self.context.values.write_ahead({URIS_KEY: [*known, uri]}, URIS_TTL_SEC)
 
     def _uris_of(self, request: CloudRequest | None) -> list[str]:
         uri = request.handle.get("uri") if request is not None else None

@@ -255,7 +255,7 @@ def _wait_for_events(worker: Any, key: Any) -> bool:
         ops = worker.operations(key.provider)
         if not ops.hooks.pm.hook.ohfp_wait_for_events.get_hookimpls():
             return False
-        ops.hooks.wait_for_events(LISTEN_SEC)
+        ops.wait_for_events(LISTEN_SEC)
     return True
 
 
