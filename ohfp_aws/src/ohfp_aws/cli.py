@@ -28,7 +28,7 @@ def _name(value: str) -> str:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohfp-aws", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     policy = commands.add_parser("iam-policy", help="print the least-privilege IAM policy as JSON")
@@ -104,7 +104,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "iam-policy":
         return _iam_policy(args)
     return _events(args)
