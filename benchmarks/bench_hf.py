@@ -6,10 +6,14 @@ fresh process with a bare environment (``PATH=/usr/bin:/bin`` and the ``HF_*`` v
 
 1. The mock provider: median and p90 wall time per call over ``--runs`` rounds.
 2. Import costs: ``-X importtime`` of one call, the biggest cumulative imports.
-3. The AWS provider against a moto server in this process: latency per call (moto's own time
+3. The resident service side by side with the calls in their own process: in-process, the
+   fallback when no service can be had, a warm service through the curl scripts and through
+   the thin client; the service's resident memory per instance.
+4. The AWS provider against a moto server in this process: latency per call (moto's own time
    included, so read it as an upper bound) and the AWS API calls each HF call makes, counted on
-   the server side (:mod:`moto_counter`).
-4. What the AWS features ahead of the cloud add per call: draining the interruption queue on
+   the server side (:mod:`moto_counter`); RunInstances in its own process and through the
+   service, with moto's own time per call (target: service ≤ moto + 30 ms).
+5. What the AWS features ahead of the cloud add per call: draining the interruption queue on
    getRequestStatus and getReturnRequests (no queue, an empty queue, a queue of 11 events),
    and the quota check on getAvailableTemplates (off, uncached, cached). moto has no EC2
    quotas: the server in this process answers GetServiceQuota itself (its backend patched).
@@ -50,29 +54,37 @@ AMI_ID = "ami-0123456789abcdef0"
 ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
 
 
-class Instance:
-    """A provider instance laid out as Host Factory lays it out, with its generated scripts."""
+MODES = {
+    "process": "in its own process (OHFP_SERVICE=off)",
+    "fallback": "no service to be had (script, then its own process)",
+    "service": "warm service, curl script",
+    "client": "warm service, thin python client",
+}
 
-    def __init__(self, root: Path, name: str, provider: str) -> None:
-        self.root, self.name, self.provider = root, name, provider
+
+class Instance:
+    """A provider instance laid out as Host Factory lays it out, with its generated scripts.
+
+    ``mode`` (:data:`MODES`) says how its calls are answered; ``runtime`` is the service's
+    runtime directory (a directory the service refuses, for ``fallback``).
+    """
+
+    def __init__(
+        self, root: Path, name: str, provider: str, mode: str = "process", runtime: Path | None = None
+    ) -> None:
+        self.root, self.name, self.provider, self.mode = root, name, provider, mode
+        self.runtime = runtime or root.parent / "rt"
         self.scripts = root / "scripts"
         for sub in ("conf", "work", "log"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        subprocess.run(  # noqa: S603 - runs this installation's own commands
-            [
-                sys.executable,
-                "-I",
-                "-m",
-                "ohfp_core",
-                "hf",
-                "scripts",
-                "--provider",
-                provider,
-                str(self.scripts),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        if mode == "client":
+            write = "import sys; from pathlib import Path; from ohfp_core.scripts import write_scripts;"
+            write += " write_scripts(Path(sys.argv[1]), sys.argv[2], service='client')"
+            command = [sys.executable, "-I", "-c", write, str(self.scripts), provider]
+        else:
+            command = [sys.executable, "-I", "-m", "ohfp_core", "hf", "scripts", "--provider", provider]
+            command += [str(self.scripts), *(["--no-service"] if mode == "process" else [])]
+        subprocess.run(command, check=True, capture_output=True)  # noqa: S603 - this installation's commands
 
     def env(self) -> dict[str, str]:
         return {
@@ -81,7 +93,28 @@ class Instance:
             "HF_PROVIDER_CONFDIR": str(self.root / "conf"),
             "HF_PROVIDER_WORKDIR": str(self.root / "work"),
             "HF_PROVIDER_LOGDIR": str(self.root / "log"),
+            "OHFP_RUNTIME_DIR": str(self.runtime),
+            **({"OHFP_SERVICE": "off"} if self.mode == "process" else {}),
         }
+
+    def service(self, *args: str) -> Any:
+        """``ohfp serve ARGS`` for this instance's runtime directory: its JSON, or None."""
+        done = subprocess.run(  # noqa: S603 - this installation's own command
+            [sys.executable, "-I", "-m", "ohfp_core", "serve", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def wait_service(self) -> dict[str, Any]:
+        for _ in range(300):
+            found = self.service("--status")
+            if found is not None:
+                return dict(found)
+            time.sleep(0.1)
+        raise SystemExit("no ohfp service came up")
 
     def write(self, suffix: str, document: Any) -> None:
         (self.root / "conf" / f"{self.name}prov_{suffix}.json").write_text(json.dumps(document))
@@ -148,18 +181,7 @@ def startup_floor(runs: int) -> list[float]:
 
 
 def bench_mock(base: Path, runs: int) -> Instance:
-    instance = Instance(base / "mock", "mockinst", "mock")
-    instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
-    instance.write(
-        "templates",
-        {
-            "templates": [
-                {"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES, "vmType": "mock.small"}
-            ]
-        },
-    )
-    # Ten machines stay held throughout, so getReturnRequests has hosts to check.
-    instance.call("requestMachines", {"template": {"templateId": "bench", "machineCount": 10}})
+    instance = mock_instance(base / "mock", "mockinst", "process")
     round_trip(instance, "bench", 2)  # warm-up: page cache, database files
     samples: dict[str, list[float]] = {call: [] for call in CALLS}
     for _ in range(runs):
@@ -173,7 +195,8 @@ def bench_mock(base: Path, runs: int) -> Instance:
         )
     rows.append(("(python -I -c pass)", startup_floor(runs), "interpreter start-up floor"))
     print_table(
-        f"Mock provider: wall time per HF call, {runs} fresh processes each (target ≤ {TARGET_MS:.0f} ms)",
+        f"Mock provider, each call in its own process: wall time per HF call, {runs} fresh processes each"
+        f" (target ≤ {TARGET_MS:.0f} ms)",
         rows,
     )
     return instance
@@ -221,7 +244,7 @@ def aws_instance(base: Path) -> Iterator[tuple[Instance, Any]]:
             for cidr, zone in (("10.0.0.0/20", "a"), ("10.0.16.0/20", "b"))
         ]
         group = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
-        instance = Instance(base / "aws", "awsinst", "aws")
+        instance = Instance(base / "aws", "awsinst", "aws", "process")
         credentials = base / "aws" / "conf" / "credentials"
         credentials.write_text("[default]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
         instance.write(
@@ -297,6 +320,7 @@ def bench_aws(base: Path, runs: int, count: int) -> None:
                 " latency includes moto's own time)",
                 rows,
             )
+        bench_aws_service(base, instance, counter, runs, count)
         batched_status(instance, counter, per_api=3)
         request = {"template": {"templateId": "RunInstances", "machineCount": 1}}
         import_costs(instance, "requestMachines", request)
@@ -463,15 +487,18 @@ def batched_status(instance: Instance, counter: Any, per_api: int) -> None:
 
 
 def _counted_round_trip(
-    instance: Instance, template: str, count: int, counter: Any
+    instance: Instance, template: str, count: int, counter: Any, moto: dict[str, list[float]] | None = None
 ) -> dict[str, tuple[float, Counter[str]]]:
-    """:func:`round_trip` with the AWS calls each HF call made (server-side counts)."""
+    """:func:`round_trip` with the AWS calls each HF call made (server-side counts), and
+    moto's own time answering each call added to ``moto`` (by call) when given."""
     out: dict[str, tuple[float, Counter[str]]] = {}
 
     def call(name: str, payload: Any = None) -> Any:
-        before = counter.snapshot()
+        before, spent = counter.snapshot(), counter.seconds
         elapsed, reply = instance.call(name, payload)
         out[name] = (elapsed, counter.snapshot() - before)
+        if moto is not None:
+            moto.setdefault(name, []).append(counter.seconds - spent)
         return reply
 
     call("getAvailableTemplates")
@@ -486,6 +513,159 @@ def _counted_round_trip(
     call("requestReturnMachines", {"machines": machines_of(status)})
     call("getReturnRequests", {})
     return out
+
+
+SERVICE_TARGET_MS = 25.0
+FALLBACK_TARGET_MS = 30.0
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid`` (KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def mock_instance(root: Path, name: str, mode: str, runtime: Path | None = None) -> Instance:
+    """A mock instance answering as ``mode`` says, with one template and ten machines held
+    throughout (so getReturnRequests has hosts to check)."""
+    instance = Instance(root, name, "mock", mode, runtime)
+    instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
+    instance.write(
+        "templates",
+        {
+            "templates": [
+                {"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES, "vmType": "mock.small"}
+            ]
+        },
+    )
+    instance.call("requestMachines", {"template": {"templateId": "bench", "machineCount": 10}})
+    return instance
+
+
+def side_by_side(
+    title: str, instances: dict[str, Instance], trip: Any, runs: int, notes: Any
+) -> dict[str, dict[str, float]]:
+    """Run ``trip(instance)`` (call → (seconds, extra)) ``runs`` times per mode, rounds
+    interleaved so every mode meets the same load; print medians per call and mode."""
+    samples: dict[str, dict[str, list[float]]] = {mode: {} for mode in instances}
+    for _ in range(runs):
+        for mode, instance in instances.items():
+            for call, seconds in trip(instance).items():
+                samples[mode].setdefault(call, []).append(seconds)
+    medians = {
+        mode: {call: statistics.median(v) * 1000 for call, v in calls.items()}
+        for mode, calls in samples.items()
+    }
+    print(f"\n{title}")
+    print("  " + f"{'call':<24}" + "".join(f"{mode:>11}" for mode in instances) + "  notes (median ms)")
+    for call in CALLS:
+        row = "".join(f"{medians[mode].get(call, float('nan')):>11.1f}" for mode in instances)
+        print(f"  {call:<24}{row}  {notes(call, medians)}")
+    print("  " + "; ".join(f"{mode}: {MODES[mode]}" for mode in instances))
+    return medians
+
+
+def bench_service(base: Path, runs: int) -> None:
+    """The mock provider's calls through the scripts: in their own process, with no service
+    to be had (the fallback), and answered by a warm service (curl, thin client); the
+    service's resident memory per instance."""
+    refused = base / "refused-rt"
+    refused.mkdir(mode=0o755)
+    refused.chmod(0o755)  # group/other bits: the service refuses it, so none ever starts
+    instances = {
+        "process": mock_instance(base / "svc-process", "mockinst", "process"),
+        "fallback": mock_instance(base / "svc-fallback", "mockinst", "fallback", refused),
+        "service": mock_instance(base / "svc-curl", "mockinst", "service"),
+        "client": mock_instance(base / "svc-client", "clientinst", "client"),
+    }
+    status = instances["service"].wait_service()
+    pid = status["pid"]
+    round_trip(instances["service"], "bench", 2)
+    round_trip(instances["client"], "bench", 2)
+
+    def trip(instance: Instance) -> dict[str, float]:
+        return {call: seconds for call, (seconds, _) in round_trip(instance, "bench", 2).items()}
+
+    def notes(call: str, medians: dict[str, dict[str, float]]) -> str:
+        served = medians["service"][call]
+        added = medians["fallback"][call] - medians["process"][call]
+        verdict = "ok" if served <= SERVICE_TARGET_MS else f"over the {SERVICE_TARGET_MS:.0f} ms target"
+        fallback = "ok" if added <= FALLBACK_TARGET_MS else f"over the +{FALLBACK_TARGET_MS:.0f} ms target"
+        return f"service {verdict}; fallback adds {added:+.1f} ms ({fallback})"
+
+    side_by_side(
+        f"Mock provider through the scripts, service off and on ({runs} rounds; targets: service"
+        f" ≤ {SERVICE_TARGET_MS:.0f} ms, fallback ≤ in-process + {FALLBACK_TARGET_MS:.0f} ms)",
+        instances,
+        trip,
+        runs,
+        notes,
+    )
+    one = rss_kib(pid)
+    extra = [mock_instance(base / f"svc-more-{n}", f"more{n}", "service") for n in range(4)]
+    for instance in extra:
+        round_trip(instance, "bench", 1)
+    five = rss_kib(pid)
+    print(
+        f"\nService resident memory: {one / 1024:.1f} MiB serving 2 mock instances,"
+        f" {five / 1024:.1f} MiB serving 6: {(five - one) / 4 / 1024:.1f} MiB per further mock instance"
+    )
+    instances["service"].service("--stop")
+
+
+def bench_aws_service(base: Path, process: Instance, counter: Any, runs: int, count: int) -> None:
+    """The AWS provider (RunInstances under moto): each call in its own process and answered
+    by a warm service, less moto's own time answering it."""
+    service = Instance(base / "aws-service", "awssvc", "aws", "service", base / "aws-rt")
+    for name in ("conf/awsinstprov_config.json", "conf/awsinstprov_templates.json", "conf/credentials"):
+        target = service.root / name.replace("awsinst", "awssvc")
+        target.write_bytes((process.root / name).read_bytes())
+    (service.root / "conf" / "ohfp.json").unlink(missing_ok=True)
+    service.call("getAvailableTemplates")
+    pid = service.wait_service()["pid"]
+    before = rss_kib(pid)
+    round_trip(service, "RunInstances", count)  # warm: the instance, its clients
+    after = rss_kib(pid)
+    moto: dict[str, dict[str, list[float]]] = {"process": {}, "service": {}}
+
+    def trip_of(mode: str) -> Any:
+        def trip(instance: Instance) -> dict[str, float]:
+            out = {}
+            for call, (seconds, _) in _counted_round_trip(
+                instance, "RunInstances", count, counter, moto[mode]
+            ).items():
+                out[call] = seconds
+            return out
+
+        return trip
+
+    medians: dict[str, dict[str, float]] = {}
+    for mode, instance in (("process", process), ("service", service)):
+        medians.update(side_by_side_one(mode, instance, trip_of(mode), runs))
+    print(f"\nAWS provider (RunInstances, {count} machines) under a moto server, {runs} rounds: median ms")
+    print(
+        f"  {'call':<24}{'process':>10}{'service':>10}{'moto':>8}{'service - moto':>16}  target: ≤ moto + 30"
+    )
+    for call in CALLS:
+        own = statistics.median(moto["service"].get(call, [0.0])) * 1000
+        served = medians["service"][call]
+        verdict = "ok" if served - own <= 30.0 else "over"
+        print(
+            f"  {call:<24}{medians['process'][call]:>10.1f}{served:>10.1f}{own:>8.1f}"
+            f"{served - own:>16.1f}  {verdict}"
+        )
+    print(f"  the service's resident memory grew by {(after - before) / 1024:.1f} MiB for the AWS instance")
+    service.service("--stop")
+
+
+def side_by_side_one(mode: str, instance: Instance, trip: Any, runs: int) -> dict[str, dict[str, float]]:
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for call, seconds in trip(instance).items():
+            samples.setdefault(call, []).append(seconds)
+    return {mode: {call: statistics.median(values) * 1000 for call, values in samples.items()}}
 
 
 def main() -> int:
@@ -504,6 +684,7 @@ def main() -> int:
         base = Path(tmp)
         mock = bench_mock(base, args.runs)
         import_costs(mock, "getAvailableTemplates", {})
+        bench_service(base, args.runs)
         if args.aws_runs > 0:
             bench_aws(base, args.aws_runs, args.aws_machines)
     return 0

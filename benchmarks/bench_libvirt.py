@@ -11,7 +11,8 @@ Run by ``nox -s bench`` after bench_hf.py (``-- --runs 15``), ohfp installed as 
    libvirt packages; skipped otherwise, saying why): for 1 and 4 machines, requestMachines,
    the first getRequestStatus, the time until the request is complete (every guest running
    with a DHCP address, polling every half second), requestReturnMachines and the time until
-   the return is complete.
+   the return is complete; then 1 and 4 machines whose template has user data (each machine's
+   NoCloud seed built, uploaded into the lab's pool, mounted by the guest, deleted on return).
 """
 
 from __future__ import annotations
@@ -66,10 +67,10 @@ def _until_done(instance: Instance, request_id: str, limit: float = 300) -> floa
     raise SystemExit(f"{request_id} still running after {limit} s")
 
 
-def _guest_round(instance: Instance, count: int) -> dict[str, float]:
+def _guest_round(instance: Instance, count: int, template_id: str) -> dict[str, float]:
     """One request of ``count`` real guests to complete and back: seconds per step."""
     times = {}
-    ask = {"template": {"templateId": "bench", "machineCount": count}}
+    ask = {"template": {"templateId": template_id, "machineCount": count}}
     times["requestMachines"], reply = instance.call("requestMachines", ask)
     status = {"requests": [{"requestId": reply["requestId"]}]}
     times["first getRequestStatus"] = instance.call("getRequestStatus", status)[0]
@@ -84,7 +85,7 @@ def _guest_round(instance: Instance, count: int) -> dict[str, float]:
 def bench_guests(base: Path, rounds: int) -> None:
     from tests.libvirt.conftest import _missing
     from tests.libvirt.guest import boot_files
-    from tests.libvirt.lab_host import Lab
+    from tests.libvirt.lab_host import POOL, Lab
 
     why = _missing()
     if why is not None:
@@ -96,22 +97,29 @@ def bench_guests(base: Path, rounds: int) -> None:
     try:
         instance = Instance(base / "guests", "lvinst", "libvirt")
         instance.write("config", {"LIBVIRT_URI": lab.uri})
-        guest = {"kernel": str(boot.kernel), "initrd": str(boot.initrd), "cmdline": "console=ttyS0 quiet"}
-        instance.write(
-            "templates", {"templates": [_template(domainType="qemu", network="ohfp-lab", **guest)]}
+        guest = {"kernel": str(boot.kernel), "initrd": str(boot.initrd), "domainType": "qemu"}
+        plain = _template(network="ohfp-lab", cmdline="console=ttyS0 quiet", **guest)
+        seeded = _template(
+            templateId="bench-seeded",
+            network="ohfp-lab",
+            cmdline="console=ttyS0 quiet ohfp.seed",
+            pool=POOL,
+            userData="#cloud-config\nhostname: bench\n",
+            **guest,
         )
+        instance.write("templates", {"templates": [plain, seeded]})
         rows = []
-        for count in (1, 4):
+        for template_id, count in (("bench", 1), ("bench", 4), ("bench-seeded", 1), ("bench-seeded", 4)):
             times: dict[str, list[float]] = {}
             for _ in range(rounds):
-                for name, seconds in _guest_round(instance, count).items():
+                for name, seconds in _guest_round(instance, count, template_id).items():
                     times.setdefault(name, []).append(seconds)
-            label = f"{count} machine{'s' * (count > 1)}"
+            label = f"{count} machine{'s' * (count > 1)}{' with user data' * (template_id != 'bench')}"
             rows += [(f"{label}: {name}", values, "") for name, values in times.items()]
         print_table(
             f"libvirt provider on qemu:///system (QEMU without KVM, private libvirtd), {rounds} rounds",
             rows,
-            width=44,
+            width=60,
         )
     finally:
         lab.stop()

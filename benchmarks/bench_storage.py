@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))  # the tests' loaders and servers
 BACKENDS = ("sqlite", "postgresql", "dynamodb")
 SIZES = (1_000, 10_000, 100_000)
 TARGET_ADDED_MS = 40.0
+TARGET_SERVICE_ADDED_MS = 10.0
 
 
 @contextmanager
@@ -90,6 +91,8 @@ class StoreInstance(Instance):
 
 
 def bench_calls(base: Path, runs: int, found: dict[str, Any]) -> None:
+    """requestMachines and getRequestStatus per backend, each call in its own process and
+    answered by a warm service (each backend's service in a runtime directory of its own)."""
     medians: dict[str, dict[str, float]] = {}
     rows = []
     for backend in BACKENDS:
@@ -97,34 +100,48 @@ def bench_calls(base: Path, runs: int, found: dict[str, Any]) -> None:
         if made is None:
             continue
         settings, env = made
-        instance = StoreInstance(base / f"calls-{backend}", "mockinst", "mock")
-        instance.extra = env
-        (instance.root / "conf" / "ohfp.json").write_text(json.dumps({"storage": backend, **settings}))
-        instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
-        instance.write(
-            "templates", {"templates": [{"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES}]}
-        )
-        samples: dict[str, list[float]] = {"requestMachines": [], "getRequestStatus": []}
-        for run in range(runs + 1):  # the first round warms up (creates the schema or table)
-            took, reply = instance.call(
-                "requestMachines", {"template": {"templateId": "bench", "machineCount": 1}}
+        for mode in ("process", "service"):
+            root = base / f"calls-{backend}-{mode}"
+            instance = StoreInstance(root, "mockinst", "mock", mode, root / "rt")
+            instance.extra = env
+            (instance.root / "conf" / "ohfp.json").write_text(json.dumps({"storage": backend, **settings}))
+            instance.write("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 1})
+            instance.write(
+                "templates",
+                {"templates": [{"templateId": "bench", "maxNumber": -1, "attributes": ATTRIBUTES}]},
             )
-            status, _ = instance.call("getRequestStatus", {"requests": [{"requestId": reply["requestId"]}]})
-            if run:
-                samples["requestMachines"].append(took)
-                samples["getRequestStatus"].append(status)
-        medians[backend] = {call: statistics.median(values) * 1000 for call, values in samples.items()}
-        for call, values in samples.items():
-            added = medians[backend][call] - medians["sqlite"][call]
-            verdict = "" if backend == "sqlite" else f"adds {added:+.1f} ms to SQLite"
-            if backend == "postgresql":
-                verdict += (
-                    " (ok)" if added <= TARGET_ADDED_MS else f" (over the {TARGET_ADDED_MS:.0f} ms target)"
+            if mode == "service":
+                instance.call("getAvailableTemplates")  # in its own process; starts the service
+                instance.wait_service()
+            samples: dict[str, list[float]] = {"requestMachines": [], "getRequestStatus": []}
+            for run in range(runs + 1):  # the first round warms up (creates the schema or table)
+                took, reply = instance.call(
+                    "requestMachines", {"template": {"templateId": "bench", "machineCount": 1}}
                 )
-            if backend == "dynamodb":
-                verdict += " (moto in this process)"
-            rows.append((f"{backend} {call}", values, verdict))
-    print_table(f"HF calls through the scripts per backend, {runs} fresh processes each", rows)
+                status, _ = instance.call(
+                    "getRequestStatus", {"requests": [{"requestId": reply["requestId"]}]}
+                )
+                if run:
+                    samples["requestMachines"].append(took)
+                    samples["getRequestStatus"].append(status)
+            if mode == "service":
+                instance.service("--stop")
+            label = f"{backend}/{mode}"
+            medians[label] = {call: statistics.median(values) * 1000 for call, values in samples.items()}
+            for call, values in samples.items():
+                added = medians[label][call] - medians[f"sqlite/{mode}"][call]
+                verdict = "" if backend == "sqlite" else f"adds {added:+.1f} ms to SQLite"
+                target = TARGET_ADDED_MS if mode == "process" else TARGET_SERVICE_ADDED_MS
+                if backend == "postgresql":
+                    verdict += " (ok)" if added <= target else f" (over the {target:.0f} ms target)"
+                if backend == "dynamodb":
+                    verdict += " (moto in this process)"
+                rows.append((f"{backend} {call}, {mode}", values, verdict))
+    print_table(
+        f"HF calls through the scripts per backend, in their own process and by the service, {runs} each",
+        rows,
+        40,
+    )
 
 
 def bench_lookups(found: dict[str, Any], repeats: int) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.e2e
 
+from tests.aws.moto_as_aws import like_aws
 from tests.e2e.moto_faults import Forward, HookedMotoServer, Response
 
 
@@ -22,12 +25,19 @@ class Calls:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
+        """moto's own time answering, in all."""
         self._lock = threading.Lock()
 
     def __call__(self, api: str, forward: Forward) -> Response:
         with self._lock:
             self.calls[api] += 1
-        return forward()
+        started = time.perf_counter()
+        try:
+            return forward()
+        finally:
+            with self._lock:
+                self.seconds += time.perf_counter() - started
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -35,20 +45,26 @@ class Calls:
 
 
 class CountingMotoServer:
-    """A :class:`HookedMotoServer` that counts; ``counter.snapshot()`` gives the counts."""
+    """A :class:`HookedMotoServer` that counts; ``counter.snapshot()`` gives the counts.
+
+    While it runs, moto does what AWS does where ohfp relies on it (``tests/aws/moto_as_aws.py``).
+    """
 
     def __init__(self) -> None:
         self.counter = Calls()
         self._server = HookedMotoServer()
         self._server.app.hook = self.counter
+        self._patches = ExitStack()
 
     @property
     def endpoint(self) -> str:
         return self._server.endpoint
 
     def __enter__(self) -> CountingMotoServer:
+        self._patches.enter_context(like_aws())
         self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+        self._patches.close()

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from tools import mkdocs_cli
 
-from ohfp_core import cli, models
-from tests.core.test_docs import _commands
+from ohfp_core import models
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -46,11 +45,17 @@ def test_every_model_field_has_a_docstring() -> None:
     assert missing == []
 
 
-def test_the_cli_page_is_generated_with_every_command() -> None:
+def test_the_cli_page_is_generated_with_every_command_of_every_distribution() -> None:
     page = mkdocs_cli.on_page_markdown((DOCS / "reference" / "cli.md").read_text(encoding="utf-8"))
     assert mkdocs_cli.MARKER not in page
-    for command in _commands(cli.build_parser()):
-        assert f"## `{command}`" in page, command
+    found = {command for command, _, _ in mkdocs_cli.commands()}
+    assert {"ohfp", "ohfp-aws", "ohfp-dynamodb", "python -m ohfp_mock"} <= found
+    for command, module, distribution in mkdocs_cli.commands():
+        assert f"## `{command}` ({distribution})" in page
+        for name, _ in mkdocs_cli.walk(mkdocs_cli.parser_of(module), command):
+            assert f"### `{name}`" in page, name
+    for name in ("ohfp hf requestMachines", "ohfp-aws events", "ohfp-dynamodb create-table"):
+        assert f"### `{name}`" in page
 
 
 def test_install_commands_work_before_the_packages_are_published() -> None:

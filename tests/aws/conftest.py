@@ -60,12 +60,21 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def moto_aws(aws_env: None) -> Iterator[None]:
+def moto_aws(aws_env: None, moto_like_aws: None) -> Iterator[None]:
     """moto's in-process AWS for the duration of a test."""
     from moto import mock_aws
 
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def moto_like_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto doing what AWS does where ohfp relies on it (:mod:`.moto_as_aws`), undone with the
+    test's own patches, in order."""
+    from .moto_as_aws import act_like_aws
+
+    act_like_aws(monkeypatch)
 
 
 @pytest.fixture
@@ -102,9 +111,9 @@ def _shared_service_models() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_botocore_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ohfp_aws.session
+    import ohfp_aws.access.session
 
-    monkeypatch.setattr(ohfp_aws.session, "_SESSIONS", {})
+    monkeypatch.setattr(ohfp_aws.access.session, "_SESSIONS", {})
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ohfp_aws.context import AwsContext
-from ohfp_aws.model import AwsTemplate
 from ohfp_aws.provider import AwsProvider
+from ohfp_aws.vocabulary import AwsTemplate
 from ohfp_core.models import CloudRequest, Provisioned, RequestKind, ReturnItem
 
 from .conftest import REGION, Network

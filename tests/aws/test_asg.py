@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.model import TAG_REQUEST
+from ohfp_aws.apis.asg import ASGHandler
+from ohfp_aws.vocabulary import TAG_REQUEST
 
 from .conftest import REGION, Network
 from .fleet_support import Calls, acquire, alive_ids, answer, aws_context, returns, template
@@ -118,13 +118,25 @@ def test_spot_diversified_uses_lowest_price_pools(provider: Any, network: Networ
 
 
 def test_provision_twice_makes_one_group(provider: Any, network: Network) -> None:
-    # moto would accept a second CreateAutoScalingGroup of the same name: ohfp must not send it.
+    """A first provisioning asks nothing before it creates; a second one is refused by AWS
+    with AlreadyExists (the group is named after the request) and returns the group's handle
+    from one describe."""
     calls = Calls(provider.clients.autoscaling)
     handler = ASGHandler(provider)
     first = handler.provision("req-4", template(network), 2)
+    assert calls.names() == ["CreateAutoScalingGroup"]
     second = handler.provision("req-4", template(network), 2)
-    assert calls.names().count("CreateAutoScalingGroup") == 1
-    for key in ("api", "group_name", "target", "weights", "launch_template_id", "launch_template_created"):
+    assert calls.names()[1:] == ["CreateAutoScalingGroup", "DescribeAutoScalingGroups"]
+    assert second.message == "group ohfp-req-4 exists"
+    for key in (
+        "api",
+        "group_name",
+        "target",
+        "weights",
+        "launch_template_id",
+        "launch_template_created",
+        "valid_until",
+    ):
         assert second.handle[key] == first.handle[key]
     groups = boto3.client("autoscaling", region_name=REGION).describe_auto_scaling_groups()
     assert [g["AutoScalingGroupName"] for g in groups["AutoScalingGroups"]] == ["ohfp-req-4"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ohfp_aws.config import (
+from ohfp_aws.settings import (
     DEFAULT_ORDER,
     ASGSettings,
     EC2FleetSettings,

@@ -18,11 +18,11 @@ import boto3
 import pytest
 from moto.ec2.models.instances import InstanceBackend
 
-from ohfp_aws import offerings, shortfalls
-from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
-from ohfp_aws.model import Shortfall
+from ohfp_aws.apis.asg import ASGHandler
+from ohfp_aws.apis.ec2_fleet import EC2FleetHandler
 from ohfp_aws.provider import AwsProvider, make_provider
+from ohfp_aws.supply import offerings, shortfalls
+from ohfp_aws.vocabulary import Shortfall
 from ohfp_core.errors import CapacityError
 
 from .aws_support import acquire_request, hooks_for

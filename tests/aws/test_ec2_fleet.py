@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.capacity import on_demand_units
-from ohfp_aws.handlers.common import describe_batched, fleet_state
-from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
-from ohfp_aws.model import TAG_REQUEST, client_token
+from ohfp_aws.apis.common import describe_batched, fleet_state
+from ohfp_aws.apis.ec2_fleet import EC2FleetHandler
+from ohfp_aws.supply.overrides import on_demand_units
+from ohfp_aws.vocabulary import TAG_REQUEST, client_token
 from ohfp_core.errors import CapacityError, CloudError
 
 from .conftest import REGION, Network

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from ohfp_aws.errors import aws_call, error_code, translate
+from ohfp_aws.access.boundary import aws_call, error_code, translate
 from ohfp_core.errors import AuthError, CapacityError, CloudError, QuotaError, ThrottledError
 
 

@@ -1,5 +1,5 @@
 """The interruption queue: ``ohfp-aws events setup``/``teardown``, draining it on
-getRequestStatus and getReturnRequests, and the grace periods its notices give.
+getReturnRequests (and only there), and the grace periods its notices give.
 
 moto runs EventBridge → SQS as AWS does for events put on the default bus: rules match, the
 queue target receives the event. moto never emits EC2's own events, so each test puts the
@@ -18,12 +18,14 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws import drain, event_rules, notices
 from ohfp_aws.cli import main
+from ohfp_aws.interruptions import drain, event_rules, notices
 from ohfp_aws.provider import AwsProvider, make_provider
 from ohfp_core.models import MachineRef, Template
+from ohfp_core.sqlite import SQLiteStorage
+from ohfp_core.values import Values, recorded
 
-from .aws_support import acquire_request, hooks_for
+from .aws_support import acquire_request, count_calls, hooks_for
 from .conftest import REGION, Network, make_context, make_template
 
 WARNING = "EC2 Spot Instance Interruption Warning"
@@ -34,11 +36,11 @@ STATE = "EC2 Instance State-change Notification"
 @pytest.fixture
 def queue(moto_aws: None) -> Iterator[str]:
     """The queue and rules ``ohfp-aws events setup`` makes, in moto."""
-    from ohfp_aws.config import load_config
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.access.services import Services
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.settings import load_config
 
-    clients = AwsClients(load_config({"AWS_REGION": REGION}))
-    made = event_rules.setup(clients, "ohfp")
+    made = event_rules.setup(Services(AwsClients(load_config({"AWS_REGION": REGION}))), "ohfp")
     yield str(made["queueUrl"])
 
 
@@ -195,10 +197,12 @@ def test_a_bad_config_file_is_reported_as_json(tmp_path: Path, capsys: pytest.Ca
 # -- draining -----------------------------------------------------------------------------------
 
 
-def test_status_drains_and_reclaims_report_the_real_grace(
+def test_reclaims_drain_the_queue_and_report_the_real_grace(
     queue: str, network: Network, tmp_path: Path
 ) -> None:
+    """getReturnRequests drains the queue and reports; getRequestStatus never reads it."""
     provider = provider_with(tmp_path, queue)
+    calls = count_calls(provider)
     hooks = hooks_for(provider)
     _, (victim, keeper), request = launch(provider, network)
     stranger = boto3.client("ec2", region_name=REGION).run_instances(
@@ -209,10 +213,11 @@ def test_status_drains_and_reclaims_report_the_real_grace(
     put_event(WARNING, {"instance-id": victim, "instance-action": "terminate"}, at=warned_at)
     put_event(WARNING, {"instance-id": stranger, "instance-action": "terminate"}, at=warned_at)
     put_event(REBALANCE, {"instance-id": keeper}, at=warned_at)  # not reported by default
-    hooks.machine_status([request])  # getRequestStatus drains the queue
+    hooks.machine_status([request])
+    assert waiting(queue) == 3 and not [call for call in calls if call.startswith("sqs:")]
+    reclaims = hooks.reclaimed_machines([MachineRef(name=i, machine_id=i) for i in (victim, keeper)])
     assert waiting(queue) == 0
     assert set(notices.kept_for(provider.aws.values, [victim, keeper, stranger])) == {victim}
-    reclaims = hooks.reclaimed_machines([MachineRef(name=i, machine_id=i) for i in (victim, keeper)])
     (reclaim,) = reclaims
     assert reclaim.machine_id == victim and reclaim.reason == "spot interruption warning (terminate)"
     assert reclaim.grace_period == 90
@@ -224,7 +229,7 @@ def test_held_instances_of_finished_requests_are_matched_by_tag(
     provider = provider_with(tmp_path, queue)
     _, (victim, _), _ = launch(provider, network)
     put_event(STATE, {"instance-id": victim, "state": "stopping"})
-    assert drain.drain(provider.aws, []) == drain.Drained(received=1, kept=1, deleted=1, batches=1)
+    assert drain.drain(provider.aws, []) == drain.Drained(received=1, kept=1, acknowledged=1, batches=1)
     (reclaim,) = hooks_for(provider).reclaimed_machines([MachineRef(name="h", machine_id=victim)])
     assert (reclaim.grace_period, reclaim.reason) == (0, "stopping (EC2 state-change event)")
 
@@ -265,10 +270,40 @@ def test_nothing_is_lost_when_a_call_dies_mid_drain(
         with pytest.raises(Died):
             drain.drain(provider.aws, [victim])
     assert waiting(queue) == 1 and set(notices.kept_for(provider.aws.values, [victim])) == {victim}
-    assert drain.drain(provider.aws, [victim]) == drain.Drained(received=1, kept=1, deleted=1, batches=1)
+    assert drain.drain(provider.aws, [victim]) == drain.Drained(received=1, kept=1, acknowledged=1, batches=1)
     assert waiting(queue) == 0
     (kept,) = notices.kept_for(provider.aws.values, [victim])[victim]
     assert kept.detail == "stop"
+
+
+def test_messages_go_only_once_their_notices_are_stored_with_the_call(
+    queue: str, network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bound to the state store (as core binds it), the notices a drain keeps are stored in
+    the transaction that records the call's outcome, and their messages are deleted from the
+    queue only after that commit; a call that fails first deletes nothing."""
+    provider = provider_with(tmp_path, queue)
+    _, (victim, _), _ = launch(provider, network)
+    monkeypatch.setattr(drain, "VISIBILITY_SEC", 0)  # a message not deleted comes back at once
+    store = SQLiteStorage(tmp_path / "state")
+    values = provider.aws.values
+    values.bind(store, "aws")
+    failover_host = Values("aws")
+    failover_host.bind(SQLiteStorage(tmp_path / "state"))
+    put_event(WARNING, {"instance-id": victim, "instance-action": "terminate"})
+
+    assert drain.drain(provider.aws, [victim]).acknowledged == 1
+    assert waiting(queue) == 1  # received, not deleted
+    assert set(notices.kept_for(values, [victim])) == {victim}  # the call reads its own notice
+    assert notices.kept_for(failover_host, [victim]) == {}
+    values.discard()  # the call fails before its outcome is stored
+    assert waiting(queue) == 1 and notices.kept_for(failover_host, [victim]) == {}
+
+    assert drain.drain(provider.aws, [victim]).received == 1  # it came back
+    with recorded(store, values):
+        assert waiting(queue) == 1  # nothing is deleted inside the transaction
+    assert set(notices.kept_for(failover_host, [victim])) == {victim}
+    assert waiting(queue) == 0  # deleted after the commit
 
 
 def test_a_drain_reads_at_most_max_batches(queue: str, network: Network, tmp_path: Path) -> None:
@@ -276,12 +311,12 @@ def test_a_drain_reads_at_most_max_batches(queue: str, network: Network, tmp_pat
     for n in range(25):
         put_event(STATE, {"instance-id": f"i-{n:017x}", "state": "terminated"})
     done = drain.drain(provider.aws, [])
-    assert (done.batches, done.received, done.kept, done.deleted) == (2, 20, 0, 20)
+    assert (done.batches, done.received, done.kept, done.acknowledged) == (2, 20, 0, 20)
     assert waiting(queue) == 5
 
 
 def test_a_drain_stops_when_half_of_the_calls_time_is_spent(queue: str, tmp_path: Path) -> None:
-    from ohfp_aws.session import Budget
+    from ohfp_aws.access.session import Budget
 
     provider = provider_with(tmp_path, queue)
     put_event(STATE, {"instance-id": "i-0000000000000000a", "state": "terminated"})

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ohfp_aws import handles
-from ohfp_aws.handles import FleetHandle, GroupHandle, InstancesHandle
+from ohfp_aws.apis import handles
+from ohfp_aws.apis.handles import FleetHandle, GroupHandle, InstancesHandle
 from ohfp_aws.provider import AwsProvider
 from ohfp_core.models import CloudRequest, MachineState, RequestKind, ReturnItem
 

@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
+from ohfp_aws.apis import HANDLERS, handler_class
 from ohfp_aws.cli import main
-from ohfp_aws.handlers import HANDLERS, handler_class
 from ohfp_aws.iam import policy_for
 from ohfp_aws.provider import make_provider
 from ohfp_core.errors import CloudError
@@ -151,12 +151,14 @@ def test_the_queue_and_quota_actions_are_in_the_policy_when_enabled(network: Net
     policy with --events --quotas, and not without them."""
     from datetime import UTC, datetime
 
-    from ohfp_aws import event_rules, offerings
-    from ohfp_aws.config import load_config
-    from ohfp_aws.model import Shortfall
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.access.services import Services
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.interruptions import event_rules
+    from ohfp_aws.settings import load_config
+    from ohfp_aws.supply import offerings
+    from ohfp_aws.vocabulary import Shortfall
 
-    queue = event_rules.setup(AwsClients(load_config({"AWS_REGION": REGION})), "iam")["queueUrl"]
+    queue = event_rules.setup(Services(AwsClients(load_config({"AWS_REGION": REGION}))), "iam")["queueUrl"]
     settings = {"events": {"queueUrl": queue}, "quotas": {"enabled": True}}
     provider = make_provider(make_context(tmp_path, None, settings))
     calls = count_calls(provider)

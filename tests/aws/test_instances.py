@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.instances import describe_machines, terminate, to_machine
+from ohfp_aws.access.ec2 import Ec2
+from ohfp_aws.access.instances import describe_machines, terminate, to_machine
 from ohfp_core.models import MachineState, PriceType
 
 from .conftest import REGION, Network
@@ -17,18 +18,19 @@ from .conftest import REGION, Network
 UNKNOWN = "i-0000000000000000f"
 
 
-def counted_client() -> tuple[Any, Counter[str]]:
-    """An EC2 client and a counter of the operations it calls (one per logical call/page)."""
-    ec2 = boto3.client("ec2", region_name=REGION)
+def counted_client() -> tuple[Ec2, Counter[str]]:
+    """ohfp's EC2 wrapper on a boto3 client and a counter of the operations the client calls
+    (one per logical call/page)."""
+    client = boto3.client("ec2", region_name=REGION)
     calls: Counter[str] = Counter()
-    ec2.meta.events.register("before-call.ec2.*", lambda model, **_: calls.update([model.name]))
-    return ec2, calls
+    client.meta.events.register("before-call.ec2.*", lambda model, **_: calls.update([model.name]))
+    return Ec2(client), calls
 
 
-def launch(ec2: Any, network: Network, count: int) -> list[str]:
+def launch(ec2: Ec2, network: Network, count: int) -> list[str]:
     ids: list[str] = []
     for _ in range(count):  # moto launches MinCount instances: one per call
-        response = ec2.run_instances(
+        response = ec2.client.run_instances(
             ImageId=network.ami_id,
             InstanceType="t3.micro",
             MinCount=1,

@@ -10,8 +10,8 @@ import attrs
 import boto3
 import pytest
 
-from ohfp_aws.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
-from ohfp_aws.model import TAG_REQUEST, client_token
+from ohfp_aws.launch.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
+from ohfp_aws.vocabulary import TAG_REQUEST, client_token
 from ohfp_core.errors import CloudError
 
 from .conftest import REGION, Network
@@ -34,7 +34,7 @@ def versions(lt_id: str) -> list[Any]:
 def test_creates_named_tagged_template(provider: Any, network: Network) -> None:
     calls = Calls(provider.clients.ec2)
     tpl = template(network, user_data="#!/bin/sh\necho hi\n", instance_tags={"team": "grid"})
-    ref = ensure_for_request(provider, "req-1", tpl, {"InstanceType": "t3.micro"})
+    ref = ensure_for_request(provider, "req-1", tpl, "t3.micro")
     lt_id, version = ref.launch_template_id, ref.launch_template_version
     (params,) = calls.params("CreateLaunchTemplate")
     assert params["LaunchTemplateName"] == "ohfp-req-1"

@@ -168,7 +168,7 @@ def test_stuck_pending_machines_are_terminated(
 ) -> None:
     """moto reports instances running on the first describe, so the describe boundary is
     faked: it reports the real instance pending since 200 s (timeout 180 s)."""
-    import ohfp_aws.instances
+    import ohfp_aws.access.instances
 
     template = make_template(network, providerApi="RunInstances")
     hooks = hooks_for(aws_provider)
@@ -182,7 +182,7 @@ def test_stuck_pending_machines_are_terminated(
         launch_time=int(NOW) - 200,
     )
     monkeypatch.setattr(
-        ohfp_aws.instances, "describe_machines", lambda ec2, ids, **kw: {stuck.machine_id: stuck}
+        ohfp_aws.access.instances, "describe_machines", lambda ec2, ids, **kw: {stuck.machine_id: stuck}
     )
     snapshot = hooks.machine_status([acquire_request("req-p", template, 1, provisioned)])["req-p"]
     (reported,) = snapshot.machines

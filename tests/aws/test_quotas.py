@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws import quotas
 from ohfp_aws.provider import AwsProvider, make_provider
+from ohfp_aws.supply import quotas
 from ohfp_core.models import Template
 
 from .aws_support import count_calls, hooks_for

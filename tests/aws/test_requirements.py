@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from ohfp_aws import requirements
-from ohfp_aws.handlers.asg import ASGHandler
-from ohfp_aws.handlers.ec2_fleet import EC2FleetHandler
-from ohfp_aws.handlers.spot_fleet import SpotFleetHandler
+from ohfp_aws.apis.asg import ASGHandler
+from ohfp_aws.apis.ec2_fleet import EC2FleetHandler
+from ohfp_aws.apis.spot_fleet import SpotFleetHandler
+from ohfp_aws.launch.template_fields import parse_template, validate_fields
 from ohfp_aws.provider import AwsProvider, make_provider
-from ohfp_aws.templates import parse_template, validate_fields
+from ohfp_aws.supply import requirements
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Template
 
@@ -125,6 +125,37 @@ def test_vm_types_beside_requirements_are_the_allowed_types() -> None:
     }
 
 
+def test_burstable_types_allowed_beside_requirements_are_included() -> None:
+    """AWS leaves burstable types out unless BurstablePerformance says otherwise, and the
+    allowed types only narrow: t3 types allowed beside requirements must come with
+    ``included``, or nothing would ever launch."""
+    parsed = parse_template(shaped(vmTypes={"t3.micro": 1, "t3.small": 1}))
+    assert parsed.instance_requirements == {
+        "VCpuCount": {"Min": 2, "Max": 8},
+        "MemoryMiB": {"Min": 4096},
+        "AllowedInstanceTypes": ["t3.micro", "t3.small"],
+        "BurstablePerformance": "included",
+    }
+    by_pattern = parse_template(shaped(instanceRequirements={"AllowedInstanceTypes": ["m5.*", "t4g.*"]}))
+    assert (by_pattern.instance_requirements or {})["BurstablePerformance"] == "included"
+    for named in ({"vmType": "m5.large"}, {"instanceRequirements": {"AllowedInstanceTypes": ["*"]}}, {}):
+        assert "BurstablePerformance" not in (parse_template(shaped(**named)).instance_requirements or {})
+    required = parse_template(
+        shaped(vmType="t3.micro", instanceRequirements={"BurstablePerformance": "required"})
+    )
+    assert (required.instance_requirements or {})["BurstablePerformance"] == "required"  # the template's word
+    assert problems(
+        **SHAPE,
+        vmTypes={"t3.micro": 1, "m5.large": 1},
+        instanceRequirements={"BurstablePerformance": "excluded"},
+    ) == {
+        "instanceRequirements": (
+            "BurstablePerformance excluded, yet the allowed types t3.micro are burstable: they would never"
+            " launch (leave BurstablePerformance out, or set it to included)"
+        )
+    }
+
+
 def test_the_keys_passed_through_are_awss_own() -> None:
     """Every key ohfp accepts is a member of the shape each API takes (botocore's models)."""
     import botocore.session
@@ -197,6 +228,19 @@ def test_ec2_fleet_overrides_carry_the_requirements_per_subnet(
     assert params["TargetCapacitySpecification"]["SpotTargetCapacity"] == 3
     (lt,) = calls.params("CreateLaunchTemplate")
     assert "InstanceType" not in lt["LaunchTemplateData"]
+
+
+def test_ec2_fleet_is_sent_burstable_included_for_allowed_t_types(
+    network: Network, aws_provider: AwsProvider
+) -> None:
+    calls = Calls(aws_provider.clients.ec2)
+    answer(aws_provider.clients.ec2, "CreateFleet", lambda params: {"FleetId": "fleet-0123456789abcdef0"})
+    template = make_template(network, "Small", vmType=None, vmTypes={"t3.micro": 1, "t3.small": 1}, **SHAPE)
+    EC2FleetHandler(aws_provider.aws).provision("req-t3", parse_template(template), 2)
+    (params,) = calls.params("CreateFleet")
+    for override in params["LaunchTemplateConfigs"][0]["Overrides"]:
+        assert override["InstanceRequirements"]["AllowedInstanceTypes"] == ["t3.micro", "t3.small"]
+        assert override["InstanceRequirements"]["BurstablePerformance"] == "included"
 
 
 def test_spot_fleet_overrides_carry_the_requirements(network: Network, aws_provider: AwsProvider) -> None:

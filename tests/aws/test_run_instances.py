@@ -11,11 +11,11 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.ec2.models.instances import InstanceBackend
 
-from ohfp_aws.handlers.run_instances import RunInstancesHandler
-from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
+from ohfp_aws.apis.run_instances import RunInstancesHandler
+from ohfp_aws.launch.template_fields import parse_template
 from ohfp_aws.provider import make_provider
-from ohfp_aws.templates import parse_template
-from ohfp_core.errors import CapacityError, ConfigError
+from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, client_token
+from ohfp_core.errors import CapacityError, ConfigError, QuotaError
 from ohfp_core.models import CloudRequest, MachineState, PriceType, RequestKind, ReturnItem
 
 from .aws_support import acquire_request, count_calls, failing, hooks_for
@@ -160,6 +160,47 @@ def test_capacity_error_before_anything_launched_is_raised(
     assert seen[0] == 2  # each subnet tried once
     reservations = boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]
     assert reservations == []
+
+
+class _Body:
+    """What botocore reads an HTTP reply's body from."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def stream(self, **_: Any) -> Any:
+        return iter([self.content])
+
+
+@pytest.mark.parametrize("code", ["InsufficientInstanceCapacity", "InstanceLimitExceeded"])
+def test_capacity_and_quota_errors_are_not_retried_by_the_sdk(
+    network: Network, tmp_path: Path, code: str
+) -> None:
+    """AWS sends InsufficientInstanceCapacity with HTTP 500, which botocore's standard mode
+    retries (four attempts with IBM's default AWS_REQUEST_RETRY_ATTEMPTS 3): the same offering
+    again, where the next one is the answer. Every RunInstances attempt is counted as it
+    leaves (``before-send``) and answered there with AWS's reply: one per subnet for a
+    capacity error; a quota error ends the call at once (another subnet shares the quota)."""
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+    provider = run_provider(tmp_path, config={"AWS_REGION": REGION, "AWS_REQUEST_RETRY_ATTEMPTS": 3})
+    subnets = [f"subnet-000000000000000{n}" for n in range(1, 5)]
+    sent: list[str] = []
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+        "<Message>We currently do not have sufficient capacity.</Message></Error></Errors>"
+        "<RequestID>ohfp-test</RequestID></Response>"
+    ).encode()
+
+    def refuse(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.body.decode() if isinstance(request.body, bytes) else str(request.body))
+        return AWSResponse(request.url, 500, HTTPHeaders(), _Body(body))
+
+    provider.clients.ec2.meta.events.register("before-send.ec2.RunInstances", refuse)
+    with pytest.raises(CapacityError if code.startswith("Insufficient") else QuotaError, match=code):
+        hooks_for(provider).provision("req-ice", make_template(network, subnetId=subnets), 2)
+    tried = [next(s for s in subnets if s in params) for params in sent]
+    assert tried == (subnets if code.startswith("Insufficient") else subnets[:1])
 
 
 def test_capacity_error_after_some_launched_completes_with_error(

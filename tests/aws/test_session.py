@@ -7,14 +7,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
-from ohfp_aws.config import load_config
-from ohfp_aws.errors import aws_call
+from ohfp_aws.access.boundary import aws_call
+from ohfp_aws.access.session import AwsClients, Budget
 from ohfp_aws.provider import AwsProvider, make_provider
-from ohfp_aws.session import AwsClients, Budget
+from ohfp_aws.settings import load_config
 from ohfp_core.errors import CloudError
 from ohfp_core.models import Template
 
@@ -40,10 +41,11 @@ def test_clients_follow_the_config(aws_env: None) -> None:
     assert clients.ec2 is ec2 and clients.created == [ec2]
     assert ec2.meta.region_name == "eu-west-1"
     assert ec2.meta.endpoint_url == "http://localhost:5000"
-    assert ec2.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
-    assert ec2.meta.config.connect_timeout == 2.5
-    assert ec2.meta.config.proxies == {"http": "http://proxy.local:3128", "https": "http://proxy.local:3128"}
-    assert "ohfp" in ec2.meta.config.user_agent_extra
+    settings: Any = ec2.meta.config  # botocore's Config keeps its options as attributes
+    assert settings.retries == {"mode": "standard", "total_max_attempts": 6}
+    assert settings.connect_timeout == 2.5
+    assert settings.proxies == {"http": "http://proxy.local:3128", "https": "http://proxy.local:3128"}
+    assert "ohfp" in settings.user_agent_extra
     assert clients.autoscaling.meta.service_model.service_name == "autoscaling"
     assert len(clients.created) == 2
 
@@ -89,9 +91,9 @@ def test_the_budget_keeps_a_reserve() -> None:
 
 def test_client_timeouts_are_capped_by_the_budget(aws_env: None) -> None:
     config = load_config({"AWS_REGION": REGION, "AWS_CONNECTION_TIMEOUT_MS": 10000}, environ={})
-    ec2 = AwsClients(config, Budget(8)).ec2
-    assert 0 < ec2.meta.config.connect_timeout <= 4
-    assert 0 < ec2.meta.config.read_timeout <= 4
+    settings: Any = AwsClients(config, Budget(8)).ec2.meta.config
+    assert 0 < settings.connect_timeout <= 4
+    assert 0 < settings.read_timeout <= 4
 
 
 def test_a_spent_budget_sends_nothing(aws_env: None) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from ohfp_aws.handlers.spot_fleet import SpotFleetHandler
-from ohfp_aws.model import client_token
+from ohfp_aws.apis.spot_fleet import SpotFleetHandler
+from ohfp_aws.vocabulary import client_token
 
 from .conftest import REGION, Network
 from .fleet_support import Calls, acquire, alive_ids, aws_context, moto_ec2_backend, returns, template

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ohfp_aws.launch_spec import instance_launch_data, run_instances_params
-from ohfp_aws.templates import parse_template, validate_fields, validate_template
+from ohfp_aws.launch.spec import instance_launch_data, run_instances_params
+from ohfp_aws.launch.template_fields import parse_template, validate_fields, validate_template
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Template
 

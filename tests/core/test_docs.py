@@ -99,6 +99,34 @@ def test_hook_reference_says_how_the_hook_is_called(name: str) -> None:
     assert ("`firstresult`" in section) is firstresult, f"{name}: firstresult={firstresult} not documented"
 
 
+def _provider_hooks() -> list[str]:
+    return sorted(name for name, spec in _hookspecs().items() if getattr(spec, SPEC_ATTRIBUTE)["firstresult"])
+
+
+def _words(text: str) -> str:
+    """``text`` as one line, RST literals spelled as Markdown's."""
+    return " ".join(text.replace("``", "`").split())
+
+
+@pytest.mark.parametrize("name", _provider_hooks())
+def test_every_provider_hook_says_what_it_may_write(name: str) -> None:
+    """The hookspec's ``Writes:`` paragraph and the reference's **Writes:** line say the same."""
+    doc = inspect.getdoc(_hookspecs()[name]) or ""
+    assert "\nWrites: " in doc, f"{name}: the hookspec's docstring has no 'Writes:' paragraph"
+    said = _words(doc.split("\nWrites: ", 1)[1].split("\n\n", 1)[0])
+    section = _sections(HOOKS_MD.read_text(encoding="utf-8"))[name]
+    documented = re.search(r"^- \*\*Writes:\*\* (.+?)(?=^- |^$|\Z)", section, flags=re.MULTILINE | re.DOTALL)
+    assert documented is not None, f"docs/hooks.md: {name} has no '- **Writes:**' line"
+    assert _words(documented.group(1)) == said
+
+
+def test_read_only_is_said_by_no_provider_hook() -> None:
+    """A provider hook's writes are stated in Writes:, never as 'read only' beside it."""
+    for name in _provider_hooks():
+        assert "read only" not in (inspect.getdoc(_hookspecs()[name]) or "").lower(), name
+        assert "read only" not in _sections(HOOKS_MD.read_text(encoding="utf-8"))[name].lower(), name
+
+
 # --------------------------------------------------------------------------------------
 # The README and links
 # --------------------------------------------------------------------------------------

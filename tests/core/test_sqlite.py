@@ -355,3 +355,39 @@ def test_the_setting_overrides_the_detection(shared_dir: Path, tmp_path: Path) -
         '$.sqlite.journalMode: must be one of auto, wal, delete, truncate, got "memory"',
         "$.sqlite.other: unknown key; known: journalMode",
     }
+
+
+def test_checking_the_files_keeps_the_process_locks(tmp_path: Path) -> None:
+    """Checking the database files must not close a descriptor of them: that drops every
+    POSIX lock the process holds on them, SQLite's among them (a long-lived process, the
+    resident service, opens stores while others are in a transaction)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from ohfp_core.files import ensure_private, tighten_if_present
+
+    path = tmp_path / "db.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    ensure_private(path, "state database")
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten_if_present(path.with_name(path.name + suffix), "state database file")
+    probe = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+        "try:\n"
+        "    db.execute('BEGIN IMMEDIATE')\n"
+        "except sqlite3.OperationalError as exc:\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    print('got the write lock')\n"
+    )
+    command = [sys.executable, "-c", probe, str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "database is locked", done.stdout
+    holder.execute("COMMIT")
+    holder.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ohfp_core.sqlite import SQLiteStorage
-from ohfp_core.values import Values
+from ohfp_core.values import Values, recorded
 
 
 class Clock:
@@ -40,4 +40,60 @@ def test_values_expire_and_keep_to_their_namespace(bound: bool, tmp_path: Path) 
     if store is not None:
         again = Values("aws", clock)
         again.bind(SQLiteStorage(tmp_path))
+        assert again.get_many(["quota:L-1216C47A"]) == {}  # nothing is stored before the call's outcome
+        with recorded(store, values):
+            pass
         assert again.get("quota:L-1216C47A") is None and again.scoped("budget").get("quota:L-1216C47A")
+
+
+def test_a_call_s_writes_go_with_its_outcome_and_effects_follow_the_commit(tmp_path: Path) -> None:
+    """Bound, values are stored in the transaction that records the call's outcome (read back
+    by the call at once); an after-commit effect runs once that commits, and never when the
+    call fails first."""
+    store = SQLiteStorage(tmp_path)
+    values, reader = Values("aws"), Values("aws")
+    values.bind(store)
+    reader.bind(SQLiteStorage(tmp_path))
+    done: list[str] = []
+    values.put("notice:i-1", {"kind": "interruption"}, ttl_sec=60)
+    values.after_commit(lambda: done.append(f"acknowledged after the commit: {reader.get('notice:i-1')}"))
+    assert values.get("notice:i-1") == {"kind": "interruption"}
+    assert reader.get("notice:i-1") is None and done == []
+    with recorded(store, values):
+        assert done == []  # not inside the transaction
+    assert done == ["acknowledged after the commit: {'kind': 'interruption'}"] and not values.pending
+
+    values.put("notice:i-2", 1, ttl_sec=60)
+    values.after_commit(lambda: done.append("must not run"))
+    with pytest.raises(RuntimeError, match="the outcome could not be stored"), recorded(store, values):
+        raise RuntimeError("the outcome could not be stored")
+    assert reader.get("notice:i-2") is None and done[-1] != "must not run"
+
+    values.put("notice:i-3", 1, ttl_sec=60)
+    values.after_commit(lambda: done.append("must not run either"))
+    values.discard()
+    with recorded(store, values):
+        pass
+    assert reader.get("notice:i-3") is None and done[-1] != "must not run either"
+
+
+def test_unbound_effects_run_at_once() -> None:
+    done: list[int] = []
+    Values("aws").after_commit(lambda: done.append(1))
+    assert done == [1]
+
+
+def test_a_write_ahead_is_stored_at_once(tmp_path: Path) -> None:
+    """What must survive the call being killed is stored before the outcome, and wins over
+    what the call held for the same key."""
+    store = SQLiteStorage(tmp_path)
+    values, reader = Values("libvirt"), Values("libvirt")
+    values.bind(store)
+    reader.bind(SQLiteStorage(tmp_path))
+    values.put("uris", ["qemu:///old"], ttl_sec=60)
+    values.write_ahead({"uris": ["qemu+ssh://host-b/system"]}, ttl_sec=60)
+    assert reader.get("uris") == ["qemu+ssh://host-b/system"]
+    values.discard()  # the call is killed: the write ahead stays
+    with recorded(store, values):
+        pass
+    assert reader.get("uris") == ["qemu+ssh://host-b/system"]

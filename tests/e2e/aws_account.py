@@ -3,7 +3,7 @@ templates of each AWS API, and what it holds."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -107,7 +107,15 @@ def live(account: Account) -> set[str]:
     return {i["InstanceId"] for i in instances(account) if i["State"]["Name"] in ("pending", "running")}
 
 
-def leftovers(account: Account) -> dict[str, list[str]]:
+class Clients(Protocol):
+    """An account or a server that gives boto3 clients of its AWS."""
+
+    def client(self, service: str) -> Any: ...
+
+
+def leftovers(account: Clients) -> dict[str, list[str]]:
+    """What ohfp made besides instances that is still there: launch templates, live EC2
+    fleets, Auto Scaling groups and Spot Fleet requests."""
     ec2 = account.client("ec2")
     asg = account.client("autoscaling")
     return {

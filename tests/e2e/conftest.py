@@ -63,9 +63,26 @@ def _uv() -> list[str]:
 
 @attrs.frozen
 class Installation:
-    """A virtualenv with ohfp installed from the checkout, and its generated HF scripts."""
+    """A virtualenv with ohfp installed from the checkout, and its generated HF scripts.
+
+    Its commands and scripts find their resident service (``ohfp serve``, started by the
+    first call that finds none) in a runtime directory of their own, ``<venv>-run``:
+    ``OHFP_RUNTIME_DIR`` is in every environment they get; :meth:`stop_service` stops it.
+    """
 
     venv: Path
+
+    @property
+    def runtime(self) -> Path:
+        return self.venv.with_name(f"{self.venv.name}-run")
+
+    @property
+    def base_env(self) -> dict[str, str]:
+        return {"PATH": BARE_PATH, "OHFP_RUNTIME_DIR": str(self.runtime)}
+
+    def stop_service(self) -> None:
+        """Stop the installation's service, if one runs, and wait until it has exited."""
+        self.run(self.ohfp, "serve", "--stop")
 
     @property
     def python(self) -> Path:
@@ -81,7 +98,7 @@ class Installation:
         """Run a command of the installation with a bare environment (plus ``env``)."""
         return subprocess.run(
             [str(a) for a in args],
-            env={"PATH": BARE_PATH, **(env or {})},
+            env={**self.base_env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=CALL_TIMEOUT,
@@ -97,11 +114,13 @@ class Installation:
 
 
 @pytest.fixture(scope="session")
-def installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     """Every ohfp distribution built from the checkout into a fresh virtualenv (the
     extension plugins and storage backends installed but not enabled: they must change
-    nothing)."""
-    return install(tmp_path_factory.mktemp("ohfp-venv"))
+    nothing). Its service is stopped at the end of the session."""
+    made = install(tmp_path_factory.mktemp("ohfp-venv"))
+    yield made
+    made.stop_service()
 
 
 def install(venv: Path, *extra: Path) -> Installation:
@@ -127,10 +146,12 @@ def install(venv: Path, *extra: Path) -> Installation:
 
 
 @pytest.fixture(scope="session")
-def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+def crash_installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     """The distributions plus the test-only crash plugin (``tests/e2e/crashkit``), in a
     virtualenv of their own so no other test runs with it."""
-    return install(tmp_path_factory.mktemp("ohfp-crash-venv"), REPO / "tests" / "e2e" / "crashkit")
+    made = install(tmp_path_factory.mktemp("ohfp-crash-venv"), REPO / "tests" / "e2e" / "crashkit")
+    yield made
+    made.stop_service()
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +209,7 @@ class HostFactory:
 
     def env(self) -> dict[str, str]:
         return {
-            "PATH": BARE_PATH,
+            **self.installation.base_env,
             "HF_PROVIDER_NAME": self.name,
             "HF_PROVIDER_CONFDIR": str(self.confdir),
             "HF_PROVIDER_WORKDIR": str(self.workdir),
@@ -230,9 +251,20 @@ class HostFactory:
 
     def call(self, call: str, payload: Any = None) -> Reply:
         """Run ``<call>.sh -f <file>`` in a new process, as HF does (``{}`` when no payload)."""
-        done = subprocess.run(
-            self.command(call, {} if payload is None else payload),
-            env=self.env(),
+        return Reply.of(self.run(call, {} if payload is None else payload))
+
+    def run(
+        self, call: str, payload: Any, file: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``<call>.sh -f <file>`` with variables added to its environment (the input
+        written to ``file`` when given); its exit code and output as they are."""
+        command = self.command(call, payload)
+        if file is not None:
+            file.write_text(payload if isinstance(payload, str) else json.dumps(payload), encoding="utf-8")
+            command[-1] = str(file)
+        return subprocess.run(
+            command,
+            env={**self.env(), **env},
             capture_output=True,
             text=True,
             timeout=CALL_TIMEOUT,
@@ -240,13 +272,16 @@ class HostFactory:
             check=False,
             cwd=self.root,
         )
-        return Reply.of(done)
 
     def start(self, call: str, payload: Any) -> subprocess.Popen[str]:
         """Start a call without waiting (for overlapping calls); see :meth:`finish`."""
+        return self.start_with(call, payload)
+
+    def start_with(self, call: str, payload: Any, **env: str) -> subprocess.Popen[str]:
+        """:meth:`start` with variables added to the call's environment."""
         return subprocess.Popen(
             self.command(call, payload),
-            env=self.env(),
+            env={**self.env(), **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -294,6 +329,16 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
     hf = make_instance(installation, mock_scripts, tmp_path, "mockinst")
     hf.write_config("config", MOCK_CONFIG)
     yield hf
+
+
+@pytest.fixture(scope="module", autouse=True)
+def moto_like_aws() -> Iterator[None]:
+    """The moto of this process (the servers the AWS tests run here) doing what AWS does where
+    ohfp relies on it: :mod:`tests.aws.moto_as_aws`."""
+    from tests.aws.moto_as_aws import like_aws
+
+    with like_aws():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ and the hook answers RunInstances in one subnet with AWS's InsufficientInstanceC
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +107,17 @@ def put_ec2_event(account: Account, detail_type: str, detail: dict[str, Any]) ->
     assert account.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
 
 
+def events_setup(installation: Installation, hf: HostFactory, name: str) -> Any:
+    """``ohfp-aws events setup --name NAME`` for ``hf``; its settings written to ``ohfp.json``."""
+    config = hf.confdir / "awsinstprov_config.json"
+    ohfp_aws = installation.venv / "bin" / "ohfp-aws"
+    made = installation.run(ohfp_aws, "events", "setup", "--name", name, "--config", config)
+    assert made.returncode == 0, made.stdout + made.stderr
+    setup = json.loads(made.stdout)
+    (hf.confdir / "ohfp.json").write_text(json.dumps(setup["settings"]))
+    return setup
+
+
 def waiting(account: Account, queue_url: str) -> int:
     attributes = account.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,
@@ -118,18 +131,16 @@ def test_interruption_warnings_reach_host_factory_with_their_real_grace(
 ) -> None:
     spot = {**run_instances("Spot", 4), "priceType": "spot"}
     hf = instance(installation, ahead_scripts, hooked, tmp_path, [spot])
+    hf.env_extra["OHFP_SERVICE"] = "off"  # the calls drain the queue (the service's listening: below)
     config = hf.confdir / "awsinstprov_config.json"
     ohfp_aws = installation.venv / "bin" / "ohfp-aws"
-    made = installation.run(ohfp_aws, "events", "setup", "--name", "e2e", "--config", config)
-    assert made.returncode == 0, made.stdout + made.stderr
-    setup = json.loads(made.stdout)
+    setup = events_setup(installation, hf, "e2e")
     queue = setup["queueUrl"]
     assert [r["name"] for r in setup["rules"]] == [
         "e2e-spot-interruption",
         "e2e-rebalance",
         "e2e-state-change",
     ]
-    (hf.confdir / "ohfp.json").write_text(json.dumps(setup["settings"]))
 
     reply = hf.call("requestMachines", {"template": {"templateId": "Spot", "machineCount": 2}}).ok()
     victim, keeper = tagged(hooked, reply["requestId"])
@@ -139,11 +150,12 @@ def test_interruption_warnings_reach_host_factory_with_their_real_grace(
     stranger = {"instance-id": "i-0f0f0f0f0f0f0f0f0", "state": "stopped"}  # not ohfp's: dropped
     put_ec2_event(hooked, "EC2 Instance State-change Notification", stranger)
     assert waiting(hooked, queue) == 3
-    done = poll(hf, reply["requestId"])  # getRequestStatus drains the queue …
+    done = poll(hf, reply["requestId"])
     assert done["status"] == "complete"
-    assert waiting(hooked, queue) == 0
+    assert waiting(hooked, queue) == 3  # getRequestStatus does not read the queue …
     names = {m["machineId"]: m["name"] for m in done["machines"]}
-    reclaims = hf.call("getReturnRequests", {}).ok()["requests"]  # … getReturnRequests reports
+    reclaims = hf.call("getReturnRequests", {}).ok()["requests"]  # … getReturnRequests drains it
+    assert waiting(hooked, queue) == 0  # every message deleted once its notice was stored
     assert [r["machine"] for r in reclaims] == [names[victim]]
     assert 100 <= reclaims[0]["gracePeriod"] <= 120, reclaims
     give_back(hf, done)
@@ -151,6 +163,56 @@ def test_interruption_warnings_reach_host_factory_with_their_real_grace(
     removed = installation.run(ohfp_aws, "events", "teardown", "--name", "e2e", "--config", config)
     assert removed.returncode == 0 and json.loads(removed.stdout)["queueUrl"] == queue
     assert hooked.client("events").list_rules(NamePrefix="e2e-")["Rules"] == []
+
+
+def test_the_service_listens_to_the_queue_between_calls(
+    installation: Installation, ahead_scripts: Path, hooked: Account, tmp_path: Path
+) -> None:
+    """With the resident service, a warning is taken off the queue and stored while no call
+    runs; getReturnRequests then reports it without asking the queue itself."""
+    from .service_support import stop_service, wait_serving
+
+    spot = {**run_instances("Spot", 4), "priceType": "spot"}
+    hf = instance(installation, ahead_scripts, hooked, tmp_path, [spot])
+    hf.env_extra["OHFP_RUNTIME_DIR"] = str(tmp_path / "rt")
+    config = hf.confdir / "awsinstprov_config.json"
+    ohfp_aws = installation.venv / "bin" / "ohfp-aws"
+    queue = events_setup(installation, hf, "listen")["queueUrl"]
+    try:
+        hf.call("getAvailableTemplates").ok()  # in its own process; starts the service
+        wait_serving(hf)
+        reply = hf.call("requestMachines", {"template": {"templateId": "Spot", "machineCount": 2}}).ok()
+        done = poll(hf, reply["requestId"])
+        victim, _keeper = tagged(hooked, reply["requestId"])
+        put_ec2_event(
+            hooked,
+            "EC2 Spot Instance Interruption Warning",
+            {"instance-id": victim, "instance-action": "terminate"},
+        )
+        deadline = time.monotonic() + 30
+        while waiting(hooked, queue) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert waiting(hooked, queue) == 0, "the service did not take the warning off the queue"
+        asked: list[str] = []
+
+        def count(api: str, forward: Forward) -> Answer:
+            body = hooked.server.app.body.decode("utf-8", "replace")
+            # The service's own long polls go on meanwhile (WaitTimeSeconds 20): not the call's.
+            if api.endswith("ReceiveMessage") and not re.search(r"WaitTimeSeconds\W+20\b", body):
+                asked.append(api)
+            return forward()
+
+        hooked.server.app.hook = count
+        reclaims = hf.call("getReturnRequests", {}).ok()["requests"]
+        hooked.server.app.hook = None
+        names = {m["machineId"]: m["name"] for m in done["machines"]}
+        assert [r["machine"] for r in reclaims] == [names[victim]]
+        assert 100 <= reclaims[0]["gracePeriod"] <= 120, reclaims
+        assert asked == [], "getReturnRequests asked the queue itself"
+        give_back(hf, done)
+    finally:
+        stop_service(hf)
+        installation.run(ohfp_aws, "events", "teardown", "--name", "listen", "--config", config)
 
 
 def test_quota_lowers_availability_and_a_request_beyond_it_is_refused_naming_it(

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from .aws_account import FAKE_KEYS
+from .aws_account import FAKE_KEYS, leftovers
 from .conftest import HostFactory, Installation, make_instance
-from .test_aws_scripts import MotoServer, aws_scripts, leftovers, moto_server, poll
+from .test_aws_scripts import MotoServer, aws_scripts, moto_server, poll, poll_all, poll_payload
 
 pytestmark = pytest.mark.e2e
 
@@ -187,33 +187,41 @@ def _units(template: dict[str, Any], machines: list[dict[str, Any]]) -> int:
     return sum(int(weights[m["instanceType"]]) for m in machines)
 
 
-@pytest.mark.parametrize(("template_id", "count"), [(t, 3) for t in IBM_TEMPLATES])
-def test_every_ibm_template_is_served_and_returned(
-    ibm: HostFactory, cloud: MotoServer, template_id: str, count: int
-) -> None:
+def test_every_ibm_template_is_served_and_returned_in_one_call(ibm: HostFactory, cloud: MotoServer) -> None:
+    """IBM's four sample templates side by side: each request served as asked, a finished
+    request keeping its answer, and every machine returned in one requestReturnMachines —
+    the Auto Scaling group's by name only, the others by machineId and name."""
     before = leftovers(cloud)
-    request_id, machines = acquire(ibm, template_id, count)
-    [template] = [t for t in _sample_templates(cloud)["templates"] if t["templateId"] == template_id]
-    assert _units(template, machines) == count, machines
-    for machine in machines:
-        assert_usable(machine)
-    ids = [m["machineId"] for m in machines]
-    assert len(set(ids)) == len(ids)
-    assert set(states(cloud, ids).values()) == {"running"}
-    images = {i["ImageId"] for i in describe(cloud, ids)}
-    assert images == {resolve_image(cloud, template["imageId"])}, "an SSM path is resolved, not passed on"
+    asked = {template_id: request(ibm, template_id, 3) for template_id in IBM_TEMPLATES}
+    done = dict(zip(asked, poll_all(ibm, list(asked.values())), strict=True))
+    samples = {t["templateId"]: t for t in _sample_templates(cloud)["templates"]}
+    for template_id, entry in done.items():
+        assert entry["status"] == "complete", entry
+        machines = entry["machines"]
+        assert _units(samples[template_id], machines) == 3, machines
+        for machine in machines:
+            assert_usable(machine)
+        ids = [m["machineId"] for m in machines]
+        assert len(set(ids)) == len(ids)
+        assert set(states(cloud, ids).values()) == {"running"}
+        images = {i["ImageId"] for i in describe(cloud, ids)}
+        assert images == {resolve_image(cloud, samples[template_id]["imageId"])}, "an SSM path is resolved"
 
     def same_machines() -> None:  # a finished request keeps its answer
-        [again] = ibm.status(request_id)
-        assert again["status"] == "complete", again
-        assert [(m["machineId"], m["name"]) for m in again["machines"]] == [
-            (m["machineId"], m["name"]) for m in machines
-        ]
+        for template_id, again in zip(asked, ibm.status(*asked.values()), strict=True):
+            assert again["status"] == "complete", again
+            assert [(m["machineId"], m["name"]) for m in again["machines"]] == [
+                (m["machineId"], m["name"]) for m in done[template_id]["machines"]
+            ]
 
     same_machines()
-
-    returned = give_back(ibm, refs(machines))
+    everything = [m for entry in done.values() for m in entry["machines"]]
+    ids = [m["machineId"] for m in everything]
+    by_name = done["ASG-ondemand"]["machines"]
+    named = [*refs([m for m in everything if m not in by_name]), *({"name": m["name"]} for m in by_name)]
+    returned = give_back(ibm, named)
     assert returned["message"] == "Delete VM success.", returned
+    assert returned["requestId"].startswith("ret-")
     finished = poll(ibm, returned["requestId"])
     assert finished["status"] == "complete", finished
     assert sorted(m["machineId"] for m in finished["machines"]) == sorted(ids)
@@ -221,6 +229,10 @@ def test_every_ibm_template_is_served_and_returned(
     assert set(states(cloud, ids).values()) == {"terminated"}
     assert leftovers(cloud) == before, "returning every machine leaves no fleet, group or launch template"
     same_machines()
+
+    again = give_back(ibm, refs(everything))
+    assert again["message"] == "No Active VM.", again
+    assert poll(ibm, again["requestId"])["status"] == "complete"
 
 
 # ------------------------------------------------------------------------------ getRequestStatus
@@ -241,7 +253,7 @@ def test_get_request_status_answers_every_id_in_input_order(ibm: HostFactory) ->
         {"requestId": ""},
         {"requestId": held},
     ]
-    entries = poll_all(ibm, {"requests": asked})
+    entries = poll_payload(ibm, {"requests": asked})
     assert [e["requestId"] for e in entries] == [returned, unknown, fresh, "", "7", "", held]
     ret, nope, new, *malformed, old = entries
     assert ret["status"] == "complete", ret
@@ -262,39 +274,7 @@ def test_get_request_status_answers_every_id_in_input_order(ibm: HostFactory) ->
     poll(ibm, give_back(ibm, refs([*machines[1:], machine]))["requestId"])
 
 
-def poll_all(hf: HostFactory, payload: dict[str, Any], tries: int = 20) -> list[dict[str, Any]]:
-    """getRequestStatus with ``payload`` until no entry is ``running``."""
-    for _ in range(tries):
-        entries: list[dict[str, Any]] = hf.call("getRequestStatus", payload).ok()["requests"]
-        if all(e["status"] != "running" for e in entries):
-            return entries
-    raise AssertionError(f"still running after {tries} polls: {entries}")
-
-
 # ------------------------------------------------------------------------------ requestReturnMachines
-
-
-def test_return_machines_of_two_requests_in_one_call(ibm: HostFactory, cloud: MotoServer) -> None:
-    """By machineId and name, and by name only; an EC2 Fleet's and an Auto Scaling group's."""
-    before = leftovers(cloud)
-    _, fleet = acquire(ibm, "OnDemand-t3-micro", 2)
-    _, group = acquire(ibm, "ASG-ondemand", 2)
-    everything = fleet + group
-    ids = [m["machineId"] for m in everything]
-    asked = [*refs(fleet), *({"name": m["name"]} for m in group)]
-    returned = give_back(ibm, asked)
-    assert returned["message"] == "Delete VM success.", returned
-    assert returned["requestId"].startswith("ret-")
-    finished = poll(ibm, returned["requestId"])
-    assert finished["status"] == "complete", finished
-    assert sorted(m["machineId"] for m in finished["machines"]) == sorted(ids)
-    assert {m["result"] for m in finished["machines"]} == {"succeed"}
-    assert set(states(cloud, ids).values()) == {"terminated"}
-    assert leftovers(cloud) == before
-
-    again = give_back(ibm, refs(everything))
-    assert again["message"] == "No Active VM.", again
-    assert poll(ibm, again["requestId"])["status"] == "complete"
 
 
 def test_returning_a_host_the_console_terminated_finds_no_active_vm(
@@ -597,8 +577,7 @@ def test_eight_overlapping_requests_on_one_work_dir(ibm: HostFactory, cloud: Mot
         assert (entry["requestId"], entry["status"]) == (earlier, "complete"), entry
     request_ids = [r["requestId"] for r in replies]
     assert len(set(request_ids)) == 8
-    entries = poll_all(ibm, {"requests": [{"requestId": i} for i in request_ids]})
-    assert [e["requestId"] for e in entries] == request_ids
+    entries = poll_all(ibm, request_ids)
     assert {e["status"] for e in entries} == {"complete"}, entries
     machines = [m for e in entries for m in e["machines"]]
     ids = [m["machineId"] for m in machines]
@@ -619,7 +598,7 @@ def test_overlapping_requests_never_exceed_max_number(ibm: HostFactory, cloud: M
     refused = [r for r in replies if r.code != 0]
     assert len(accepted) == 5, [r.doc for r in replies]
     assert all("$.template.machineCount" in json.dumps(r.doc) for r in refused), [r.doc for r in refused]
-    entries = poll_all(ibm, {"requests": [{"requestId": i} for i in accepted]})
+    entries = poll_all(ibm, accepted)
     machines = [m for e in entries for m in e["machines"]]
     assert len(machines) == 10
     assert set(cloud_state(cloud)["instances"]) - before == {m["machineId"] for m in machines}

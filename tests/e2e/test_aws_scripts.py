@@ -21,7 +21,7 @@ import pytest
 
 from tests.aws.silent_endpoint import silent_endpoint
 
-from .aws_account import AMI_ID, REGION, add_network, client
+from .aws_account import AMI_ID, REGION, add_network, client, leftovers
 from .conftest import HostFactory, Installation, make_instance
 
 pytestmark = pytest.mark.e2e
@@ -166,72 +166,74 @@ def instance_states(server: MotoServer, ids: list[str]) -> dict[str, str]:
 ALL_TEMPLATES = ["OnDemand-RunInstances", "Fleet-instant", "Fleet-request-spot", "ASG-ondemand", "Spot-fleet"]
 
 
-def leftovers(server: MotoServer) -> dict[str, list[str]]:
-    """What ohfp made besides instances that is still there: launch templates, live EC2
-    fleets, Auto Scaling groups and spot fleet requests."""
-    ec2 = server.ec2()
-    asg = server.client("autoscaling")
-    fleets = [
-        f["FleetId"]
-        for f in ec2.describe_fleets()["Fleets"]
-        if f.get("FleetState") not in ("deleted", "deleted_running", "deleted_terminating")
-    ]
-    spot = [
-        c["SpotFleetRequestId"]
-        for c in ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
-        if not str(c.get("SpotFleetRequestState", "")).startswith("cancelled")
-    ]
-    return {
-        "launch_templates": [
-            t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]
-        ],
-        "fleets": fleets,
-        "groups": [
-            g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]
-        ],
-        "spot_fleets": spot,
-    }
-
-
-@pytest.mark.parametrize("template_id", ALL_TEMPLATES)
-def test_aws_lifecycle_with_a_console_termination(
-    aws_hf: HostFactory, moto_server: MotoServer, template_id: str
-) -> None:
+def test_aws_lifecycle_with_a_console_termination(aws_hf: HostFactory, moto_server: MotoServer) -> None:
+    """Every AWS API's template, side by side as Host Factory runs them: each call serves
+    the five requests at once (one getRequestStatus, one return of a machine from each, …),
+    so the lifecycle of each API costs no process of its own."""
     offered = aws_hf.call("getAvailableTemplates").ok()
     assert set(ALL_TEMPLATES) <= {t["templateId"] for t in offered["templates"]}
     before = leftovers(moto_server)
 
-    reply = aws_hf.call("requestMachines", {"template": {"templateId": template_id, "machineCount": 3}}).ok()
-    request_id = reply["requestId"]
-    done = poll(aws_hf, request_id)
-    assert done["status"] == "complete", done
-    machines = done["machines"]
-    assert len(machines) == 3
-    ids = [m["machineId"] for m in machines]
-    assert all(i.startswith("i-") for i in ids) and len(set(ids)) == 3
-    assert {m["result"] for m in machines} == {"succeed"}
-    assert all(m["name"] and m["privateIpAddress"] and isinstance(m["launchtime"], int) for m in machines)
-    assert set(instance_states(moto_server, ids).values()) == {"running"}
-    held = [{"name": m["name"], "machineId": m["machineId"]} for m in machines]
-    assert aws_hf.call("getReturnRequests", {"machines": held}).ok()["requests"] == []
+    asked = {
+        template_id: aws_hf.call(
+            "requestMachines", {"template": {"templateId": template_id, "machineCount": 3}}
+        ).ok()["requestId"]
+        for template_id in ALL_TEMPLATES
+    }
+    done = dict(zip(asked, poll_all(aws_hf, list(asked.values())), strict=True))
+    held: dict[str, list[dict[str, Any]]] = {}
+    for template_id, entry in done.items():
+        assert entry["status"] == "complete", entry
+        machines = entry["machines"]
+        assert len(machines) == 3, (template_id, machines)
+        ids = [m["machineId"] for m in machines]
+        assert all(i.startswith("i-") for i in ids) and len(set(ids)) == 3
+        assert {m["result"] for m in machines} == {"succeed"}
+        assert all(m["name"] and m["privateIpAddress"] and isinstance(m["launchtime"], int) for m in machines)
+        held[template_id] = [{"name": m["name"], "machineId": m["machineId"]} for m in machines]
+    every = [ref for refs in held.values() for ref in refs]
+    assert set(instance_states(moto_server, [r["machineId"] for r in every]).values()) == {"running"}
+    assert aws_hf.call("getReturnRequests", {"machines": every}).ok()["requests"] == []
 
-    first, second, _ = machines
-    returned = aws_hf.call("requestReturnMachines", {"machines": held[:1]}).ok()
+    firsts = [refs[0] for refs in held.values()]  # one machine of every API in one return
+    returned = aws_hf.call("requestReturnMachines", {"machines": firsts}).ok()
     finished = poll(aws_hf, returned["requestId"])
     assert finished["status"] == "complete", finished
-    assert [m["machineId"] for m in finished["machines"]] == [first["machineId"]]
-    assert instance_states(moto_server, [first["machineId"]])[first["machineId"]] == "terminated"
+    assert sorted(m["machineId"] for m in finished["machines"]) == sorted(r["machineId"] for r in firsts)
+    first_ids = [r["machineId"] for r in firsts]
+    assert set(instance_states(moto_server, first_ids).values()) == {"terminated"}
 
-    moto_server.ec2().terminate_instances(InstanceIds=[second["machineId"]])  # from the "console"
-    for payload in ({"machines": held}, {}):
-        reclaims = aws_hf.call("getReturnRequests", payload).ok()
-        assert reclaims["requests"] == [{"machine": second["name"], "gracePeriod": 0}], reclaims
+    seconds = [refs[1] for refs in held.values()]
+    moto_server.ec2().terminate_instances(InstanceIds=[r["machineId"] for r in seconds])  # the "console"
+    for payload in ({"machines": every}, {}):
+        reclaims = aws_hf.call("getReturnRequests", payload).ok()["requests"]
+        assert sorted(reclaims, key=lambda r: r["machine"]) == sorted(
+            ({"machine": r["name"], "gracePeriod": 0} for r in seconds), key=lambda r: r["machine"]
+        ), reclaims
 
-    rest = aws_hf.call("requestReturnMachines", {"machines": held[1:]}).ok()
-    assert poll(aws_hf, rest["requestId"])["status"] == "complete"
-    assert set(instance_states(moto_server, ids).values()) == {"terminated"}
+    rest = [ref for refs in held.values() for ref in refs[1:]]
+    gone = aws_hf.call("requestReturnMachines", {"machines": rest}).ok()
+    assert poll(aws_hf, gone["requestId"])["status"] == "complete"
+    assert set(instance_states(moto_server, [r["machineId"] for r in every]).values()) == {"terminated"}
     assert leftovers(moto_server) == before, "the last return leaves no fleet, group or launch template"
     assert {stat_mode(p) for p in aws_hf.state_files()} == {0o600}
+
+
+def poll_payload(hf: HostFactory, payload: dict[str, Any], tries: int = 20) -> list[dict[str, Any]]:
+    """getRequestStatus with ``payload`` until no entry is ``running``."""
+    for _ in range(tries):
+        entries: list[dict[str, Any]] = hf.call("getRequestStatus", payload).ok()["requests"]
+        if all(e["status"] != "running" for e in entries):
+            return entries
+        time.sleep(0.2)
+    raise AssertionError(f"still running after {tries} polls: {entries}")
+
+
+def poll_all(hf: HostFactory, request_ids: list[str]) -> list[dict[str, Any]]:
+    """getRequestStatus of every id at once until none is ``running``; the entries in order."""
+    entries = poll_payload(hf, {"requests": [{"requestId": i} for i in request_ids]})
+    assert [e["requestId"] for e in entries] == request_ids
+    return entries
 
 
 def stat_mode(path: Path) -> int:

@@ -117,6 +117,9 @@ def mock_template() -> dict[str, Any]:
 def crash_hf(crash_installation: Installation, tmp_path: Path) -> Iterator[HostFactory]:
     scripts = crash_installation.scripts("mock", tmp_path / "scripts")
     hf = make_instance(crash_installation, scripts, tmp_path / "inst", "mockinst")
+    hf.env_extra["OHFP_SERVICE"] = (
+        "off"  # the kill is of the call's own process (the service's: test_crash_service.py)
+    )
     hf.write_config("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 3})
     hf.write_config("templates", {"templates": [mock_template()]})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))
@@ -191,6 +194,7 @@ def crash_each_point(
     made: Callable[[], bool],
     settle: Callable[[Any], set[str]],
     cleanup: Callable[[set[str]], None] = lambda held: None,
+    kill: Callable[[HostFactory, str, Any, str], Killed] = kill_at,
 ) -> None:
     """Kill ``call`` at every point it reaches; after each kill run the next call and check.
 
@@ -199,13 +203,14 @@ def crash_each_point(
     the cloud. ``settle`` takes a reply Host Factory got in full (the recording run's, or one
     written before the kill) and returns the machines that reply gave Host Factory, after
     handing them back. ``cleanup`` hands back what Host Factory still held (as it would retry).
+    ``kill`` runs the call and kills what answers it (the call's process, or the service).
     """
     prepare()
     points, reply = record_points(hf, call, payload())
     settle(reply)  # the recording run was a real call: undo what it did
     for point in points:
         prepare()
-        killed = kill_at(hf, call, payload(), point)
+        killed = kill(hf, call, payload(), point)
         figures.runs += 1
         figures.killed += 1
         figures.points.append(point)
@@ -231,21 +236,61 @@ def recorded(hf: HostFactory, kind: str) -> int:
         return int(db.execute("SELECT count(*) FROM requests WHERE kind = ?", (kind,)).fetchone()[0])
 
 
-def test_mock_requests_killed_at_every_point(
-    crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
+def crash_requests(
+    hf: HostFactory, figures: Figures, kill: Callable[[HostFactory, str, Any, str], Killed]
 ) -> None:
-    figures = Figures()
+    """requestMachines killed (by ``kill``) at every point, each kill checked."""
     ask = {"template": {"templateId": "tight", "machineCount": ASK}}
     crash_each_point(
-        crash_hf,
+        hf,
         figures,
         "requestMachines",
         lambda: ask,
         prepare=lambda: None,
         held=set,  # Host Factory got no id: it holds nothing of the request
-        made=lambda: bool(live_machines(crash_hf)),
-        settle=lambda reply: settle_acquire(crash_hf, reply),
+        made=lambda: bool(live_machines(hf)),
+        settle=lambda reply: settle_acquire(hf, reply),
+        kill=kill,
     )
+
+
+def crash_returns(
+    hf: HostFactory, figures: Figures, kill: Callable[[HostFactory, str, Any, str], Killed]
+) -> None:
+    """requestReturnMachines killed (by ``kill``) at every point, each kill checked."""
+    hosts: list[dict[str, str]] = []
+    returns = [0]
+
+    def prepare() -> None:
+        hosts[:] = acquire(hf)
+        returns[0] = recorded(hf, "return")
+
+    def held() -> set[str]:
+        """Once the return is recorded every machine must go, though Host Factory never got
+        the reply; before that the call failed and Host Factory still holds them all."""
+        if recorded(hf, "return") > returns[0]:
+            return set()
+        return {h["machineId"] for h in hosts}
+
+    crash_each_point(
+        hf,
+        figures,
+        "requestReturnMachines",
+        lambda: {"machines": hosts},
+        prepare=prepare,
+        held=held,
+        made=lambda: not held() and bool(live_machines(hf)),
+        settle=lambda reply: settle_return(hf, reply),
+        cleanup=lambda still: give_back(hf, hosts) if still else None,
+        kill=kill,
+    )
+
+
+def test_mock_requests_killed_at_every_point(
+    crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = Figures()
+    crash_requests(crash_hf, figures, kill_at)
     assert figures.killed >= 8, figures
     with capsys.disabled():
         print("\n" + figures.line("mock requestMachines"))
@@ -255,31 +300,7 @@ def test_mock_returns_killed_at_every_point(
     crash_hf: HostFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     figures = Figures()
-    hosts: list[dict[str, str]] = []
-    returns = [0]
-
-    def prepare() -> None:
-        hosts[:] = acquire(crash_hf)
-        returns[0] = recorded(crash_hf, "return")
-
-    def held() -> set[str]:
-        """Once the return is recorded every machine must go, though Host Factory never got
-        the reply; before that the call failed and Host Factory still holds them all."""
-        if recorded(crash_hf, "return") > returns[0]:
-            return set()
-        return {h["machineId"] for h in hosts}
-
-    crash_each_point(
-        crash_hf,
-        figures,
-        "requestReturnMachines",
-        lambda: {"machines": hosts},
-        prepare=prepare,
-        held=held,
-        made=lambda: not held() and bool(live_machines(crash_hf)),
-        settle=lambda reply: settle_return(crash_hf, reply),
-        cleanup=lambda still: give_back(crash_hf, hosts) if still else None,
-    )
+    crash_returns(crash_hf, figures, kill_at)
     assert figures.killed >= 6, figures
     with capsys.disabled():
         print("\n" + figures.line("mock requestReturnMachines"))

@@ -49,6 +49,7 @@ def crash_aws_hf(
     root = tmp_path_factory.mktemp("crash-aws")
     scripts = crash_installation.scripts("aws", root / "scripts")
     hf = make_instance(crash_installation, scripts, root / "inst", "awsinst")
+    hf.env_extra["OHFP_SERVICE"] = "off"  # the kill is of the call's own process
     hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
     hf.write_config("templates", {"templates": templates_for(account)})
     (hf.confdir / "ohfp.json").write_text(json.dumps({"storage": "crashy"}))

@@ -197,7 +197,9 @@ def test_eight_overlapping_calls_on_one_work_dir(mock_hf: HostFactory) -> None:
         )
         for m in machines[:8]
     ]
-    return_ids = [mock_hf.finish(p).ok()["requestId"] for p in returns]
+    return_replies = [mock_hf.finish(p).ok() for p in returns]
+    assert all("requestId" in r for r in return_replies), return_replies
+    return_ids = [r["requestId"] for r in return_replies]
     assert len(set(return_ids)) == 8
     mock_hf.mock("advance", "60")
     statuses = mock_hf.status(*return_ids)

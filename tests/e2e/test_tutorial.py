@@ -105,16 +105,22 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "ohfp-example-provider", ignore=IGNORED)
     env = {k: v for k, v in os.environ.items() if k.startswith(("PIP_", "HOME", "LANG", "SSL_", "UV_"))}
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # python3: 3.11 or later, as asked
-    done = subprocess.run(
-        ["bash", "-c", script(runs)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    env["OHFP_RUNTIME_DIR"] = str(tmp_path / "rt")  # the service the scripts start is the test's own
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script(runs)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    finally:
+        stop = [str(tmp_path / "venv" / "bin" / "ohfp"), "serve", "--stop"]
+        if Path(stop[0]).exists():
+            subprocess.run(stop, env=env, capture_output=True, timeout=TIMEOUT, check=False)
     printed: dict[int, list[str]] = {}  # what each line of each block printed
     for b, n, body, code in re.findall(
         r"@@start (\d+) (\d+)\n(.*?)@@end \1 \2 (\d+)\n", done.stdout, re.DOTALL

@@ -3,10 +3,16 @@
 The test driver keeps its domains, networks and pools in the process while any connection
 to it is open: :class:`TestDriver` holds one open for a test and removes, when the test
 ends, every domain and volume the test made (the driver's own domain ``test`` stays).
+
+The test driver has no volume streams (``virStorageVolUpload`` is "not supported" there):
+:class:`TestDriver` stands in for them at libvirt-python's stream calls and keeps the bytes
+each upload wrote (:attr:`TestDriver.uploads`). ``nox -s guests`` uploads through a real
+libvirtd's streams and reads the seed back in a real guest.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +23,8 @@ import pytest
 from ohfp_core.models import ProviderContext, Template
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+import pycdlib  # noqa: E402  (a dependency of ohfp-libvirt)
 
 from ohfp_core.values import Values  # noqa: E402
 from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
@@ -30,6 +38,7 @@ from .lab_host import Lab  # noqa: E402
 TEST_URI = "test:///default"
 POOL = "default-pool"
 BASE = "base.qcow2"
+USER_DATA = "#cloud-config\nhostname: kit\n"
 
 
 def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
@@ -39,6 +48,64 @@ def kit_template(template_id: str = "lv-small", **fields: Any) -> Template:
         max_number=20,
         fields={"vcpus": 1, "memoryMiB": 64, "baseVolume": {"pool": POOL, "volume": BASE}, **fields},
     )
+
+
+def read_seed(image: bytes) -> dict[str, bytes]:
+    """The files of a seed image by their Joliet and their Rock Ridge names (which must agree)."""
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(image))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        files = {}
+        for name in ("user-data", "meta-data"):
+            joliet, rock_ridge = io.BytesIO(), io.BytesIO()
+            iso.get_file_from_iso_fp(joliet, joliet_path=f"/{name}")
+            iso.get_file_from_iso_fp(rock_ridge, rr_path=f"/{name}")
+            assert joliet.getvalue() == rock_ridge.getvalue()
+            files[name] = joliet.getvalue()
+        return files
+    finally:
+        iso.close()
+
+
+class FakeStreams:
+    """libvirt-python's volume upload and stream calls, for the test driver that has none:
+    each finished upload's bytes are kept in :attr:`uploads` by volume name."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, bytes] = {}
+        pending: dict[int, tuple[str, int, bytearray]] = {}
+
+        def upload(volume: Any, stream: Any, offset: int, length: int, flags: int = 0) -> int:
+            assert (offset, flags) == (0, 0), "a seed is written whole"
+            pending[id(stream)] = (volume.name(), length, bytearray())
+            return 0
+
+        def send(stream: Any, data: bytes) -> int:
+            pending[id(stream)][2].extend(data)
+            return len(data)
+
+        def finish(stream: Any) -> None:
+            name, length, data = pending.pop(id(stream))
+            assert len(data) == length, f"{name}: {len(data)} bytes sent of {length} announced"
+            self.uploads[name] = bytes(data)
+
+        def abort(stream: Any) -> None:
+            pending.pop(id(stream), None)
+
+        fakes = {
+            (libvirt.virStorageVol, "upload"): upload,
+            (libvirt.virStream, "send"): send,
+            (libvirt.virStream, "finish"): finish,
+            (libvirt.virStream, "abort"): abort,
+        }
+        self._originals = {key: getattr(*key) for key in fakes}
+        for (owner, name), fake in fakes.items():
+            setattr(owner, name, fake)
+
+    def close(self) -> None:
+        for (owner, name), original in self._originals.items():
+            setattr(owner, name, original)
 
 
 class TestDriver:
@@ -59,13 +126,20 @@ class TestDriver:
             )
         self.broken_uri = f"test://{tmp_path}/no-such-host.xml"
         self._break_next = False
-        self._restore: list[Callable[[], None]] = []
+        self.streams = FakeStreams()
+        self._restore: list[Callable[[], None]] = [self.streams.close]
+
+    @property
+    def uploads(self) -> dict[str, bytes]:
+        """What each upload wrote, by volume name."""
+        return self.streams.uploads
 
     def template(self) -> Template:
+        """The kit's machines boot an overlay and carry user data (a seed volume each)."""
         if self._break_next:
             self._break_next = False
-            return kit_template(uri=self.broken_uri)
-        return kit_template()
+            return kit_template(uri=self.broken_uri, userData=USER_DATA)
+        return kit_template(userData=USER_DATA)
 
     def domain(self, machine_id: str) -> Any:
         return self.connection.lookupByUUIDString(machine_id)
@@ -173,7 +247,8 @@ def _missing() -> str | None:
 
     if os.geteuid() != 0:
         return "real guests need root (network namespaces, mounts, libvirtd)"
-    for tool in ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/bin/busybox", "/usr/sbin/dnsmasq"):
+    tools = ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/bin/busybox")
+    for tool in (*tools, "/usr/sbin/dnsmasq"):
         if not Path(tool).exists():
             return f"{tool} is missing (.ci/run installs the Debian packages)"
     for command in ("ip", "unshare", "apt-get", "dpkg-deb"):

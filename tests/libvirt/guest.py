@@ -2,15 +2,24 @@
 
 No disk image: the kernel is extracted from Debian's ``linux-image-*-cloud-amd64`` package
 (fetched with ``apt-get download``, never installed) and the initramfs is built here from
-``busybox-static`` and the kernel's virtio modules. The guest loads the modules, asks for a
-DHCP lease until it gets one (libvirt reads the lease to give the machine its address) and
-then idles. Built files are cached under ``$XDG_CACHE_HOME/ohfp-tests`` (else
-``~/.cache/ohfp-tests``) by kernel version.
+``busybox-static`` and the kernel's modules (virtio network, disk and SCSI, the SCSI CD-ROM
+and ISO 9660). The guest loads the modules, asks for a DHCP lease until it gets one
+(libvirt reads the lease to give the machine its address) and then idles.
+
+With ``ohfp.seed`` on its kernel command line the guest does, before DHCP, what cloud-init's
+NoCloud data source and its script handler do: it mounts its NoCloud seed (the CD-ROM
+``/dev/sr0``, ISO 9660) on ``/seed`` and runs ``/seed/user-data`` when it is a ``#!``
+script. When ``/etc/hostname`` exists then (the user data may write it), the guest sends it
+as its DHCP host name, which libvirt's leases show: that is how a test reads what a guest saw.
+
+Built files are cached under ``$XDG_CACHE_HOME/ohfp-tests`` (else ``~/.cache/ohfp-tests``)
+by kernel version and by a digest of what goes into the initramfs.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -24,8 +33,9 @@ from attrs import frozen
 
 META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX = Path("/bin/busybox")
-NETWORK_MODULES = ("virtio_pci", "virtio_net")
-"""The modules the guest needs; their dependencies come from each module's ``depends=``."""
+MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sr_mod", "isofs")
+"""The modules the guest needs (network, disk, the seed's CD-ROM on virtio-scsi and its file
+system); their dependencies come from each module's ``depends=``."""
 
 INIT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /bin /sbin /usr/bin /usr/sbin /tmp /var/run
@@ -37,7 +47,18 @@ for module in {modules}; do insmod /lib/modules/$module.ko; done
 ip link set lo up
 until ip link set eth0 up; do sleep 0.2; done
 echo "ohfp guest: init up" > /dev/ttyS0
-until udhcpc -i eth0 -q -f -n -t 3 -T 1 -s /udhcpc.sh; do sleep 1; done
+if grep -qw ohfp.seed /proc/cmdline; then
+  waited=0
+  until [ -b /dev/sr0 ] || [ $waited -ge 300 ]; do sleep 0.1; waited=$((waited + 1)); done
+  mkdir -p /seed /etc
+  if mount -t iso9660 -o ro /dev/sr0 /seed; then
+    echo "ohfp guest: seed mounted" > /dev/ttyS0
+    case "$(head -n 1 /seed/user-data)" in '#!'*) sh /seed/user-data > /dev/ttyS0 2>&1;; esac
+  fi
+fi
+name=""
+[ -s /etc/hostname ] && name="-x hostname:$(cat /etc/hostname)"
+until udhcpc -i eth0 -q -f -n -t 3 -T 1 -s /udhcpc.sh $name; do sleep 1; done
 echo "ohfp guest: address taken" > /dev/ttyS0
 while true; do sleep 3600; done
 """
@@ -119,6 +140,11 @@ def _cpio(entries: Iterator[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
+def init_script(order: list[str]) -> str:
+    """The guest's /init, loading the modules in ``order``."""
+    return INIT.replace("{modules}", " ".join(order))
+
+
 def build_initramfs(modules: Mapping[str, Path], order: list[str]) -> bytes:
     """The gzipped initramfs: busybox, /init, the DHCP script and the modules in ``order``."""
     directory, executable, regular = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
@@ -127,7 +153,7 @@ def build_initramfs(modules: Mapping[str, Path], order: list[str]) -> bytes:
         for name in ("bin", "lib", "lib/modules"):
             yield name, directory, b""
         yield "bin/busybox", executable, BUSYBOX.read_bytes()
-        yield "init", executable, INIT.format(modules=" ".join(order)).encode()
+        yield "init", executable, init_script(order).encode()
         yield "udhcpc.sh", executable, UDHCPC_SCRIPT.encode()
         for name in order:
             yield f"lib/modules/{name}.ko", regular, modules[name].read_bytes()
@@ -138,7 +164,8 @@ def build_initramfs(modules: Mapping[str, Path], order: list[str]) -> bytes:
 def boot_files() -> BootFiles:
     """The cached kernel and initramfs, fetched and built on first use."""
     package = _package()
-    where = cache_dir() / package
+    recipe = hashlib.sha256(f"{INIT}{UDHCPC_SCRIPT}{MODULES}".encode()).hexdigest()[:12]
+    where = cache_dir() / f"{package}-{recipe}"
     files = BootFiles(kernel=where / "vmlinuz", initrd=where / "initrd.img")
     if files.kernel.exists() and files.initrd.exists():
         return files
@@ -147,7 +174,7 @@ def boot_files() -> BootFiles:
         root = _extract(package, Path(scratch))
         [vmlinuz] = (root / "boot").glob("vmlinuz-*")
         modules = {path.stem: path for path in (root / "lib" / "modules").rglob("*.ko")}
-        initrd = build_initramfs(modules, load_order(modules, NETWORK_MODULES))
+        initrd = build_initramfs(modules, load_order(modules, MODULES))
         files.initrd.write_bytes(initrd)
         vmlinuz.replace(files.kernel)
     return files

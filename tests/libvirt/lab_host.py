@@ -3,9 +3,11 @@
 :meth:`Lab.start` makes a network namespace, starts the lab process in it, waits for
 libvirtd's socket and defines two isolated networks: ``ohfp-lab`` (DHCP, dnsmasq told not to
 ping an address before offering it, which would serialise several guests' leases) and
-``ohfp-nodhcp`` (no DHCP: a guest there never gets an address). :meth:`Lab.stop` removes
-every domain, stops the lab (libvirtd, QEMU, dnsmasq), and deletes the namespace; it runs
-also after a failed test.
+``ohfp-nodhcp`` (no DHCP: a guest there never gets an address), and a directory storage
+pool ``ohfp-lab`` in ``DIR/pool`` for base volumes, overlays and seeds. :meth:`Lab.clear`
+removes every domain and every volume but the bases (``base-*``); :meth:`Lab.stop` clears,
+stops the lab (libvirtd, QEMU, dnsmasq), and deletes the namespace; it runs also after a
+failed test.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ NETWORKS = {
         "<ip address='192.168.151.1' netmask='255.255.255.0'/></network>"
     ),
 }
+POOL = "ohfp-lab"
+BASE_PREFIX = "base-"
+"""Volumes the tests build once per session and :meth:`Lab.clear` keeps."""
 _count = itertools.count()
 
 
@@ -81,6 +86,12 @@ class Lab:
                 for xml in NETWORKS.values():
                     network = connection.networkDefineXML(xml)
                     network.create()
+                pool = connection.storagePoolDefineXML(
+                    f"<pool type='dir'><name>{POOL}</name>"
+                    f"<target><path>{root / 'pool'}</path></target></pool>"
+                )
+                pool.build(0)
+                pool.create(0)
         except BaseException:
             lab.stop()
             raise
@@ -132,13 +143,30 @@ class Lab:
         os.kill(pid, signal.SIGTERM)
         self.wait_ready(old_pid=pid)
 
+    @property
+    def pool_dir(self) -> Path:
+        """The directory of the ``ohfp-lab`` storage pool."""
+        return self.root / "pool"
+
+    def volumes(self) -> set[str]:
+        """The volumes in the ``ohfp-lab`` pool but the bases."""
+        with self.connection() as connection:
+            pool = connection.storagePoolLookupByName(POOL)
+            pool.refresh(0)
+            return {name for name in pool.listVolumes() if not name.startswith(BASE_PREFIX)}
+
     def clear(self) -> None:
-        """Remove every domain."""
+        """Remove every domain and every volume but the bases."""
         with self.connection() as connection:
             for domain in connection.listAllDomains(0):
                 if domain.isActive():
                     domain.destroy()
                 domain.undefine()
+        leftover = self.volumes()
+        with self.connection() as connection:
+            pool = connection.storagePoolLookupByName(POOL)
+            for name in leftover:
+                pool.storageVolLookupByName(name).delete(0)
 
     def stop(self) -> None:
         """Remove every domain, stop the lab and delete its namespace."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -22,8 +23,9 @@ import pytest
 
 from tests.e2e.conftest import HostFactory, Installation, install, make_instance
 
+from .conftest import read_seed
 from .guest import BootFiles
-from .lab_host import Lab
+from .lab_host import BASE_PREFIX, POOL, Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guests]
 
@@ -51,9 +53,12 @@ def guest_template(boot: BootFiles, template_id: str = "guest", **extra: Any) ->
 
 
 @pytest.fixture(scope="session")
-def lv_installation(tmp_path_factory: pytest.TempPathFactory) -> Installation:
-    """The distributions with the test-only crash plugin (inert unless a test sets its variables)."""
-    return install(tmp_path_factory.mktemp("ohfp-libvirt-venv"), REPO / "tests" / "e2e" / "crashkit")
+def lv_installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    """The distributions with the test-only crash plugin (inert unless a test sets its
+    variables); the service its scripts start is stopped at the end."""
+    made = install(tmp_path_factory.mktemp("ohfp-libvirt-venv"), REPO / "tests" / "e2e" / "crashkit")
+    yield made
+    made.stop_service()
 
 
 @pytest.fixture
@@ -208,7 +213,11 @@ def test_a_request_killed_after_defining_its_domains_leaves_nothing(hf: HostFact
     ask = {"template": {"templateId": "guest", "machineCount": 2}}
     killed = subprocess.run(
         hf.command("requestMachines", ask),
-        env={**hf.env(), "OHFP_CRASH_AT": "after:ohfp_provision#1"},
+        env={
+            **hf.env(),
+            "OHFP_CRASH_AT": "after:ohfp_provision#1",
+            "OHFP_SERVICE": "off",
+        },  # the call's own process
         capture_output=True,
         text=True,
         timeout=120,
@@ -223,3 +232,94 @@ def test_a_request_killed_after_defining_its_domains_leaves_nothing(hf: HostFact
     assert domains(lab) == {}, "the next call removed what the dead call made"
     log = (hf.logdir / "ohfp-lvinst.log").read_text()
     assert any(json.loads(line).get("event") == "domain removed" for line in log.splitlines())
+
+
+# -- user data (NoCloud seed) and qcow2 overlays --------------------------------------------------
+
+SEEN_SCRIPT = """#!/bin/sh
+# What this machine saw, sent back as its DHCP host name: that this user data ran (TOKEN),
+# the first line of its disk (the base volume's, read through its overlay) and its
+# meta-data's local-hostname. Then it writes to its disk (the overlay, never the base).
+waited=0
+until [ -b /dev/vda ] || [ $waited -ge 100 ]; do sleep 0.1; waited=$((waited + 1)); done
+host=$(sed -n 's/^local-hostname: //p' /seed/meta-data)
+printf 'written-by-%s' "$host" | dd of=/dev/vda bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+echo "TOKEN-$(head -n 1 /dev/vda)-$host" > /etc/hostname
+"""
+WRITTEN_AT = 512
+
+
+@pytest.fixture(scope="session")
+def base_volume(lab: Lab) -> tuple[str, str]:
+    """A 1 MiB qcow2 base volume in the lab's pool whose first line is a marker: (name, marker)."""
+    marker = f"base{secrets.token_hex(3)}"
+    name = f"{BASE_PREFIX}{marker}.qcow2"
+    raw = lab.root / f"{marker}.raw"
+    raw.write_bytes(f"{marker}\n".encode().ljust(1024 * 1024, b"\0"))
+    convert = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(lab.pool_dir / name)]
+    subprocess.run(convert, check=True, capture_output=True)
+    with lab.connection() as connection:
+        connection.storagePoolLookupByName(POOL).refresh(0)
+    return name, marker
+
+
+def guest_view(image: Path, tmp_path: Path) -> bytes:
+    """What a guest sees of a qcow2 image (backing chain included), read while QEMU runs it."""
+    out = tmp_path / f"{image.name}.raw"
+    convert = ["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(image), str(out)]
+    subprocess.run(convert, check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def download(lab: Lab, volume: str) -> bytes:
+    """A volume's content through libvirt's stream API, as the provider wrote it."""
+    received = bytearray()
+    with lab.connection() as connection:
+        stream = connection.newStream(0)
+        connection.storagePoolLookupByName(POOL).storageVolLookupByName(volume).download(stream, 0, 0, 0)
+        stream.recvAll(lambda _stream, data, into: into.extend(data), received)
+        stream.finish()
+    return bytes(received)
+
+
+def test_user_data_and_the_overlay_reach_real_guests(
+    hf: HostFactory, lab: Lab, boot: BootFiles, base_volume: tuple[str, str], tmp_path: Path
+) -> None:
+    """Two machines boot the test kernel with a qcow2 overlay of the base volume as their disk
+    and their NoCloud seed as a CD-ROM; the guest runs the user data, which reports what the
+    guest saw as its DHCP host name."""
+    base, marker = base_volume
+    token = f"ud{secrets.token_hex(3)}"
+    script = SEEN_SCRIPT.replace("TOKEN", token)
+    (hf.confdir / "seen.sh").write_text(script)
+    seeded = guest_template(
+        boot,
+        "seeded",
+        cmdline="console=ttyS0 quiet ohfp.seed",
+        baseVolume={"pool": POOL, "volume": base},
+        userDataFile="seen.sh",
+    )
+    hf.write_config("templates", {"templates": [seeded]})
+    done = wait(hf, request(hf, 2, "seeded"))
+    assert done["status"] == "complete", done
+    machines = {m["name"]: m for m in done["machines"]}
+    assert lab.volumes() == {f"{name}{end}" for name in machines for end in (".qcow2", "-cidata.iso")}
+    with lab.connection() as connection:
+        leases = connection.networkLookupByName("ohfp-lab").DHCPLeases()
+    seen = {lease["ipaddr"]: lease.get("hostname") for lease in leases}
+    for name, machine in machines.items():
+        assert seen[machine["privateIpAddress"]] == f"{token}-{marker}-{name}", (name, leases)
+        assert read_seed(download(lab, f"{name}-cidata.iso")) == {
+            "user-data": script.encode(),
+            "meta-data": f"instance-id: {machine['machineId']}\nlocal-hostname: {name}\n".encode(),
+        }
+        overlay = lab.pool_dir / f"{name}.qcow2"
+        inspect = ["qemu-img", "info", "-U", "--output=json", str(overlay)]
+        layers = json.loads(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
+        assert (layers["format"], layers["backing-filename"]) == ("qcow2", str(lab.pool_dir / base)), layers
+        written = f"written-by-{name}".encode()
+        assert guest_view(overlay, tmp_path)[WRITTEN_AT : WRITTEN_AT + len(written)] == written
+    untouched = guest_view(lab.pool_dir / base, tmp_path)
+    assert untouched.startswith(f"{marker}\n".encode()) and untouched[WRITTEN_AT:].strip(b"\0") == b""
+    give_back(hf, hosts(done))
+    assert domains(lab) == {} and lab.volumes() == set(), "each machine's overlay and seed went with it"

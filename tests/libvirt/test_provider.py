@@ -84,6 +84,9 @@ BAD_TEMPLATES = {
     "initrd without kernel": ({"initrd": "/boot/initrd"}, "initrd"),
     "bad address source": ({"addressSource": "dns"}, "addressSource"),
     "bad host prefix": ({"hostPrefix": "Bad_Prefix"}, "hostPrefix"),
+    "bad pool": ({"pool": ""}, "pool"),
+    "user data not text": ({"userData": ["#cloud-config"]}, "userData"),
+    "user data not Unicode": ({"userData": "#cloud-config \ud800"}, "userData"),
 }
 
 
@@ -108,7 +111,8 @@ def test_sizes_come_from_the_attributes_and_fill_them_in() -> None:
     )
     parsed = specs.parse(from_attributes)
     assert (parsed.vcpus, parsed.memory_mib, parsed.base_volume) == (2, 512, None)
-    completed = specs.complete(kit_template(vcpus=4, memoryMiB=2048))
+    sized = kit_template(vcpus=4, memoryMiB=2048)
+    completed = specs.complete(sized, specs.parse(sized))
     assert completed.attributes["ncpus"].value == "4" and completed.attributes["nram"].value == "2048"
     conflicting = attrs.evolve(from_attributes, fields={"kernel": "/k", "vcpus": 3})
     assert [p.path for p in specs.problems(conflicting)] == ["vcpus"]
@@ -306,3 +310,18 @@ def test_health_reports_each_hypervisor(make_cloud: Callable[..., LibvirtCloud],
         LIBVIRT_URI=f"qemu+unix:///system?socket={tmp_path}/none", LIBVIRT_CONNECT_SECONDS=0
     ).health()
     assert not down.ok and "VIR_ERR_SYSTEM_ERROR" in down.detail
+
+
+def test_a_call_lets_go_of_a_connection_libvirtd_dropped(make_cloud: Callable[..., LibvirtCloud]) -> None:
+    """A provider kept warm by the resident service opens its connection again when libvirtd
+    dropped it between calls (a restart); a live one is kept."""
+    cloud = make_cloud()
+    first = cloud.hypervisor(TEST_URI)
+    cloud.call_started()
+    assert cloud.hypervisor(TEST_URI) is first  # alive: kept
+    first._connection.close()  # what a restarted libvirtd leaves behind
+    assert not first.alive()
+    cloud.call_started()
+    second = cloud.hypervisor(TEST_URI)
+    assert second is not first and second.alive()
+    assert [h.ok for h in cloud.health()] == [True]

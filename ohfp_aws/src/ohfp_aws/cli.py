@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ohfp_aws.handlers import HANDLERS
+from ohfp_aws.apis import HANDLERS
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -28,7 +28,7 @@ def _name(value: str) -> str:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohfp-aws", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     policy = commands.add_parser("iam-policy", help="print the least-privilege IAM policy as JSON")
@@ -75,9 +75,10 @@ def _iam_policy(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from ohfp_aws import event_rules
-    from ohfp_aws.config import load_config
-    from ohfp_aws.session import AwsClients
+    from ohfp_aws.access.services import Services
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.interruptions import event_rules
+    from ohfp_aws.settings import load_config
     from ohfp_core.errors import CloudError, ConfigError
 
     try:
@@ -93,10 +94,9 @@ def _events(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print({"message": str(exc)})
         return 3
-    clients = AwsClients(config)
     act = event_rules.setup if args.action == "setup" else event_rules.teardown
     try:
-        _print(act(clients, args.name))
+        _print(act(Services(AwsClients(config)), args.name))
     except CloudError as exc:
         _print({"message": f"events {args.action} failed: {exc.message}"})
         return 1
@@ -104,7 +104,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "iam-policy":
         return _iam_policy(args)
     return _events(args)

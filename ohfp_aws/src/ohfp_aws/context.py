@@ -1,22 +1,23 @@
 """One provider instance's view of AWS: what handlers and the provider's modules share.
 
-:class:`AwsContext` holds the parsed configuration, the clients (bounded by Host Factory's
-time for the call), the instance's name, clock and memory between calls (core's
-:class:`~ohfp_core.values.Values`), and the few services every API uses: ohfp's tags, SSM
-image paths resolved once per process, and batched termination.
+:class:`AwsContext` holds the parsed configuration, the AWS services (typed wrappers over
+clients bounded by Host Factory's time for the call, :mod:`ohfp_aws.access.services`), the
+instance's name, clock and memory between calls (core's :class:`~ohfp_core.values.Values`),
+and what every API uses: ohfp's tags, SSM image paths resolved once per process, and
+batched termination.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ohfp_aws.config import AwsConfig, load_config
-from ohfp_aws.errors import aws_call
-from ohfp_aws.instances import terminate
-from ohfp_aws.model import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
-from ohfp_aws.session import AwsClients, Budget
+from ohfp_aws.access.instances import terminate
+from ohfp_aws.access.services import Services
+from ohfp_aws.access.session import AwsClients, Budget
+from ohfp_aws.settings import AwsConfig, load_config
+from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
 from ohfp_core.models import ProviderContext
 from ohfp_core.values import Values
 
@@ -25,7 +26,7 @@ _IMAGES: dict[tuple[str | None, str | None, str], str] = {}
 
 
 class AwsContext:
-    """Config, clients and shared services of one provider instance.
+    """Config, AWS services and shared helpers of one provider instance.
 
     ``clock`` (seconds since the epoch) and ``sleep`` are attributes so tests can replace
     them; every module reads time through them. ``values`` is the provider's memory between
@@ -44,6 +45,7 @@ class AwsContext:
         self.confdir = confdir
         self.config = config
         self.clients = clients or AwsClients(config)
+        self.services = Services(self.clients)
         self.values = values if values is not None else Values("aws")
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], None] = time.sleep
@@ -65,9 +67,7 @@ class AwsContext:
             return image_id
         key = (self.config.region, self.config.endpoint_url, path)
         if key not in _IMAGES:
-            with aws_call("GetParameter"):
-                value = self.clients.ssm.get_parameter(Name=path)["Parameter"]["Value"]
-            _IMAGES[key] = str(value)
+            _IMAGES[key] = self.services.ssm.parameter(path)
         return _IMAGES[key]
 
     def tags_for(self, request_id: str, template: AwsTemplate) -> dict[str, str]:
@@ -79,7 +79,7 @@ class AwsContext:
             TAG_INSTANCE: self.instance_name,
         }
 
-    def made_for(self, tags: Sequence[dict[str, str]] | None, request_id: str) -> bool:
+    def made_for(self, tags: Iterable[Mapping[str, object]] | None, request_id: str) -> bool:
         """True when AWS ``tags`` (``[{"Key": …, "Value": …}]``) mark a resource ohfp made
         for ``request_id`` in this provider instance."""
         found = {str(t.get("Key")): t.get("Value") for t in tags or ()}
@@ -87,4 +87,4 @@ class AwsContext:
 
     def terminate_instances(self, instance_ids: Sequence[str]) -> dict[str, str]:
         """Terminate instances in batches; an error message per id that failed."""
-        return terminate(self.clients.ec2, instance_ids)
+        return terminate(self.services.ec2, instance_ids)

@@ -12,7 +12,7 @@ so one pass reports every problem. This module adds what IBM's files need:
   also takes ``"3"`` and ``"true"``; :data:`ID_LIST` takes ``"a,b"`` or ``["a", "b"]``;
   :data:`TAGS` takes ``"k=v;k2=v2"``; :data:`PRICE` a number or a numeric string;
   :data:`USER_DATA` the path of a file whose content it reads; :data:`SECTION` marks a nested
-  object of the file; :data:`REQUIREMENTS` an ``instanceRequirements`` object, each problem
+  object of the file; a :class:`Checked` marker an object its own check reads, each problem
   named by its path inside it (``instanceRequirements.VCpuCount.Min``);
 - rules between fields run in the class's ``__attrs_post_init__``; :func:`broken` reports
   several at once.
@@ -27,6 +27,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
+
+from attrs import frozen
 
 from ohfp_core.errors import ConfigError
 from ohfp_core.parsing import FieldError, between, make_converter, structure
@@ -44,7 +46,6 @@ TAGS = "tags"
 PRICE = "price"
 USER_DATA = "user data"
 SECTION = "section"
-REQUIREMENTS = "instance requirements"
 
 MAX_USER_DATA_BYTES = 16 * 1024
 _TAG_KEY_MAX, _TAG_VALUE_MAX = 128, 256
@@ -202,15 +203,29 @@ def read_user_data(value: Any, base_dir: Path | None = None) -> str:
         raise ValueError(f"{str(path)!r} is not UTF-8 text") from exc
 
 
-def _requirements(value: Any, _: Any = None) -> dict[str, Any]:
-    """An ``instanceRequirements`` object checked by :func:`ohfp_aws.requirements.problems`.
+@frozen
+class Checked:
+    """Marks an object field (``Annotated[T, Checked(key, check)]``) whose value ``check``
+    examines: ``check(value)`` lists ``(path inside the object, message)`` pairs, empty when
+    the value is fine; an empty path means the value is not an object at all. ``key`` is the
+    field's key as the file spells it."""
+
+    key: str
+    check: Callable[[Any], Sequence[tuple[str, str]]]
+
+
+def _is_checked(t: Any) -> bool:
+    return get_origin(t) is Annotated and any(isinstance(m, Checked) for m in t.__metadata__)
+
+
+def _checked(value: Any, t: Any) -> dict[str, Any]:
+    """``value`` as its :class:`Checked` marker's check reads it.
 
     :raises ValueError: when it is not an object; else a ``ClassValidationError`` whose
         problems are paths inside the object.
     """
-    from ohfp_aws.requirements import problems
-
-    found = problems(value)
+    marker = next(m for m in t.__metadata__ if isinstance(m, Checked))
+    found = marker.check(value)
     if not found:
         return dict(value)
     if found[0][0] == "":
@@ -228,9 +243,9 @@ def _requirements(value: Any, _: Any = None) -> dict[str, Any]:
             errors.append(FieldError(head, message))
     for head, inner in nested.items():
         error = ClassValidationError(head, inner, dict)
-        error.__notes__ = [AttributeValidationNote(f"instanceRequirements @ {head}", head, dict)]
+        error.__notes__ = [AttributeValidationNote(f"{marker.key} @ {head}", head, dict)]
         errors.append(error)
-    raise ClassValidationError("instanceRequirements", errors, dict)
+    raise ClassValidationError(marker.key, errors, dict)
 
 
 def _without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,7 +272,7 @@ def _converter(base_dir: Path | None) -> cattrs.Converter:
         _marked(USER_DATA), lambda value, _: read_user_data(value, base_dir)
     )
     converter.register_structure_hook_func(_marked(SECTION), section)
-    converter.register_structure_hook_func(_marked(REQUIREMENTS), _requirements)
+    converter.register_structure_hook_func(_is_checked, _checked)
     return converter
 
 

@@ -1,9 +1,9 @@
 """The least-privilege IAM policy the AWS provider needs, built from what the code calls.
 
 Each handler class lists the IAM actions it calls (``Handler.actions``); the provider's own,
-whatever the API, are :data:`ohfp_aws.model.PROVIDER_ACTIONS`, plus
-:data:`~ohfp_aws.model.QUEUE_ACTIONS` with an interruption queue and
-:data:`~ohfp_aws.model.QUOTA_ACTIONS` with quota-aware capacity. ``iam:PassRole`` gets its own
+whatever the API, are :data:`ohfp_aws.vocabulary.PROVIDER_ACTIONS`, plus
+:data:`~ohfp_aws.vocabulary.QUEUE_ACTIONS` with an interruption queue and
+:data:`~ohfp_aws.vocabulary.QUOTA_ACTIONS` with quota-aware capacity. ``iam:PassRole`` gets its own
 statement limited to the services that receive the roles (instance profiles and the Spot
 Fleet role).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ohfp_aws.handlers import HANDLERS, handler_class
-from ohfp_aws.model import ASG, PROVIDER_ACTIONS, QUEUE_ACTIONS, QUOTA_ACTIONS
+from ohfp_aws.apis import HANDLERS, handler_class
+from ohfp_aws.vocabulary import ASG, PROVIDER_ACTIONS, QUEUE_ACTIONS, QUOTA_ACTIONS
 
 PASS_ROLE = "iam:PassRole"  # noqa: S105 (an IAM action, not a password)
 PASS_ROLE_SERVICES = ("ec2.amazonaws.com", "spotfleet.amazonaws.com")

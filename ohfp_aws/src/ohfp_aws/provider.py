@@ -1,13 +1,14 @@
 """The AWS provider: ohfp's hooks answered with EC2 Fleet, Auto Scaling, Spot Fleet or RunInstances.
 
-:func:`make_provider` is the ``ohfp.providers`` entry point ``aws``. Every hook delegates
-to the module named for its job (:mod:`~ohfp_aws.instance_types`, :mod:`~ohfp_aws.status`,
-:mod:`~ohfp_aws.returns`, :mod:`~ohfp_aws.cancel`, :mod:`~ohfp_aws.reclaims`,
-:mod:`~ohfp_aws.details`, :mod:`~ohfp_aws.health`), imported by the hook that needs it,
-or to the handler that serves the template (:class:`~ohfp_aws.handlers.HandlerSet`).
-Importing this module imports no botocore: clients are made on first use
-(:mod:`ohfp_aws.session`) and handler modules when a template needs them. Each Host Factory
-call is a new process, so what a call does not use is never imported.
+:func:`make_provider` is the ``ohfp.providers`` entry point ``aws``. Every hook is one line
+that delegates to the module named for it: :mod:`ohfp_aws.hooks` holds one per hook
+(``ohfp_machine_status`` → :mod:`~ohfp_aws.hooks.machine_status` …), reclaims are
+:mod:`ohfp_aws.interruptions.reclaims`, and validation asks the template's fields
+(:mod:`ohfp_aws.launch.template_fields`) and the handlers (:class:`~ohfp_aws.apis.HandlerSet`).
+Those modules are imported by the hook that needs them. Importing this module imports no
+botocore: clients are made on first use (:mod:`ohfp_aws.access.session`) and handler modules
+when a template needs them. Each Host Factory call is a new process, so what a call does
+not use is never imported.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ohfp_aws.apis import HandlerSet
 from ohfp_aws.context import AwsContext
-from ohfp_aws.handlers import HandlerSet
 from ohfp_core import hookimpl
 from ohfp_core.models import (
     CloudRequest,
@@ -33,8 +34,8 @@ from ohfp_core.models import (
 )
 
 if TYPE_CHECKING:
-    from ohfp_aws.session import AwsClients
-    from ohfp_aws.templates import Templates
+    from ohfp_aws.access.session import AwsClients
+    from ohfp_aws.launch.template_fields import Templates
 
 
 class AwsProvider:
@@ -52,20 +53,25 @@ class AwsProvider:
     @cached_property
     def templates(self) -> Templates:
         """The instance's templates, each parsed once."""
-        from ohfp_aws.templates import Templates
+        from ohfp_aws.launch.template_fields import Templates
 
         return Templates(self.context.confdir)
 
     @hookimpl
     def ohfp_available_templates(self, templates: Sequence[Template]) -> Sequence[Template]:
-        from ohfp_aws import instance_types
+        from ohfp_aws.hooks import available_templates
 
-        offered = instance_types.with_attributes(self.aws, templates)
-        if not self.aws.config.quotas.enabled:
-            return offered
-        from ohfp_aws import quotas
+        return available_templates.offered(self.aws, templates, self.templates.parse)
 
-        return quotas.limit(self.aws, offered, self.templates.parse)
+    @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        self.aws.clients.call_started(timeout_sec)
+
+    @hookimpl
+    def ohfp_wait_for_events(self, seconds: float) -> None:
+        from ohfp_aws.interruptions import drain
+
+        drain.listen(self.aws, seconds)
 
     @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
@@ -74,50 +80,45 @@ class AwsProvider:
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
-        parsed = self.templates.parse(template)
-        provisioned = self.handlers.provision(request_id, parsed, count)
-        if self.aws.config.quotas.enabled:
-            from ohfp_aws import quotas
+        from ohfp_aws.hooks import provision
 
-            quotas.debit(self.aws, request_id, parsed, count)
-        return provisioned
+        return provision.provision(self.aws, self.handlers, request_id, self.templates.parse(template), count)
 
     @hookimpl
     def ohfp_machine_status(self, requests: Sequence[CloudRequest]) -> Mapping[str, RequestSnapshot]:
-        from ohfp_aws import status
+        from ohfp_aws.hooks import machine_status
 
-        return status.machine_status(self.aws, self.handlers, requests)
+        return machine_status.machine_status(self.aws, self.handlers, requests)
 
     @hookimpl
     def ohfp_terminate_machines(self, machines: Sequence[ReturnItem]) -> Mapping[str, str]:
-        from ohfp_aws import returns
+        from ohfp_aws.hooks import terminate_machines
 
-        return returns.terminate(self.aws, self.handlers, machines)
+        return terminate_machines.terminate(self.aws, self.handlers, machines)
 
     @hookimpl
     def ohfp_cancel_request(self, request: CloudRequest) -> bool:
-        from ohfp_aws import cancel
+        from ohfp_aws.hooks import cancel_request
 
-        cancel.cancel_request(self.aws, self.handlers, request.request_id)
-        return True
+        return cancel_request.cancel(self.aws, self.handlers, request.request_id)
 
     @hookimpl
     def ohfp_reclaimed_machines(self, machines: Sequence[MachineRef]) -> Sequence[Reclaim]:
-        from ohfp_aws import reclaims
+        from ohfp_aws.interruptions import reclaims
 
         return reclaims.reclaimed(self.aws, machines)
 
     @hookimpl
     def ohfp_request_details(self, request: CloudRequest) -> Mapping[str, Any] | None:
-        from ohfp_aws import details
+        from ohfp_aws.hooks import request_details
 
-        return details.explain(self.aws, request)
+        return request_details.explain(self.aws, request)
 
     @hookimpl
     def ohfp_health_check(self) -> Sequence[HealthCheck]:
-        from ohfp_aws import health
+        from ohfp_aws.hooks import health_check
 
-        return health.checks(self.aws)
+        return health_check.checks(self.aws)
 
 
 def make_provider(ctx: ProviderContext) -> AwsProvider:

@@ -12,15 +12,17 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ohfp_core.errors import ConfigError, InputError, OhfpError
+from ohfp_core.errors import ConfigError, OhfpError
+from ohfp_core.replies import EXIT_ENVIRONMENT, EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, Outcome
+from ohfp_core.replies import run as _run
+from ohfp_core.replies import write_reply as _print_reply
 
 if TYPE_CHECKING:
     from ohfp_core.config import Settings
@@ -34,44 +36,6 @@ from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order 
 
 __all__ = ["HF_CALLS", "main"]
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3
-EXIT_UNHEALTHY = 4
-
-
-class Outcome(NamedTuple):
-    """A command's reply and the exit code it ends with once the reply is written."""
-
-    reply: Any
-    code: int = EXIT_OK
-
-
-_ENVIRONMENT_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
-)
-
-
-def _environment_failure(exc: BaseException) -> bool:
-    """True for a failure of the machine, not of ohfp: a file under the work directory cannot
-    be read or written (disk full, read-only, permissions). The state store reports its own
-    as :class:`~ohfp_core.errors.StorageError`."""
-    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
-
-
-def _print_reply(reply: Any) -> None:
-    """The reply on stdout: a JSON document, or text for a person (``ohfp requests``)."""
-    if isinstance(reply, str):
-        from ohfp_core.masking import mask_secrets
-
-        sys.stdout.write(mask_secrets(reply))
-    else:
-        from ohfp_core.converter import dumps
-
-        sys.stdout.write(dumps(reply) + "\n")
-    sys.stdout.flush()
-
 
 def _version() -> str:
     from importlib.metadata import version
@@ -80,40 +44,16 @@ def _version() -> str:
 
 
 def _context(provider: str | None) -> tuple[ProviderContext, Settings]:
-    """The instance's context and ohfp's settings; configures logging."""
-    from ohfp_core import config
-    from ohfp_core.logs import configure_logging
-    from ohfp_core.plugins import PLUGIN_GROUP, PROVIDER_GROUP, choose_provider, names_of
+    """The instance's context and ohfp's settings; configures logging (:mod:`ohfp_core.assembly`)."""
+    from ohfp_core.assembly import context
 
-    paths = config.resolve_paths()
-    named = (*names_of(PROVIDER_GROUP), *names_of(PLUGIN_GROUP), "sqlite")
-    settings = config.load_settings(paths.confdir, named)
-    provider_type = choose_provider(provider, settings.provider)
-    context = config.provider_context(provider_type, paths, settings)
-    configure_logging(
-        logdir=context.logdir,
-        instance=context.instance,
-        level=config.log_level(settings, context.config),
-    )
-    return context, settings
+    return context(provider)
 
 
-def _operations(
-    provider: str | None, watch: Callable[[Deadline], None] | None = None, begun_sec: float = 0.0
-) -> Operations:
-    """The instance's calls, its store open; ``watch`` gets the call's deadline (the call
-    begun ``begun_sec`` ago) first."""
-    from ohfp_core.deadline import call_deadline
-    from ohfp_core.operations import Operations
-    from ohfp_core.plugins import load_hooks
+def _operations(provider: str | None) -> Operations:
+    from ohfp_core.assembly import operations
 
-    context, settings = _context(provider)
-    deadline = call_deadline(context.timeout_sec, begun_sec)
-    if watch is not None:
-        watch(deadline)
-    hooks = load_hooks(context, settings.sections)
-    store = _open_store(hooks, context, settings, deadline=deadline)
-    return Operations(hooks, store, context, deadline=deadline)
+    return operations(provider)
 
 
 def _open_store(
@@ -123,111 +63,9 @@ def _open_store(
     name: str | None = None,
     deadline: Deadline | None = None,
 ) -> Storage:
-    """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
-    with its own section of ``ohfp.json`` (within ``deadline``, default: the call's)."""
-    from ohfp_core.deadline import call_deadline
-    from ohfp_core.storage import StorageContext
-    from ohfp_core.storage_backends import open_backend
+    from ohfp_core.assembly import open_store
 
-    store_context = StorageContext(
-        instance=context.instance,
-        workdir=context.workdir,
-        settings=settings.section(name or settings.storage),
-        timeout_sec=context.timeout_sec,
-        deadline=deadline or call_deadline(context.timeout_sec),
-    )
-    if name is None:
-        return open_backend(hooks.storage_factories(), settings.storage, store_context)
-    return open_backend(hooks.storage_factories(), name, store_context, setting="--to")
-
-
-def _run(
-    what: str,
-    action: Callable[[], Any],
-    after: Callable[[], None] | None = None,
-    failed: Callable[[], None] | None = None,
-    reply: Callable[[Any, int], None] | None = None,
-) -> int:
-    """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
-
-    ``action`` returns the reply (exit 0), or an :class:`Outcome` naming its exit code.
-
-    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
-    ``failed`` runs instead when the call failed or its reply could not be written.
-    ``reply(document, code)`` writes the reply and the code the call will end with (default:
-    the document on stdout).
-    """
-    code = _attempt(what, action, after, reply or (lambda document, _: _print_reply(document)))
-    if code != EXIT_OK and failed is not None:
-        try:
-            failed()
-        except Exception as exc:  # never hide the reply already given
-            _log_failure(what, exc, internal=True)
-    return code
-
-
-def _attempt(
-    what: str, action: Callable[[], Any], after: Callable[[], None] | None, reply: Callable[[Any, int], None]
-) -> int:
-    try:
-        result = action()
-    except InputError as exc:
-        _log_failure(what, exc)
-        reply(
-            {"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]}, exc.exit_code
-        )
-        return exc.exit_code
-    except OhfpError as exc:
-        _log_failure(what, exc)
-        reply({"message": f"{what} failed: {exc}", "errors": [exc.message]}, exc.exit_code or EXIT_INTERNAL)
-        return exc.exit_code or EXIT_INTERNAL
-    except Exception as exc:
-        if _environment_failure(exc):
-            _log_failure(what, exc)
-            reply(
-                {
-                    "message": f"{what} failed: the state or work directory cannot be used ({exc});"
-                    " fix the environment (disk space, permissions, mounts): the next call"
-                    " reconciles what this one left",
-                    "errors": [f"{type(exc).__name__}: {exc}"],
-                },
-                EXIT_ENVIRONMENT,
-            )
-            return EXIT_ENVIRONMENT
-        _log_failure(what, exc, internal=True)
-        reply(
-            {
-                "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
-                "errors": [f"{type(exc).__name__}: {exc}"],
-            },
-            EXIT_INTERNAL,
-        )
-        return EXIT_INTERNAL
-    outcome = result if isinstance(result, Outcome) else Outcome(result)
-    try:
-        reply(outcome.reply, outcome.code)
-    except OSError as exc:  # Host Factory stopped reading: nothing more to do
-        _log_failure(what, exc)
-        return EXIT_INTERNAL
-    if after is not None:
-        try:
-            after()
-        except Exception as exc:  # the reply is out: report, never replace it
-            _log_failure(what, exc, internal=not isinstance(exc, OhfpError))
-    return outcome.code
-
-
-def _log_failure(what: str, exc: BaseException, internal: bool = False) -> None:
-    try:
-        from ohfp_core.logs import get_logger
-
-        logger = get_logger("ohfp.cli")
-        if internal:
-            logger.exception("call failed", call=what)
-        else:
-            logger.warning("call failed", call=what, error=str(exc))
-    except Exception:  # logging must never hide the reply
-        sys.stderr.write(f"ohfp: {what} failed: {exc}\n")
+    return open_store(hooks, context, settings, name, deadline)
 
 
 class _OneReply:
@@ -255,45 +93,42 @@ def _answer_late(what: str, deadline: Deadline, reply: _OneReply) -> None:
     """The last resort of a call still at work past its deadline: answer Host Factory with a
     JSON failure unless the call's own reply is out, and end the process (with the reply's
     code). Its leases die with it; the next call reconciles what it left."""
+    from ohfp_core.replies import log_failure
+
     message = (
         f"{what} failed: no reply within the {deadline.budget:g} s this call may take"
         " (HF_PROVIDER_ACTION_TIMEOUT less a reserve): something it waited on did not answer;"
         " the next call reconciles what this one left"
     )
     if reply.write({"message": message, "errors": [message]}, EXIT_ENVIRONMENT):
-        _log_failure(what, OhfpError(message))
+        log_failure(what, OhfpError(message))
     else:
-        _log_failure(what, OhfpError(f"still at work past its deadline after its reply: ended; {message}"))
+        log_failure(what, OhfpError(f"still at work past its deadline after its reply: ended; {message}"))
     sys.stdout.flush()
     os._exit(reply.code if reply.code is not None else EXIT_ENVIRONMENT)
 
 
 def cmd_hf(args: argparse.Namespace) -> int:
+    from ohfp_core.assembly import operations
     from ohfp_core.converter import read_input
     from ohfp_core.deadline import last_resort
 
     made: list[Operations] = []
     reply = _OneReply()
     timers: list[threading.Timer] = []
+    if args.start_service:
+        from ohfp_core.serve.runtime import start_detached
+
+        start_detached()
 
     def watch(deadline: Deadline) -> None:
         timers.append(last_resort(deadline, lambda: _answer_late(args.call, deadline, reply)))
 
     def action() -> Any:
         data = read_input(args.file)
-        ops = _operations(args.provider, watch, args.begun_sec)
+        ops = operations(args.provider, begun_sec=args.begun_sec, watch=watch)
         made.append(ops)
-        from ohfp_core.logs import bind_context
-
-        bind_context(operation=args.call, instance=ops.context.instance, provider=ops.context.provider_type)
-        method = {
-            "getAvailableTemplates": ops.get_available_templates,
-            "requestMachines": ops.request_machines,
-            "requestReturnMachines": ops.request_return_machines,
-            "getRequestStatus": ops.get_request_status,
-            "getReturnRequests": ops.get_return_requests,
-        }[args.call]
-        return method(data)
+        return ops.answer(args.call, data, ops.deadline)
 
     def delivered() -> None:
         for ops in made:
@@ -304,7 +139,7 @@ def cmd_hf(args: argparse.Namespace) -> int:
             ops.call_failed()
 
     try:
-        return _run(args.call, action, delivered, failed, reply=reply)
+        return _run(args.call, action, delivered, failed, write=reply)
     finally:
         for timer in timers:
             timer.cancel()
@@ -314,7 +149,7 @@ def cmd_scripts(args: argparse.Namespace) -> int:
     from ohfp_core.scripts import write_scripts
 
     def action() -> Any:
-        written = write_scripts(Path(args.directory), args.provider, python=args.python)
+        written = write_scripts(Path(args.directory), args.provider, python=args.python, service=args.service)
         return {"message": f"wrote {len(written)} Host Factory scripts", "scripts": [str(p) for p in written]}
 
     return _run("scripts", action)
@@ -422,6 +257,32 @@ def cmd_storage(args: argparse.Namespace) -> int:
     return _run(f"storage {args.storage_command}", action)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``ohfp serve``: run the resident service, or ``--status``/``--stop`` it."""
+    from ohfp_core.serve import lifecycle
+
+    if args.describe:
+        from ohfp_core.serve.runtime import TAG, current_build
+
+        client = Path(lifecycle.__file__).parent / "client.py"
+        return _run(
+            "serve --describe", lambda: {"build": current_build().id, "client": str(client), "tag": TAG}
+        )
+    if args.status:
+        return _run("serve --status", lifecycle.status)
+    if args.stop:
+        return _run("serve --stop", lifecycle.stop)
+
+    def action() -> Any:
+        service = lifecycle.serve(lifecycle.settings_for(args.idle_exit, args.listen))
+        return {
+            "message": f"ohfp service stopped: {service.stopping}",
+            "served": sum(service.stats.served.values()),
+        }
+
+    return _run("serve", action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one JSON reply on stdout for a usage error (usage itself on stderr)."""
 
@@ -445,12 +306,36 @@ def build_parser() -> argparse.ArgumentParser:
         sub = hf_calls.add_parser(call, help=f"the {call} call")
         sub.add_argument("-f", "--file", required=True, help="Host Factory's input JSON file")
         sub.add_argument("--provider", help=provider_help)
+        sub.add_argument("--start-service", action="store_true", help=argparse.SUPPRESS)
         sub.set_defaults(handler=cmd_hf)
     scripts = hf_calls.add_parser("scripts", help="write the five Host Factory scripts for a provider")
     scripts.add_argument("directory", help="the plugin's script directory")
     scripts.add_argument("--provider", required=True, help="provider type the scripts run")
     scripts.add_argument("--python", help="interpreter the scripts run (default: this one)")
+    scripts.add_argument(
+        "--no-service",
+        dest="service",
+        action="store_const",
+        const="off",
+        default="curl",
+        help="scripts that always answer in their own process, never through 'ohfp serve'",
+    )
     scripts.set_defaults(handler=cmd_scripts)
+
+    serve = commands.add_parser("serve", help="run the resident service that answers the Host Factory calls")
+    serve.add_argument(
+        "--status", action="store_true", help="the running service's status as JSON (exit 4: none)"
+    )
+    serve.add_argument(
+        "--stop", action="store_true", help="stop the running service after its calls in flight"
+    )
+    serve.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without calls"
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="also serve the read-only API and page over TCP")
+    serve.add_argument("--from-call", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--describe", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
 
     plugins = commands.add_parser("plugins", help="list installed providers and plugins as JSON")
     plugins.add_argument("--provider", help=provider_help)
@@ -504,33 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _early_logging(provider: str | None) -> None:
-    """Log to the instance's log file from the start, so failures before the settings are
-    read (an unreadable input, a bad ohfp.json, a missing work directory) reach it too; the
-    settings then set the level. The file is named as it will be once the call runs
-    (:func:`ohfp_core.config.instance_name`); only when no provider can be chosen at all is it
-    ``ohfp-ohfp.log``. Quiet when the environment names no usable log file."""
-    from ohfp_core import config
-    from ohfp_core.plugins import choose_provider
-
-    try:
-        paths = config.resolve_paths()
-        try:
-            instance = paths.instance or choose_provider(provider, config.provider_setting(paths.confdir))
-        except OhfpError:
-            instance = "ohfp"
-        level = os.environ.get("OHFP_LOG_LEVEL", "").strip().upper() or "INFO"
-        from ohfp_core.logs import configure_logging
-
-        configure_logging(
-            logdir=paths.logdir,
-            instance=instance,
-            level=level if level in config.LOG_LEVELS else "INFO",
-        )
-    except OhfpError:
-        return
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names; without ``argv``, the process's own command line: a
     call that is a process of its own, whose time (Host Factory's) began with the process."""
@@ -552,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_reply({"message": "ohfp: a command is required", "errors": ["a command is required"]})
         return EXIT_USAGE
     if args.command in ("hf", "templates", "health", "requests", "storage") and handler is not cmd_scripts:
-        _early_logging(getattr(args, "provider", None))
+        from ohfp_core.assembly import early_logging
+
+        early_logging(getattr(args, "provider", None))
     return int(handler(args))
 
 

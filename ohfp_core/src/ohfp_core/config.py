@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from attrs import field, frozen
 
+from ohfp_core.environment import environ as current_environ
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import ProviderContext
 from ohfp_core.parsing import NOT_READ, config_converter, key, not_blank, one_of, rule, structure, unknown_key
@@ -91,7 +91,7 @@ def _env_path(environ: Mapping[str, str], name: str) -> Path | None:
 
 def resolve_paths(environ: Mapping[str, str] | None = None) -> Paths:
     """Directories from HF's environment, with IBM's defaults."""
-    env = os.environ if environ is None else environ
+    env = current_environ() if environ is None else environ
     instance = env.get("HF_PROVIDER_NAME", "").strip() or None
 
     def under(top: str) -> Path | None:
@@ -186,7 +186,7 @@ def log_level(
 ) -> str:
     """``OHFP_LOG_LEVEL``, else ``logLevel``, else Host Factory's ``HF_LOGLEVEL`` when the
     provider config sets ``ACCEPT_PROPAGATED_LOG_SETTING``, else INFO."""
-    env = os.environ if environ is None else environ
+    env = current_environ() if environ is None else environ
     explicit = env.get("OHFP_LOG_LEVEL", "").strip().upper()
     if explicit in LOG_LEVELS:
         return explicit
@@ -207,7 +207,7 @@ def action_timeout(environ: Mapping[str, str] | None = None) -> float:
 
     :raises ConfigError: for anything but a number of seconds in 1..86400 (``inf`` included).
     """
-    env = os.environ if environ is None else environ
+    env = current_environ() if environ is None else environ
     text = env.get("HF_PROVIDER_ACTION_TIMEOUT", "").strip()
     if not text:
         return DEFAULT_TIMEOUT_SEC

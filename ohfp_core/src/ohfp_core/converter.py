@@ -145,7 +145,17 @@ def read_input(path: Path | str) -> Any:
         :data:`MAX_INPUT_BYTES`, not UTF-8, not JSON, nested beyond what the parser allows,
         or holding NaN/Infinity or an integer beyond 64 bits.
     """
-    data = _read_bytes(path)
+    return parse_input(_read_bytes(path), path)
+
+
+def parse_input(data: bytes, path: Path | str) -> Any:
+    """HF's ``-f`` file's content, read elsewhere (the resident service gets it from the
+    script), parsed as :func:`read_input` parses it; ``path`` names the file in errors.
+
+    :raises InputError: as :func:`read_input`, for content over :data:`MAX_INPUT_BYTES` too.
+    """
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"input file {str(path)!r} is {len(data)} bytes; at most {MAX_INPUT_BYTES} are read")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -59,8 +59,8 @@ def private_dir(path: Path, what: str = "work directory") -> Path:
     return path
 
 
-def _check_open(fd: int, path: Path, what: str) -> None:
-    info = os.fstat(fd)
+def _loose(info: os.stat_result, path: Path, what: str) -> bool:
+    """Refuse a file that is not a regular file of this user's; True when its mode is loose."""
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"the {what} {path} is not a regular file")
     uid = _uid()
@@ -68,7 +68,11 @@ def _check_open(fd: int, path: Path, what: str) -> None:
         raise ConfigError(
             f"the {what} {path} belongs to another user (uid {info.st_uid}): refusing to use it"
         )
-    if stat.S_IMODE(info.st_mode) & 0o077:
+    return bool(stat.S_IMODE(info.st_mode) & 0o077)
+
+
+def _check_open(fd: int, path: Path, what: str) -> None:
+    if _loose(os.fstat(fd), path, what):
         os.fchmod(fd, FILE_MODE)
 
 
@@ -99,13 +103,41 @@ def open_private(path: Path, flags: int, what: str, create: bool = True) -> int:
 
 
 def ensure_private(path: Path, what: str) -> None:
-    """Create ``path`` 0600 if missing, or check and tighten it (see :func:`open_private`)."""
-    os.close(open_private(path, os.O_RDWR, what))
+    """Create ``path`` 0600 if missing, or check and tighten it (the rules of
+    :func:`open_private`), never closing a descriptor of a file that already exists.
+
+    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, and
+    SQLite locks its database, ``-wal`` and ``-shm`` files so: in a process that keeps
+    connections open while it opens more (the resident service, :mod:`ohfp_core.serve`),
+    opening and closing the file to check it would let go of another connection's locks in
+    the middle of its transaction. So an existing file is checked by its path (``lstat``,
+    ``chmod``), which is as safe here: its directory is owner-only.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise ConfigError(f"cannot create the {what} {path}: its directory is missing") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the {what} {path}: {exc.strerror or exc}") from None
+    _check_path(path, what)
 
 
 def tighten_if_present(path: Path, what: str) -> None:
-    """Check and tighten a file that may exist (SQLite's ``-wal``/``-shm``/``-journal``)."""
+    """Check and tighten a file that may exist (SQLite's ``-wal``/``-shm``/``-journal``), by
+    its path (see :func:`ensure_private`)."""
     try:
-        os.close(open_private(path, os.O_RDONLY, what, create=False))
+        _check_path(path, what)
     except FileNotFoundError:
         return
+
+
+def _check_path(path: Path, what: str) -> None:
+    """:func:`_check_open`'s rules for a file not opened."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"the {what} {path} is a symbolic link: refusing to follow it")
+    if _loose(info, path, what):
+        os.chmod(path, FILE_MODE)

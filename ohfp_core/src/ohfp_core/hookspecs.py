@@ -15,6 +15,11 @@ Rules every provider hook follows:
   :class:`ohfp_core.errors.ConfigError`. Any other exception is a provider bug.
 - Calls are short: Host Factory bounds each call (``ProviderContext.timeout_sec``) and
   polls again later, so never wait for machines to boot.
+- Each provider hook says what it may write (``Writes:``). What a provider keeps between
+  calls goes to ``ProviderContext.values`` (:class:`ohfp_core.values.Values`): core stores
+  it in the same transaction that records the call's outcome, so a call that dies first
+  leaves none of it. An effect that must follow that commit (deleting queue messages whose
+  notices were kept) is registered with ``Values.after_commit`` and runs after it.
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ def ohfp_available_templates(templates: Sequence[Template]) -> Sequence[Template
         (``ncpus``/``nram`` from an instance type), add templates of its own or drop ones it
         cannot serve. Core validates the result. Return None to offer ``templates`` as is.
 
-    Stops at the first non-None result. Must not change anything in the cloud.
+    Stops at the first non-None result.
+
+    Writes: nothing in the cloud; may keep what it read (quotas, instance types) in
+    ``ProviderContext.values``.
     """
 
 
@@ -84,6 +92,10 @@ def ohfp_provision(request_id: str, template: Template, count: int) -> Provision
     it removes what that call made with :func:`ohfp_cancel_request`, which finds it by the
     request id alone. So everything a request makes is findable by its request id from the
     moment it exists: tag or name it with the id in the call that creates it.
+
+    Writes: the request's machines and what launches them, in the cloud; may note in
+    ``ProviderContext.values`` what later calls should count (capacity asked for) or avoid
+    (offerings short of capacity).
     """
 
 
@@ -98,9 +110,12 @@ def ohfp_machine_status(requests: Sequence[CloudRequest]) -> Mapping[str, Reques
         machine missing from a return request's snapshot, means the cloud no longer knows
         it (core reports acquire machines as failed and returned machines as terminated).
 
-    Batch cloud calls across requests (one describe for many machines). Read only, except
-    that a provider may terminate machines stuck pending past its own timeout and report
-    them terminated with a message. Idempotent.
+    Batch cloud calls across requests (one describe for many machines). Idempotent.
+
+    Writes: nothing in the cloud, except that a provider may terminate machines stuck
+    pending past its own timeout and report them terminated with a message; may keep what
+    it learned in ``ProviderContext.values`` (offerings short of capacity) and in a new
+    handle (``RequestSnapshot.handle``).
     """
 
 
@@ -118,6 +133,8 @@ def ohfp_terminate_machines(machines: Sequence[ReturnItem]) -> Mapping[str, str]
     A fleet or group that would replace a returned machine must have its target capacity
     lowered; returning its last machine deletes it and anything made for it. Idempotent: a
     machine already terminated or unknown to the cloud is not an error.
+
+    Writes: the machines' termination and their fleets' or groups' capacity, in the cloud.
     """
 
 
@@ -131,7 +148,11 @@ def ohfp_reclaimed_machines(machines: Sequence[MachineRef]) -> Sequence[Reclaim]
         seconds of notice left, hosts stopped or terminated outside Host Factory and hosts
         the cloud no longer knows (grace 0). Hosts that are fine are left out.
 
-    Read only. Idempotent.
+    Idempotent.
+
+    Writes: nothing in the cloud, except that it may consume a queue of the cloud's notices:
+    each notice kept in ``ProviderContext.values``, its message deleted from the queue only
+    after that is committed (``Values.after_commit``).
     """
 
 
@@ -150,6 +171,8 @@ def ohfp_cancel_request(request: CloudRequest) -> bool | None:
     :raises CloudError: when the cloud refused; core tries again on a later call.
 
     Idempotent: called again until it succeeds.
+
+    Writes: the deletion of what the cloud made for the request.
     """
 
 
@@ -162,7 +185,9 @@ def ohfp_request_details(request: CloudRequest) -> Mapping[str, Any] | None:
         fell short or failed, why (per offering: insufficient capacity, quota, price,
         unsupported). Return None when there is nothing to add to core's own record.
 
-    Stops at the first non-None result. Read only; may call the cloud. Optional.
+    Stops at the first non-None result. May call the cloud. Optional.
+
+    Writes: nothing.
     """
 
 
@@ -185,6 +210,31 @@ def ohfp_configure(context: ProviderContext, settings: Mapping[str, Mapping[str,
 
     Called once per process for every plugin but the provider (which gets its context from
     its factory). Must not call the cloud.
+    """
+
+
+@_hookspec
+def ohfp_call_started(timeout_sec: float) -> None:
+    """A Host Factory call starts now and has ``timeout_sec`` seconds (``HF_PROVIDER_ACTION_TIMEOUT``).
+
+    Called once per call, before any other hook of the call, on every plugin. A plugin
+    object may serve many calls: the resident service (``ohfp serve``) keeps providers
+    warm between calls. A plugin that bounds its work by the call's time (a provider's
+    budget for its cloud calls) counts it from here. Must not call the cloud.
+    """
+
+
+@_hookspec
+def ohfp_wait_for_events(seconds: float) -> None:
+    """No call is running for this instance: wait up to ``seconds`` for events from the cloud.
+
+    Called only by the resident service (``ohfp serve``), between calls, on an instance of
+    its own; never during a call, never in a call's own process. A provider with an event
+    source (the AWS provider's interruption queue) long-polls it and stores what arrives as
+    its calls would, so the next call answers from state (core commits what it wrote to
+    ``ProviderContext.values`` as the wait ends, then runs its after-commit effects). Must
+    return within ``seconds`` plus one cloud call's time; a cloud failure is logged, never
+    raised.
     """
 
 

@@ -11,6 +11,10 @@ structlog is imported on the first line actually written, not before: most Host 
 calls (a status poll every 30 s) log nothing at INFO, and every call is a new process whose
 start-up time is the budget. :func:`get_logger` returns a proxy that drops lines below the
 configured level without importing anything.
+
+The resident service (:mod:`ohfp_core.serve`) answers calls of many instances at once: it
+sends each call's lines to that instance's log with :func:`route_call`, which holds for the
+calling thread (context) only, and :func:`bind_context` there binds for that call alone.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class _LoggerFactory:
     def __call__(self, *args: Any) -> Any:
         import structlog
 
-        logger = structlog.WriteLogger(self._file)
+        route = _ROUTE.get()
+        logger = structlog.WriteLogger(self._file if route is None else route[0])
         logger.name = str(args[0]) if args else None  # type: ignore[attr-defined]
         return logger
 
@@ -125,6 +130,54 @@ class _Setup:
     applied = False
 
 
+_ROUTE: ContextVar[tuple[TextIO, int] | None] = ContextVar("ohfp_log_route", default=None)
+"""This call's log output and level, when :func:`route_call` set them."""
+
+
+def _min_level() -> int:
+    route = _ROUTE.get()
+    return _Setup.min_level if route is None else route[1]
+
+
+def _level(level: str) -> int:
+    min_level = LEVELS.get(level.lower())
+    if min_level is None:
+        raise ConfigError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}")
+    return min_level
+
+
+def open_log_file(logdir: Path, instance: str) -> TextIO:
+    """Open ``logdir / f"ohfp-{instance}.log"`` for appending (created 0600, never through a
+    symbolic link: :func:`ohfp_core.files.open_private`), making ``logdir`` 0700 if missing.
+
+    :raises ConfigError: for an instance name unfit for a file name or a log file that
+        cannot be opened.
+    """
+    if not _INSTANCE_RE.match(instance):
+        raise ConfigError(f"instance name must be 1 to 128 characters of [0-9A-Za-z_.-], got {instance!r}")
+    path = logdir / f"ohfp-{instance}.log"
+    try:
+        logdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # Host Factory's own: kept as is
+    except OSError as exc:
+        raise ConfigError(f"cannot create the log directory {logdir}: {exc.strerror}") from exc
+    fd = open_private(path, os.O_WRONLY | os.O_APPEND, "log file")
+    return open(fd, "a", encoding="utf-8")
+
+
+def route_call(output: TextIO, level: str) -> None:
+    """Send this thread's (context's) lines to ``output`` at ``level`` or above, whatever the
+    process-wide configuration; the call's :func:`bind_context` values stay its own.
+
+    :raises ConfigError: for an unknown level.
+    """
+    _ROUTE.set((output, _level(level)))
+    import structlog
+
+    if not _Setup.applied:
+        _apply()
+    structlog.contextvars.clear_contextvars()
+
+
 def configure_logging(
     *, logdir: Path | None, instance: str, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -136,21 +189,9 @@ def configure_logging(
     or a log file that cannot be opened. Calling it again replaces the configuration.
     """
     global _log_file
-    min_level = LEVELS.get(level.lower())
-    if min_level is None:
-        raise ConfigError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}")
+    min_level = _level(level)
     if logdir is not None:
-        if not _INSTANCE_RE.match(instance):
-            raise ConfigError(
-                f"instance name must be 1 to 128 characters of [0-9A-Za-z_.-], got {instance!r}"
-            )
-        path = logdir / f"ohfp-{instance}.log"
-        try:
-            logdir.mkdir(mode=0o700, parents=True, exist_ok=True)  # Host Factory's own: kept as is
-        except OSError as exc:
-            raise ConfigError(f"cannot create the log directory {logdir}: {exc.strerror}") from exc
-        fd = open_private(path, os.O_WRONLY | os.O_APPEND, "log file")
-        output: TextIO = open(fd, "a", encoding="utf-8")  # noqa: SIM115 -- lives as long as the process logs
+        output: TextIO = open_log_file(logdir, instance)
     else:
         output = stream if stream is not None else sys.stderr
     if _log_file is not None and _log_file is not output:
@@ -169,7 +210,7 @@ def _apply() -> None:
 
     structlog.configure(
         processors=_processors(),
-        wrapper_class=structlog.make_filtering_bound_logger(_Setup.min_level),
+        wrapper_class=structlog.make_filtering_bound_logger(0),  # _LazyLogger filters by level
         context_class=dict,
         logger_factory=_LoggerFactory(_Setup.output or sys.stderr),
         cache_logger_on_first_use=False,
@@ -180,8 +221,10 @@ def _apply() -> None:
 
 
 def bind_context(**values: Any) -> None:
-    """Bind values (operation, instance, request_id …) to every later line of this process."""
-    _Setup.context.update(values)
+    """Bind values (operation, instance, request_id …) to every later line of this process
+    (of this call, under :func:`route_call`)."""
+    if _ROUTE.get() is None:
+        _Setup.context.update(values)
     if _Setup.applied:
         import structlog
 
@@ -190,7 +233,7 @@ def bind_context(**values: Any) -> None:
 
 def enabled(level: str) -> bool:
     """Whether lines at ``level`` (``"debug"`` …) are written: costly detail is gathered only then."""
-    return LEVELS[level.lower()] >= _Setup.min_level
+    return LEVELS[level.lower()] >= _min_level()
 
 
 @contextmanager
@@ -211,7 +254,7 @@ class _LazyLogger:
         self._name = name
 
     def _emit(self, level: int, method: str, event: str, kw: dict[str, Any]) -> None:
-        if level < _Setup.min_level:
+        if level < _min_level():
             return
         if not _Setup.applied:
             _apply()

@@ -10,23 +10,29 @@ Crash safety: a call records a request (holding its lease in the store,
 Every call first ends the requests of calls that died: whatever instant a process is killed
 at, the next call, on any host, finds what it left and removes or finishes it. Every store
 round trip is bounded by the call's :class:`~ohfp_core.deadline.Deadline`.
+
+What the hooks write to the provider's values is stored in the transaction that records the
+call's outcome (:func:`ohfp_core.values.recorded`), or, when the call records none, in one
+of its own as the call ends (:meth:`Operations._settle`); a call that fails first keeps none
+of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 
 from ohfp_core import capacity, converter, refresh, status
 from ohfp_core.deadline import Deadline, call_deadline
 from ohfp_core.errors import CloudError, ConfigError, InputError
-from ohfp_core.logs import bound, get_logger
+from ohfp_core.logs import bind_context, bound, get_logger
 from ohfp_core.models import (
     CloudRequest,
     MachineRef,
@@ -54,8 +60,29 @@ from ohfp_core.storage import (
     request_to_doc,
 )
 from ohfp_core.templates import core_problems, labelled, load_templates
+from ohfp_core.values import recorded
 
 log = get_logger("ohfp.operations")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def settled(call: Callable[Concatenate[Operations, P], R]) -> Callable[Concatenate[Operations, P], R]:
+    """An operation whose hooks' writes to the provider's values are stored before it returns
+    (:meth:`Operations._settle`) and forgotten when it raises."""
+
+    @functools.wraps(call)
+    def operation(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = call(self, *args, **kwargs)
+        except BaseException:
+            self.context.values.discard()
+            raise
+        self._settle()
+        return result
+
+    return operation
 
 
 def new_request_id(kind: RequestKind) -> str:
@@ -67,11 +94,13 @@ def now() -> int:
 
 
 class Operations:
-    """The HF calls for one provider instance, one call at a time.
+    """The HF calls for one provider instance, one call at a time (a process serving many
+    keeps one per thread).
 
-    ``deadline`` bounds the call's store round trips (default: from ``context.timeout_sec``,
-    counted from now); it is handed to ``store``. A call ends with :meth:`reply_written` or
-    :meth:`call_failed`, which end the leases of the requests it made.
+    ``deadline`` bounds the store's round trips (default: from ``context.timeout_sec``,
+    counted from now) until :meth:`answer` or :meth:`use_deadline` gives the next call its
+    own. A call ends with :meth:`reply_written` or :meth:`call_failed`, which end the leases
+    of the requests it made.
     """
 
     def __init__(
@@ -86,13 +115,54 @@ class Operations:
         self.store = store
         self.context = context
         self.clock = clock
-        self.deadline = deadline or call_deadline(context.timeout_sec)
-        store.use_deadline(self.deadline)
+        self.deadline = Deadline.never()
+        self.use_deadline(deadline or call_deadline(context.timeout_sec))
         self.reconciler = Reconciler(hooks, store, context.timeout_sec, clock)
         self._made: list[tuple[str, Lease]] = []
         self.templates_file: Path | None = None
         """The templates file the last :meth:`offered` read."""
         context.values.bind(store, context.values.namespace or context.provider_type)
+
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound the store's round trips by ``deadline`` from now on (a call's own)."""
+        self.deadline = deadline
+        self.store.use_deadline(deadline)
+
+    def answer(self, call: str, data: Any, deadline: Deadline | None = None) -> dict[str, Any]:
+        """Answer the Host Factory call ``call`` (one of :data:`ohfp_core.scripts.CALLS`)
+        for its parsed input ``data`` within ``deadline`` (default: the call's, from now):
+        the plugins hear the call start, then it runs."""
+        self.use_deadline(deadline or call_deadline(self.context.timeout_sec))
+        bind_context(operation=call, instance=self.context.instance, provider=self.context.provider_type)
+        method = {
+            "getAvailableTemplates": self.get_available_templates,
+            "requestMachines": self.request_machines,
+            "requestReturnMachines": self.request_return_machines,
+            "getRequestStatus": self.get_request_status,
+            "getReturnRequests": self.get_return_requests,
+        }[call]
+        self.hooks.call_started(self.context.timeout_sec)
+        return method(data)
+
+    @settled
+    def wait_for_events(self, seconds: float) -> None:
+        """Between calls (the resident service): the plugins wait up to ``seconds`` for the
+        cloud's events; what they stored is committed as the wait ends, then its after-commit
+        effects run."""
+        self.hooks.wait_for_events(seconds)
+
+    # ---------------------------------------------------------------- the provider's values
+    def _recorded(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction recording the call's outcome with what the hooks wrote to the
+        provider's values; their after-commit effects run once it is committed."""
+        return recorded(self.store, self.context.values)
+
+    def _settle(self) -> None:
+        """Store what the hooks wrote that no outcome took (caches filled while templates are
+        offered, notices kept while reclaims are read), then run its after-commit effects."""
+        if self.context.values.pending:
+            with self._recorded():
+                pass
 
     # ---------------------------------------------------------------- the reply
     def call_failed(self) -> None:
@@ -167,6 +237,7 @@ class Operations:
                 valid.append(template)
         return valid, broken
 
+    @settled
     def validate_templates(self) -> dict[str, list[str]]:
         """Problems per template (``$.templates[…].field: message``); every list empty when
         all are good."""
@@ -193,6 +264,7 @@ class Operations:
     def _in_file(self) -> str:
         return f" in {self.templates_file}" if self.templates_file else ""
 
+    @settled
     def get_available_templates(self, data: Any) -> dict[str, Any]:
         self.reconciler.run()
         valid, broken = self.offered()
@@ -223,6 +295,7 @@ class Operations:
         )
 
     # ---------------------------------------------------------------- acquire
+    @settled
     def request_machines(self, data: Any) -> dict[str, Any]:
         template_id, count = converter.parse_request_machines(data)
         self.reconciler.run()
@@ -259,15 +332,17 @@ class Operations:
             with bound(request_id=request_id, template_id=template_id):
                 provisioned = self.hooks.provision(request_id, template, count)
         except CloudError as exc:
-            self._end(record, exc.message)
+            with self._recorded():
+                self._end(record, exc.message)
             log.warning("provision refused", request_id=request_id, error=exc.message, code=exc.code)
             return {"message": f"Request VM from {self.context.provider_type} failed: {exc.message}"}
         except ConfigError as exc:
             # Raised before the cloud is touched (hookspec): the request holds nothing.
-            self._end(record, str(exc))
+            with self._recorded():
+                self._end(record, str(exc))
             raise
         record = attrs.evolve(record, handle=dict(provisioned.handle), updated_at=self.clock())
-        with self.store.transaction():
+        with self._recorded():
             self.store.put_request(record)
             ready = refresh.merge_machines(
                 self.store,
@@ -302,6 +377,7 @@ class Operations:
         )
 
     # ---------------------------------------------------------------- return
+    @settled
     def request_return_machines(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "requestReturnMachines", required=True)
         self.reconciler.run()
@@ -340,7 +416,7 @@ class Operations:
             with bound(request_id=request_id):
                 failures = self.hooks.terminate_machines(items)
         except CloudError as exc:
-            with self.store.transaction():
+            with self._recorded():
                 self.store.put_machines(list(matched.known))  # undo the return marks: nothing was terminated
                 self._end(record, exc.message)
             log.warning("terminate refused", request_id=request_id, error=exc.message, code=exc.code)
@@ -371,13 +447,14 @@ class Operations:
         return {m.machine_id for m in snapshot.machines if not m.state.is_ending}
 
     # ---------------------------------------------------------------- status
+    @settled
     def get_request_status(self, data: Any) -> dict[str, Any]:
         ids = converter.parse_request_ids(data)
         self._asked(self.store.get_requests([i for i, ok in ids if ok]))
         self.reconciler.run()
         records = self.store.get_requests([i for i, ok in ids if ok])
         running = [r for r in records.values() if not r.status.is_final]
-        replies = refresh.refresh(self.hooks, self.store, running, self.clock)
+        replies = refresh.refresh(self.hooks, self.store, running, self.clock, self.context.values)
         entries = []
         for index, (request_id, well_formed) in enumerate(ids):
             record = records.get(request_id) if well_formed else None
@@ -401,6 +478,7 @@ class Operations:
                 for record in unseen:
                     self.store.put_request(attrs.evolve(record, delivered=True))
 
+    @settled
     def show_request(self, request_id: str) -> dict[str, Any]:
         """Everything known of one request, for an administrator: the stored record, its
         machines and the provider's explanation (``ohfp_request_details``).
@@ -443,6 +521,7 @@ class Operations:
         return found[:limit] if limit > 0 else found
 
     # ---------------------------------------------------------------- reclaims
+    @settled
     def get_return_requests(self, data: Any) -> dict[str, Any]:
         asked = converter.parse_machines(data, "getReturnRequests", required=False)
         self.reconciler.run()
@@ -495,7 +574,7 @@ class Operations:
         stamp = self.clock()
         fresh = [r for r in reclaims if r.name in records and records[r.name].reclaimed_at is None]
         if fresh:
-            with self.store.transaction():
+            with self._recorded():
                 current = self.store.find_machines([records[r.name].machine_id for r in fresh])
                 self.store.put_machines(
                     [attrs.evolve(m, reclaimed_at=stamp, updated_at=stamp) for m in current]

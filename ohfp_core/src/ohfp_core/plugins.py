@@ -15,7 +15,6 @@ Two entry-point groups:
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
@@ -24,6 +23,7 @@ import attrs
 import pluggy
 
 from ohfp_core import hookimpl, hookspecs
+from ohfp_core.environment import environ as current_environ
 from ohfp_core.errors import ConfigError, OhfpError
 from ohfp_core.models import (
     CloudRequest,
@@ -97,7 +97,7 @@ def choose_provider(requested: str | None, setting: str | None = None) -> str:
         what is installed.
     """
     names = names_of(PROVIDER_GROUP)
-    choice = requested or os.environ.get(PROVIDER_ENV) or setting
+    choice = requested or current_environ().get(PROVIDER_ENV) or setting
     listing = ", ".join(names) if names else "none"
     if choice:
         if choice not in names:
@@ -130,7 +130,7 @@ def load_provider_factory(provider_type: str) -> ProviderFactory:
 
 def allowed_extensions(environ: Mapping[str, str] | None = None) -> set[str] | None:
     """The extension entry-point names ``OHFP_LOAD_PLUGINS`` allows; None means all."""
-    env = os.environ if environ is None else environ
+    env = current_environ() if environ is None else environ
     value = env.get(LOAD_PLUGINS_ENV)
     if value is None:
         return None
@@ -244,6 +244,12 @@ class Hooks:
         provider = self.pm.get_plugin(f"provider:{self.provider_type}")
         caller = self.pm.subset_hook_caller("ohfp_configure", [provider] if provider is not None else [])
         caller(context=context, settings=settings)
+
+    def call_started(self, timeout_sec: float) -> None:
+        self.pm.hook.ohfp_call_started(timeout_sec=timeout_sec)
+
+    def wait_for_events(self, seconds: float) -> None:
+        self.pm.hook.ohfp_wait_for_events(seconds=seconds)
 
     def validate_template(self, template: Template) -> list[Problem]:
         results = self.pm.hook.ohfp_validate_template(template=template)

@@ -1,10 +1,11 @@
 """A status poll: what the cloud says about running requests, stored and answered.
 
 :func:`refresh` asks the provider about every running request in one batch, applies the
-status rules of :mod:`ohfp_core.status`, stores the outcome (one transaction per request)
-and builds each request's reply entry. :func:`stored_entry` answers a finished request
-from the store alone. :func:`merge_machines` is how any call stores what the cloud said
-about an acquire request's machines.
+status rules of :mod:`ohfp_core.status`, stores the outcome (one transaction per request;
+the first also stores what the provider wrote to its values,
+:func:`ohfp_core.values.recorded`) and builds each request's reply entry.
+:func:`stored_entry` answers a finished request from the store alone. :func:`merge_machines`
+is how any call stores what the cloud said about an acquire request's machines.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ohfp_core.models import Machine, MachineResult, MachineState, RequestKind, 
 from ohfp_core.plugins import Hooks
 from ohfp_core.returns import named_hosts
 from ohfp_core.storage import MachineRecord, RequestRecord, Storage, cloud_request
+from ohfp_core.values import Values, recorded
 
 log = get_logger("ohfp.refresh")
 
@@ -75,7 +77,7 @@ def merge_machines(
 
 
 def refresh(
-    hooks: Hooks, store: Storage, records: Sequence[RequestRecord], clock: Clock
+    hooks: Hooks, store: Storage, records: Sequence[RequestRecord], clock: Clock, values: Values
 ) -> dict[str, dict[str, Any]]:
     """Reply entries for running requests, after one batched status call; stored.
 
@@ -110,20 +112,23 @@ def refresh(
             continue
         snapshot = snapshots.get(record.request_id, RequestSnapshot())
         replies[record.request_id] = _refresh_acquire(
-            hooks, store, record, snapshot, known.get(record.request_id, []), clock()
+            hooks, store, values, record, snapshot, known.get(record.request_id, []), clock()
         )
     if returns:
         returned = store.find_machines([m for r in returns for m in r.machine_ids])
         by_id = {m.machine_id: m for m in returned}
         for record in returns:
             snapshot = snapshots.get(record.request_id, RequestSnapshot())
-            replies[record.request_id] = _refresh_return(hooks, store, record, snapshot, by_id, clock())
+            replies[record.request_id] = _refresh_return(
+                hooks, store, values, record, snapshot, by_id, clock()
+            )
     return replies
 
 
 def _refresh_acquire(
     hooks: Hooks,
     store: Storage,
+    values: Values,
     record: RequestRecord,
     snapshot: RequestSnapshot,
     known: Sequence[MachineRecord],
@@ -151,7 +156,7 @@ def _refresh_acquire(
         delivered=True,
         updated_at=stamp,
     )
-    with store.transaction():
+    with recorded(store, values):
         newly_ready = merge_machines(store, updated, results, stamp)
         store.put_request(updated)
     if newly_ready:
@@ -232,6 +237,7 @@ def return_outcome(
 def _refresh_return(
     hooks: Hooks,
     store: Storage,
+    values: Values,
     record: RequestRecord,
     snapshot: RequestSnapshot,
     stored: Mapping[str, MachineRecord],
@@ -240,7 +246,7 @@ def _refresh_return(
     outcome = return_outcome(record, snapshot, stored, stamp)
     state = outcome.status
     updated = attrs.evolve(record, status=state, message=outcome.message, delivered=True, updated_at=stamp)
-    with store.transaction():
+    with recorded(store, values):
         store.put_machines(outcome.updates)
         store.put_request(updated)
     if state.is_final:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ohfp-dynamodb", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-table", help="create the state table (on-demand capacity)")
@@ -34,7 +34,7 @@ def _print(document: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "iam-policy":
         from ohfp_dynamodb.iam import policy_for
 

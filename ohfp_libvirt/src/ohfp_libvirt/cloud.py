@@ -7,9 +7,10 @@ host's domains and reading that metadata, never from a file of ours, so a crash 
 instant leaves nothing the next call cannot find:
 
 - provisioning defines each domain (metadata included) **before** it creates the domain's
-  overlay volume and starts it, and a domain's UUID and name follow from the request id, so
-  a second call for the same request defines nothing new; when the host refuses part of a
-  request, everything made for it is removed before the refusal is reported (all or nothing);
+  volumes (its overlay, its NoCloud seed) and starts it, and a domain's UUID and name follow
+  from the request id, so a second call for the same request defines nothing new; when the
+  host refuses part of a request (a volume it cannot make or write, a start that fails),
+  everything made for it is removed before the refusal is reported (all or nothing);
 - removing a machine destroys it, deletes its volumes and only then undefines it, so a
   definition (and its metadata) outlives every volume it names;
 - a returned domain is gone at once (libvirt keeps no record of it, unlike EC2's terminated
@@ -35,6 +36,7 @@ from ohfp_core.models import (
     Machine,
     MachineRef,
     MachineState,
+    Problem,
     ProviderContext,
     Provisioned,
     Reclaim,
@@ -44,7 +46,16 @@ from ohfp_core.models import (
     Template,
 )
 from ohfp_libvirt import spec as specs
-from ohfp_libvirt.domain_xml import Tag, domain_xml, identity, overlay_of, overlay_xml
+from ohfp_libvirt.domain_xml import (
+    Tag,
+    domain_xml,
+    identity,
+    overlay_of,
+    overlay_xml,
+    seed_of,
+    seed_volume_xml,
+    volumes_of,
+)
 from ohfp_libvirt.errors import NO_DOMAIN, is_code
 from ohfp_libvirt.hypervisor import Guest, Hypervisor
 from ohfp_libvirt.settings import Settings
@@ -82,6 +93,14 @@ class LibvirtCloud:
             hypervisor.close()
         self._hypervisors.clear()
 
+    def call_started(self) -> None:
+        """A new call: connections libvirtd dropped since the last (a warm provider serves many
+        calls; libvirtd may have restarted) are let go, to be opened again on first use."""
+        for uri, hypervisor in list(self._hypervisors.items()):
+            if not hypervisor.alive():
+                hypervisor.close()
+                del self._hypervisors[uri]
+
     def known_uris(self) -> list[str]:
         """The config's URI and every URI this instance provisioned on."""
         remembered = self.context.values.get(URIS_KEY) or []
@@ -90,7 +109,8 @@ class LibvirtCloud:
     def _remember(self, uri: str) -> None:
         known = self.context.values.get(URIS_KEY) or []
         if uri != self.settings.uri and uri not in known:
-            self.context.values.put(URIS_KEY, [*known, uri], URIS_TTL_SEC)
+            # Before the domains are made: a call killed after that must find them on ``uri``.
+            self.context.values.write_ahead({URIS_KEY: [*known, uri]}, URIS_TTL_SEC)
 
     def _uris_of(self, request: CloudRequest | None) -> list[str]:
         uri = request.handle.get("uri") if request is not None else None
@@ -152,16 +172,41 @@ class LibvirtCloud:
             message=message,
         )
 
+    def _make_volumes(
+        self,
+        hypervisor: Hypervisor,
+        spec: specs.Spec,
+        machine_uuid: str,
+        name: str,
+        base: tuple[str, int] | None,
+    ) -> None:
+        """Create a defined machine's overlay (backed by ``base``: path and size) and its seed."""
+        overlay = overlay_of(spec, name)
+        if overlay is not None and base is not None:
+            hypervisor.create_volume(overlay.pool, overlay_xml(base[0], overlay.name, base[1]))
+        seed = seed_of(spec, name)
+        if seed is not None and spec.user_data is not None:
+            from ohfp_libvirt.seed import seed_iso
+
+            image = seed_iso(spec.user_data, machine_uuid, name)
+            hypervisor.create_volume(seed.pool, seed_volume_xml(seed.name, len(image)))
+            hypervisor.upload(seed.pool, seed.name, image)
+
+    def validate(self, template: Template) -> list[Problem]:
+        """Every problem of a template's libvirt keys (reads its user data file, calls no host)."""
+        return specs.problems(template, self.context.confdir)
+
     # hooks --------------------------------------------------------------------------------
     def available(self, templates: Sequence[Template]) -> list[Template]:
         """Templates with attributes filled in, each capped by its host's free memory."""
         free: dict[str, int | None] = {}
         offered = []
-        for template in map(specs.complete, templates):
-            spec, problems = specs.read(template)
+        for template in templates:
+            spec, problems = specs.read(template, self.context.confdir)
             if problems:
                 offered.append(template)  # core's validation reports them
                 continue
+            template = specs.complete(template, spec)
             uri = spec.uri or self.settings.uri
             if uri not in free:
                 try:
@@ -184,7 +229,7 @@ class LibvirtCloud:
 
     def provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         """Define and start ``count`` domains for the request; all of them or none."""
-        spec = specs.parse(template)
+        spec = specs.parse(template, self.context.confdir)
         uri = spec.uri or self.settings.uri
         self._remember(uri)
         hypervisor = self.hypervisor(uri)
@@ -201,18 +246,16 @@ class LibvirtCloud:
                 machine_uuid, name = identity(self.context.instance, request_id, index, spec.host_prefix)
                 guest = made.get(machine_uuid)
                 if guest is None:
-                    overlay = overlay_of(spec, name)
                     tag = Tag(
                         instance=self.context.instance,
                         request_id=request_id,
                         template_id=template.template_id,
                         created=created,
-                        volumes=(overlay,) if overlay is not None else (),
+                        volumes=volumes_of(spec, name),
                         address_source=spec.address_source,
                     )
                     guest = hypervisor.define(domain_xml(spec, tag, machine_uuid, name), machine_uuid)
-                    if overlay is not None and base is not None:
-                        hypervisor.create_volume(overlay.pool, overlay_xml(base[0], overlay.name, base[1]))
+                    self._make_volumes(hypervisor, spec, machine_uuid, name, base)
                     guest.start()
                     log.info(
                         "domain started", uri=uri, domain=name, machine_id=machine_uuid, request_id=request_id

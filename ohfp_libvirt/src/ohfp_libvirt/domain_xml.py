@@ -2,9 +2,10 @@
 
 Every domain ohfp defines carries, in its ``<metadata>``, an ``<ohfp:machine>`` element
 (namespace :data:`NAMESPACE`) naming the provider instance, the request and the template it
-was made for, when it was made and the volumes made for it. The metadata is part of the
-definition, so it exists from the moment the domain does: after a crash, the request id is
-how ``ohfp_cancel_request`` finds what a dead call made, as tags are on AWS.
+was made for, when it was made and the volumes made for it (its qcow2 overlay, its NoCloud
+seed), whose names follow from the domain's. The metadata is part of the definition, so it
+exists from the moment the domain does and before any of its volumes: after a crash, the
+request id is how ``ohfp_cancel_request`` finds what a dead call made, as tags are on AWS.
 
 A machine's UUID and name are derived from (instance, request id, index) alone, so a second
 provisioning call for the same request defines the same domains again, which libvirt treats
@@ -57,7 +58,19 @@ def overlay_of(spec: Spec, name: str) -> Volume | None:
     """The qcow2 overlay a machine named ``name`` boots from, when its template has a base volume."""
     if spec.base_volume is None:
         return None
-    return Volume(pool=spec.base_volume.pool, name=f"{name}.qcow2")
+    return Volume(pool=spec.pool, name=f"{name}.qcow2")
+
+
+def seed_of(spec: Spec, name: str) -> Volume | None:
+    """The NoCloud seed of a machine named ``name``, when its template has user data."""
+    if spec.user_data is None:
+        return None
+    return Volume(pool=spec.pool, name=f"{name}-cidata.iso")
+
+
+def volumes_of(spec: Spec, name: str) -> tuple[Volume, ...]:
+    """Every volume made for a machine named ``name``: its overlay, then its seed."""
+    return tuple(volume for volume in (overlay_of(spec, name), seed_of(spec, name)) if volume is not None)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
@@ -108,6 +121,14 @@ def domain_xml(spec: Spec, tag: Tag, machine_uuid: str, name: str) -> str:
         _sub(disk, "driver", name="qemu", type="qcow2")
         _sub(disk, "source", pool=overlay.pool, volume=overlay.name)
         _sub(disk, "target", dev="vda", bus="virtio")
+    seed = seed_of(spec, name)
+    if seed is not None:  # on virtio-scsi: every cloud kernel has it, on any machine type
+        cdrom = _sub(devices, "disk", type="volume", device="cdrom")
+        _sub(cdrom, "driver", name="qemu", type="raw")
+        _sub(cdrom, "source", pool=seed.pool, volume=seed.name)
+        _sub(cdrom, "target", dev="sda", bus="scsi")
+        _sub(cdrom, "readonly")
+        _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
     nic = _sub(devices, "interface", type="network")
     _sub(nic, "source", network=spec.network)
     _sub(nic, "model", type="virtio")
@@ -126,6 +147,18 @@ def overlay_xml(base_path: str, name: str, capacity_bytes: int) -> str:
     backing = _sub(volume, "backingStore")
     _sub(backing, "path", base_path)
     _sub(backing, "format", type="qcow2")
+    return ET.tostring(volume, encoding="unicode")
+
+
+def seed_volume_xml(name: str, size_bytes: int) -> str:
+    """A raw volume of ``size_bytes`` for a seed image, readable by its owner alone (user data
+    may hold secrets)."""
+    volume = ET.Element("volume")
+    _sub(volume, "name", name)
+    _sub(volume, "capacity", str(size_bytes), unit="bytes")
+    target = _sub(volume, "target")
+    _sub(target, "format", type="raw")
+    _sub(_sub(target, "permissions"), "mode", "0600")
     return ET.tostring(volume, encoding="unicode")
 
 

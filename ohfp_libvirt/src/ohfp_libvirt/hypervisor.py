@@ -9,8 +9,10 @@ libvirt's own printing of errors to stderr is silenced: errors are raised and lo
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from ohfp_core.errors import CloudError
@@ -139,6 +141,14 @@ class Hypervisor:
         except CloudError:
             pass  # a connection already lost is closed
 
+    def alive(self) -> bool:
+        """Whether the connection still reaches libvirtd (a restarted libvirtd drops it)."""
+        try:
+            with libvirt_call("virConnectIsAlive"):
+                return bool(self._connection.isAlive())
+        except CloudError:
+            return False
+
     def domains(self) -> list[Guest]:
         """Every domain, running or not."""
         with libvirt_call("virConnectListAllDomains"):
@@ -202,6 +212,21 @@ class Hypervisor:
                 self._pool(pool).createXML(xml, 0)
         except CloudError as exc:
             if not is_code(exc, STORAGE_VOL_EXIST) and "already exists" not in exc.message:
+                raise
+
+    def upload(self, pool: str, name: str, data: bytes) -> None:
+        """Write ``data`` over the volume's content through libvirt's stream API (the bytes
+        travel over the connection, so a ``qemu+ssh://`` host gets them too)."""
+        with libvirt_call(f"virStorageVolUpload {pool}/{name}"):
+            volume = self._pool(pool).storageVolLookupByName(name)
+            stream = self._connection.newStream(0)
+            try:
+                volume.upload(stream, 0, len(data), 0)
+                stream.sendAll(lambda _stream, size, source: source.read(size), io.BytesIO(data))
+                stream.finish()
+            except BaseException:
+                with suppress(Exception):
+                    stream.abort()
                 raise
 
     def delete_volume(self, pool: str, name: str) -> None:

@@ -21,7 +21,6 @@ from ohfp_core.models import (
     ReturnItem,
     Template,
 )
-from ohfp_libvirt import spec
 from ohfp_libvirt.cloud import LibvirtCloud
 from ohfp_libvirt.settings import read_settings
 
@@ -40,8 +39,12 @@ class LibvirtProvider:
         return self.cloud.available(templates)
 
     @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        self.cloud.call_started()
+
+    @hookimpl
     def ohfp_validate_template(self, template: Template) -> Sequence[Problem]:
-        return spec.problems(template)
+        return self.cloud.validate(template)
 
     @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:

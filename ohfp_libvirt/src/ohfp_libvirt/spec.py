@@ -6,21 +6,28 @@ Besides core's keys (``templateId``, ``maxNumber``, ``attributes``) a libvirt te
 - ``domainType``: ``kvm`` (default) or ``qemu`` (software emulation, no /dev/kvm);
 - ``vcpus``: virtual CPUs; default the ``ncpus`` attribute, which it fills in;
 - ``memoryMiB``: memory in MiB; default the ``nram`` attribute, which it fills in;
-- ``baseVolume``: ``{"pool": P, "volume": V}``: each machine boots a qcow2 overlay of V made in P;
+- ``baseVolume``: ``{"pool": P, "volume": V}``: each machine boots a qcow2 overlay of V;
 - ``kernel``, ``initrd``, ``cmdline``: a kernel on the hypervisor host to boot directly;
+- ``userData``: user data as text, or ``userDataFile``: the path of a file holding it (a
+  relative path is taken from the instance's config directory): each machine gets a NoCloud
+  seed (:mod:`ohfp_libvirt.seed`) holding it, at most :data:`MAX_USER_DATA_BYTES`;
+- ``pool``: the storage pool of each machine's own volumes, its overlay and its seed
+  (default: the base volume's pool, else ``default``);
 - ``network``: the libvirt network of the machine's NIC (default ``default``);
 - ``addressSource``: where the address comes from: ``lease`` (DHCP, default), ``agent``, ``arp``;
 - ``hostPrefix``: domain (host) names are ``<hostPrefix>-<12 hex>`` (default ``ohfp``).
 
 A template boots from ``baseVolume``, ``kernel`` or both (a kernel with a disk).
 :func:`problems` reports every bad key by its name; :func:`parse` raises the first as a
-:class:`~ohfp_core.errors.ConfigError`.
+:class:`~ohfp_core.errors.ConfigError`. Reading a template reads its ``userDataFile`` and
+calls no hypervisor; the user data itself is never part of a message or a ``repr``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,6 +39,9 @@ from ohfp_core.models import Attribute, Problem, Template
 DOMAIN_TYPES = ("kvm", "qemu")
 ADDRESS_SOURCES = ("lease", "agent", "arp")
 MIN_MEMORY_MIB = 1
+DEFAULT_POOL = "default"
+MAX_USER_DATA_BYTES = 1024 * 1024
+"""The most user data a machine's seed carries (it is built in memory and sent once per machine)."""
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _CORE_KEYS = frozenset({"templateId", "maxNumber", "attributes", "availableNumber", "requestedMachines"})
 KNOWN_KEYS = frozenset(
@@ -47,6 +57,9 @@ KNOWN_KEYS = frozenset(
         "network",
         "addressSource",
         "hostPrefix",
+        "userData",
+        "userDataFile",
+        "pool",
     }
 )
 
@@ -74,6 +87,10 @@ class Spec:
     network: str
     address_source: str
     host_prefix: str
+    pool: str
+    """Where the machine's own volumes (overlay, seed) are made."""
+    user_data: bytes | None = attrs.field(default=None, repr=False)
+    """The seed's ``user-data``, or None for a machine without a seed."""
 
 
 def _int(value: Any) -> int | None:
@@ -127,6 +144,44 @@ def _volume(value: Any, found: list[Problem]) -> Volume | None:
     return None
 
 
+def _read_file(named: str, confdir: Path | None) -> bytes | str:
+    """The bytes of the file ``named`` (relative to ``confdir``), or why it cannot be read."""
+    path = Path(named).expanduser()
+    if not path.is_absolute() and confdir is not None:
+        path = confdir / path
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {str(path)!r}: {exc.strerror or exc}"
+
+
+def _user_data(fields: Mapping[str, Any], confdir: Path | None, found: list[Problem]) -> bytes | None:
+    """``userData`` as UTF-8, or the bytes of the ``userDataFile``; a Problem naming the key
+    (never quoting the user data) when both are given, the text is not text, the file cannot
+    be read, or the data is larger than :data:`MAX_USER_DATA_BYTES`."""
+    inline, named = fields.get("userData"), _text(fields, "userDataFile", found)
+    if inline is None and named is None:
+        return None
+    data: bytes | str  # the user data, or the problem with it
+    if inline is not None and named is not None:
+        data = "give userData or userDataFile, not both"
+    elif named is not None:
+        data = _read_file(named, confdir)
+    elif not isinstance(inline, str) or not inline.strip():
+        data = "must be non-empty text"
+    else:
+        try:
+            data = inline.encode()
+        except UnicodeEncodeError:
+            data = "is not valid Unicode text"
+    if isinstance(data, bytes) and len(data) > MAX_USER_DATA_BYTES:
+        data = f"is {len(data)} bytes; a seed carries at most {MAX_USER_DATA_BYTES}"
+    if isinstance(data, str):
+        found.append(Problem("userDataFile" if named is not None else "userData", data))
+        return None
+    return data
+
+
 def _choice(fields: Mapping[str, Any], key: str, allowed: tuple[str, ...], found: list[Problem]) -> str:
     value = fields.get(key, allowed[0])
     if value not in allowed:
@@ -135,8 +190,11 @@ def _choice(fields: Mapping[str, Any], key: str, allowed: tuple[str, ...], found
     return str(value)
 
 
-def read(template: Template) -> tuple[Spec, list[Problem]]:
-    """The template's :class:`Spec` and every problem found (the spec is usable only without any)."""
+def read(template: Template, confdir: Path | None = None) -> tuple[Spec, list[Problem]]:
+    """The template's :class:`Spec` and every problem found (the spec is usable only without any).
+
+    :param confdir: where a relative ``userDataFile`` is (the instance's config directory).
+    """
     fields = template.fields
     found = [
         Problem(key, "unknown template key for the libvirt provider")
@@ -167,32 +225,31 @@ def read(template: Template) -> tuple[Spec, list[Problem]]:
         network=_text(fields, "network", found) or "default",
         address_source=_choice(fields, "addressSource", ADDRESS_SOURCES, found),
         host_prefix=prefix,
+        pool=_text(fields, "pool", found) or (base.pool if base is not None else DEFAULT_POOL),
+        user_data=_user_data(fields, confdir, found),
     )
     return spec, found
 
 
-def problems(template: Template) -> list[Problem]:
+def problems(template: Template, confdir: Path | None = None) -> list[Problem]:
     """Every problem of ``template``'s libvirt keys, each naming its key."""
-    return read(template)[1]
+    return read(template, confdir)[1]
 
 
-def parse(template: Template) -> Spec:
+def parse(template: Template, confdir: Path | None = None) -> Spec:
     """The template's :class:`Spec`.
 
     :raises ConfigError: naming the first bad key as ``$.templates[<id>].<key>``.
     """
-    spec, found = read(template)
+    spec, found = read(template, confdir)
     if found:
         first = found[0]
         raise ConfigError(f"$.templates[{template.template_id}].{first.path}: {first.message}")
     return spec
 
 
-def complete(template: Template) -> Template:
+def complete(template: Template, spec: Spec) -> Template:
     """``template`` with ``type``, ``ncpus`` and ``nram`` filled in from its spec when missing."""
-    spec, found = read(template)
-    if found:
-        return template  # validation reports it
     derived = {
         "type": Attribute("String", "X86_64"),
         "ncpus": Attribute("Numeric", str(spec.vcpus)),

@@ -24,7 +24,7 @@ from ohfp_mock.cloud import MockCloud
 from ohfp_mock.knobs import Knobs
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ohfp_mock", description="Control the ohfp mock cloud.")
     parser.add_argument(
         "--workdir",
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, cloud: MockCloud) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.workdir:
         parser.error("--workdir is required when HF_PROVIDER_WORKDIR is not set")

@@ -1,15 +1,19 @@
 """Test only: kill (or pause) the ohfp call at a chosen point, as a crash or ``kill -9`` would.
 
-Inert unless ``OHFP_CRASH_RECORD``, ``OHFP_CRASH_AT`` or ``OHFP_CRASH_PAUSE`` is set. Points
-are named ``before:<what>`` and ``after:<what>`` for every provider hook (the cloud calls)
-and every write of a crash-point store (``put_request``, ``put_machines`` outside
-transactions, ``commit`` of a transaction). A point reached for the n-th time in a call is
-``<point>#<n>``. Two storage backends carry the store points: ``crashy`` (SQLite underneath)
-and ``crashkit``, which wraps the backend its section names, with that backend's section
-inside: ``{"storage": "crashkit", "crashkit": {"backend": "postgresql", "postgresql": {…}}}``.
+Inert unless ``OHFP_CRASH_RECORD``, ``OHFP_CRASH_AT``, ``OHFP_CRASH_HOLD`` or
+``OHFP_CRASH_PAUSE`` is set in the call's environment (:func:`ohfp_core.environment.environ`:
+in the resident service, the call's own; the kill then kills the service). Points are named
+``before:<what>`` and ``after:<what>`` for every provider hook (the cloud calls) and every
+write of a crash-point store (``put_request``, ``put_machines`` outside transactions,
+``commit`` of a transaction). A point reached for the n-th time in a call is ``<point>#<n>``
+(counted from ``ohfp_call_started``). Two storage backends carry the store points: ``crashy``
+(SQLite underneath) and ``crashkit``, which wraps the backend its section names, with that
+backend's section inside: ``{"storage": "crashkit", "crashkit": {"backend": "postgresql",
+"postgresql": {…}}}``.
 
 - ``OHFP_CRASH_RECORD=<file>``: append every point reached to the file, one per line.
 - ``OHFP_CRASH_AT=<point>#<n>``: SIGKILL this process when it reaches that point.
+- ``OHFP_CRASH_HOLD=<point>#<n>=<seconds>``: sleep there that long (a call that hangs).
 - ``OHFP_CRASH_PAUSE=<point>#<n>`` and ``OHFP_CRASH_PAUSE_DIR=<dir>``: at that point write
   ``<dir>/<pid>.paused`` and wait until ``<dir>/go`` exists (a call held mid-way, alive).
 """
@@ -28,6 +32,7 @@ from typing import Any
 import attrs
 
 from ohfp_core import hookimpl
+from ohfp_core.environment import environ
 from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import MachineRecord, RequestRecord, Storage, StorageContext
@@ -36,23 +41,30 @@ _seen: Counter[str] = Counter()
 
 
 def reach(point: str) -> None:
-    """Note that the call reached ``point``; die or pause here if asked to."""
+    """Note that the call reached ``point``; die, hang or pause here if asked to."""
     _seen[point] += 1
     name = f"{point}#{_seen[point]}"
-    record = os.environ.get("OHFP_CRASH_RECORD")
+    record = environ().get("OHFP_CRASH_RECORD")
     if record:
         with open(record, "a", encoding="utf-8") as handle:
             handle.write(name + "\n")
-    if os.environ.get("OHFP_CRASH_AT") == name:
+    hold, _, seconds = environ().get("OHFP_CRASH_HOLD", "").partition("=")
+    if hold == name:
+        time.sleep(float(seconds))
+    if environ().get("OHFP_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("OHFP_CRASH_PAUSE") == name:
-        pause = Path(os.environ["OHFP_CRASH_PAUSE_DIR"])
+    if environ().get("OHFP_CRASH_PAUSE") == name:
+        pause = Path(environ()["OHFP_CRASH_PAUSE_DIR"])
         (pause / f"{os.getpid()}.paused").touch()
         while not (pause / "go").exists():
             time.sleep(0.05)
 
 
 class CrashPlugin:
+    @hookimpl
+    def ohfp_call_started(self, timeout_sec: float) -> None:
+        _seen.clear()  # a warm service answers many calls: points are counted per call
+
     @hookimpl(wrapper=True)
     def ohfp_provision(self, request_id: str, template: Any, count: int) -> Generator[None, Any, Any]:
         reach("before:ohfp_provision")
