@@ -1,12 +1,17 @@
 """What a store written by ohfp 0.2 holds in the migration tests, and the check that all of it
-is still there once this ohfp has opened (and migrated) the store."""
+is still there once this ohfp has opened (and migrated) the store; the settings of the
+shared stores for tests that run the ``ohfp`` command."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ohfp_core.models import RequestKind
 from ohfp_core.sql_schema import SCHEMA_VERSION
 from ohfp_core.storage import RequestRecord, Storage, StoredValue
 from ohfp_core.storage_contract import full_machine, full_request, mrec
+from tests.dynamo_support import REGION, SerialMotoServer, new_table
+from tests.postgres_support import PostgresServer
 
 UNDELIVERED = RequestRecord(request_id="req-dead", kind=RequestKind.ACQUIRE, template_id="t", created_at=3)
 REQUESTS = [full_request(), UNDELIVERED]
@@ -31,3 +36,12 @@ def assert_nothing_lost(store: Storage) -> None:
     assert [m.machine_id for m in store.machines_of(["req-dead"])["req-dead"]] == ["i-2", "i-1", "i-3"]
     report = store.check()
     assert report["ok"] is True and report["schemaVersion"] == SCHEMA_VERSION, report
+
+
+def shared_sections(postgres: PostgresServer, dynamo: SerialMotoServer, label: str) -> dict[str, Any]:
+    """``ohfp.json`` sections of a fresh PostgreSQL schema and a fresh DynamoDB table."""
+    return {
+        "postgresql": {"dsn": postgres.dsn, "schema": postgres.new_schema(label)},
+        "dynamodb": {"table": new_table(label), "region": REGION, "endpointUrl": dynamo.endpoint,
+                     "createTable": True},
+    }  # fmt: skip

@@ -44,16 +44,7 @@ TEMPLATE = {
 
 
 def start(hf: HostFactory, call: str, payload: Any, **env: str) -> tuple[str, float, subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        hf.command(call, payload),
-        env={**hf.env(), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        cwd=hf.root,
-    )
-    return call, time.monotonic(), process
+    return call, time.monotonic(), hf.start_with(call, payload, **env)
 
 
 def test_every_call_ends_within_its_action_timeout_while_the_server_is_silent(

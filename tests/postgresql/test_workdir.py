@@ -6,14 +6,14 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ohfp_core.cli import main
 from ohfp_core.logs import reset_logging
-from tests.dynamo_support import REGION, SerialMotoServer, new_table
+from tests.dynamo_support import SerialMotoServer
 from tests.postgres_support import PostgresServer
+from tests.store_support import shared_sections
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "dynamodb"])
@@ -29,11 +29,7 @@ def test_a_shared_store_leaves_the_work_directory_owner_only(
     conf.mkdir()
     # The simulated cloud elsewhere: nothing of the provider's makes the work directory.
     (conf / "mockinstprov_config.json").write_text(json.dumps({"MOCK_CLOUD_DIR": str(tmp_path / "cloud")}))
-    sections: dict[str, Any] = {
-        "postgresql": {"dsn": postgres_server.dsn, "schema": postgres_server.new_schema("umask")},
-        "dynamodb": {"table": new_table("umask"), "region": REGION, "endpointUrl": dynamo_server.endpoint,
-                     "createTable": True},
-    }  # fmt: skip
+    sections = shared_sections(postgres_server, dynamo_server, "umask")
     (conf / "ohfp.json").write_text(json.dumps({"storage": backend, backend: sections[backend]}))
     for name, value in (("NAME", "mockinst"), ("CONFDIR", conf), ("WORKDIR", work), ("LOGDIR", logs)):
         monkeypatch.setenv(f"HF_PROVIDER_{name}", str(value))

@@ -30,12 +30,20 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ohfp_core.deadline import LOCK_SPARE_SEC, Deadline
-from ohfp_core.errors import StorageError, StorageFailure
+from ohfp_core.errors import StorageError
 from ohfp_core.models import RequestKind
 from ohfp_core.sql_rows import machine_from_row, machine_row, request_from_row, request_row
 from ohfp_core.sql_schema import INDEXES, SCHEMA_VERSION, TABLES, SQLDialect, Statements
 from ohfp_core.storage import MachineRecord, RequestRecord, StoredValue, dumps
-from ohfp_core.storage_rules import chunks, in_find_order, refuse_newer, refuse_other_instance, unique
+from ohfp_core.storage_rules import (
+    chunks,
+    in_find_order,
+    lock_held_too_long,
+    out_of_time,
+    refuse_newer,
+    refuse_other_instance,
+    unique,
+)
 
 R = TypeVar("R")
 LAST_CHAR = "\U0010ffff"
@@ -88,18 +96,11 @@ class SQLStore:
 
     def timed_out(self) -> StorageError:
         """The error of a round trip the call's deadline cut short (or did not allow)."""
-        return StorageError(
-            f"{self.where}: no answer within the {self.deadline.budget:g} s this Host Factory call may take"
-            " (HF_PROVIDER_ACTION_TIMEOUT less a reserve); the next call reconciles what this one left",
-            kind=StorageFailure.TIMED_OUT,
-        )
+        return out_of_time(self.where, self.deadline)
 
     def lock_timed_out(self) -> StorageError:
         """The error of a write that waited the longest it was allowed for another call's."""
-        return StorageError(
-            f"{self.where}: another call held the write lock longer than {self._lock_wait:g} s",
-            kind=StorageFailure.LOCK_TIMEOUT,
-        )
+        return lock_held_too_long(self.where, self._lock_wait)
 
     @contextmanager
     def _bounded(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from ohfp_core.deadline import Deadline
 from ohfp_core.errors import StorageError, StorageFailure
 from ohfp_core.models import MachineResult
 from ohfp_core.storage import MachineRecord, RequestRecord
@@ -65,6 +66,24 @@ def in_find_order(
                 seen.add(record.machine_id)
                 result.append(record)
     return result
+
+
+def out_of_time(where: str, deadline: Deadline) -> StorageError:
+    """The error of a round trip the call's ``deadline`` cut short (or did not allow)."""
+    return StorageError(
+        f"{where}: no answer within the {deadline.budget:g} s this Host Factory call may take"
+        " (HF_PROVIDER_ACTION_TIMEOUT less a reserve); the next call reconciles what this one left",
+        kind=StorageFailure.TIMED_OUT,
+    )
+
+
+def lock_held_too_long(where: str, wait_sec: float) -> StorageError:
+    """The error of a write that waited ``wait_sec``, the longest it was allowed (the lock
+    timeout, or what was left of the call's time), for another call's write lock."""
+    return StorageError(
+        f"{where}: another call held the write lock longer than {wait_sec:g} s",
+        kind=StorageFailure.LOCK_TIMEOUT,
+    )
 
 
 def refuse_newer(where: str, version: int, known: int, package: str, elsewhere: str) -> None:

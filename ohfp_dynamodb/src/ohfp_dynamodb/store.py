@@ -44,7 +44,9 @@ from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, Stor
 from ohfp_core.storage_rules import (
     chunks,
     in_find_order,
+    lock_held_too_long,
     oldest_first,
+    out_of_time,
     refuse_newer,
     refuse_other_instance,
     unique,
@@ -121,11 +123,8 @@ class DynamoStorage:
         self.deadline = deadline
 
     def timed_out(self) -> StorageError:
-        return StorageError(
-            f"{self.where}: no answer within the {self.deadline.budget:g} s this Host Factory call may take"
-            " (HF_PROVIDER_ACTION_TIMEOUT less a reserve); the next call reconciles what this one left",
-            kind=StorageFailure.TIMED_OUT,
-        )
+        """The error of a request the call's deadline cut short (or did not allow)."""
+        return out_of_time(self.where, self.deadline)
 
     def hold_lease(self, request_id: str) -> DynamoLease:
         """Write the new request's lease item (see :meth:`Storage.hold_lease`)."""
@@ -220,10 +219,7 @@ class DynamoStorage:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise
             if time.monotonic() + delay > deadline:
-                raise StorageError(
-                    f"{self.where}: another call held the write lock longer than {wait:g} s",
-                    kind=StorageFailure.LOCK_TIMEOUT,
-                )
+                raise lock_held_too_long(self.where, wait)
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         self._token = token
