@@ -177,6 +177,7 @@ def site_for(
     for label in ("host-a", "host-b"):
         hf = make_instance(installation, scripts, root / label, "mockinst")
         hf.env_extra.update(env)
+        hf.env_extra["OHFP_SERVICE"] = "off"  # a host's calls are its own processes: the kill is of one
         (hf.confdir / "ohfp.json").write_text(json.dumps(settings))
         hf.write_config("config", {"MOCK_BOOT_SECONDS": 0, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 3,
                                    "MOCK_CLOUD_DIR": str(cloud_dir)})  # fmt: skip

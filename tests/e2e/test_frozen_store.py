@@ -56,6 +56,7 @@ def test_every_call_ends_within_its_action_timeout_while_the_server_is_silent(
     scripts = crash_installation.scripts("mock", tmp_path / "scripts")
     hf = make_instance(crash_installation, scripts, tmp_path / "host", "mockinst")
     hf.env_extra["HF_PROVIDER_ACTION_TIMEOUT"] = str(ACTION_TIMEOUT_SEC)
+    hf.env_extra["OHFP_SERVICE"] = "off"  # each call its own process, as Host Factory runs it
     # Machines boot slowly: the request stays running, so every status poll asks the cloud.
     hf.write_config("config", {"MOCK_BOOT_SECONDS": 3600, "MOCK_TERMINATE_SECONDS": 0, "MOCK_SEED": 5})
     hf.write_config("templates", {"templates": [TEMPLATE]})
