@@ -100,7 +100,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def system(session: nox.Session) -> None:
     """The whole-system runs (``-m system``): calls killed at every point (AWS sampled; all of
-    them in ``crash``), AWS on a bad day, failover between two hosts. CI runs them too."""
+    them in ``crash``), AWS on a bad day, failover between two hosts (one killed at every point
+    of a call), a state server that stops answering. CI runs them too."""
     _install_ohfp(session, *TEST_DEPS)
     session.run("pytest", *(session.posargs or [*PARALLEL, "-m", "system"]))
 

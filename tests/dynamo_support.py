@@ -97,6 +97,7 @@ class DynamoOpener:
     table: str
     instance: str = "kit"
     lease: float = 2.0
+    call_lease: float = 2.0
 
     def __call__(self) -> Any:
         from ohfp_dynamodb.settings import DynamoSettings
@@ -110,6 +111,7 @@ class DynamoOpener:
             endpoint_url=self.endpoint,
             create_table=True,
             lock_lease_seconds=self.lease,
+            call_lease_seconds=self.call_lease,
         )
         return DynamoStorage(settings, self.instance)
 

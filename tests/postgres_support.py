@@ -10,15 +10,20 @@ Every schema a test makes is dropped at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
 import pwd
+import select
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -144,3 +149,79 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.drop_all()
         if cluster is not None:
             cluster.stop()
+
+
+class FreezableProxy:
+    """A TCP proxy on 127.0.0.1 to the server ``dsn`` names that can stop forwarding and start
+    again: a server that stops answering, as its clients see it (frozen, or cut off by the
+    network), without stopping a server other tests use. Connections stay open while frozen;
+    what was sent waits, and goes on once thawed."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+        host, port = str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432)
+        self._target: tuple[int, Any] = (
+            (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+            if host.startswith("/")
+            else (socket.AF_INET, (host, port))
+        )
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        params.pop("hostaddr", None)
+        self.dsn = psycopg.conninfo.make_conninfo(
+            "", **{**params, "host": "127.0.0.1", "port": str(self.port)}
+        )
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._open.clear()
+
+    def thaw(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._open.set()
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def __enter__(self) -> FreezableProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.socket(self._target[0], socket.SOCK_STREAM)
+                server.connect(self._target[1])
+            except OSError:
+                continue
+            self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self._closed:
+            self._open.wait()
+            try:
+                ready, _, _ = select.select([source], [], [], 0.1)
+                if not ready:
+                    continue
+                data = source.recv(65536)
+                self._open.wait()  # frozen mid-way: hold it
+                if not data:
+                    sink.shutdown(socket.SHUT_WR)
+                    return
+                sink.sendall(data)
+            except OSError:
+                return

@@ -152,7 +152,8 @@ class FakeCloud:
                 if item.machine_id in self.refuse:
                     errors[item.machine_id] = "termination refused"
                     continue
-                self.set_state(item.machine_id, MachineState.SHUTTING_DOWN)
+                if self.machines[item.machine_id].state is not MachineState.TERMINATED:  # idempotent
+                    self.set_state(item.machine_id, MachineState.SHUTTING_DOWN)
         return errors
 
     @hookimpl

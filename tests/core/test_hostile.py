@@ -248,22 +248,35 @@ def test_a_script_directory_others_can_write_is_refused(
 def test_a_full_disk_is_an_environment_error_and_the_next_call_reconciles(
     hf_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ohfp_core.sqlite import SQLiteStorage
-    from ohfp_core.storage import RequestRecord
+    from ohfp_core import sqlite
 
     run(capsys, hf_env, "getAvailableTemplates", {})
-    put_request = SQLiteStorage.put_request
+    connect = sqlite3.connect
 
-    def full_disk(self: SQLiteStorage, record: RequestRecord) -> None:
-        if record.handle:  # the write after the cloud call fails: provisioned, not stored
-            raise sqlite3.OperationalError("database or disk is full")
-        put_request(self, record)
+    class FullDisk:
+        """The state database's connection, whose write after the cloud call fails (the
+        request is provisioned, not stored) as SQLite fails on a full disk."""
 
-    monkeypatch.setattr(SQLiteStorage, "put_request", full_disk)
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+        def execute(self, sql: str, *params: Any) -> Any:
+            if sql.startswith("INSERT INTO requests") and params and params[0][5] is not None:
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *params)
+
+    def full_disk(path: Any, **kwargs: Any) -> Any:
+        conn = connect(path, **kwargs)
+        return FullDisk(conn) if str(path).endswith(sqlite.DB_NAME) else conn
+
+    monkeypatch.setattr(sqlite3, "connect", full_disk)
     code, reply = run(capsys, hf_env, REQUEST, {"template": {"templateId": "mock-small", "machineCount": 2}})
     assert code == 3 and "database or disk is full" in reply["message"]
     assert "requestId" not in reply
-    monkeypatch.setattr(SQLiteStorage, "put_request", put_request)
+    monkeypatch.setattr(sqlite3, "connect", connect)
 
     run(capsys, hf_env, STATUS, {"requests": []})  # the disk has room again: the next call
 

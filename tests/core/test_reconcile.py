@@ -17,7 +17,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from ohfp_core.inflight import CallLocks
+from ohfp_core import capacity
+from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.models import MachineState, RequestKind, RequestStatus
 from ohfp_core.operations import Operations
 from ohfp_core.reconcile import CANCELLED, RETURNED
@@ -33,7 +34,7 @@ def _second_call(instance: Instance) -> Operations:
 def _die(ops: Operations) -> None:
     """What the kernel does when a call's process dies: its locks go, its files stay."""
     for _, lock in ops._made:
-        assert lock._fd is not None
+        assert isinstance(lock, CallLock) and lock._fd is not None
         os.close(lock._fd)
         lock._fd = None
     ops._made.clear()
@@ -191,9 +192,19 @@ def test_return_of_a_dead_call_is_finished(instance: Instance) -> None:
 
     instance.ops.get_return_requests({})
 
+    # Terminated, not gone yet: the return waits for the cloud, its machines still count.
     assert all(instance.cloud.machines[m["machineId"]].state is MachineState.SHUTTING_DOWN for m in machines)
+    waiting = _record(instance, ret.request_id)
+    assert waiting.status is RequestStatus.RUNNING and not waiting.delivered
+    assert capacity.in_use(instance.store, ["T1"]) == {"T1": 2}
+    for m in machines:
+        instance.cloud.set_state(m["machineId"], MachineState.TERMINATED)
+
+    instance.ops.get_available_templates({})  # the next call of any kind sees them gone
+
     finished = _record(instance, ret.request_id)
     assert finished.status is RequestStatus.COMPLETE and finished.message == RETURNED
+    assert capacity.in_use(instance.store, ["T1"]) == {"T1": 0}
     [entry] = instance.status(ret.request_id)  # as Host Factory would see it, had it got the id
     assert {m["result"] for m in entry["machines"]} == {"succeed"}
     assert instance.store.held_machines("T1") == []
@@ -246,3 +257,31 @@ def test_a_failed_call_leaves_a_lock_file_only_for_what_needs_reconciling(instan
     instance.ops.get_available_templates({})
     assert _record(instance, rid).status is RequestStatus.COMPLETE_WITH_ERROR
     assert list((instance.workdir / "calls").iterdir()) == []
+
+
+def test_a_returned_machine_counts_against_max_number_until_the_cloud_shows_it_gone(
+    instance: Instance,
+) -> None:
+    """A live return (Host Factory polls it): the machines stay counted while they shut down."""
+    rid = instance.request(3)
+    instance.ops.reply_written()
+    instance.cloud.boot()
+    [entry] = instance.status(rid)
+    hosts = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+
+    def available() -> int:
+        [t1] = [t for t in instance.ops.get_available_templates({})["templates"] if t["templateId"] == "T1"]
+        return int(t1["availableNumber"])
+
+    assert available() == 7
+    ret = instance.ops.request_return_machines({"machines": hosts[:2]})["requestId"]
+    instance.ops.reply_written()
+    [returning] = instance.status(ret)
+    assert returning["status"] == "running"
+    assert available() == 7, "machines shutting down still run: they count"
+    instance.cloud.set_state(hosts[0]["machineId"], MachineState.TERMINATED)
+    assert instance.status(ret)[0]["status"] == "running"
+    assert available() == 8, "one is gone"
+    instance.cloud.set_state(hosts[1]["machineId"], MachineState.TERMINATED)
+    assert instance.status(ret)[0]["status"] == "complete"
+    assert available() == 9

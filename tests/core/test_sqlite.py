@@ -15,22 +15,69 @@ from typing import Any
 import pytest
 
 from ohfp_core import mounts, sqlite
-from ohfp_core.errors import ConfigError
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import RequestKind
-from ohfp_core.sqlite import _MIGRATIONS, CHUNK, DB_NAME, SCHEMA_VERSION, SQLiteStorage, open_sqlite
-from ohfp_core.storage import (
-    MachineRecord,
-    RequestRecord,
-    Storage,
-    StorageContext,
-    StorageFactory,
-    machine_to_doc,
-)
+from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.sql_rows import machine_row, request_row
+from ohfp_core.sql_schema import SCHEMA_VERSION
+from ohfp_core.sqlite import DB_NAME, DIALECT, SQLiteStorage
+from ohfp_core.storage import MachineRecord, RequestRecord, Storage, StorageContext, StoredValue
 from ohfp_core.storage_contract import StoreOpener, mrec
 from ohfp_core.testing import StorageContract
+from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
-# mypy checks that the class satisfies the Storage protocol through the factory type.
-FACTORY: StorageFactory = open_sqlite
+# ohfp-core 0.2's schema, version by version, as it wrote databases (kept verbatim: a store it
+# wrote must open and migrate with nothing lost).
+VERSION_1 = (
+    "CREATE TABLE requests (request_id TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
+    " template_id TEXT, machine_count INTEGER NOT NULL, handle TEXT, machine_ids TEXT NOT NULL,"
+    " errors TEXT NOT NULL, message TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    "CREATE INDEX requests_status ON requests (status, created_at)",
+    "CREATE TABLE machines (machine_id TEXT PRIMARY KEY NOT NULL, request_id TEXT NOT NULL, template_id TEXT,"
+    " name TEXT NOT NULL, result TEXT NOT NULL, return_request_id TEXT, reclaimed_at INTEGER,"
+    " updated_at INTEGER NOT NULL, machine TEXT NOT NULL)",
+    "CREATE INDEX machines_request ON machines (request_id)",
+    "CREATE INDEX machines_name ON machines (name)",
+    "CREATE INDEX machines_return ON machines (return_request_id)",
+    "CREATE INDEX machines_held ON machines (template_id)"
+    " WHERE return_request_id IS NULL AND result != 'fail'",
+)
+VERSION_2 = (
+    "ALTER TABLE requests ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE requests ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    "UPDATE requests SET delivered = 0 WHERE status = 'running' AND handle IS NULL",
+    "CREATE INDEX requests_undelivered ON requests (created_at) WHERE delivered = 0 AND status = 'running'",
+    "CREATE TABLE stored_values (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL)",
+)
+
+
+def write_version_2(
+    path: Path,
+    requests: Sequence[RequestRecord],
+    machines: Sequence[MachineRecord],
+    values: Sequence[StoredValue] = (),
+) -> None:
+    """A database as ohfp-core 0.2 wrote it (schema version 2), holding these records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(path)
+    for statement in (*VERSION_1, *VERSION_2):
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 2")
+    raw.executemany(
+        "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", map(request_row, requests)
+    )
+    raw.executemany("INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", map(machine_row, machines))
+    raw.executemany(
+        "INSERT INTO stored_values VALUES (?, ?, ?)",
+        [(v.key, json.dumps(v.value), v.expires_at) for v in values],
+    )
+    raw.commit()
+    raw.close()
+
+
+def _is_a_store(workdir: Path) -> Storage:
+    return SQLiteStorage(workdir)  # mypy checks that the class satisfies the Storage protocol
 
 
 @pytest.fixture
@@ -77,7 +124,7 @@ class TestSQLiteContract(StorageContract):
     def assert_indexed(self, store: Storage, lookup: Callable[[], object]) -> None:
         assert isinstance(store, SQLiteStorage)
         recorder = QueryRecorder(store._conn)
-        store._conn = recorder  # type: ignore[assignment]
+        store._conn = recorder
         try:
             lookup()
         finally:
@@ -90,31 +137,7 @@ class TestSQLiteContract(StorageContract):
         self, opener: StoreOpener, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
     ) -> None:
         assert isinstance(opener, functools.partial)
-        path = Path(opener.args[0]) / DB_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        raw = sqlite3.connect(path)
-        for statement in _MIGRATIONS[0]:
-            raw.execute(statement)
-        raw.execute("PRAGMA user_version = 1")
-        for r in requests:
-            raw.execute(
-                "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.request_id, r.kind.value, r.status.value, r.template_id, r.machine_count,
-                    None if r.handle is None else json.dumps(dict(r.handle)), json.dumps(list(r.machine_ids)),
-                    json.dumps(dict(r.errors)), r.message, r.created_at, r.updated_at,
-                ),
-            )  # fmt: skip
-        for m in machines:
-            raw.execute(
-                "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    m.machine_id, m.request_id, m.template_id, m.name, m.result.value, m.return_request_id,
-                    m.reclaimed_at, m.updated_at, json.dumps(machine_to_doc(m.machine)),
-                ),
-            )  # fmt: skip
-        raw.commit()
-        raw.close()
+        write_version_2(Path(opener.args[0]) / DB_NAME, requests, machines)
 
     def bump_schema_version(self, opener: StoreOpener) -> None:
         assert isinstance(opener, functools.partial)
@@ -148,7 +171,7 @@ def test_lookups_over_1000_ids_use_bounded_indexed_queries(
 
     assert len(recorder.selects) == 4 * 3 + 3  # three chunks for each of the four id lookups
     for sql, params in recorder.selects:
-        assert len(params) <= CHUNK
+        assert len(params) <= DIALECT.chunk
         assert plan_scans(recorder.conn, sql, params) == [], f"{sql} scans a table"
 
 
@@ -172,6 +195,23 @@ def test_files_are_private_to_the_owner(tmp_path: Path) -> None:
     assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
 
 
+def test_a_database_of_ohfp_0_2_migrates_with_nothing_lost(workdir: Path) -> None:
+    """Schema version 2, as ohfp-core 0.2 wrote it, with every kind of record: opened by
+    this ohfp, every record reads back as it was and the indexes are the shared SQL layer's."""
+    write_version_2(workdir / DB_NAME, REQUESTS, MACHINES, VALUES)
+
+    store = SQLiteStorage(workdir)
+    try:
+        assert_nothing_lost(store)
+        indexes = {
+            row[0] for row in store._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    finally:
+        store.close()
+    assert not indexes & {"requests_status", "machines_return"}, "the indexes nothing reads are gone"
+    assert {"requests_open", "requests_undelivered", "machines_held", "machines_held_all"} <= indexes
+
+
 def test_schema_version_and_wal_are_recorded(store: SQLiteStorage, workdir: Path) -> None:
     raw = sqlite3.connect(workdir / DB_NAME)
     try:
@@ -182,12 +222,13 @@ def test_schema_version_and_wal_are_recorded(store: SQLiteStorage, workdir: Path
     assert SCHEMA_VERSION >= 1
 
 
-def test_a_file_that_is_not_a_database_is_a_config_error(workdir: Path) -> None:
+def test_a_file_that_is_not_a_database_is_a_corrupt_store(workdir: Path) -> None:
     workdir.mkdir()
     (workdir / DB_NAME).write_bytes(b"this is not sqlite" * 100)
 
-    with pytest.raises(ConfigError, match="cannot open the state database"):
+    with pytest.raises(StorageError, match=r"the state database .*: file is not a database") as error:
         SQLiteStorage(workdir)
+    assert error.value.kind is StorageFailure.CORRUPT
 
 
 # -- network file systems --------------------------------------------------------------------
@@ -297,7 +338,8 @@ def test_an_existing_wal_database_moved_to_nfs_leaves_wal_with_its_data(
 
 def test_the_setting_overrides_the_detection(shared_dir: Path, tmp_path: Path) -> None:
     def opened(workdir: Path, settings: dict[str, Any]) -> str:
-        store = open_sqlite(StorageContext(instance="i", workdir=workdir, settings=settings))
+        factory = Hooks(make_manager()).storage_factories()["sqlite"]
+        store = factory(StorageContext(instance="i", workdir=workdir, settings=settings))
         try:
             return str(store.check()["journalMode"])
         finally:

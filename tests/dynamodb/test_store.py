@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import RequestKind
+from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
@@ -21,14 +22,23 @@ from ohfp_core.storage import (
     machine_record_to_doc,
 )
 from ohfp_core.storage_contract import StoreOpener, mrec
+from ohfp_core.storage_rules import is_held
 from ohfp_core.testing import StorageContract
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb import plugin
-from ohfp_dynamodb.store import SCHEMA_VERSION, DynamoStorage, open_store
+from ohfp_dynamodb.settings import DynamoSettings
+from ohfp_dynamodb.store import LOCK, SCHEMA_VERSION, DynamoStorage
 from tests.dynamo_support import REGION, DynamoOpener, SerialMotoServer, new_table
 
-# mypy checks that the class satisfies the Storage protocol through the factory type.
-FACTORY: StorageFactory = open_store
+
+def _is_a_store(settings: DynamoSettings) -> Storage:
+    return DynamoStorage(settings, "i")  # mypy checks that the class satisfies the Storage protocol
+
+
+def factory() -> StorageFactory:
+    """The ``dynamodb`` backend as the plugin registers it."""
+    return Hooks(make_manager(extensions=[("dynamodb", plugin)])).storage_factories()["dynamodb"]
+
 
 READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query", "Scan")
 
@@ -57,7 +67,17 @@ class ReadCounter:
 
 
 class TestDynamoContract(StorageContract):
-    """The storage kit against moto, one fresh table per test."""
+    """The storage kit against moto, one fresh table per test.
+
+    moto costs time per item it holds and per request, where DynamoDB does not, so two tests
+    run smaller here and prove the same: 10,000 machines (40,000 items) for the indexed
+    lookups, whose check fails any read that examines more than a few items beyond what it
+    returns; 250 ids at once, more than twice the 100 keys of one BatchGetItem.
+    """
+
+    bulk_machines = 10_000
+    many_ids = 250
+    lease_lapse_sec = 2.0  # DynamoOpener's callLeaseSeconds
 
     @pytest.fixture
     def opener(self, dynamo_server: SerialMotoServer) -> StoreOpener:
@@ -125,7 +145,7 @@ class TestDynamoContract(StorageContract):
                 {"pk": {"S": f"M#{mid}"}, "sk": {"S": "M"}, "doc": text, "seq": number},
                 {"pk": {"S": f"RM#{machine.request_id}"}, "sk": {"S": mid}, "doc": text, "seq": number},
             ]
-            if it.is_held(machine):
+            if is_held(machine):
                 sk = it.held_prefix(machine.template_id) + mid
                 made.append({"pk": {"S": it.HELD}, "sk": {"S": sk}, "doc": text, "seq": number})
             if machine.name:
@@ -195,6 +215,7 @@ def test_a_committed_journal_of_a_dead_writer_is_applied_by_the_next(
         pass
 
     def die(ops: Any) -> None:
+        dstore._renewer.drop(LOCK, dstore._token)  # a dead process renews nothing
         raise Died
 
     monkeypatch.setattr(dstore, "_apply", die)
@@ -213,19 +234,45 @@ def test_a_committed_journal_of_a_dead_writer_is_applied_by_the_next(
         other.close()
 
 
-def test_a_transaction_that_outlives_its_lease_stores_nothing(
-    dstore: DynamoStorage, opener: DynamoOpener
+def test_a_writer_that_stops_renewing_its_lock_loses_it_and_stores_nothing(
+    dstore: DynamoStorage, opener: DynamoOpener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A frozen writer (nothing renews its lock): another call takes the lock once the lease
+    has run out, and the frozen one's write, when it comes, stores nothing."""
     import time
 
     dstore.lease = 0.2
+    monkeypatch.setattr(dstore._renewer, "keep", lambda *args: None)
     other = opener()
     try:
-        with pytest.raises(StorageError, match=r"write lock .* was lost"), dstore.transaction():
+        with pytest.raises(StorageError, match=r"the write lock was lost") as lost, dstore.transaction():
             dstore.put_request(RequestRecord(request_id="req-late", kind=RequestKind.ACQUIRE))
             time.sleep(0.3)
             other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+        assert lost.value.kind is StorageFailure.LOCK_LOST
         assert list(other.get_requests(["req-late", "req-other"])) == ["req-other"]
+    finally:
+        other.close()
+
+
+def test_a_writer_at_work_keeps_its_lock_past_its_lease(dstore: DynamoStorage, opener: DynamoOpener) -> None:
+    """A live writer's lock is renewed: a write longer than three leases keeps it, the other
+    call waits (and gives up at its own limit), and the long write is stored."""
+    import time
+
+    from ohfp_core.deadline import Deadline
+
+    dstore.lease = 0.3
+    other = opener()
+    try:
+        with dstore.transaction():
+            dstore.put_request(RequestRecord(request_id="req-long", kind=RequestKind.ACQUIRE))
+            time.sleep(1.0)
+            other.use_deadline(Deadline.after(1.0))
+            with pytest.raises(StorageError) as waited:
+                other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+            assert waited.value.kind is StorageFailure.LOCK_TIMEOUT
+        assert list(dstore.get_requests(["req-long", "req-other"])) == ["req-long"]
     finally:
         other.close()
 
@@ -257,7 +304,7 @@ def test_writers_in_threads_wait_for_each_other(opener: DynamoOpener) -> None:
 
 def test_settings_and_errors(dynamo_server: SerialMotoServer, tmp_path: Any) -> None:
     with pytest.raises(ConfigError) as error:
-        open_store(
+        factory()(
             StorageContext(instance="i", workdir=tmp_path, settings={"table": "x", "lockLeaseSeconds": 0})
         )
     assert set(error.value.problems) == {
@@ -265,9 +312,9 @@ def test_settings_and_errors(dynamo_server: SerialMotoServer, tmp_path: Any) -> 
         "$.dynamodb.lockLeaseSeconds: must be 1..600, got 0.0",
     }
     with pytest.raises(
-        StorageError, match="table 'absent-table' not found: create it with 'ohfp-dynamodb create-table'"
+        StorageError, match="table 'absent-table'\\) not found: create it with 'ohfp-dynamodb create-table'"
     ):
-        open_store(
+        factory()(
             StorageContext(
                 instance="i",
                 workdir=tmp_path,
@@ -295,7 +342,6 @@ def test_the_plugin_registers_dynamodb_without_importing_botocore() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "False"]
-    assert plugin.NAME == "dynamodb"
 
 
 def test_the_environment_names_the_endpoint_and_region(
@@ -304,7 +350,7 @@ def test_the_environment_names_the_endpoint_and_region(
     monkeypatch.setenv("AWS_ENDPOINT_URL", dynamo_server.endpoint)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    store = open_store(
+    store = factory()(
         StorageContext(
             instance="i", workdir=tmp_path, settings={"table": new_table("env"), "createTable": True}
         )
@@ -322,7 +368,7 @@ def test_every_action_called_is_in_the_iam_policy(dynamo_server: SerialMotoServe
     writes, every query, the administration reads — is allowed by ``iam-policy``."""
     from ohfp_dynamodb.iam import policy_for
 
-    store = open_store(
+    store = factory()(
         StorageContext(
             instance="iam",
             workdir=tmp_path,
@@ -330,6 +376,7 @@ def test_every_action_called_is_in_the_iam_policy(dynamo_server: SerialMotoServe
                       "createTable": True},
         )
     )  # fmt: skip
+    assert isinstance(store, DynamoStorage)
     try:
         with store.transaction():
             store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE, template_id="t"))

@@ -1,16 +1,16 @@
 """Host Factory failover end to end: two hosts, one shared store, the generated HF scripts.
 
 Each "host" is an instance laid out as Host Factory lays it out on its own machine: the
-same instance name and config, a work directory and a log directory of its own (so core's
-call locks, ``CallLocks.owner``, differ as they would between hosts). Both run the one
+same instance name and config, a work directory and a log directory of its own (so its
+identity, :attr:`RequestRecord.owner <ohfp_core.storage.RequestRecord.owner>`, differs as it
+would between hosts). Both run the one
 installed virtualenv: what failover changes is the host's layout and the store they share,
 not the installation, and a second build would double the session's set-up for nothing
 the first does not prove. Host A takes requestMachines; host B answers getRequestStatus,
 requestReturnMachines and getReturnRequests for it; A answers the return's status.
 
-Nothing relies on the age rule of :mod:`ohfp_core.reconcile` (a request recorded by another
-owner counts as dead only after ``HF_PROVIDER_ACTION_TIMEOUT``): every call here finishes
-and marks its request delivered before the other host looks.
+Every call here finishes and marks its request delivered before the other host looks; a
+host killed mid-call is ``test_failover_crash.py``'s.
 
 The live-migration test moves an installation from SQLite to PostgreSQL between two calls
 (``ohfp storage migrate``, then the ``storage`` setting) and the next calls answer the

@@ -14,8 +14,9 @@ from ohfp_core.models import RequestKind
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import RequestRecord, StoredValue
 from ohfp_core.storage_contract import full_machine, full_request, mrec
-from tests.dynamo_support import REGION, SerialMotoServer, new_table
+from tests.dynamo_support import SerialMotoServer
 from tests.postgres_support import PostgresServer
+from tests.store_support import shared_sections
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
@@ -36,11 +37,7 @@ def test_sqlite_to_postgresql_to_dynamodb_and_back_to_sqlite(
     monkeypatch.setenv("HF_PROVIDER_CONFDIR", str(conf))
     monkeypatch.setenv("HF_PROVIDER_WORKDIR", str(first))
     monkeypatch.setenv("HF_PROVIDER_LOGDIR", str(tmp_path / "log"))
-    sections = {
-        "postgresql": {"dsn": postgres_server.dsn, "schema": postgres_server.new_schema("migrate")},
-        "dynamodb": {"table": new_table("migrate"), "region": REGION, "endpointUrl": dynamo_server.endpoint,
-                     "createTable": True},
-    }  # fmt: skip
+    sections = shared_sections(postgres_server, dynamo_server, "migrate")
 
     def use(storage: str) -> None:
         (conf / "ohfp.json").write_text(json.dumps({"storage": storage, **sections}))

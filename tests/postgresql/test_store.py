@@ -12,25 +12,93 @@ import attrs
 import psycopg
 import pytest
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.deadline import Deadline
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import RequestKind
 from ohfp_core.plugins import Hooks, make_manager
+from ohfp_core.sql_rows import MACHINE_COLUMNS, REQUEST_COLUMNS, machine_row, request_row
+from ohfp_core.sql_schema import SCHEMA_VERSION
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
     Storage,
     StorageContext,
     StorageFactory,
+    StoredValue,
+    dumps,
 )
 from ohfp_core.storage_contract import StoreOpener
 from ohfp_core.testing import StorageContract
 from ohfp_postgresql import plugin
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
-from ohfp_postgresql.store import SCHEMA_VERSION, PostgresStorage, open_store
-from tests.postgres_support import PostgresServer
+from ohfp_postgresql.store import PostgresStorage
+from tests.postgres_support import FreezableProxy, PostgresServer
+from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
-# mypy checks that the class satisfies the Storage protocol through the factory type.
-FACTORY: StorageFactory = open_store
+# ohfp-postgresql 0.2's schema (version 1), as it wrote it (kept verbatim: a schema it wrote
+# must open and migrate with nothing lost).
+VERSION_1 = (
+    """CREATE TABLE {s}.requests (request_id text COLLATE "C" PRIMARY KEY, kind text NOT NULL,
+    status text NOT NULL, template_id text, machine_count integer NOT NULL, handle text,
+    machine_ids text NOT NULL, errors text NOT NULL, message text NOT NULL, created_at bigint NOT NULL,
+    updated_at bigint NOT NULL, delivered boolean NOT NULL, owner text NOT NULL)""",
+    "CREATE INDEX requests_open ON {s}.requests (created_at, request_id) WHERE status = 'running'",
+    "CREATE INDEX requests_undelivered ON {s}.requests (created_at, request_id)"
+    " WHERE status = 'running' AND NOT delivered",
+    """CREATE TABLE {s}.machines (machine_id text COLLATE "C" PRIMARY KEY,
+    seq bigint GENERATED ALWAYS AS IDENTITY, request_id text COLLATE "C" NOT NULL,
+    template_id text COLLATE "C", name text COLLATE "C" NOT NULL, result text NOT NULL,
+    return_request_id text, reclaimed_at bigint, updated_at bigint NOT NULL, machine text NOT NULL)""",
+    "CREATE INDEX machines_request ON {s}.machines (request_id, seq)",
+    "CREATE INDEX machines_name ON {s}.machines (name, seq)",
+    "CREATE INDEX machines_seq ON {s}.machines (seq)",
+    "CREATE INDEX machines_held ON {s}.machines (template_id, seq)"
+    " WHERE return_request_id IS NULL AND result <> 'fail'",
+    "CREATE INDEX machines_held_all ON {s}.machines (seq)"
+    " WHERE return_request_id IS NULL AND result <> 'fail'",
+    """CREATE TABLE {s}.stored_values (key text COLLATE "C" PRIMARY KEY, value text NOT NULL,
+    expires_at bigint NOT NULL)""",
+)
+
+
+def write_version_1(
+    dsn: str,
+    schema: str,
+    instance: str,
+    requests: Sequence[RequestRecord],
+    machines: Sequence[MachineRecord],
+    values: Sequence[StoredValue] = (),
+) -> None:
+    """A schema as ohfp-postgresql 0.2 wrote it (version 1), holding these records."""
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {schema}")
+        cursor.execute(f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text NOT NULL)")
+        for statement in VERSION_1:
+            cursor.execute(statement.format(s=schema))
+        cursor.executemany(
+            f"INSERT INTO {schema}.meta VALUES (%s, %s)", [("schema_version", "1"), ("instance", instance)]
+        )
+        cursor.executemany(
+            f"INSERT INTO {schema}.requests ({REQUEST_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})",
+            [request_row(r) for r in requests],
+        )
+        cursor.executemany(
+            f"INSERT INTO {schema}.machines ({MACHINE_COLUMNS}) VALUES ({', '.join(['%s'] * 9)})",
+            [machine_row(m) for m in machines],
+        )
+        cursor.executemany(
+            f"INSERT INTO {schema}.stored_values VALUES (%s, %s, %s)",
+            [(v.key, dumps(v.value), v.expires_at) for v in values],
+        )
+
+
+def _is_a_store(settings: PostgresSettings) -> Storage:
+    return PostgresStorage(settings, "i")  # mypy checks that the class satisfies the Storage protocol
+
+
+def factory() -> StorageFactory:
+    """The ``postgresql`` backend as the plugin registers it."""
+    return Hooks(make_manager(extensions=[("pg", plugin)])).storage_factories()["postgresql"]
 
 
 @attrs.frozen
@@ -84,13 +152,14 @@ class TestPostgresContract(StorageContract):
     def assert_indexed(self, store: Storage, lookup: Callable[[], object]) -> None:
         assert isinstance(store, PostgresStorage)
         recorder = StatementRecorder(store._conn)
-        store._conn = recorder  # type: ignore[assignment]
+        store._conn = recorder
         try:
             lookup()
         finally:
             store._conn = recorder.conn
-        assert recorder.statements, "the lookup read nothing"
-        for sql, params in recorder.statements:
+        selects = [(sql, params) for sql, params in recorder.statements if sql.startswith("SELECT")]
+        assert selects, "the lookup read nothing"
+        for sql, params in selects:
             [(plan,)] = store._conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchall()
             assert seq_scans(plan) == [], f"{sql} scans a table: {plan}"
 
@@ -99,14 +168,12 @@ class TestPostgresContract(StorageContract):
     ) -> None:
         """COPY, then ANALYZE so the planner knows the table sizes."""
         assert isinstance(store, PostgresStorage)
-        from ohfp_core.sql_rows import machine_row, request_row
-
         schema = store.schema
         with store.transaction(), store._conn.cursor() as cursor:
-            with cursor.copy(f"COPY {schema}.requests ({store._sql.REQUEST_COLUMNS}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {schema}.requests ({REQUEST_COLUMNS}) FROM STDIN") as copy:
                 for record in requests:
                     copy.write_row(request_row(record))
-            with cursor.copy(f"COPY {schema}.machines ({store._sql.MACHINE_COLUMNS}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {schema}.machines ({MACHINE_COLUMNS}) FROM STDIN") as copy:
                 for machine in machines:
                     copy.write_row(machine_row(machine))
         store._conn.execute(f"ANALYZE {schema}.requests")
@@ -123,9 +190,8 @@ class TestPostgresContract(StorageContract):
     def write_previous_version(
         self, opener: StoreOpener, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
     ) -> None:
-        raise NotImplementedError(
-            f"ohfp-postgresql knows one schema version ({SCHEMA_VERSION}): there is no earlier one to migrate"
-        )
+        assert isinstance(opener, PgOpener)
+        write_version_1(opener.dsn, opener.schema, opener.instance, requests, machines)
 
 
 @pytest.fixture
@@ -143,8 +209,6 @@ def test_the_plugin_registers_postgresql_without_importing_psycopg() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True", "False"]
-    hooks = Hooks(make_manager(extensions=[("pg", plugin)]))
-    assert hooks.storage_factories()["postgresql"] is plugin.open_postgresql
 
 
 def test_the_factory_reads_its_section_and_libpq_environment(
@@ -161,9 +225,7 @@ def test_the_factory_reads_its_section_and_libpq_environment(
         ):
             if name in params:
                 monkeypatch.setenv(env, str(params[name]))
-    store = plugin.open_postgresql(
-        StorageContext(instance="inst", workdir=tmp_path, settings={"schema": schema})
-    )
+    store = factory()(StorageContext(instance="inst", workdir=tmp_path, settings={"schema": schema}))
     try:
         report = store.check()
     finally:
@@ -182,7 +244,7 @@ def test_a_schema_of_another_instance_is_refused(postgres_server: PostgresServer
 
 def test_bad_settings_name_the_field(tmp_path: Any) -> None:
     with pytest.raises(ConfigError) as error:
-        open_store(
+        factory()(
             StorageContext(
                 instance="i",
                 workdir=tmp_path,
@@ -199,7 +261,7 @@ def test_an_unreachable_server_is_a_storage_error_within_the_connect_timeout(tmp
     started = time.monotonic()
     dsn = "postgresql://ohfp:s3cret-pw@127.0.0.1:1/nowhere"
     with pytest.raises(StorageError) as error:
-        open_store(StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "connectTimeout": 2}))
+        factory()(StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "connectTimeout": 2}))
     assert time.monotonic() - started < 10
     assert "s3cret-pw" not in str(error.value)
     assert "cannot connect to the PostgreSQL state store" in str(error.value)
@@ -216,9 +278,8 @@ def test_check_shows_the_server_but_never_the_password(
 ) -> None:
     schema = postgres_server.new_schema("check")
     dsn = psycopg.conninfo.make_conninfo(postgres_server.dsn, password="n0t-used-by-trust")
-    store = open_store(
-        StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "schema": schema})
-    )
+    store = factory()(StorageContext(instance="i", workdir=tmp_path, settings={"dsn": dsn, "schema": schema}))
+    assert isinstance(store, PostgresStorage)
     try:
         report = store.check()
         with store._conn.cursor() as cursor:
@@ -248,3 +309,51 @@ def test_a_write_waits_for_another_connections_transaction(
         assert sorted(pg_store.get_requests(["req-1", "req-2"])) == ["req-1", "req-2"]
     finally:
         other.close()
+
+
+def test_a_schema_of_ohfp_postgresql_0_2_migrates_with_nothing_lost(postgres_server: PostgresServer) -> None:
+    """Version 1, as ohfp-postgresql 0.2 wrote it, with every kind of record: opened by this
+    ohfp, every record reads back as it was, and it still belongs to its instance."""
+    opener = PgOpener(postgres_server.dsn, postgres_server.new_schema("v1"), instance="inst")
+    write_version_1(opener.dsn, opener.schema, opener.instance, REQUESTS, MACHINES, VALUES)
+
+    store = opener()
+    try:
+        assert_nothing_lost(store)
+        report = store.check()
+    finally:
+        store.close()
+    assert report["instance"] == "inst"
+    with pytest.raises(ConfigError, match="holds the state of provider instance 'inst', not 'other'"):
+        attrs.evolve(opener, instance="other")()
+
+
+def test_a_server_that_stops_answering_cannot_hold_a_call_past_its_deadline(
+    postgres_server: PostgresServer,
+) -> None:
+    """The server goes silent mid-call (a proxy stops forwarding, as a frozen or cut-off
+    server would look): the round trip ends at the call's deadline, as TIMED_OUT, and the
+    lease the call held is free once the server hears the connection close."""
+    schema = postgres_server.new_schema("frozen")
+    with FreezableProxy(postgres_server.dsn) as proxy:
+        store = PostgresStorage(PostgresSettings(dsn=proxy.dsn, schema=schema), "kit")
+        store.hold_lease("req-frozen")
+        store.put_request(RequestRecord(request_id="req-frozen", kind=RequestKind.ACQUIRE))
+        proxy.freeze()
+        store.use_deadline(Deadline.after(1.0))
+        with pytest.raises(StorageError) as error:
+            store.get_requests(["req-frozen"])
+        assert error.value.kind is StorageFailure.TIMED_OUT, error.value
+        store.close()
+        proxy.thaw()  # the connection's end reaches the server
+        other = PgOpener(postgres_server.dsn, schema)()
+        try:
+            bound = time.monotonic() + 30
+            lease = other.take_lease("req-frozen")
+            while lease is None and time.monotonic() < bound:
+                time.sleep(0.1)
+                lease = other.take_lease("req-frozen")
+            assert lease is not None, "the dead call's lease outlived its connection"
+            lease.release()
+        finally:
+            other.close()

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ohfp_core.errors import ConfigError
-
 if TYPE_CHECKING:
     from ohfp_core.config import Settings
+    from ohfp_core.deadline import Deadline
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import Hooks
@@ -77,35 +76,50 @@ def context(
     return found, settings
 
 
-def operations(provider: str | None, log: LogSetup = configure_process_logging) -> Operations:
-    """The instance's :class:`~ohfp_core.operations.Operations`: context, plugins, store."""
+def operations(
+    provider: str | None,
+    log: LogSetup = configure_process_logging,
+    begun_sec: float = 0.0,
+    watch: Callable[[Deadline], None] | None = None,
+) -> Operations:
+    """The instance's :class:`~ohfp_core.operations.Operations`: context, plugins, store.
+
+    The store opens within the deadline of a call begun ``begun_sec`` ago (the first call's;
+    each call then brings its own), which ``watch`` gets before anything waits on it.
+    """
+    from ohfp_core.deadline import call_deadline
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import load_hooks
 
     found, settings = context(provider, log)
+    deadline = call_deadline(found.timeout_sec, begun_sec)
+    if watch is not None:
+        watch(deadline)
     hooks = load_hooks(found, settings.sections)
-    return Operations(hooks, open_store(hooks, found, settings), found)
+    return Operations(hooks, open_store(hooks, found, settings, deadline=deadline), found, deadline=deadline)
 
 
 def open_store(
-    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
+    hooks: Hooks,
+    context: ProviderContext,
+    settings: Settings,
+    name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Storage:
-    """The store ``name`` names (default: the ``storage`` setting), opened for ``context``
-    with its own section of ``ohfp.json``."""
-    from ohfp_core.storage import StorageContext, open_backend
+    """The store ``name`` names (default: the ``storage`` setting; else ``--to`` of a
+    migration), opened for ``context`` with its own section of ``ohfp.json``, within
+    ``deadline`` (default: a call's, from now)."""
+    from ohfp_core.deadline import call_deadline
+    from ohfp_core.storage import StorageContext
+    from ohfp_core.storage_backends import open_backend
 
-    factories = hooks.storage_factories()
-    if name is None and settings.storage not in factories:
-        registered = ", ".join(sorted(factories))
-        raise ConfigError(
-            f"storage backend {settings.storage!r} is not registered (registered: {registered})",
-            [f"$.storage: choose one of {registered} (ohfp.json), or install the plugin that registers it"],
-        )
-    name = name or settings.storage
     store_context = StorageContext(
         instance=context.instance,
         workdir=context.workdir,
-        settings=settings.section(name),
+        settings=settings.section(name or settings.storage),
         timeout_sec=context.timeout_sec,
+        deadline=deadline or call_deadline(context.timeout_sec),
     )
-    return open_backend(factories, name, store_context)
+    if name is None:
+        return open_backend(hooks.storage_factories(), settings.storage, store_context)
+    return open_backend(hooks.storage_factories(), name, store_context, setting="--to")

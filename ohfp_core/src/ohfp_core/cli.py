@@ -12,18 +12,21 @@ process, so start-up time is the budget.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ohfp_core.errors import ConfigError
-from ohfp_core.replies import EXIT_OK, EXIT_USAGE
+from ohfp_core.errors import ConfigError, OhfpError
+from ohfp_core.replies import EXIT_ENVIRONMENT, EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, Outcome
 from ohfp_core.replies import run as _run
 from ohfp_core.replies import write_reply as _print_reply
 
 if TYPE_CHECKING:
     from ohfp_core.config import Settings
+    from ohfp_core.deadline import Deadline
     from ohfp_core.models import ProviderContext
     from ohfp_core.operations import Operations
     from ohfp_core.plugins import Hooks
@@ -54,28 +57,78 @@ def _operations(provider: str | None) -> Operations:
 
 
 def _open_store(
-    hooks: Hooks, context: ProviderContext, settings: Settings, name: str | None = None
+    hooks: Hooks,
+    context: ProviderContext,
+    settings: Settings,
+    name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Storage:
     from ohfp_core.assembly import open_store
 
-    return open_store(hooks, context, settings, name)
+    return open_store(hooks, context, settings, name, deadline)
+
+
+class _OneReply:
+    """A call's one reply and the code it ends with, whoever writes first: the call, or its
+    last resort."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.code: int | None = None
+
+    def write(self, reply: Any, code: int) -> bool:
+        """Write ``reply`` unless a reply is out already; whether this one was written."""
+        with self._lock:
+            if self.code is not None:
+                return False
+            _print_reply(reply)
+            self.code = code
+            return True
+
+    def __call__(self, reply: Any, code: int) -> None:
+        self.write(reply, code)
+
+
+def _answer_late(what: str, deadline: Deadline, reply: _OneReply) -> None:
+    """The last resort of a call still at work past its deadline: answer Host Factory with a
+    JSON failure unless the call's own reply is out, and end the process (with the reply's
+    code). Its leases die with it; the next call reconciles what it left."""
+    from ohfp_core.replies import log_failure
+
+    message = (
+        f"{what} failed: no reply within the {deadline.budget:g} s this call may take"
+        " (HF_PROVIDER_ACTION_TIMEOUT less a reserve): something it waited on did not answer;"
+        " the next call reconciles what this one left"
+    )
+    if reply.write({"message": message, "errors": [message]}, EXIT_ENVIRONMENT):
+        log_failure(what, OhfpError(message))
+    else:
+        log_failure(what, OhfpError(f"still at work past its deadline after its reply: ended; {message}"))
+    sys.stdout.flush()
+    os._exit(reply.code if reply.code is not None else EXIT_ENVIRONMENT)
 
 
 def cmd_hf(args: argparse.Namespace) -> int:
     from ohfp_core.assembly import operations
     from ohfp_core.converter import read_input
+    from ohfp_core.deadline import last_resort
 
     made: list[Operations] = []
+    reply = _OneReply()
+    timers: list[threading.Timer] = []
     if args.start_service:
         from ohfp_core.serve.runtime import start_detached
 
         start_detached()
 
+    def watch(deadline: Deadline) -> None:
+        timers.append(last_resort(deadline, lambda: _answer_late(args.call, deadline, reply)))
+
     def action() -> Any:
         data = read_input(args.file)
-        ops = operations(args.provider)
+        ops = operations(args.provider, begun_sec=args.begun_sec, watch=watch)
         made.append(ops)
-        return ops.answer(args.call, data)
+        return ops.answer(args.call, data, ops.deadline)
 
     def delivered() -> None:
         for ops in made:
@@ -85,7 +138,11 @@ def cmd_hf(args: argparse.Namespace) -> int:
         for ops in made:
             ops.call_failed()
 
-    return _run(args.call, action, delivered, failed)
+    try:
+        return _run(args.call, action, delivered, failed, write=reply)
+    finally:
+        for timer in timers:
+            timer.cancel()
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:
@@ -163,35 +220,31 @@ def cmd_health(args: argparse.Namespace) -> int:
         else:
             checks = health.core_checks(context, lambda: _open_store(hooks, context, settings))
             reply = health.report(context, [*checks, *hooks.health_check()])
-        if reply["message"] != "healthy":
-            args.exit_code = 4
-        return reply
+        return Outcome(reply, EXIT_OK if reply["message"] == "healthy" else EXIT_UNHEALTHY)
 
-    args.exit_code = EXIT_OK
-    code = _run("health", action)
-    return code or int(args.exit_code)
+    return _run("health", action)
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]``."""
+    """``ohfp storage check`` / ``ohfp storage migrate --to BACKEND [--force]`` (a copy takes
+    as long as it takes: no Host Factory call waits on it)."""
     from ohfp_core import storage_admin
+    from ohfp_core.deadline import Deadline
     from ohfp_core.plugins import Hooks, make_manager
 
-    args.exit_code = EXIT_OK
+    unbounded = Deadline.never() if args.storage_command == "migrate" else None
 
     def action() -> Any:
         context, settings = _context(args.provider)
         hooks = Hooks(make_manager(load_entry_points=True))
-        source = _open_store(hooks, context, settings)
+        source = _open_store(hooks, context, settings, deadline=unbounded)
         try:
             if args.storage_command == "check":
                 report = storage_admin.check(source)
-                if not report.get("ok"):
-                    args.exit_code = 4
-                return report
+                return Outcome(report, EXIT_OK if report.get("ok") else EXIT_UNHEALTHY)
             if args.to == settings.storage:
                 raise ConfigError(f"the instance already uses {args.to!r}: name another backend with --to")
-            target = _open_store(hooks, context, settings, args.to)
+            target = _open_store(hooks, context, settings, args.to, deadline=unbounded)
             try:
                 return storage_admin.migrate(
                     source, target, source_name=settings.storage, target_name=args.to, force=args.force
@@ -201,8 +254,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
         finally:
             source.close()
 
-    code = _run(f"storage {args.storage_command}", action)
-    return code or int(args.exit_code)
+    return _run(f"storage {args.storage_command}", action)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -338,11 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names; without ``argv``, the process's own command line: a
+    call that is a process of its own, whose time (Host Factory's) began with the process."""
+    from ohfp_core.deadline import process_age
+
+    begun_sec = process_age() if argv is None else 0.0
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already answered in JSON
         return int(exc.code or 0)
+    args.begun_sec = begun_sec
     if args.version:
         sys.stdout.write(f"ohfp {_version()}\n")
         return EXIT_OK

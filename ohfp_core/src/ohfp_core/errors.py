@@ -6,6 +6,7 @@ reports it as an IBM-style ``"... failed."`` reply. They never let SDK exception
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 
 from ohfp_core.masking import mask_secrets
@@ -44,12 +45,49 @@ class ConfigError(InputError):
     exit_code = 3
 
 
+class StorageFailure(enum.Enum):
+    """What went wrong with a state store (:attr:`StorageError.kind`)."""
+
+    UNAVAILABLE = "unavailable"
+    """It cannot be reached, opened or written: server gone, disk full, read-only, no table."""
+    TIMED_OUT = "timed out"
+    """The call's time ran out before the store answered (:class:`ohfp_core.deadline.Deadline`)."""
+    LOCK_TIMEOUT = "lock timeout"
+    """Another call held the store's write lock longer than this call could wait."""
+    LOCK_LOST = "lock lost"
+    """This call held the write lock past its lease and lost it: nothing of the write was stored."""
+    CORRUPT = "corrupt"
+    """What the store holds is damaged or unfinished (not a database, a journal part missing, a
+    copy that differs from its source)."""
+    NEWER_SCHEMA = "newer schema"
+    """A newer ohfp wrote it: upgrade, or point this instance elsewhere."""
+    OTHER_INSTANCE = "other instance"
+    """It holds another provider instance's state."""
+
+    @property
+    def transient(self) -> bool:
+        """True when the next call may well succeed without anyone changing anything."""
+        return self in (
+            StorageFailure.UNAVAILABLE,
+            StorageFailure.TIMED_OUT,
+            StorageFailure.LOCK_TIMEOUT,
+            StorageFailure.LOCK_LOST,
+        )
+
+
 class StorageError(ConfigError):
     """The state store cannot be read or written (disk full, read-only file, server gone).
 
-    An environment problem, reported with exit code 3; what the call did before is
-    reconciled by a later call once the store works again.
+    Every storage backend raises this, never its driver's exceptions, with a ``kind`` saying
+    what went wrong. Reported with exit code 3; what the call did before is reconciled by a
+    later call once the store works again.
     """
+
+    def __init__(
+        self, message: str, problems: Sequence[str] = (), kind: StorageFailure = StorageFailure.UNAVAILABLE
+    ) -> None:
+        super().__init__(message, problems)
+        self.kind = kind
 
 
 class CloudError(OhfpError):

@@ -1,16 +1,15 @@
-"""Telling a call at work from a call that died: one OS lock per request a call makes.
+"""SQLite's in-flight leases: one OS lock per request a call makes (:mod:`ohfp_core.reconcile`).
 
-requestMachines and requestReturnMachines take an exclusive ``flock`` on
-``<workdir>/calls/<request id>.lock`` before they record the request, and hold it until the
-reply naming the request is written (then the record is marked delivered and the file
-removed). The kernel drops the lock when the process ends, however it ends. So a later call
-that finds a request not delivered can take its lock only if the call that made it is gone:
-Host Factory never got that id, and the request is reconciled at once instead of after
-``HF_PROVIDER_ACTION_TIMEOUT`` (:mod:`ohfp_core.reconcile`).
+The lease of a request is an exclusive ``flock`` on ``<workdir>/calls/<request id>.lock``,
+taken before the request is recorded and held until the reply naming it is written (then
+the record is marked delivered and the file removed). The kernel drops the lock when the
+process ends, however it ends. So a later call that finds a request not delivered can take
+its lock only if the call that made it is gone.
 
 A lock lives in one work directory on one host: :attr:`CallLocks.owner` names it, and a
-request recorded by another owner (a failover host sharing the store) is judged by its age
-instead. Where ``fcntl`` is missing (Windows) every request is judged by its age.
+request recorded by another owner (a failover host sharing a database on shared storage) is
+judged by its age instead. Where ``fcntl`` is missing (Windows) every request is judged by
+its age. The shared stores keep leases every host sees (``ohfp_postgresql``, ``ohfp_dynamodb``).
 """
 
 from __future__ import annotations
@@ -35,8 +34,15 @@ LOCK_DIR = "calls"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
+def call_owner(workdir: Path, host: str | None = None) -> str:
+    """Who records a request (``<host>:<work directory>``): :attr:`RequestRecord.owner
+    <ohfp_core.storage.RequestRecord.owner>`."""
+    return f"{host or socket.gethostname()}:{os.path.abspath(workdir)}"
+
+
 class CallLock:
-    """A held lock; :meth:`release` drops it and removes its file."""
+    """A held lock (a :class:`~ohfp_core.storage.Lease`); :meth:`release` drops it and
+    removes its file."""
 
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
@@ -68,12 +74,12 @@ class CallLocks:
 
     def __init__(self, workdir: Path, host: str | None = None) -> None:
         self.directory = workdir / LOCK_DIR
-        self.owner = f"{host or socket.gethostname()}:{os.path.abspath(workdir)}"
+        self.owner = call_owner(workdir, host)
 
-    @property
-    def available(self) -> bool:
-        """False where the OS has no ``flock``: every request is then judged by its age."""
-        return fcntl is not None
+    def covers(self, owner: str) -> bool:
+        """Whether the locks tell a live call of ``owner`` from a dead one: only this work
+        directory's, and only where the OS has ``flock``."""
+        return fcntl is not None and owner == self.owner
 
     def _path(self, request_id: str) -> Path:
         name = request_id if _SAFE_ID.match(request_id) else hashlib.sha256(request_id.encode()).hexdigest()

@@ -4,11 +4,12 @@ Each method takes HF's parsed input document and returns the reply document. Inv
 raises :class:`InputError` before anything is recorded or sent to the cloud. A cloud refusal
 becomes an IBM-style ``"… failed."`` reply.
 
-Crash safety: a call records a request (holding its lock, :mod:`ohfp_core.inflight`) before
-it touches the cloud, and the request counts as *delivered* only after the CLI wrote the
-reply naming it (:meth:`Operations.reply_written`). Every call first ends the requests of
-calls that died (:mod:`ohfp_core.reconcile`): whatever instant a process is killed at, the
-next call finds what it left and removes or finishes it.
+Crash safety: a call records a request (holding its lease in the store,
+:mod:`ohfp_core.reconcile`) before it touches the cloud, and the request counts as
+*delivered* only after the CLI wrote the reply naming it (:meth:`Operations.reply_written`).
+Every call first ends the requests of calls that died: whatever instant a process is killed
+at, the next call, on any host, finds what it left and removes or finishes it. Every store
+round trip is bounded by the call's :class:`~ohfp_core.deadline.Deadline`.
 
 What the hooks write to the provider's values is stored in the transaction that records the
 call's outcome (:func:`ohfp_core.values.recorded`), or, when the call records none, in one
@@ -29,8 +30,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import attrs
 
 from ohfp_core import capacity, converter, refresh, status
+from ohfp_core.deadline import Deadline, call_deadline
 from ohfp_core.errors import CloudError, ConfigError, InputError
-from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.logs import bind_context, bound, get_logger
 from ohfp_core.models import (
     CloudRequest,
@@ -50,6 +51,7 @@ from ohfp_core.plugins import Hooks
 from ohfp_core.reconcile import Reconciler
 from ohfp_core.returns import host_key, match_hosts, return_items, with_failures
 from ohfp_core.storage import (
+    Lease,
     MachineRecord,
     RequestRecord,
     Storage,
@@ -92,30 +94,45 @@ def now() -> int:
 
 
 class Operations:
-    """The HF calls for one provider instance."""
+    """The HF calls for one provider instance, one call at a time (a process serving many
+    keeps one per thread).
+
+    ``deadline`` bounds the store's round trips (default: from ``context.timeout_sec``,
+    counted from now) until :meth:`answer` or :meth:`use_deadline` gives the next call its
+    own. A call ends with :meth:`reply_written` or :meth:`call_failed`, which end the leases
+    of the requests it made.
+    """
 
     def __init__(
         self,
         hooks: Hooks,
         store: Storage,
         context: ProviderContext,
-        locks: CallLocks | None = None,
         clock: Callable[[], int] = now,
+        deadline: Deadline | None = None,
     ) -> None:
         self.hooks = hooks
         self.store = store
         self.context = context
-        self.locks = locks or CallLocks(context.workdir)
         self.clock = clock
-        self.reconciler = Reconciler(hooks, store, self.locks, context.timeout_sec, clock)
-        self._made: list[tuple[str, CallLock]] = []
+        self.deadline = Deadline.never()
+        self.use_deadline(deadline or call_deadline(context.timeout_sec))
+        self.reconciler = Reconciler(hooks, store, context.timeout_sec, clock)
+        self._made: list[tuple[str, Lease]] = []
         self.templates_file: Path | None = None
         """The templates file the last :meth:`offered` read."""
         context.values.bind(store, context.values.namespace or context.provider_type)
 
-    def answer(self, call: str, data: Any) -> dict[str, Any]:
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound the store's round trips by ``deadline`` from now on (a call's own)."""
+        self.deadline = deadline
+        self.store.use_deadline(deadline)
+
+    def answer(self, call: str, data: Any, deadline: Deadline | None = None) -> dict[str, Any]:
         """Answer the Host Factory call ``call`` (one of :data:`ohfp_core.scripts.CALLS`)
-        for its parsed input ``data``: the plugins hear the call start, then it runs."""
+        for its parsed input ``data`` within ``deadline`` (default: the call's, from now):
+        the plugins hear the call start, then it runs."""
+        self.use_deadline(deadline or call_deadline(self.context.timeout_sec))
         bind_context(operation=call, instance=self.context.instance, provider=self.context.provider_type)
         method = {
             "getAvailableTemplates": self.get_available_templates,
@@ -150,40 +167,54 @@ class Operations:
     # ---------------------------------------------------------------- the reply
     def call_failed(self) -> None:
         """The call ends without a reply naming its requests (an error was reported, or the
-        reply could not be written): let go of their locks so the next call reconciles those
-        still running as a dead call's (a finished one has nothing left to reconcile)."""
-        records = self.store.get_requests([request_id for request_id, _ in self._made])
-        for request_id, lock in self._made:
+        reply could not be written): let go of their leases so the next call reconciles those
+        still running as a dead call's (a finished one has nothing left to reconcile). When
+        the store cannot say which is which (it failed), every lease is dropped."""
+        made, self._made = self._made, []
+        try:
+            records = self.store.get_requests([request_id for request_id, _ in made])
+        except Exception:
+            for _, lease in made:
+                lease.drop()
+            raise
+        for request_id, lease in made:
             record = records.get(request_id)
             if record is None or record.status.is_final:
-                lock.release()
+                lease.release()
             else:
-                lock.drop()
-        self._made.clear()
+                lease.drop()
 
     def reply_written(self) -> None:
         """The reply is on stdout: the requests this call made are delivered to Host Factory;
-        their locks go."""
-        for request_id, lock in self._made:
-            with self.store.transaction():
-                record = self.store.get_requests([request_id]).get(request_id)
-                if record is not None and not record.delivered:
-                    self.store.put_request(attrs.evolve(record, delivered=True))
-            lock.release()
-        self._made.clear()
+        their leases end. If the store fails here, every lease is dropped all the same (a
+        request left undelivered is then reconciled by the next call)."""
+        made, self._made = self._made, []
+        try:
+            for request_id, _ in made:
+                with self.store.transaction():
+                    record = self.store.get_requests([request_id]).get(request_id)
+                    if record is not None and not record.delivered:
+                        self.store.put_request(attrs.evolve(record, delivered=True))
+        finally:
+            for _, lease in made:
+                lease.release()
 
     @contextlib.contextmanager
     def _recording(self, request_id: str) -> Any:
-        """Hold ``request_id``'s lock from before it is recorded; drop it if the call fails
+        """Hold ``request_id``'s lease from before it is recorded; end it if the call fails
         before the record exists (then there is nothing to reconcile)."""
-        lock = self.locks.hold(request_id)
-        self._made.append((request_id, lock))
+        lease = self.store.hold_lease(request_id)
+        self._made.append((request_id, lease))
         try:
             yield
         except BaseException:
-            if not self.store.get_requests([request_id]):
-                self._made.remove((request_id, lock))
-                lock.release()
+            try:
+                recorded = bool(self.store.get_requests([request_id]))
+            except Exception:  # the store failed: left to call_failed, which drops it
+                recorded = True
+            if not recorded:
+                self._made.remove((request_id, lease))
+                lease.release()
             raise
 
     # ---------------------------------------------------------------- templates
@@ -278,7 +309,7 @@ class Operations:
             machine_count=count,
             created_at=stamp,
             updated_at=stamp,
-            owner=self.locks.owner,
+            owner=self.store.lease_owner,
         )
         with self._recording(request_id), self.store.transaction():
             if capacity.limited(template):
@@ -367,7 +398,7 @@ class Operations:
             errors={host_key(name): "" for name in matched.names_only},
             created_at=stamp,
             updated_at=stamp,
-            owner=self.locks.owner,
+            owner=self.store.lease_owner,
         )
         with self._recording(request_id), self.store.transaction():
             self.store.put_request(record)

@@ -150,9 +150,12 @@ class _CoreDefaults:
 
     @hookimpl
     def ohfp_register_storage(self, register: Callable[[str, StorageFactory], None]) -> None:
-        from ohfp_core.sqlite import open_sqlite
+        from ohfp_core.storage_backends import backend_factory
 
-        register("sqlite", open_sqlite)
+        register(
+            "sqlite",
+            backend_factory("sqlite", "ohfp_core.sqlite:open_sqlite", "ohfp_core.sqlite:SQLiteSettings"),
+        )
 
 
 def make_manager(

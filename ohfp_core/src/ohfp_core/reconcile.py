@@ -1,22 +1,38 @@
-"""Requests whose call died before Host Factory got their id, found and ended.
+"""Requests whose call died before Host Factory got their id, found and ended, from any host.
 
 requestMachines and requestReturnMachines record a request before they touch the cloud and
-mark it *delivered* only once the reply naming it is written. A running request that is not
-delivered and whose call is gone (its lock is free, :mod:`ohfp_core.inflight`; or, for a
-request another host recorded, it is older than ``HF_PROVIDER_ACTION_TIMEOUT``) was never
-seen by Host Factory:
+mark it *delivered* only once the reply naming it is written. From before the record exists
+until then, the call holds the request's **lease** (:meth:`Storage.hold_lease
+<ohfp_core.storage.Storage.hold_lease>`), which the *store* sees die with the call, however
+the call ends:
+
+- SQLite: a file lock in the work directory (:mod:`ohfp_core.inflight`); the kernel drops it
+  when the process ends. One host's only: a request another host recorded (a database on
+  shared storage) is judged by its age, dead once older than ``HF_PROVIDER_ACTION_TIMEOUT``
+  + :data:`AGE_MARGIN_SEC`, when Host Factory has given up on its call for sure;
+- PostgreSQL: a session-level advisory lock per request, on the call's connection; the
+  server drops it the moment that connection closes (a killed process), or within seconds
+  when TCP keepalives find the host gone (``ohfp_postgresql.store``);
+- DynamoDB: a lease item per request whose expiry a thread of the call pushes forward while
+  it runs (``ohfp_dynamodb.leases``); it lapses within ``callLeaseSeconds`` of the call's end.
+
+A running request that is not delivered and whose lease any call can take (:meth:`dead`)
+was never seen by Host Factory, and is ended at once, from whichever host calls next:
 
 - an acquire request is **cancelled**: the provider removes everything the cloud made for it
   (``ohfp_cancel_request``; without that hook, core terminates the machines the provider
   finds for it), its stored machines end failed, and it ends ``complete_with_error``;
 - a return request is **finished**: Host Factory asked for those machines to go, so they
-  are terminated (again: termination is idempotent) and the request ends ``complete``; a
-  machine that cannot be terminated is held again and the request ends
-  ``complete_with_error``, as after any failed termination.
+  are terminated (again: termination is idempotent), and the request ends once the cloud
+  confirms them gone: ``complete``, or ``complete_with_error`` when a termination failed
+  (that machine is held again, as after any failed termination). Until then it stays
+  running and undelivered, its machines count against ``maxNumber``
+  (:mod:`ohfp_core.capacity`), and each later call looks again.
 
-Every Host Factory call runs :meth:`Reconciler.run` first: the query reads only undelivered
-requests (indexed), so it costs nothing when no call died. A cloud refusal leaves the
-request for the next call.
+Leases are ended explicitly too (delivered, reconciled, or the call failed): a process that
+serves many calls keeps nothing of one call's leases into the next. Every Host Factory call
+runs :meth:`Reconciler.run` first: the query reads only undelivered requests (indexed), so
+it costs nothing when no call died. A cloud refusal leaves the request for the next call.
 """
 
 from __future__ import annotations
@@ -26,7 +42,6 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ohfp_core.errors import CloudError
-from ohfp_core.inflight import CallLock, CallLocks
 from ohfp_core.logs import get_logger
 from ohfp_core.models import (
     CloudRequest,
@@ -38,15 +53,16 @@ from ohfp_core.models import (
     ReturnItem,
 )
 from ohfp_core.plugins import Hooks
+from ohfp_core.refresh import return_outcome
 from ohfp_core.returns import items_for, named_hosts, with_failures
-from ohfp_core.storage import RequestRecord, Storage, cloud_request
+from ohfp_core.storage import Lease, RequestRecord, Storage, cloud_request
 
 log = get_logger("ohfp.reconcile")
 
 MAX_PER_CALL = 20
 """Most dead requests one call reconciles (the rest wait for the next call)."""
 AGE_MARGIN_SEC = 5
-"""Added to the action timeout before a request of another host counts as dead."""
+"""Added to the action timeout before a request judged by its age counts as dead."""
 CANCELLED = (
     "abandoned: the call that made it ended before Host Factory got its id; everything it made was removed"
 )
@@ -59,35 +75,32 @@ RETURNED = (
 class Reconciler:
     """Finds dead calls' requests in ``store`` and ends them through ``hooks``."""
 
-    def __init__(
-        self, hooks: Hooks, store: Storage, locks: CallLocks, timeout_sec: float, clock: Callable[[], int]
-    ) -> None:
+    def __init__(self, hooks: Hooks, store: Storage, timeout_sec: float, clock: Callable[[], int]) -> None:
         self.hooks = hooks
         self.store = store
-        self.locks = locks
         self.timeout_sec = timeout_sec
         self.clock = clock
 
-    def dead(self) -> Iterator[tuple[RequestRecord, CallLock]]:
-        """Undelivered running requests whose call is gone, each with its lock now held (so
-        no other call reconciles it at the same time). Release every lock yielded."""
+    def dead(self) -> Iterator[tuple[RequestRecord, Lease]]:
+        """Undelivered running requests whose call is gone, each with its lease now held (so
+        no other call reconciles it at the same time). Release every lease yielded."""
         for record in self.store.undelivered_requests():
-            mine = record.owner == self.locks.owner and self.locks.available
-            if not mine and self.clock() - record.created_at <= self.timeout_sec + AGE_MARGIN_SEC:
-                continue  # another host's call may still be at work: wait for HF's timeout
-            lock = self.locks.try_take(record.request_id)
-            if lock is None:
+            young = self.clock() - record.created_at <= self.timeout_sec + AGE_MARGIN_SEC
+            if young and not self.store.sees_leases_of(record.owner):
+                continue  # its call may still be at work: wait for Host Factory's timeout
+            lease = self.store.take_lease(record.request_id)
+            if lease is None:
                 continue  # its call is at work (or another call is reconciling it)
             current = self.store.get_requests([record.request_id]).get(record.request_id)
             if current is None or current.delivered or current.status.is_final:
-                lock.release()  # it finished just before letting go of its lock
+                lease.release()  # it finished just before letting go of its lease
                 continue
-            yield current, lock
+            yield current, lease
 
     def run(self, limit: int = MAX_PER_CALL) -> int:
-        """End up to ``limit`` dead calls' requests; how many were ended."""
+        """End up to ``limit`` dead calls' requests; how many were taken care of."""
         ended = 0
-        for record, lock in self.dead():
+        for record, lease in self.dead():
             try:
                 if record.kind is RequestKind.ACQUIRE:
                     self._cancel(record)
@@ -97,7 +110,7 @@ class Reconciler:
             except CloudError as exc:
                 log.warning("reconcile postponed", request_id=record.request_id, error=exc.message)
             finally:
-                lock.release()
+                lease.release()
             if ended >= limit:
                 break
         return ended
@@ -141,28 +154,30 @@ class Reconciler:
         )
 
     def _finish_return(self, record: RequestRecord) -> None:
-        """Terminate what the return still returns and end it as its own poll would once the
-        machines are gone: ``complete``, or ``complete_with_error`` when a termination failed
-        (that machine is held again)."""
+        """Terminate what the return still returns, then store what the cloud says of those
+        machines by the return rules (:func:`ohfp_core.refresh.return_outcome`): the request
+        ends once the cloud confirms every machine gone (or its termination failed); until
+        then it stays running and undelivered, for the next call to look again."""
         still, items = items_for(self.store, record)
         failures = self.hooks.terminate_machines(items)
+        record = attrs.evolve(
+            record, errors=with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
+        )
+        snapshot = self.hooks.machine_status([cloud_request(record)]).get(
+            record.request_id, RequestSnapshot()
+        )
+        stored = {m.machine_id: m for m in self.store.find_machines(list(record.machine_ids))}
         stamp = self.clock()
-        errors = with_failures(record.errors, failures, [name for name, _ in named_hosts(record)])
-        updated = []
-        for machine in still:
-            if machine.machine_id in failures:
-                updated.append(attrs.evolve(machine, return_request_id=None, updated_at=stamp))  # held again
-            else:
-                gone = attrs.evolve(machine.machine, state=MachineState.TERMINATED, message=RETURNED)
-                updated.append(attrs.evolve(machine, machine=gone, updated_at=stamp))
-        state = RequestStatus.COMPLETE_WITH_ERROR if failures else RequestStatus.COMPLETE
+        outcome = return_outcome(record, snapshot, stored, stamp)
+        final = outcome.status.is_final
+        message = "; ".join(filter(None, (RETURNED, outcome.message))) if final else record.message
         with self.store.transaction():
-            self.store.put_machines(updated)
+            self.store.put_machines(outcome.updates)
             self.store.put_request(
-                attrs.evolve(record, status=state, message=RETURNED, errors=errors, updated_at=stamp)
+                attrs.evolve(record, status=outcome.status, message=message, updated_at=stamp)
             )
         log.warning(
-            "abandoned return finished",
+            "abandoned return finished" if final else "abandoned return: termination not confirmed yet",
             request_id=record.request_id,
             machines=len(still),
             failed=len(failures),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
+from attrs import frozen
 
 from ohfp_core import converter, status
 from ohfp_core.errors import CloudError
@@ -176,15 +177,27 @@ def _refresh_acquire(
     return converter.request_entry(record.request_id, state, message, machines)
 
 
-def _refresh_return(
-    hooks: Hooks,
-    store: Storage,
-    values: Values,
-    record: RequestRecord,
-    snapshot: RequestSnapshot,
-    stored: Mapping[str, MachineRecord],
-    stamp: int,
-) -> dict[str, Any]:
+@frozen(kw_only=True)
+class ReturnOutcome:
+    """What the cloud says of a return request's machines, by the status rules.
+
+    ``updates``: the stored machines as the cloud shows them (a machine whose termination
+    failed is held again); ``gone``: the machines the cloud confirms gone; ``entries``: the
+    reply's machine entries.
+    """
+
+    status: RequestStatus
+    message: str
+    updates: list[MachineRecord]
+    gone: list[Machine]
+    entries: list[dict[str, Any]]
+
+
+def return_outcome(
+    record: RequestRecord, snapshot: RequestSnapshot, stored: Mapping[str, MachineRecord], stamp: int
+) -> ReturnOutcome:
+    """Apply the return rules (:func:`ohfp_core.status.return_result`) to what the cloud
+    said (``snapshot``) of ``record``'s machines (``stored``: their records by id)."""
     seen = {m.machine_id: m for m in snapshot.machines}
     machines: list[dict[str, Any]] = []
     results: list[MachineResult] = []
@@ -218,21 +231,37 @@ def _refresh_return(
     message = (
         f"{failed} of {len(results)} machines could not be returned" if failed and state.is_final else ""
     )
-    updated = attrs.evolve(record, status=state, message=message, delivered=True, updated_at=stamp)
+    return ReturnOutcome(status=state, message=message, updates=updates, gone=gone, entries=machines)
+
+
+def _refresh_return(
+    hooks: Hooks,
+    store: Storage,
+    values: Values,
+    record: RequestRecord,
+    snapshot: RequestSnapshot,
+    stored: Mapping[str, MachineRecord],
+    stamp: int,
+) -> dict[str, Any]:
+    outcome = return_outcome(record, snapshot, stored, stamp)
+    state = outcome.status
+    updated = attrs.evolve(record, status=state, message=outcome.message, delivered=True, updated_at=stamp)
     with recorded(store, values):
-        store.put_machines(updates)
+        store.put_machines(outcome.updates)
         store.put_request(updated)
     if state.is_final:
-        hooks.machines_returned(cloud_request(updated), gone)
-        for machine in gone:
+        hooks.machines_returned(cloud_request(updated), outcome.gone)
+        for machine in outcome.gone:
             log.info(
                 "machine returned",
                 request_id=record.request_id,
                 machine_id=machine.machine_id,
                 name=machine.name,
             )
-        log.info("return finished", request_id=record.request_id, status=state.value, machines=len(results))
-    return converter.request_entry(record.request_id, state, message, machines)
+        log.info(
+            "return finished", request_id=record.request_id, status=state.value, machines=len(outcome.entries)
+        )
+    return converter.request_entry(record.request_id, state, outcome.message, outcome.entries)
 
 
 def stored_entry(store: Storage, record: RequestRecord) -> dict[str, Any]:

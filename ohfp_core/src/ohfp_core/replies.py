@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from ohfp_core.errors import InputError, OhfpError
 
@@ -20,18 +20,17 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_UNHEALTHY = 4
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOENT}
 )
 
 
 def environment_failure(exc: BaseException) -> bool:
-    """True for a failure of the machine, not of ohfp: the state database or a file under
-    the work directory cannot be read or written (disk full, read-only, permissions)."""
-    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
-        return True
-    sqlite3 = sys.modules.get("sqlite3")  # operational failures and corrupt files, not misuse
-    return sqlite3 is not None and type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+    """True for a failure of the machine, not of ohfp: a file under the work directory cannot
+    be read or written (disk full, read-only, permissions). The state store reports its own
+    as :class:`~ohfp_core.errors.StorageError`."""
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
 
 
 def write_reply(reply: Any, out: TextIO | None = None) -> None:
@@ -49,48 +48,66 @@ def write_reply(reply: Any, out: TextIO | None = None) -> None:
     stream.flush()
 
 
-def answer(what: str, action: Callable[[], Any], out: TextIO | None = None) -> int:
+class Outcome(NamedTuple):
+    """A command's reply and the exit code it ends with once the reply is written (an action
+    that returns the reply alone ends with :data:`EXIT_OK`)."""
+
+    reply: Any
+    code: int = EXIT_OK
+
+
+Writer = Callable[[Any, int], None]
+"""``write(reply, code)``: writes a command's reply, told the exit code the command ends with."""
+
+
+def answer(
+    what: str, action: Callable[[], Any], out: TextIO | None = None, write: Writer | None = None
+) -> int:
     """Run ``action`` and write its reply, or the failure reply of the error it raised, to
-    ``out`` (stdout by default); the exit code. A reply that cannot be written is logged and
-    answered with :data:`EXIT_INTERNAL`."""
+    ``out`` (stdout by default) or through ``write``; the exit code. A reply that cannot be
+    written is logged and answered with :data:`EXIT_INTERNAL`."""
+    put: Writer = write or (lambda reply, _: write_reply(reply, out))
     try:
-        reply = action()
+        result = action()
     except InputError as exc:
         log_failure(what, exc)
-        write_reply({"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]}, out)
+        put(
+            {"message": f"{what} failed: {exc}", "errors": list(exc.problems) or [exc.message]}, exc.exit_code
+        )
         return exc.exit_code
     except OhfpError as exc:
         log_failure(what, exc)
-        write_reply({"message": f"{what} failed: {exc}", "errors": [exc.message]}, out)
+        put({"message": f"{what} failed: {exc}", "errors": [exc.message]}, exc.exit_code or EXIT_INTERNAL)
         return exc.exit_code or EXIT_INTERNAL
     except Exception as exc:
         if environment_failure(exc):
             log_failure(what, exc)
-            write_reply(
+            put(
                 {
                     "message": f"{what} failed: the state or work directory cannot be used ({exc});"
                     " fix the environment (disk space, permissions, mounts): the next call"
                     " reconciles what this one left",
                     "errors": [f"{type(exc).__name__}: {exc}"],
                 },
-                out,
+                EXIT_ENVIRONMENT,
             )
             return EXIT_ENVIRONMENT
         log_failure(what, exc, internal=True)
-        write_reply(
+        put(
             {
                 "message": f"{what} failed: internal error ({type(exc).__name__}: {exc}); see the ohfp log",
                 "errors": [f"{type(exc).__name__}: {exc}"],
             },
-            out,
+            EXIT_INTERNAL,
         )
         return EXIT_INTERNAL
+    outcome = result if isinstance(result, Outcome) else Outcome(result)
     try:
-        write_reply(reply, out)
+        put(outcome.reply, outcome.code)
     except OSError as exc:  # Host Factory stopped reading: nothing more to do
         log_failure(what, exc)
         return EXIT_INTERNAL
-    return EXIT_OK
+    return outcome.code
 
 
 def settle(
@@ -115,13 +132,16 @@ def run(
     action: Callable[[], Any],
     after: Callable[[], None] | None = None,
     failed: Callable[[], None] | None = None,
+    write: Writer | None = None,
 ) -> int:
     """Run ``action``, print its reply, turn every error into a JSON reply and exit code.
 
-    ``after`` runs once the reply is written: a failure there is logged, the reply stands.
-    ``failed`` runs instead when the call failed or its reply could not be written.
+    ``action`` returns the reply, or an :class:`Outcome` naming its exit code. ``after``
+    runs once the reply is written: a failure there is logged, the reply stands. ``failed``
+    runs instead when the call failed or its reply could not be written. ``write`` writes
+    the reply (default: on stdout).
     """
-    code = answer(what, action)
+    code = answer(what, action, write=write)
     settle(what, code == EXIT_OK, after, failed)
     return code
 

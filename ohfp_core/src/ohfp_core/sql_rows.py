@@ -13,13 +13,16 @@ from typing import Any
 from ohfp_core.models import MachineResult, RequestKind, RequestStatus
 from ohfp_core.storage import MachineRecord, RequestRecord, dumps, machine_from_doc, machine_to_doc
 
-REQUEST_COLUMNS = (
-    "request_id, kind, status, template_id, machine_count, handle, machine_ids, errors, message,"
-    " created_at, updated_at, delivered, owner"
-)
-MACHINE_COLUMNS = (
-    "machine_id, request_id, template_id, name, result, return_request_id, reclaimed_at, updated_at, machine"
-)
+REQUEST_FIELDS = (
+    "request_id", "kind", "status", "template_id", "machine_count", "handle", "machine_ids", "errors",
+    "message", "created_at", "updated_at", "delivered", "owner",
+)  # fmt: skip
+MACHINE_FIELDS = (
+    "machine_id", "request_id", "template_id", "name", "result", "return_request_id", "reclaimed_at",
+    "updated_at", "machine",
+)  # fmt: skip
+REQUEST_COLUMNS = ", ".join(REQUEST_FIELDS)
+MACHINE_COLUMNS = ", ".join(MACHINE_FIELDS)
 
 
 def request_row(record: RequestRecord) -> tuple[Any, ...]:

@@ -3,9 +3,13 @@
 Every HF call is a new process and calls overlap, so the store is the only memory and it
 must be safe for concurrent writers (and, for a shared store, for a failover host). Backends
 implement :class:`Storage` and are registered through the ``ohfp_register_storage`` hook
-with a :data:`StorageFactory`; the embedded default is SQLite (:mod:`ohfp_core.sqlite`).
-The ``storage`` setting chooses the backend and the backend's own section of ``ohfp.json``
-reaches its factory in :attr:`StorageContext.settings`.
+with a :data:`StorageFactory` (:mod:`ohfp_core.storage_backends`); the embedded default is
+SQLite (:mod:`ohfp_core.sqlite`), which shares its SQL with PostgreSQL's
+(:mod:`ohfp_core.sql_store`). The ``storage`` setting chooses the backend and the backend's
+own section of ``ohfp.json`` reaches its factory in :attr:`StorageContext.settings`. What
+is not storage technology (the held rule, the order of results, what a store refuses) is
+decided once in :mod:`ohfp_core.storage_rules`, and every backend raises
+:class:`~ohfp_core.errors.StorageError` only.
 
 Records are values: frozen attrs classes, changed with :func:`attrs.evolve` and stored whole.
 :func:`request_to_doc` and friends give every backend one JSON spelling of them.
@@ -18,11 +22,12 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import attrs
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
+from ohfp_core.deadline import Deadline, call_deadline
 from ohfp_core.models import (
     CloudRequest,
     Machine,
@@ -101,21 +106,70 @@ class MachineRecord:
 @frozen(kw_only=True)
 class StorageContext:
     """What a storage factory gets: the instance, its work directory, the backend's own
-    section of ``ohfp.json`` (by backend name, e.g. ``"postgresql": {…}``) and Host Factory's
-    time budget for the call (bound connection attempts by it)."""
+    section of ``ohfp.json`` (by backend name, e.g. ``"postgresql": {…}``), Host Factory's
+    time budget for the call and the call's deadline."""
 
     instance: str
     workdir: Path
     settings: Mapping[str, Any] = field(factory=dict)
     timeout_sec: float = 240.0
+    deadline: Deadline = field(
+        default=Factory(lambda self: call_deadline(self.timeout_sec), takes_self=True), eq=False
+    )
+    """When the call must have its reply: bound every round trip by it (default: from
+    ``timeout_sec``, counted from the context's making)."""
+
+
+class Lease(Protocol):
+    """The in-flight lease of one request, held by the call making (or reconciling) it. The
+    store sees it die with the call (:mod:`ohfp_core.reconcile`)."""
+
+    def release(self) -> None:
+        """The call is done with the request (its reply is written, or it ended it): end the
+        lease for good."""
+        ...
+
+    def drop(self) -> None:
+        """Let the lease go as a call that dies lets it go: the next call may reconcile the
+        request at once."""
+        ...
 
 
 class Storage(Protocol):
     """A request store. All methods are safe under concurrent processes.
 
     Reads and writes outside :meth:`transaction` are each atomic on their own. Unknown ids
-    are never errors: they are absent from results.
+    are never errors: they are absent from results. Every round trip is bounded by the
+    deadline of the call using the store (:meth:`use_deadline`); a store object serves one
+    thread at a time unless :attr:`threadsafe`.
     """
+
+    threadsafe: bool
+    """Whether threads may share one store object (else a process running calls in threads
+    opens one per thread)."""
+    lease_owner: str
+    """Where this store's leases are held, recorded as :attr:`RequestRecord.owner`."""
+
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound every round trip from now on by ``deadline`` (connect, query, commit, lock
+        waits): past it, fail with :class:`~ohfp_core.errors.StorageError` of kind
+        ``TIMED_OUT`` (each call brings its own deadline)."""
+        ...
+
+    # in-flight leases ----------------------------------------------------------------
+    def hold_lease(self, request_id: str) -> Lease:
+        """Take the lease of a request this call is about to record (a new id: nobody holds it)."""
+        ...
+
+    def take_lease(self, request_id: str) -> Lease | None:
+        """The request's lease if its call is gone (nobody holds it), else None. Read the
+        request again once it is yours: its call may have finished just before letting go."""
+        ...
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Whether this store's leases tell a live call from a dead one for a request
+        recorded by ``owner``; where not, core judges the request by its age."""
+        ...
 
     def transaction(self) -> AbstractContextManager[None]:
         """Hold an exclusive write lock for a read-modify-write across every process (and
@@ -204,51 +258,12 @@ class Storage(Protocol):
 
 
 StorageFactory = Callable[[StorageContext], Storage]
-T = TypeVar("T")
-
-
-def open_backend(factories: Mapping[str, StorageFactory], name: str, context: StorageContext) -> Storage:
-    """Open the backend registered as ``name`` (the ``storage`` setting, or a migration's target).
-
-    :raises ConfigError: when no plugin registers ``name``; the message lists those that do.
-    """
-    from ohfp_core.errors import ConfigError
-
-    if name not in factories:
-        raise ConfigError(
-            f"storage backend {name!r} is not registered (registered: {', '.join(sorted(factories))});"
-            f" pip install the package that provides it (ohfp-{name})"
-        )
-    return factories[name](context)
-
-
-def read_section(name: str, cls: type[T], section: Mapping[str, Any]) -> T:
-    """A backend's ``ohfp.json`` section (``"postgresql": {…}``) as its settings class ``cls``.
-
-    :raises ConfigError: naming every bad key as ``$.<name>.<key>: message``.
-    """
-    from ohfp_core.errors import ConfigError
-    from ohfp_core.parsing import config_converter, structure
-
-    return structure(
-        dict(section),
-        cls,
-        converter=config_converter(),
-        error=ConfigError,
-        message=f"invalid settings file: section {name!r}",
-        path=f"$.{name}",
-    )
+"""Opens a backend's store (registered by name, :mod:`ohfp_core.storage_backends`)."""
 
 
 def dumps(value: Any) -> str:
     """Compact JSON text, as every backend stores documents and values."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    """Split ``items`` into slices of at most ``size`` (for bounded IN lists)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --------------------------------------------------------------------------------------

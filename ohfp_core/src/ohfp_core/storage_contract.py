@@ -26,7 +26,10 @@ and a rollback leaves nothing; processes racing for the last units of a template
 get more than ``maxNumber`` (capacity read inside :meth:`Storage.transaction`, as core does);
 a process killed at any moment of a stream of write groups leaves every group whole or
 absent; processes opening a new store at once all succeed; a store written by a newer
-schema is refused; one request's lookups stay indexed with 100,000 machines in state.
+schema is refused; one request's lookups stay indexed with 100,000 machines in state; a
+request's lease is seen by every connection until released, and free once its holder dies
+(within :attr:`~StorageContract.lease_lapse_sec`); round trips past the call's deadline are
+refused, and a write waits for another at most what is left of the call's time.
 """
 
 # A pytest suite shipped in the package: its checks are plain asserts.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +47,8 @@ from typing import Any
 import pytest
 
 from ohfp_core import capacity
-from ohfp_core.errors import ConfigError
+from ohfp_core.deadline import Deadline
+from ohfp_core.errors import ConfigError, StorageError, StorageFailure
 from ohfp_core.models import (
     Machine,
     MachineResult,
@@ -67,6 +72,8 @@ KILL_GROUP = 150
 """Machines written with their request in each write group of the kill test (more than
 the 100 items one DynamoDB transaction holds)."""
 BULK_MACHINES = 100_000
+MANY_IDS = 1203
+"""Over twice SQLite's 500 ids per IN list, and not a multiple of any batch size."""
 BULK_PER_REQUEST = 100
 WAIT = 120.0
 
@@ -187,6 +194,14 @@ def _write_groups(opener: StoreOpener, progress: Any) -> None:
         progress.value = group
 
 
+def _hold_lease(opener: StoreOpener, request_id: str, ready: Any) -> None:
+    """Hold a request's lease, as a call at work does, until killed."""
+    store = opener()
+    store.hold_lease(request_id)
+    ready.set()
+    time.sleep(WAIT * 2)
+
+
 def _spawn() -> Any:
     return multiprocessing.get_context("spawn")
 
@@ -214,6 +229,11 @@ class StorageContract:
 
     bulk_machines = BULK_MACHINES
     """Machines in state for the indexed-lookup test."""
+    many_ids = MANY_IDS
+    """Ids looked up at once by the many-ids test: more than the most the backend reads in
+    one statement or batch, so lookups that split ids are exercised."""
+    lease_lapse_sec = 0.0
+    """How long a lease may outlive the call holding it (0: the store sees it die at once)."""
 
     # -- what a backend supplies -------------------------------------------------------------
 
@@ -355,6 +375,21 @@ class StorageContract:
         assert store.find_machines(names=["ip-i-3"]) == []
         assert store.find_machines(names=["host-3"]) == [updated]
 
+    def test_a_machine_written_twice_in_one_write_ends_as_its_last_in_every_query(
+        self, store: Storage
+    ) -> None:
+        last = mrec("i-1", "req-b", template_id="t2", name="two")
+        store.put_machines([mrec("i-1", "req-a", template_id="t1", name="one"), last])
+        assert store.machines_of(["req-a", "req-b"]) == {"req-a": [], "req-b": [last]}
+        assert (store.held_machines("t1"), store.held_machines("t2")) == ([], [last])
+        assert (store.find_machines(names=["one"]), store.find_machines(names=["two"])) == ([], [last])
+        returning = mrec("i-2", "req-c", template_id="t1", return_request_id="ret-1")
+        with store.transaction():
+            store.put_machines([mrec("i-2", "req-a", template_id="t1")])
+            store.put_machines([returning])
+        assert store.machines_of(["req-a", "req-c"]) == {"req-a": [], "req-c": [returning]}
+        assert store.held_machines("t1") == []
+
     def test_a_machine_moved_to_another_request_and_template_moves_in_every_query(
         self, store: Storage
     ) -> None:
@@ -456,7 +491,7 @@ class StorageContract:
         assert store.machines_of([]) == {}
 
     def test_lookups_of_many_ids_at_once(self, store: Storage) -> None:
-        count = 1203
+        count = self.many_ids
         request_ids = [f"req-{n:05d}" for n in range(count)]
         machine_ids = [f"i-{n:05d}" for n in range(count)]
         self.bulk_load(
@@ -595,6 +630,84 @@ class StorageContract:
             assert report["ok"] is True, report
         finally:
             store.close()
+
+    # -- in-flight leases and time ------------------------------------------------------------
+
+    def test_a_lease_is_seen_by_every_connection_until_it_is_released(self, opener: StoreOpener) -> None:
+        holder, other = opener(), opener()
+        try:
+            lease = holder.hold_lease("req-lease")
+            assert other.take_lease("req-lease") is None, "a live call's lease was taken"
+            assert holder.take_lease("req-lease") is None, (
+                "a live call's lease was taken on its own connection"
+            )
+            lease.release()
+            taken = other.take_lease("req-lease")
+            assert taken is not None, "a released lease is free for any call"
+            assert holder.take_lease("req-lease") is None
+            taken.drop()
+            again = holder.take_lease("req-lease")
+            assert again is not None, "a dropped lease is free for any call"
+            again.release()
+            assert holder.sees_leases_of(holder.lease_owner)
+        finally:
+            holder.close()
+            other.close()
+
+    def test_the_lease_of_a_call_that_died_is_free_for_the_next(self, opener: StoreOpener) -> None:
+        opener().close()
+        ctx = _spawn()
+        ready = ctx.Event()
+        child = ctx.Process(target=_hold_lease, args=(opener, "req-died", ready))
+        child.start()
+        store = opener()
+        try:
+            assert ready.wait(WAIT), f"the lease holder did not start (exit {child.exitcode})"
+            time.sleep(self.lease_lapse_sec * 1.5)  # longer than one lease: a live holder keeps it
+            assert store.take_lease("req-died") is None, "a live call's lease was taken"
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(WAIT)
+            bound = time.monotonic() + self.lease_lapse_sec + 10
+            taken = store.take_lease("req-died")
+            while taken is None and time.monotonic() < bound:
+                time.sleep(0.1)
+                taken = store.take_lease("req-died")
+            assert taken is not None, (
+                f"a dead call's lease held {self.lease_lapse_sec + 10:g} s after its death"
+            )
+            taken.release()
+        finally:
+            if child.is_alive():
+                child.kill()
+            store.close()
+
+    def test_a_round_trip_past_the_calls_deadline_is_refused(self, store: Storage) -> None:
+        store.put_request(RequestRecord(request_id="req-1", kind=RequestKind.ACQUIRE))
+        store.use_deadline(Deadline(time.monotonic() - 1, 17.0))
+        with pytest.raises(StorageError) as error:
+            store.get_requests(["req-1"])
+        assert error.value.kind is StorageFailure.TIMED_OUT and "17 s" in str(error.value)
+        with pytest.raises(StorageError):
+            store.put_request(RequestRecord(request_id="req-2", kind=RequestKind.ACQUIRE))
+        store.use_deadline(Deadline.never())
+        assert list(store.get_requests(["req-1", "req-2"])) == ["req-1"]
+
+    def test_a_write_waits_for_another_at_most_what_is_left_of_the_calls_time(
+        self, store: Storage, opener: StoreOpener
+    ) -> None:
+        other = opener()
+        try:
+            with other.transaction():
+                other.put_request(RequestRecord(request_id="req-other", kind=RequestKind.ACQUIRE))
+                store.use_deadline(Deadline.after(1.0))
+                with pytest.raises(StorageError) as error:
+                    store.put_request(RequestRecord(request_id="req-mine", kind=RequestKind.ACQUIRE))
+        finally:
+            other.close()
+        assert error.value.kind is StorageFailure.LOCK_TIMEOUT, error.value
+        said = re.search(r"longer than ([\d.]+) s", str(error.value))
+        assert said is not None and float(said.group(1)) <= 1.0, f"not the limit that applied: {error.value}"
 
     # -- schema ------------------------------------------------------------------------------
 

@@ -43,13 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from ohfp_core.masking import mask_secrets
+    from ohfp_dynamodb.client import make_client
     from ohfp_dynamodb.settings import DynamoSettings
-    from ohfp_dynamodb.store import make_client
     from ohfp_dynamodb.table import create_table, describe_table
 
     try:
         settings = DynamoSettings(table=args.table, region=args.region, endpoint_url=args.endpoint_url)
-        client = make_client(settings, timeout_sec=240.0)
+        client = make_client(settings)
         created = create_table(client, args.table, wait_sec=300.0)
         described = describe_table(client, args.table)
     except (ClientError, BotoCoreError, TimeoutError, ValueError) as exc:

@@ -32,7 +32,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ohfp_core.models import MachineResult, RequestStatus
+from ohfp_core.models import RequestStatus
 from ohfp_core.storage import (
     MachineRecord,
     RequestRecord,
@@ -42,6 +42,7 @@ from ohfp_core.storage import (
     request_from_doc,
     request_to_doc,
 )
+from ohfp_core.storage_rules import is_held
 
 Item = dict[str, Any]
 """An item in DynamoDB's wire format (``{"pk": {"S": "…"}, …}``)."""
@@ -74,6 +75,11 @@ def machine_key(machine_id: str) -> Key:
 
 def value_key(name: str) -> Key:
     return VALUES, name
+
+
+def value_item(name: str, text: str, expires_at: int) -> Item:
+    """A value's item: its JSON ``text`` and when it expires."""
+    return make(VALUES, name, value=text, expires=expires_at)
 
 
 def held_prefix(template_id: str | None) -> str:
@@ -114,10 +120,6 @@ def request_from_item(item: Mapping[str, Any]) -> RequestRecord:
 
 
 # -- machines --------------------------------------------------------------------------------
-
-
-def is_held(record: MachineRecord) -> bool:
-    return record.return_request_id is None and record.result is not MachineResult.FAIL
 
 
 def _index_keys(record: MachineRecord) -> dict[str, Key]:

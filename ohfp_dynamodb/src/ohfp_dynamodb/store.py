@@ -1,13 +1,15 @@
 """The request store in one DynamoDB table (botocore only).
 
 Writes are serialized by a **lock item** (``META``/``lock``) taken with a conditional
-update and held for a lease (``lockLeaseSeconds``): a call that died blocks the others for
-at most the lease. Inside :meth:`DynamoStorage.transaction` — and around every write method
-called on its own — writes are buffered and reads see them; at the end they are committed
-with the lock's release:
+update and held for a lease (``lockLeaseSeconds``) that a thread renews while the writer
+lives (:mod:`ohfp_dynamodb.leases`): a writer that died (or froze) blocks the others for at
+most the lease, a live one keeps the lock however long its write takes. Inside
+:meth:`DynamoStorage.transaction` — and around every write method called on its own —
+writes are buffered and reads see them; at the end they are committed with the lock's
+release:
 
 - up to 99 items: one ``TransactWriteItems`` holding them and the lock's conditional
-  delete — all or nothing, and nothing if the lock was lost (the lease ran out);
+  delete — all or nothing, and nothing if the lock was lost (its lease ran out unrenewed);
 - more (DynamoDB allows 100 items per transaction): the items are first written as a
   journal, then the lock item is made to point at it (the commit point, conditional on still
   holding the lock), then the items are applied in transactions of 99 that each check the
@@ -24,34 +26,47 @@ write committed before the lock was taken. No lookup scans the table; :meth:`ite
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-from ohfp_core.errors import ConfigError, StorageError
+from ohfp_core.deadline import LOCK_SPARE_SEC, Deadline
+from ohfp_core.errors import StorageError, StorageFailure
+from ohfp_core.inflight import call_owner
 from ohfp_core.masking import mask_secrets
 from ohfp_core.models import RequestKind
 from ohfp_core.storage import MachineRecord, RequestRecord, StorageContext, StoredValue, dumps
+from ohfp_core.storage_rules import (
+    chunks,
+    in_find_order,
+    lock_held_too_long,
+    oldest_first,
+    out_of_time,
+    refuse_newer,
+    refuse_other_instance,
+    unique,
+)
 from ohfp_dynamodb import items as it
+from ohfp_dynamodb.client import make_client
 from ohfp_dynamodb.items import Item, Key
-from ohfp_dynamodb.settings import DynamoSettings, read_settings
+from ohfp_dynamodb.leases import CallLeases, DynamoLease, Renewer, mine
+from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.table import create_table, describe_table
 
 SCHEMA_VERSION = 1
 TRANSACTION_ITEMS = 100
 """DynamoDB's limit of items in one TransactWriteItems."""
 BATCH_GET = 100
+BATCH_WRITE = 25
 JOURNAL_PART_BYTES = 300_000
 """Most bytes of journal in one item (DynamoDB's item limit is 400 KB)."""
 QUERY_THREADS = 8
+LOCK: Key = (it.META, it.LOCK_SK)
 
 
 def _error_text(exc: Exception) -> str:
@@ -62,66 +77,96 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def make_client(settings: DynamoSettings, timeout_sec: float) -> Any:
-    """A botocore DynamoDB client: region from the settings, ``AWS_REGION``, then botocore's
-    own chain; the endpoint from the settings or ``AWS_ENDPOINT_URL(_DYNAMODB)``."""
-    session = botocore.session.get_session()
-    region = settings.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if not region:
-        raise ConfigError(
-            "the DynamoDB state store needs a region: set 'region' in the dynamodb section or AWS_REGION"
-        )
-    bound = max(1.0, min(10.0, timeout_sec / 4))
-    config = Config(
-        connect_timeout=bound,
-        read_timeout=max(bound, min(30.0, timeout_sec / 2)),
-        retries={"mode": "standard", "max_attempts": 4},
-    )
-    return session.create_client(
-        "dynamodb", region_name=region, endpoint_url=settings.endpoint_url, config=config
-    )
-
-
 class DynamoStorage:
     """A :class:`~ohfp_core.storage.Storage` in one DynamoDB table. One instance serves one
-    thread (queries of many partitions fan out over a few threads of its own)."""
+    thread (queries of many partitions fan out over a few threads of its own, and a thread
+    renews the leases of calls in flight: :mod:`ohfp_dynamodb.leases`). Every request keeps
+    within the deadline of the call using the store (:mod:`ohfp_dynamodb.client`).
+
+    ``owner`` names where its calls run (:attr:`~ohfp_core.storage.RequestRecord.owner`).
+    """
+
+    threadsafe = False
 
     def __init__(
-        self, settings: DynamoSettings, instance: str, timeout_sec: float = 240.0, client: Any = None
+        self,
+        settings: DynamoSettings,
+        instance: str,
+        deadline: Deadline | None = None,
+        client: Any = None,
+        owner: str = "",
     ) -> None:
         self.settings = settings
         self.table = settings.table
         self.instance = instance
         self.lease = settings.lock_lease_seconds
-        self.lock_timeout = max(1.0, min(settings.lock_timeout, timeout_sec))
-        self.client = client if client is not None else make_client(settings, timeout_sec)
+        self.deadline = deadline or Deadline.never()
+        self.lease_owner = owner
+        self.where = f"the DynamoDB state store (table {self.table!r})"
+        self.client = (
+            client if client is not None else make_client(settings, lambda: self.deadline, self.timed_out)
+        )
+        self._renewer = Renewer(self.client, self.table)
+        self._leases = CallLeases(self.client, self.table, settings.call_lease_seconds, self._renewer)
         self._buffer: dict[Key, Item | None] | None = None
         self._seen: dict[Key, Item | None] = {}
         """Items read under the lock in this transaction (their state before its writes)."""
         self._token = ""
         self._next_seq = 0
-        self._guard(self._open)
+        with self._translated():
+            self._open()
+
+    # -- time and leases -------------------------------------------------------------------------
+
+    def use_deadline(self, deadline: Deadline) -> None:
+        """Bound every request from now on by ``deadline`` (each call brings its own)."""
+        self.deadline = deadline
+
+    def timed_out(self) -> StorageError:
+        """The error of a request the call's deadline cut short (or did not allow)."""
+        return out_of_time(self.where, self.deadline)
+
+    def hold_lease(self, request_id: str) -> DynamoLease:
+        """Write the new request's lease item (see :meth:`Storage.hold_lease`)."""
+        with self._translated():
+            lease = self._leases.claim(request_id, new=True)
+        if lease is None:
+            raise StorageError(f"{self.where}: the lease of the new request {request_id} is held already")
+        return lease
+
+    def take_lease(self, request_id: str) -> DynamoLease | None:
+        """The request's lease, if nobody holds it or it lapsed (its call stopped renewing it)."""
+        with self._translated():
+            return self._leases.claim(request_id, new=False)
+
+    def sees_leases_of(self, owner: str) -> bool:
+        """Every host's: the table holds the leases."""
+        return True
 
     # -- errors --------------------------------------------------------------------------------
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The store's one error boundary: botocore's errors become StorageError."""
         try:
-            return action()
+            yield
         except ClientError as exc:
             if _code(exc) == "ResourceNotFoundException":
                 raise StorageError(
-                    f"DynamoDB state store: table {self.table!r} not found: create it with"
-                    " 'ohfp-dynamodb create-table' or set \"createTable\": true"
+                    f"{self.where} not found: create it with 'ohfp-dynamodb create-table' or set"
+                    ' "createTable": true'
                 ) from None
-            raise StorageError(f"DynamoDB state store: {_error_text(exc)}") from None
+            raise StorageError(f"{self.where}: {_error_text(exc)}") from None
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            raise StorageError(f"{self.where}: {_error_text(exc)}", kind=StorageFailure.TIMED_OUT) from None
         except BotoCoreError as exc:
-            raise StorageError(f"DynamoDB state store: {_error_text(exc)}") from None
+            raise StorageError(f"{self.where}: {_error_text(exc)}") from None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def _open(self) -> None:
         if self.settings.create_table:
-            create_table(self.client, self.table, wait_sec=self.lock_timeout)
+            create_table(self.client, self.table, wait_sec=self.deadline.bound(self.settings.lock_timeout))
         meta = self.client.get_item(
             TableName=self.table, Key=it.key(it.META, it.SCHEMA_SK), ConsistentRead=True
         ).get("Item")
@@ -139,19 +184,8 @@ class DynamoStorage:
             meta = self.client.get_item(
                 TableName=self.table, Key=it.key(it.META, it.SCHEMA_SK), ConsistentRead=True
             )["Item"]
-        version = int(meta["version"]["N"])
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the DynamoDB table {self.table!r} has state schema version {version} but this"
-                f" ohfp-dynamodb knows versions up to {SCHEMA_VERSION}: it was written by a newer ohfp;"
-                " upgrade ohfp-dynamodb or use another table"
-            )
-        owner = meta.get("instance", {}).get("S")
-        if owner is not None and owner != self.instance:
-            raise ConfigError(
-                f"the DynamoDB table {self.table!r} holds the state of provider instance {owner!r},"
-                f" not {self.instance!r}: give each instance a table of its own ('table' setting)"
-            )
+        refuse_newer(self.where, int(meta["version"]["N"]), SCHEMA_VERSION, "ohfp-dynamodb", "table")
+        refuse_other_instance(self.where, meta.get("instance", {}).get("S"), self.instance, "table")
 
     def close(self) -> None:
         """Release the client's connections."""
@@ -161,7 +195,8 @@ class DynamoStorage:
 
     def _acquire(self) -> None:
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + self.lock_timeout
+        wait = self.deadline.bound(self.settings.lock_timeout, spare=LOCK_SPARE_SEC)
+        deadline = time.monotonic() + wait
         delay = 0.005
         while True:
             now = time.time()
@@ -184,44 +219,45 @@ class DynamoStorage:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise
             if time.monotonic() + delay > deadline:
-                raise StorageError(
-                    f"DynamoDB state store: another call held the write lock of table {self.table!r}"
-                    f" longer than {self.lock_timeout:g} s"
-                )
+                raise lock_held_too_long(self.where, wait)
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         self._token = token
+        self._renewer.keep(LOCK, token, self.lease)
         journal = reply.get("Attributes", {}).get("journal")
         if journal is not None:
             self._roll_forward(journal["S"], int(reply["Attributes"]["parts"]["N"]))
 
     def _lock_condition(
-        self, names: dict[str, str] | None = None, values: dict[str, Any] | None = None
+        self, names: dict[str, str] | None = None, values: dict[str, Any] | None = None, token: str = ""
     ) -> dict[str, Any]:
         """Arguments addressing the lock item on condition that this store holds it (plus
         the expression ``names`` and ``values`` of an update)."""
-        return {
-            "TableName": self.table,
-            "Key": it.key(it.META, it.LOCK_SK),
-            "ConditionExpression": "#owner = :me",
-            "ExpressionAttributeNames": {"#owner": "owner", **(names or {})},
-            "ExpressionAttributeValues": {":me": {"S": self._token}, **(values or {})},
-        }
+        args = mine(self.table, LOCK, token or self._token)
+        args["ExpressionAttributeNames"].update(names or {})
+        args["ExpressionAttributeValues"].update(values or {})
+        return args
+
+    def _let_go(self) -> None:
+        """Stop holding the lock (and renewing it): it is released, lost, or about to go."""
+        self._renewer.drop(LOCK, self._token)
+        self._token = ""
 
     def _release(self) -> None:
+        token = self._token
+        self._let_go()
         try:
-            self.client.delete_item(**self._lock_condition())
+            self.client.delete_item(**self._lock_condition(token=token))
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             # The lease ran out and another call has the lock: nothing of ours to release.
-        finally:
-            self._token = ""
 
     def _lost_lock(self) -> StorageError:
         return StorageError(
-            f"DynamoDB state store: the write lock of table {self.table!r} was lost (held longer than"
-            f" its lease of {self.lease:g} s); nothing of this write was stored"
+            f"{self.where}: the write lock was lost (not renewed within its lease of {self.lease:g} s);"
+            " nothing of this write was stored",
+            kind=StorageFailure.LOCK_LOST,
         )
 
     # -- transactions ----------------------------------------------------------------------------
@@ -233,17 +269,20 @@ class DynamoStorage:
         re-entrant."""
         if self._buffer is not None:
             raise RuntimeError("DynamoStorage.transaction() is not re-entrant")
-        self._guard(self._acquire)
+        with self._translated():
+            self._acquire()
         self._buffer = {}
         self._seen = {}
         try:
             yield
         except BaseException:
             self._buffer = None
-            self._guard(self._release)
+            with self._translated():
+                self._release()
             raise
         ops, self._buffer = self._buffer, None
-        self._guard(lambda: self._commit(ops))
+        with self._translated():
+            self._commit(ops)
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -264,11 +303,11 @@ class DynamoStorage:
                 self.client.transact_write_items(TransactItems=actions)
             except ClientError as exc:
                 if _code(exc) == "TransactionCanceledException" and _lock_failed(exc, len(actions) - 1):
-                    self._token = ""
+                    self._let_go()
                     raise self._lost_lock() from None
                 self._release()
                 raise
-            self._token = ""
+            self._let_go()
             return
         journal_id = self._token
         parts = _journal_parts(ops)
@@ -286,7 +325,7 @@ class DynamoStorage:
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                self._token = ""
+                self._let_go()
                 self._delete_journal(journal_id, len(parts))
                 raise self._lost_lock() from None
             raise
@@ -296,19 +335,19 @@ class DynamoStorage:
 
     def _apply(self, ops: dict[Key, Item | None]) -> None:
         """Write ``ops`` in transactions of 99 that each check the lock is still ours."""
-        pending = list(ops.items())
-        for start in range(0, len(pending), TRANSACTION_ITEMS - 1):
-            actions = [_action(self.table, k, v) for k, v in pending[start : start + TRANSACTION_ITEMS - 1]]
+        for part in chunks(list(ops.items()), TRANSACTION_ITEMS - 1):
+            actions = [_action(self.table, k, v) for k, v in part]
             actions.append({"ConditionCheck": self._lock_condition()})
             try:
                 self.client.transact_write_items(TransactItems=actions)
             except ClientError as exc:
                 if _code(exc) == "TransactionCanceledException" and _lock_failed(exc, len(actions) - 1):
                     # The next writer applies the journal: the write group is not lost.
-                    self._token = ""
+                    self._let_go()
                     raise StorageError(
-                        f"DynamoDB state store: the write lock of table {self.table!r} ran out while a"
-                        " large write was applied; the next call completes it"
+                        f"{self.where}: the write lock ran out while a large write was applied;"
+                        " the next call completes it",
+                        kind=StorageFailure.LOCK_LOST,
                     ) from None
                 raise
 
@@ -317,8 +356,9 @@ class DynamoStorage:
         texts = self._query_items(f"J#{journal_id}", "", consistent=True)
         if len(texts) != parts:
             raise StorageError(
-                f"DynamoDB state store: journal {journal_id} of table {self.table!r} has {len(texts)} of"
-                f" {parts} parts; run 'ohfp storage check'"
+                f"{self.where}: journal {journal_id} has {len(texts)} of {parts} parts;"
+                " run 'ohfp storage check'",
+                kind=StorageFailure.CORRUPT,
             )
         ops: dict[Key, Item | None] = {}
         for sk in sorted(texts):
@@ -333,16 +373,16 @@ class DynamoStorage:
 
     def _delete_journal(self, journal_id: str, parts: int) -> None:
         keys = [it.key(f"J#{journal_id}", f"{n:05d}") for n in range(parts)]
-        for start in range(0, len(keys), 25):
+        for part in chunks(keys, BATCH_WRITE):
             self.client.batch_write_item(
-                RequestItems={self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]}
+                RequestItems={self.table: [{"DeleteRequest": {"Key": k}} for k in part]}
             )
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _get_items(self, keys: Iterable[Key]) -> dict[Key, Item]:
         """Items by key (consistent), the transaction's own writes included."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = unique(keys)
         found: dict[Key, Item] = {}
         fetch = []
         for k in wanted:
@@ -352,12 +392,9 @@ class DynamoStorage:
                     found[k] = item
             else:
                 fetch.append(k)
-        for start in range(0, len(fetch), BATCH_GET):
+        for part in chunks(fetch, BATCH_GET):
             request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [it.key(*k) for k in fetch[start : start + BATCH_GET]],
-                    "ConsistentRead": True,
-                }
+                self.table: {"Keys": [it.key(*k) for k in part], "ConsistentRead": True}
             }
             while request:
                 reply = self.client.batch_get_item(RequestItems=request)
@@ -406,11 +443,16 @@ class DynamoStorage:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _stage(self, ops: dict[Key, Item | None]) -> None:
+    def _staged(self) -> dict[Key, Item | None]:
+        """The writes buffered by the transaction (only inside one)."""
         assert self._buffer is not None  # noqa: S101 -- only called inside _atomic
+        return self._buffer
+
+    def _stage(self, ops: dict[Key, Item | None]) -> None:
+        buffer = self._staged()
         for k, item in ops.items():
-            self._buffer.pop(k, None)  # keep the order of the last write
-            self._buffer[k] = item
+            buffer.pop(k, None)  # keep the order of the last write
+            buffer[k] = item
 
     def _new_seq(self, index: int) -> int:
         """An increasing number for a machine's first store (microseconds, then position)."""
@@ -422,34 +464,28 @@ class DynamoStorage:
 
     def put_request(self, record: RequestRecord) -> None:
         """Insert or replace a request (and its index copies)."""
-
-        def write() -> None:
-            with self._atomic():
-                self._stage(it.request_items(record))
-
-        self._guard(write)
+        with self._translated(), self._atomic():
+            self._stage(it.request_items(record))
 
     def get_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
-        """Requests by id; unknown ids are absent from the result."""
-        ids = list(dict.fromkeys(request_ids))
-        found = self._guard(lambda: self._get_items(it.request_key(i) for i in ids))
-        result = {}
-        for request_id in ids:
-            item = found.get(it.request_key(request_id))
-            if item is not None:
-                result[request_id] = it.request_from_item(item)
-        return result
+        """Requests by id, in the order asked; unknown ids are absent from the result."""
+        ids = unique(request_ids)
+        with self._translated():
+            found = self._get_items(it.request_key(i) for i in ids)
+        items = {i: found.get(it.request_key(i)) for i in ids}
+        return {i: it.request_from_item(item) for i, item in items.items() if item is not None}
 
     def open_requests(self, kind: RequestKind | None = None) -> list[RequestRecord]:
         """Requests whose status is still ``running``, oldest first (then by id)."""
-        prefix = "" if kind is None else f"{kind.value}#"
-        found = self._guard(lambda: self._query_items(it.OPEN, prefix))
-        return _oldest_first(it.request_from_item(item) for item in found.values())
+        with self._translated():
+            found = self._query_items(it.OPEN, "" if kind is None else f"{kind.value}#")
+        return oldest_first(map(it.request_from_item, found.values()))
 
     def undelivered_requests(self) -> list[RequestRecord]:
         """Running requests Host Factory has not got, oldest first (one partition)."""
-        found = self._guard(lambda: self._query_items(it.UNDELIVERED, ""))
-        return _oldest_first(it.request_from_item(item) for item in found.values())
+        with self._translated():
+            found = self._query_items(it.UNDELIVERED, "")
+        return oldest_first(map(it.request_from_item, found.values()))
 
     # -- machines --------------------------------------------------------------------------------
 
@@ -457,106 +493,78 @@ class DynamoStorage:
         """Insert or replace machines by machine id, all or none; index copies follow."""
         if not records:
             return
-
-        def write() -> None:
-            with self._atomic():
-                buffer = self._buffer or {}
-                keys = [it.machine_key(r.machine_id) for r in records]
-                self._get_items(k for k in keys if k not in self._seen and k not in buffer)
-                for index, record in enumerate(records):
-                    k = it.machine_key(record.machine_id)
-                    old_item = buffer[k] if k in buffer else self._seen.get(k)
-                    old = it.machine_from_item(old_item) if old_item is not None else None
-                    seq = it.seq_of(old_item) if old_item is not None else self._new_seq(index)
-                    ops = it.machine_items(record, seq, old)
-                    self._stage(ops)
-
-        self._guard(write)
+        with self._translated(), self._atomic():
+            buffer = self._staged()
+            keys = [it.machine_key(r.machine_id) for r in records]
+            self._get_items(k for k in keys if k not in self._seen and k not in buffer)
+            for index, record in enumerate(records):
+                k = it.machine_key(record.machine_id)
+                old_item = buffer[k] if k in buffer else self._seen.get(k)
+                old = it.machine_from_item(old_item) if old_item is not None else None
+                seq = it.seq_of(old_item) if old_item is not None else self._new_seq(index)
+                self._stage(it.machine_items(record, seq, old))
 
     def machines_of(self, request_ids: Sequence[str]) -> dict[str, list[MachineRecord]]:
         """Machines of acquire requests by request id (every id present), first stored first."""
-        ids = list(dict.fromkeys(request_ids))
-        found = self._guard(lambda: self._query_many([f"RM#{i}" for i in ids]))
+        ids = unique(request_ids)
+        with self._translated():
+            found = self._query_many([f"RM#{i}" for i in ids])
         return {i: _by_seq(found[f"RM#{i}"].values()) for i in ids}
 
     def find_machines(
         self, machine_ids: Sequence[str] = (), names: Sequence[str] = ()
     ) -> list[MachineRecord]:
-        """Machines by id (in the order given), then further ones by name (in the order given)."""
-        ids = list(dict.fromkeys(machine_ids))
-        wanted_names = list(dict.fromkeys(names))
-
-        def read() -> list[MachineRecord]:
-            by_name = self._query_many([f"N#{name}" for name in wanted_names])
-            named = {
-                name: [sk for sk, _ in sorted(by_name[f"N#{name}"].items(), key=lambda kv: it.seq_of(kv[1]))]
-                for name in wanted_names
-            }
-            everything = ids + [m for found in named.values() for m in found]
-            items = self._get_items(it.machine_key(m) for m in everything)
-            records = {
-                m: it.machine_from_item(items[it.machine_key(m)])
-                for m in everything
-                if it.machine_key(m) in items
-            }
-            result = [records[m] for m in ids if m in records]
-            seen = {r.machine_id for r in result}
-            for name in wanted_names:
-                for machine_id in named[name]:
-                    record = records.get(machine_id)
-                    if record is not None and record.name == name and machine_id not in seen:
-                        seen.add(machine_id)
-                        result.append(record)
-            return result
-
-        return list(self._guard(read))
+        """Machines by id (in the order given), then further ones by name (in the order given):
+        :func:`ohfp_core.storage_rules.in_find_order` over the name index (``N#<name>``)."""
+        ids, wanted = unique(machine_ids), unique(names)
+        with self._translated():
+            named = self._query_many([f"N#{name}" for name in wanted])
+            by_name = [
+                sk for pk in named for sk, _ in sorted(named[pk].items(), key=lambda kv: it.seq_of(kv[1]))
+            ]
+            items = self._get_items(it.machine_key(m) for m in [*ids, *by_name])
+        records = {machine_id: it.machine_from_item(items[it.machine_key(machine_id)])
+                   for machine_id in [*ids, *by_name] if it.machine_key(machine_id) in items}  # fmt: skip
+        return in_find_order(
+            ids,
+            wanted,
+            (records[m] for m in ids if m in records),
+            (records[m] for m in by_name if m in records),
+        )
 
     def held_machines(self, template_id: str | None = None) -> list[MachineRecord]:
         """Machines Host Factory holds, optionally of one template, first stored first."""
-        prefix = "" if template_id is None else it.held_prefix(template_id)
-        found = self._guard(lambda: self._query_items(it.HELD, prefix))
+        with self._translated():
+            found = self._query_items(it.HELD, "" if template_id is None else it.held_prefix(template_id))
         return _by_seq(found.values())
 
     # -- values ----------------------------------------------------------------------------------
 
     def put_values(self, values: Sequence[StoredValue]) -> None:
         """Insert or replace values by key, all or none."""
-        if not values:
-            return
-
-        def write() -> None:
-            with self._atomic():
+        if values:
+            with self._translated(), self._atomic():
                 self._stage(
-                    {
-                        it.value_key(v.key): it.make(
-                            it.VALUES, v.key, value=dumps(v.value), expires=v.expires_at
-                        )
-                        for v in values
-                    }
+                    {it.value_key(v.key): it.value_item(v.key, dumps(v.value), v.expires_at) for v in values}
                 )
-
-        self._guard(write)
 
     def get_values(self, keys: Sequence[str], now: int) -> dict[str, Any]:
         """Unexpired values by key."""
-        found = self._guard(lambda: self._get_items(it.value_key(k) for k in keys))
+        with self._translated():
+            found = self._get_items(it.value_key(k) for k in keys)
         return {sk: value for (_, sk), item in found.items() if (value := _live(item, now)) is not _EXPIRED}
 
     def values_with_prefix(self, prefix: str, now: int) -> dict[str, Any]:
         """Unexpired values whose key starts with ``prefix`` (a key range of one partition)."""
-        found = self._guard(lambda: self._query_items(it.VALUES, prefix))
+        with self._translated():
+            found = self._query_items(it.VALUES, prefix)
         return {sk: value for sk, item in found.items() if (value := _live(item, now)) is not _EXPIRED}
 
     def delete_values(self, keys: Sequence[str]) -> None:
         """Forget values by key."""
-        if not keys:
-            return
-
-        def write() -> None:
-            with self._atomic():
+        if keys:
+            with self._translated(), self._atomic():
                 self._stage(dict.fromkeys((it.value_key(k) for k in keys), None))
-
-        self._guard(write)
 
     # -- administration ----------------------------------------------------------------------------
 
@@ -577,15 +585,20 @@ class DynamoStorage:
 
     def iter_requests(self) -> Iterator[RequestRecord]:
         """Every request, oldest first (a scan: administration only)."""
-        yield from _oldest_first(it.request_from_item(i) for i in self._guard(lambda: self._scan("R")))
+        with self._translated():
+            found = self._scan("R")
+        yield from oldest_first(map(it.request_from_item, found))
 
     def iter_machines(self) -> Iterator[MachineRecord]:
         """Every machine, in the order first stored (a scan: administration only)."""
-        yield from _by_seq(self._guard(lambda: self._scan("M")))
+        with self._translated():
+            found = self._scan("M")
+        yield from _by_seq(found)
 
     def iter_values(self) -> Iterator[StoredValue]:
         """Every value, expired ones included."""
-        found = self._guard(lambda: self._query_items(it.VALUES, ""))
+        with self._translated():
+            found = self._query_items(it.VALUES, "")
         for sk in sorted(found):
             item = found[sk]
             yield StoredValue(
@@ -594,8 +607,7 @@ class DynamoStorage:
 
     def check(self) -> dict[str, Any]:
         """Table status and key schema, schema version and instance, the lock, counts."""
-
-        def run() -> dict[str, Any]:
+        with self._translated():
             problems: list[str] = []
             table = describe_table(self.client, self.table)
             problems += table["problems"]
@@ -636,8 +648,6 @@ class DynamoStorage:
                 "lockHeld": lock_item is not None and "owner" in lock_item,
             }
 
-        return dict(self._guard(run))
-
 
 _EXPIRED = object()
 
@@ -646,10 +656,6 @@ def _live(item: Item, now: int) -> Any:
     if int(item["expires"]["N"]) <= now:
         return _EXPIRED
     return json.loads(item["value"]["S"])
-
-
-def _oldest_first(records: Iterable[RequestRecord]) -> list[RequestRecord]:
-    return sorted(records, key=lambda r: (r.created_at, r.request_id.encode()))
 
 
 def _by_seq(found: Iterable[Item]) -> list[MachineRecord]:
@@ -691,6 +697,6 @@ def _journal_entries(text: str) -> list[tuple[str, str, Item | None]]:
     return [(pk, sk, item) for pk, sk, item in json.loads(text)]
 
 
-def open_store(context: StorageContext) -> DynamoStorage:
-    """The ``dynamodb`` storage factory: settings from the ``dynamodb`` section."""
-    return DynamoStorage(read_settings(context.settings), context.instance, context.timeout_sec)
+def open_store(settings: DynamoSettings, context: StorageContext) -> DynamoStorage:
+    """The ``dynamodb`` backend's opener (:func:`ohfp_core.storage_backends.backend`)."""
+    return DynamoStorage(settings, context.instance, context.deadline, owner=call_owner(context.workdir))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from attrs import field, frozen
 
 from ohfp_core.masking import MASK, mask_secrets
 from ohfp_core.parsing import between, matching, rule
 from ohfp_core.parsing import key as setting_key
-from ohfp_core.storage import read_section
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PASSWORD_IN_DSN = re.compile(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
@@ -40,11 +37,6 @@ class PostgresSettings:
     lock_timeout: float = field(
         default=30.0, metadata=setting_key("lockTimeout"), validator=rule(between(1, 3600))
     )
-
-
-def read_settings(section: Mapping[str, Any]) -> PostgresSettings:
-    """The section as :class:`PostgresSettings`; errors name the field (``$.postgresql.schema``)."""
-    return read_section("postgresql", PostgresSettings, section)
 
 
 def mask_dsn(text: str) -> str:
