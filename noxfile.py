@@ -123,7 +123,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests", "tools")
+    session.run("mypy", "noxfile.py", "benchmarks", "examples", "testbeds", "tests", "tools")
 
 
 @nox.session

@@ -84,8 +84,9 @@ def _guest_round(instance: Instance, count: int, template_id: str) -> dict[str, 
 
 def bench_guests(base: Path, rounds: int) -> None:
     from tests.libvirt.conftest import _missing
-    from tests.libvirt.guest import boot_files
-    from tests.libvirt.lab_host import POOL, Lab
+
+    from testbeds.libvirt.guest import boot_files
+    from testbeds.libvirt.lab_host import POOL, Lab
 
     why = _missing()
     if why is not None:

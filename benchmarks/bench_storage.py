@@ -42,8 +42,8 @@ TARGET_SERVICE_ADDED_MS = 10.0
 @contextmanager
 def servers() -> Iterator[dict[str, Any]]:
     """A PostgreSQL server (or none) and a moto server for DynamoDB."""
-    from tests.dynamo_support import FAKE_ENV, SerialMotoServer, fast_moto
-    from tests.postgres_support import PostgresServer, _answers, _dsn_to_try
+    from testbeds.dynamodb import FAKE_ENV, SerialMotoServer, fast_moto
+    from testbeds.postgresql import PostgresServer, _answers, _dsn_to_try
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
     os.environ.update(FAKE_ENV)
@@ -63,7 +63,7 @@ def servers() -> Iterator[dict[str, Any]]:
 
 
 def store_settings(backend: str, found: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
-    from tests.dynamo_support import REGION, new_table
+    from testbeds.dynamodb import REGION, new_table
 
     if backend == "sqlite":
         return {}, {}
@@ -204,8 +204,9 @@ def open_for(backend: str, found: dict[str, Any]) -> tuple[Any, Callable[..., No
 
         opener = PgOpener(found["postgres"].dsn, found["postgres"].new_schema("lookup"))
         return opener(), TestPostgresContract().bulk_load
-    from tests.dynamo_support import DynamoOpener, new_table
     from tests.dynamodb.test_store import TestDynamoContract
+
+    from testbeds.dynamodb import DynamoOpener, new_table
 
     return DynamoOpener(found["moto"].endpoint, new_table("lookup"))(), TestDynamoContract().bulk_load
 

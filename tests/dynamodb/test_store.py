@@ -28,7 +28,7 @@ from ohfp_dynamodb import items as it
 from ohfp_dynamodb import plugin
 from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.store import LOCK, SCHEMA_VERSION, DynamoStorage
-from tests.dynamo_support import REGION, DynamoOpener, SerialMotoServer, new_table
+from testbeds.dynamodb import REGION, DynamoOpener, SerialMotoServer, new_table
 
 
 def _is_a_store(settings: DynamoSettings) -> Storage:

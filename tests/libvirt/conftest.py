@@ -31,9 +31,8 @@ from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
 from ohfp_libvirt.hypervisor import Hypervisor  # noqa: E402
 from ohfp_libvirt.provider import LibvirtProvider  # noqa: E402
 from ohfp_libvirt.settings import read_settings  # noqa: E402
-
-from .guest import BootFiles, boot_files  # noqa: E402
-from .lab_host import Lab  # noqa: E402
+from testbeds.libvirt.guest import BootFiles, boot_files  # noqa: E402
+from testbeds.libvirt.lab_host import Lab  # noqa: E402
 
 TEST_URI = "test:///default"
 POOL = "default-pool"
@@ -259,7 +258,7 @@ def _missing() -> str | None:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A private libvirtd with isolated networks (see :mod:`tests.libvirt.lab_host`)."""
+    """A private libvirtd with isolated networks (see :mod:`testbeds.libvirt.lab_host`)."""
     why = _missing()
     if why is not None:
         if os.environ.get(REQUIRE_ENV):

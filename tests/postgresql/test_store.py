@@ -32,7 +32,7 @@ from ohfp_core.testing import StorageContract
 from ohfp_postgresql import plugin
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
 from ohfp_postgresql.store import PostgresStorage
-from tests.postgres_support import FreezableProxy, PostgresServer
+from testbeds.postgresql import FreezableProxy, PostgresServer
 from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
 # ohfp-postgresql 0.2's schema (version 1), as it wrote it (kept verbatim: a schema it wrote

@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import pytest
 
-from tests.e2e.moto_faults import Forward, Response
+from testbeds.hooked_moto import Forward, Response
 
 REGION = "us-east-1"
 FAKE_ENV = {
@@ -56,7 +56,7 @@ class SerialMotoServer:
     each DynamoDB request, whichever process made it."""
 
     def __init__(self) -> None:
-        from tests.e2e.moto_faults import HookedMotoServer
+        from testbeds.hooked_moto import HookedMotoServer
 
         self._server = HookedMotoServer()
         self._server.app.hook = self._record

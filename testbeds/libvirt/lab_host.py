@@ -1,4 +1,4 @@
-"""The test's side of the private libvirt host (:mod:`tests.libvirt.lab`): start it, use it, remove it.
+"""The test's side of the private libvirt host (:mod:`testbeds.libvirt.lab`): start it, use it, remove it.
 
 :meth:`Lab.start` makes a network namespace, starts the lab process in it, waits for
 libvirtd's socket and defines two isolated networks: ``ohfp-lab`` (DHCP, dnsmasq told not to
@@ -73,7 +73,7 @@ class Lab:
         log = open(root / "lab.out", "ab")  # noqa: SIM115  (the lab's, for its life)
         enter = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private"]
         process = subprocess.Popen(
-            [*enter, sys.executable, "-m", "tests.libvirt.lab", str(root)],
+            [*enter, sys.executable, "-m", "testbeds.libvirt.lab", str(root)],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,
