@@ -7,7 +7,7 @@ ping an address before offering it, which would serialise several guests' leases
 pool ``ohfp-lab`` in ``DIR/pool`` for base volumes, overlays and seeds. :meth:`Lab.clear`
 removes every domain and every volume but the bases (``base-*``); :meth:`Lab.stop` clears,
 stops the lab (libvirtd, QEMU, dnsmasq), and deletes the namespace; it runs also after a
-failed test.
+failed test. :func:`missing` says why a lab cannot run on this machine.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,20 @@ POOL = "ohfp-lab"
 BASE_PREFIX = "base-"
 """Volumes the tests build once per session and :meth:`Lab.clear` keeps."""
 _count = itertools.count()
+
+
+def missing() -> str | None:
+    """Why a lab with real guests cannot run here (root, the Debian packages, the tools), or None."""
+    if os.geteuid() != 0:
+        return "real guests need root (network namespaces, mounts, libvirtd)"
+    tools = ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/bin/busybox")
+    for tool in (*tools, "/usr/sbin/dnsmasq"):
+        if not Path(tool).exists():
+            return f"{tool} is missing (.ci/run installs the Debian packages)"
+    for command in ("ip", "unshare", "apt-get", "dpkg-deb"):
+        if shutil.which(command) is None:
+            return f"{command} is missing"
+    return None
 
 
 def _libvirt() -> Any:

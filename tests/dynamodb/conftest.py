@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from testbeds.dynamodb import dynamo_server
+from tests.store_servers import dynamo_server
 
 __all__ = ["dynamo_server"]

@@ -30,7 +30,8 @@ import psycopg
 import pytest
 
 from testbeds.dynamodb import FAKE_ENV, REGION, SerialMotoServer, new_table
-from testbeds.postgresql import PostgresServer, postgres_server
+from testbeds.postgresql import PostgresServer
+from tests.store_servers import postgres_server
 
 from .aws_account import AMI_ID, add_network
 from .conftest import MOCK_CONFIG, HostFactory, Installation, make_instance

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from testbeds.postgresql import FreezableProxy, PostgresServer, postgres_server
+from testbeds.postgresql import FreezableProxy, PostgresServer
+from tests.store_servers import postgres_server
 
 from .conftest import HostFactory, Installation, Reply, make_instance
 

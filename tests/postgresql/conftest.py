@@ -3,7 +3,6 @@ for the migrations between backends (testbeds/dynamodb.py)."""
 
 from __future__ import annotations
 
-from testbeds.dynamodb import dynamo_server
-from testbeds.postgresql import postgres_server
+from tests.store_servers import dynamo_server, postgres_server
 
 __all__ = ["dynamo_server", "postgres_server"]

@@ -21,8 +21,7 @@ from ohfp_core.models import Machine, MachineResult, MachineState, RequestKind, 
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import MachineRecord, RequestRecord, Storage, StoredValue
 from testbeds.dynamodb import DynamoOpener, SerialMotoServer, new_table
-from testbeds.postgresql import PostgresServer
-from tests.postgresql.test_store import PgOpener
+from testbeds.postgresql import PgOpener, PostgresServer
 
 SEED = 20261207
 STEPS = 100
