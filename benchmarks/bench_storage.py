@@ -1,8 +1,9 @@
 """Benchmark the state stores. Prints figures, asserts nothing.
 
 Run by ``nox -s bench`` (``-- --runs 15``) after bench_hf.py, ohfp installed as users install
-it. Per backend — SQLite, PostgreSQL (the libpq environment's server, else 127.0.0.1:5432),
-DynamoDB (moto, served from this process: read its figures as an upper bound) — it prints:
+it. Per backend — SQLite, PostgreSQL (the libpq environment's server, else 127.0.0.1:5432,
+else a throwaway cluster: :func:`testbeds.postgresql.find_server`), DynamoDB (moto, served
+from this process: read its figures as an upper bound) — it prints:
 
 1. the median wall time of requestMachines and getRequestStatus through the generated
    scripts (mock provider), and what the backend adds to SQLite's (target: a networked
