@@ -118,12 +118,13 @@ def guests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and strict mypy over the packages, the tests and tools."""
+    """ruff (lint and format) and strict mypy over the packages, the tests, the test beds, the
+    benchmarks and tools."""
     _install_ohfp(session, *LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
-    session.run("mypy", "noxfile.py", "benchmarks", "examples", "tests", "tools")
+    session.run("mypy", "noxfile.py", "benchmarks", "examples", "testbeds", "tests", "tools")
 
 
 @nox.session
@@ -151,7 +152,9 @@ def crash(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print latency and API-call figures (``-- --runs 15``); asserts nothing about time."""
-    # bench_storage.py reuses the storage tests' bulk loaders and servers (pytest).
+    # The benchmarks stand on the test beds (testbeds/: moto, PostgreSQL, the libvirt lab), as the
+    # tests do; testbeds.moto_as_aws patches with pytest's MonkeyPatch, bench_storage.py loads
+    # with the storage kit's (ohfp_core.testing) default loader.
     _install_ohfp(
         session,
         "moto[server,ec2,autoscaling,ssm,sts,iam,sqs,events,servicequotas,dynamodb]>=5.1",

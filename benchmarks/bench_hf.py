@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # moto reads its AMI catalogue at import: a two-image file keeps the server's start-up small.
-os.environ.setdefault("MOTO_AMIS_PATH", str(ROOT / "tests" / "aws" / "amis.json"))
+os.environ.setdefault("MOTO_AMIS_PATH", str(ROOT / "testbeds" / "amis.json"))
 
 CALLS = (
     "getAvailableTemplates",

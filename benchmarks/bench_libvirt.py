@@ -26,7 +26,7 @@ from typing import Any
 
 from bench_hf import ROOT, Instance, print_table
 
-sys.path.insert(0, str(ROOT))  # the tests' lab and guest builder
+sys.path.insert(0, str(ROOT))  # the test beds: the lab and the guests' boot files
 
 CALLS = ("getAvailableTemplates", "requestMachines", "getRequestStatus", "requestReturnMachines")
 
@@ -83,11 +83,10 @@ def _guest_round(instance: Instance, count: int, template_id: str) -> dict[str, 
 
 
 def bench_guests(base: Path, rounds: int) -> None:
-    from tests.libvirt.conftest import _missing
-    from tests.libvirt.guest import boot_files
-    from tests.libvirt.lab_host import POOL, Lab
+    from testbeds.libvirt.guest import boot_files
+    from testbeds.libvirt.lab_host import POOL, Lab, missing
 
-    why = _missing()
+    why = missing()
     if why is not None:
         print(f"\nlibvirt provider on qemu:///system: skipped ({why})")
         return

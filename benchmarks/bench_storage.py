@@ -1,15 +1,16 @@
 """Benchmark the state stores. Prints figures, asserts nothing.
 
 Run by ``nox -s bench`` (``-- --runs 15``) after bench_hf.py, ohfp installed as users install
-it. Per backend — SQLite, PostgreSQL (the libpq environment's server, else 127.0.0.1:5432),
-DynamoDB (moto, served from this process: read its figures as an upper bound) — it prints:
+it. Per backend — SQLite, PostgreSQL (the libpq environment's server, else 127.0.0.1:5432,
+else a throwaway cluster: :func:`testbeds.postgresql.find_server`), DynamoDB (moto, served
+from this process: read its figures as an upper bound) — it prints:
 
 1. the median wall time of requestMachines and getRequestStatus through the generated
    scripts (mock provider), and what the backend adds to SQLite's (target: a networked
    backend adds at most 40 ms against a local server);
 2. the time of one request's lookups (get_requests, machines_of, find_machines by id and by
    name, undelivered_requests, held_machines of its template) with 1,000 / 10,000 / 100,000
-   machines in state, loaded by the storage tests' fastest paths;
+   machines in state, loaded by the storage kit's fastest paths (:mod:`testbeds`);
 3. what importing each backend's client library costs (``-X importtime``).
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from bench_hf import ATTRIBUTES, BARE_PATH, ROOT, Instance, print_table
 
-sys.path.insert(0, str(ROOT))  # the tests' loaders and servers
+sys.path.insert(0, str(ROOT))  # the test beds: servers and bulk loaders
 
 BACKENDS = ("sqlite", "postgresql", "dynamodb")
 SIZES = (1_000, 10_000, 100_000)
@@ -42,16 +43,15 @@ TARGET_SERVICE_ADDED_MS = 10.0
 @contextmanager
 def servers() -> Iterator[dict[str, Any]]:
     """A PostgreSQL server (or none) and a moto server for DynamoDB."""
-    from tests.dynamo_support import FAKE_ENV, SerialMotoServer, fast_moto
-    from tests.postgres_support import PostgresServer, _answers, _dsn_to_try
+    from testbeds.dynamodb import FAKE_ENV, SerialMotoServer, fast_moto
+    from testbeds.postgresql import find_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
     os.environ.update(FAKE_ENV)
-    dsn = _dsn_to_try()
-    why = _answers(dsn)
-    postgres = PostgresServer(dsn) if why is None else None
-    if why is not None:
-        print(f"\nPostgreSQL skipped: {why}")
+    found = find_server()
+    postgres = None if isinstance(found, str) else found
+    if isinstance(found, str):
+        print(f"\nPostgreSQL skipped: {found}")
     moto = SerialMotoServer()
     try:
         with fast_moto():
@@ -59,11 +59,11 @@ def servers() -> Iterator[dict[str, Any]]:
     finally:
         moto.stop()
         if postgres is not None:
-            postgres.drop_all()
+            postgres.stop()
 
 
 def store_settings(backend: str, found: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
-    from tests.dynamo_support import REGION, new_table
+    from testbeds.dynamodb import REGION, new_table
 
     if backend == "sqlite":
         return {}, {}
@@ -188,26 +188,21 @@ def bench_lookups(found: dict[str, Any], repeats: int) -> None:
 
 
 def open_for(backend: str, found: dict[str, Any]) -> tuple[Any, Callable[..., None]] | None:
-    """A fresh store of ``backend`` and the storage tests' bulk loader for it."""
+    """A fresh store of ``backend`` and the fastest bulk loader for it (the storage kit's)."""
     if backend == "sqlite":
-        from tests.core.test_sqlite import TestSQLiteContract
-
         from ohfp_core.sqlite import SQLiteStorage
+        from ohfp_core.testing import StorageContract
 
-        return SQLiteStorage(
-            Path(tempfile.mkdtemp(prefix="ohfp-bench-sqlite-"))
-        ), TestSQLiteContract().bulk_load
+        return SQLiteStorage(Path(tempfile.mkdtemp(prefix="ohfp-bench-sqlite-"))), StorageContract().bulk_load
     if backend == "postgresql":
         if found["postgres"] is None:
             return None
-        from tests.postgresql.test_store import PgOpener, TestPostgresContract
+        from testbeds.postgresql import PgOpener, copy_load
 
-        opener = PgOpener(found["postgres"].dsn, found["postgres"].new_schema("lookup"))
-        return opener(), TestPostgresContract().bulk_load
-    from tests.dynamo_support import DynamoOpener, new_table
-    from tests.dynamodb.test_store import TestDynamoContract
+        return PgOpener(found["postgres"].dsn, found["postgres"].new_schema("lookup"))(), copy_load
+    from testbeds.dynamodb import DynamoOpener, load_into_moto, new_table
 
-    return DynamoOpener(found["moto"].endpoint, new_table("lookup"))(), TestDynamoContract().bulk_load
+    return DynamoOpener(found["moto"].endpoint, new_table("lookup"))(), load_into_moto
 
 
 def median_ms(action: Callable[[], None], repeats: int) -> float:

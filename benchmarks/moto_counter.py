@@ -1,6 +1,6 @@
 """A moto server on a free local port that counts the AWS API calls it answers.
 
-It is the tests' hooked moto server (``tests/e2e/moto_faults.py``) with a hook that counts:
+It is the hooked moto server of the test beds (:mod:`testbeds.hooked_moto`) with a hook that counts:
 counting happens on the server side, so the provider under test needs no hook; every AWS
 request is attributed to ``service:Action``. Retries count as calls, as on an AWS bill.
 """
@@ -14,10 +14,10 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.e2e
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for testbeds
 
-from tests.aws.moto_as_aws import like_aws
-from tests.e2e.moto_faults import Forward, HookedMotoServer, Response
+from testbeds.hooked_moto import Forward, HookedMotoServer, Response
+from testbeds.moto_as_aws import like_aws
 
 
 class Calls:
@@ -47,7 +47,7 @@ class Calls:
 class CountingMotoServer:
     """A :class:`HookedMotoServer` that counts; ``counter.snapshot()`` gives the counts.
 
-    While it runs, moto does what AWS does where ohfp relies on it (``tests/aws/moto_as_aws.py``).
+    While it runs, moto does what AWS does where ohfp relies on it (:mod:`testbeds.moto_as_aws`).
     """
 
     def __init__(self) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from testbeds import AMIS_FILE
 
 # moto reads its AMI catalogue when it is imported: a two-image file keeps every moto test
 # (in-process or a server in the test process) fast, whichever directory imports moto first.
-os.environ.setdefault("MOTO_AMIS_PATH", str(Path(__file__).parent / "aws" / "amis.json"))
+os.environ.setdefault("MOTO_AMIS_PATH", str(AMIS_FILE))

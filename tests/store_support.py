@@ -10,8 +10,8 @@ from ohfp_core.models import RequestKind
 from ohfp_core.sql_schema import SCHEMA_VERSION
 from ohfp_core.storage import RequestRecord, Storage, StoredValue
 from ohfp_core.storage_contract import full_machine, full_request, mrec
-from tests.dynamo_support import REGION, SerialMotoServer, new_table
-from tests.postgres_support import PostgresServer
+from testbeds.dynamodb import REGION, SerialMotoServer, new_table
+from testbeds.postgresql import PostgresServer
 
 UNDELIVERED = RequestRecord(request_id="req-dead", kind=RequestKind.ACQUIRE, template_id="t", created_at=3)
 REQUESTS = [full_request(), UNDELIVERED]

@@ -20,11 +20,11 @@ import attrs
 import pytest
 
 from ohfp_core.models import Attribute, ProviderContext, Template
+from testbeds import AMIS_FILE
 
 if TYPE_CHECKING:
     from ohfp_aws.provider import AwsProvider
 
-AMIS_FILE = Path(__file__).with_name("amis.json")
 os.environ.setdefault("MOTO_AMIS_PATH", str(AMIS_FILE))
 
 REGION = "us-east-1"
@@ -70,9 +70,9 @@ def moto_aws(aws_env: None, moto_like_aws: None) -> Iterator[None]:
 
 @pytest.fixture
 def moto_like_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto doing what AWS does where ohfp relies on it (:mod:`.moto_as_aws`), undone with the
+    """moto doing what AWS does where ohfp relies on it (:mod:`testbeds.moto_as_aws`), undone with the
     test's own patches, in order."""
-    from .moto_as_aws import act_like_aws
+    from testbeds.moto_as_aws import act_like_aws
 
     act_like_aws(monkeypatch)
 

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from testbeds.moto_as_aws import like_aws
+
 from .conftest import REGION, Network
-from .moto_as_aws import like_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling.type_defs import CreateAutoScalingGroupTypeTypeDef

@@ -1,7 +1,7 @@
-"""Fixtures for the DynamoDB backend: moto (tests/dynamo_support.py)."""
+"""Fixtures for the DynamoDB backend: moto (testbeds/dynamodb.py)."""
 
 from __future__ import annotations
 
-from tests.dynamo_support import dynamo_server
+from tests.store_servers import dynamo_server
 
 __all__ = ["dynamo_server"]

@@ -18,17 +18,14 @@ from ohfp_core.storage import (
     StorageContext,
     StorageFactory,
     StoredValue,
-    dumps,
-    machine_record_to_doc,
 )
 from ohfp_core.storage_contract import StoreOpener, mrec
-from ohfp_core.storage_rules import is_held
 from ohfp_core.testing import StorageContract
 from ohfp_dynamodb import items as it
 from ohfp_dynamodb import plugin
 from ohfp_dynamodb.settings import DynamoSettings
 from ohfp_dynamodb.store import LOCK, SCHEMA_VERSION, DynamoStorage
-from tests.dynamo_support import REGION, DynamoOpener, SerialMotoServer, new_table
+from testbeds.dynamodb import REGION, DynamoOpener, SerialMotoServer, load_into_moto, new_table
 
 
 def _is_a_store(settings: DynamoSettings) -> Storage:
@@ -99,64 +96,7 @@ class TestDynamoContract(StorageContract):
     def bulk_load(
         self, store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
     ) -> None:
-        """Straight into moto's backend (this process serves it): the items the store would
-        write (:mod:`ohfp_dynamodb.items`), without a million HTTP round trips."""
-        assert isinstance(store, DynamoStorage)
-        from moto.core.models import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
-        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
-
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(store.table)
-
-        def insert(item: dict[str, Any]) -> None:
-            """moto's Item without its per-attribute size bookkeeping (quadratic here)."""
-            made: Any = Item.__new__(Item)
-            made.attrs = LimitedSizeDict()
-            dict.update(
-                made.attrs, {k: v if isinstance(v, DynamoType) else DynamoType(v) for k, v in item.items()}
-            )
-            made.hash_key, made.range_key = made.attrs["pk"], made.attrs["sk"]
-            table.items[made.hash_key][made.range_key] = made
-
-        for record in requests:
-            for item in it.request_items(record).values():
-                if item is not None:
-                    insert(item)
-        # One document shape for all: ids, names and times filled in (json.dumps of a dict is
-        # far cheaper than attrs.asdict per machine); the first is checked against the store's.
-        shape = machine_record_to_doc(machines[0])
-        for seq, machine in enumerate(machines, start=1):
-            doc = {
-                **shape,
-                "request_id": machine.request_id,
-                "template_id": machine.template_id,
-                "result": machine.result.value,
-                "return_request_id": machine.return_request_id,
-                "reclaimed_at": machine.reclaimed_at,
-                "updated_at": machine.updated_at,
-                "machine": {**shape["machine"], "machine_id": machine.machine_id, "name": machine.name},
-            }
-            text, number, mid = (
-                DynamoType({"S": dumps(doc)}),
-                DynamoType({"N": str(seq)}),
-                machine.machine_id,
-            )
-            made = [
-                {"pk": {"S": f"M#{mid}"}, "sk": {"S": "M"}, "doc": text, "seq": number},
-                {"pk": {"S": f"RM#{machine.request_id}"}, "sk": {"S": mid}, "doc": text, "seq": number},
-            ]
-            if is_held(machine):
-                sk = it.held_prefix(machine.template_id) + mid
-                made.append({"pk": {"S": it.HELD}, "sk": {"S": sk}, "doc": text, "seq": number})
-            if machine.name:
-                made.append({"pk": {"S": f"N#{machine.name}"}, "sk": {"S": mid}, "seq": number})
-            if seq == 1:
-                plain = [
-                    {k: v.to_json() if isinstance(v, DynamoType) else v for k, v in i.items()} for i in made
-                ]
-                assert plain == [i for i in it.machine_items(machine, 1, None).values() if i is not None]
-            for item in made:
-                insert(item)
+        load_into_moto(store, requests, machines)
 
     def bump_schema_version(self, opener: StoreOpener) -> None:
         store = opener()

@@ -7,13 +7,13 @@ from typing import Any, Protocol
 
 import attrs
 
-from .moto_faults import HookedMotoServer
+from testbeds.hooked_moto import HookedMotoServer
 
 MAX_NUMBER = 4
 """maxNumber of every template: small, so a leak or a duplicate shows."""
 
 REGION = "us-east-1"
-AMI_ID = "ami-0123456789abcdef0"  # from tests/aws/amis.json (MOTO_AMIS_PATH, set in tests/conftest.py)
+AMI_ID = "ami-0123456789abcdef0"  # from testbeds/amis.json (MOTO_AMIS_PATH, set in tests/conftest.py)
 FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 ROLE = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"
 

@@ -334,8 +334,8 @@ def mock_hf(installation: Installation, mock_scripts: Path, tmp_path: Path) -> I
 @pytest.fixture(scope="module", autouse=True)
 def moto_like_aws() -> Iterator[None]:
     """The moto of this process (the servers the AWS tests run here) doing what AWS does where
-    ohfp relies on it: :mod:`tests.aws.moto_as_aws`."""
-    from tests.aws.moto_as_aws import like_aws
+    ohfp relies on it: :mod:`testbeds.moto_as_aws`."""
+    from testbeds.moto_as_aws import like_aws
 
     with like_aws():
         yield
@@ -346,8 +346,9 @@ def account() -> Iterator[Account]:
     """A hooked moto server (one per test module) with a VPC: two subnets, a security group."""
     import urllib.request
 
+    from testbeds.hooked_moto import HookedMotoServer
+
     from .aws_account import Account, add_network
-    from .moto_faults import HookedMotoServer
 
     server = HookedMotoServer()
     server.start()

@@ -23,9 +23,10 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
+from testbeds.hooked_moto import Forward, error_response
+
 from .aws_account import AMI_ID, Account
 from .conftest import HostFactory, Installation, make_instance
-from .moto_faults import Forward, error_response
 from .test_aws_scripts import poll
 
 pytestmark = pytest.mark.e2e

@@ -25,6 +25,8 @@ from typing import Any
 import attrs
 import pytest
 
+from testbeds.hooked_moto import Forward, error_response
+
 from .aws_account import (
     APIS,
     MAX_NUMBER,
@@ -36,7 +38,6 @@ from .aws_account import (
     templates_for,
 )
 from .conftest import HostFactory, Installation, make_instance
-from .moto_faults import Forward, error_response
 from .test_crash import ASK, Figures, Killed, record_points, recorded, run_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]

@@ -29,8 +29,9 @@ import attrs
 import psycopg
 import pytest
 
-from tests.dynamo_support import FAKE_ENV, REGION, SerialMotoServer, new_table
-from tests.postgres_support import PostgresServer, postgres_server
+from testbeds.dynamodb import FAKE_ENV, REGION, SerialMotoServer, new_table
+from testbeds.postgresql import PostgresServer
+from tests.store_servers import postgres_server
 
 from .aws_account import AMI_ID, add_network
 from .conftest import MOCK_CONFIG, HostFactory, Installation, make_instance

@@ -34,8 +34,9 @@ import pytest
 
 from ohfp_core.plugins import Hooks, make_manager
 from ohfp_core.storage import Storage, StorageContext
-from tests.dynamo_support import FAKE_ENV, REGION, new_table
-from tests.postgres_support import PostgresServer, postgres_server
+from testbeds.dynamodb import FAKE_ENV, REGION, new_table
+from testbeds.postgresql import PostgresServer
+from tests.store_servers import postgres_server
 
 from .conftest import HostFactory, Installation, make_instance
 from .test_aws_scripts import MotoServer

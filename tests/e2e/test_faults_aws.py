@@ -20,9 +20,10 @@ from typing import Any
 import attrs
 import pytest
 
+from testbeds.hooked_moto import Forward, error_response
+
 from .aws_account import APIS, Account, leftovers, live, templates_for
 from .conftest import HostFactory, Installation, make_instance
-from .moto_faults import Forward, error_response
 from .test_crash import ASK
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]

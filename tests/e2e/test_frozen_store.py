@@ -1,7 +1,7 @@
 """A PostgreSQL server that stops answering mid-call: no call outlives its action timeout.
 
 One host of the mock provider keeps its state in PostgreSQL behind a proxy that can stop
-forwarding (:class:`~tests.postgres_support.FreezableProxy`: a server frozen, or cut off by
+forwarding (:class:`~testbeds.postgresql.FreezableProxy`: a server frozen, or cut off by
 the network, as its clients see it; the server other tests use is never stopped). With
 ``HF_PROVIDER_ACTION_TIMEOUT`` at :data:`ACTION_TIMEOUT_SEC`:
 
@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.postgres_support import FreezableProxy, PostgresServer, postgres_server
+from testbeds.postgresql import FreezableProxy, PostgresServer
+from tests.store_servers import postgres_server
 
 from .conftest import HostFactory, Installation, Reply, make_instance
 

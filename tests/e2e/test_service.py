@@ -263,7 +263,7 @@ def test_an_overrunning_call_is_answered_in_time_and_stalls_nothing(
     other = make_instance(crash_installation, scripts, tmp_path / "other", "otherinst")
     other.env_extra["OHFP_RUNTIME_DIR"] = str(tmp_path / "rt")
     try:
-        start_service(hf)
+        serving = start_service(hf)
         ask = {"template": {"templateId": "mock-small", "machineCount": 2}}
         started = time.monotonic()
         slow = hf.start_with(
@@ -277,7 +277,12 @@ def test_an_overrunning_call_is_answered_in_time_and_stalls_nothing(
         assert "did not finish within 2 s of its 4 s" in reply.doc["message"]
         assert elapsed < 4.0
         assert "requestId" not in reply.doc
-        time.sleep(8.0)  # the held call ends; never delivered, it is the next call's to reconcile
+        # Still held one timeout after its answer, the call is hung: the service exits, and
+        # with it what the call held. Never delivered, its request is the next call's to reconcile.
+        bound = time.monotonic() + 60
+        while (found := status(hf)) is not None and found["pid"] == serving["pid"]:
+            assert time.monotonic() < bound, "the service outlived a hung call"
+            time.sleep(0.1)
         hf.call("getReturnRequests").ok()
         assert [m for m in hf.mock("list")["machines"] if m["state"] in ("pending", "running")] == []
     finally:

@@ -31,9 +31,8 @@ from ohfp_libvirt.cloud import LibvirtCloud  # noqa: E402
 from ohfp_libvirt.hypervisor import Hypervisor  # noqa: E402
 from ohfp_libvirt.provider import LibvirtProvider  # noqa: E402
 from ohfp_libvirt.settings import read_settings  # noqa: E402
-
-from .guest import BootFiles, boot_files  # noqa: E402
-from .lab_host import Lab  # noqa: E402
+from testbeds.libvirt.guest import BootFiles, boot_files  # noqa: E402
+from testbeds.libvirt.lab_host import Lab, missing  # noqa: E402
 
 TEST_URI = "test:///default"
 POOL = "default-pool"
@@ -241,26 +240,10 @@ REQUIRE_ENV = "OHFP_REQUIRE_LIBVIRT"
 """Set (CI sets it) to make a missing QEMU, libvirtd or root fail the real-guest tests, not skip them."""
 
 
-def _missing() -> str | None:
-    """Why real guests cannot run here, or None."""
-    import shutil
-
-    if os.geteuid() != 0:
-        return "real guests need root (network namespaces, mounts, libvirtd)"
-    tools = ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/bin/busybox")
-    for tool in (*tools, "/usr/sbin/dnsmasq"):
-        if not Path(tool).exists():
-            return f"{tool} is missing (.ci/run installs the Debian packages)"
-    for command in ("ip", "unshare", "apt-get", "dpkg-deb"):
-        if shutil.which(command) is None:
-            return f"{command} is missing"
-    return None
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A private libvirtd with isolated networks (see :mod:`tests.libvirt.lab_host`)."""
-    why = _missing()
+    """A private libvirtd with isolated networks (see :mod:`testbeds.libvirt.lab_host`)."""
+    why = missing()
     if why is not None:
         if os.environ.get(REQUIRE_ENV):
             pytest.fail(f"{REQUIRE_ENV} is set but {why}")

@@ -1,8 +1,8 @@
 """Real guests under QEMU through the generated Host Factory scripts (``nox -s guests``).
 
 A private libvirtd runs in a network namespace of its own with isolated networks
-(:mod:`tests.libvirt.lab_host`); the guests boot Debian's cloud kernel and a busybox
-initramfs that takes a DHCP lease (:mod:`tests.libvirt.guest`). Every Host Factory call runs
+(:mod:`testbeds.libvirt.lab_host`); the guests boot Debian's cloud kernel and a busybox
+initramfs that takes a DHCP lease (:mod:`testbeds.libvirt.guest`). Every Host Factory call runs
 the generated ``<call>.sh -f <input.json>`` in a new process, outside the namespace, reaching
 libvirtd through its socket. The lab's own connection plays the hypervisor's administrator.
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from testbeds.libvirt.guest import BootFiles
+from testbeds.libvirt.lab_host import BASE_PREFIX, POOL, Lab
 from tests.e2e.conftest import HostFactory, Installation, install, make_instance
 
 from .conftest import read_seed
-from .guest import BootFiles
-from .lab_host import BASE_PREFIX, POOL, Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guests]
 

@@ -20,9 +20,8 @@ import pytest
 from ohfp_core.models import Machine, MachineResult, MachineState, RequestKind, RequestStatus
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import MachineRecord, RequestRecord, Storage, StoredValue
-from tests.dynamo_support import DynamoOpener, SerialMotoServer, new_table
-from tests.postgres_support import PostgresServer
-from tests.postgresql.test_store import PgOpener
+from testbeds.dynamodb import DynamoOpener, SerialMotoServer, new_table
+from testbeds.postgresql import PgOpener, PostgresServer
 
 SEED = 20261207
 STEPS = 100

@@ -14,8 +14,8 @@ from ohfp_core.models import RequestKind
 from ohfp_core.sqlite import SQLiteStorage
 from ohfp_core.storage import RequestRecord, StoredValue
 from ohfp_core.storage_contract import full_machine, full_request, mrec
-from tests.dynamo_support import SerialMotoServer
-from tests.postgres_support import PostgresServer
+from testbeds.dynamodb import SerialMotoServer
+from testbeds.postgresql import PostgresServer
 from tests.store_support import shared_sections
 
 

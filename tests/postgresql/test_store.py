@@ -32,7 +32,7 @@ from ohfp_core.testing import StorageContract
 from ohfp_postgresql import plugin
 from ohfp_postgresql.settings import PostgresSettings, mask_dsn
 from ohfp_postgresql.store import PostgresStorage
-from tests.postgres_support import FreezableProxy, PostgresServer
+from testbeds.postgresql import FreezableProxy, PgOpener, PostgresServer, copy_load
 from tests.store_support import MACHINES, REQUESTS, VALUES, assert_nothing_lost
 
 # ohfp-postgresql 0.2's schema (version 1), as it wrote it (kept verbatim: a schema it wrote
@@ -101,18 +101,6 @@ def factory() -> StorageFactory:
     return Hooks(make_manager(extensions=[("pg", plugin)])).storage_factories()["postgresql"]
 
 
-@attrs.frozen
-class PgOpener:
-    """Opens the store in one schema (picklable, for the kit's child processes)."""
-
-    dsn: str
-    schema: str
-    instance: str = "kit"
-
-    def __call__(self) -> PostgresStorage:
-        return PostgresStorage(PostgresSettings(dsn=self.dsn, schema=self.schema), self.instance)
-
-
 class StatementRecorder:
     """Stands in for the store's connection and records every statement with its parameters."""
 
@@ -166,18 +154,7 @@ class TestPostgresContract(StorageContract):
     def bulk_load(
         self, store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
     ) -> None:
-        """COPY, then ANALYZE so the planner knows the table sizes."""
-        assert isinstance(store, PostgresStorage)
-        schema = store.schema
-        with store.transaction(), store._conn.cursor() as cursor:
-            with cursor.copy(f"COPY {schema}.requests ({REQUEST_COLUMNS}) FROM STDIN") as copy:
-                for record in requests:
-                    copy.write_row(request_row(record))
-            with cursor.copy(f"COPY {schema}.machines ({MACHINE_COLUMNS}) FROM STDIN") as copy:
-                for machine in machines:
-                    copy.write_row(machine_row(machine))
-        store._conn.execute(f"ANALYZE {schema}.requests")
-        store._conn.execute(f"ANALYZE {schema}.machines")
+        copy_load(store, requests, machines)
 
     def bump_schema_version(self, opener: StoreOpener) -> None:
         assert isinstance(opener, PgOpener)

@@ -11,8 +11,8 @@ import pytest
 
 from ohfp_core.cli import main
 from ohfp_core.logs import reset_logging
-from tests.dynamo_support import SerialMotoServer
-from tests.postgres_support import PostgresServer
+from testbeds.dynamodb import SerialMotoServer
+from testbeds.postgresql import PostgresServer
 from tests.store_support import shared_sections
 
 

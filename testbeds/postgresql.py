@@ -1,11 +1,12 @@
-"""A PostgreSQL server for the tests, and a fresh schema per test.
+"""A PostgreSQL server for the tests and the benchmarks, a fresh schema per use, and a proxy
+that can freeze.
 
-The server is the one the libpq environment names (``PGHOST``, ``PGSERVICE`` …) or, without
-one, ``host=127.0.0.1 port=5432 dbname=test`` (CI's). If none answers and ``initdb`` and
-``pg_ctl`` are on PATH (or under /usr/lib/postgresql/*/bin), a throwaway cluster is started
-on a Unix socket in a temporary directory. Otherwise the tests are skipped with the reason,
-unless ``OHFP_REQUIRE_POSTGRESQL=1`` (set by .ci/run), which turns the skip into a failure.
-Every schema a test makes is dropped at the end of the session.
+:func:`find_server` finds the server the libpq environment names (``PGHOST``, ``PGSERVICE`` …)
+or, without one, ``host=127.0.0.1 port=5432 dbname=test`` (CI's). If none answers and
+``initdb`` and ``pg_ctl`` are on PATH (or under /usr/lib/postgresql/*/bin), it starts a
+throwaway cluster on a Unix socket in a temporary directory; otherwise it says why not (the
+tests' fixture skips with that reason, or fails under ``OHFP_REQUIRE_POSTGRESQL=1``).
+:meth:`PostgresServer.stop` drops every schema handed out and stops a throwaway cluster.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pytest
 
-REQUIRE_ENV = "OHFP_REQUIRE_POSTGRESQL"
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test connect_timeout=3"
 _LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE", "PGUSER")
 _counter = itertools.count()
+
+if TYPE_CHECKING:
+    from ohfp_core.storage import MachineRecord, RequestRecord, Storage
+    from ohfp_postgresql.store import PostgresStorage
 
 
 def _answers(dsn: str) -> str | None:
@@ -105,10 +108,12 @@ def _throwaway() -> tuple[str, Cluster] | str:
 
 @attrs.define
 class PostgresServer:
-    """A server that answers; :meth:`new_schema` names a schema no test used before."""
+    """A server that answers; :meth:`new_schema` names a schema no one used before."""
 
     dsn: str
     schemas: list[str] = attrs.field(factory=list)
+    cluster: Cluster | None = None
+    """The throwaway cluster serving ``dsn``, if :func:`find_server` started one."""
 
     def new_schema(self, label: str = "t") -> str:
         name = f"ohfp_test_{os.getpid()}_{label}_{next(_counter)}"
@@ -122,33 +127,65 @@ class PostgresServer:
             for name in self.schemas:
                 conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
+    def stop(self) -> None:
+        """Drop every schema handed out, and stop the throwaway cluster if there is one."""
+        try:
+            self.drop_all()
+        finally:
+            if self.cluster is not None:
+                self.cluster.stop()
+
 
 def _dsn_to_try() -> str:
     return "" if any(os.environ.get(name) for name in _LIBPQ_ENV) else DEFAULT_DSN
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A live server (see the module doc), its test schemas dropped at the end."""
+def find_server() -> PostgresServer | str:
+    """A live server (see the module doc), or why there is none."""
     dsn = _dsn_to_try()
     why = _answers(dsn)
-    cluster: Cluster | None = None
-    if why is not None:
-        started = _throwaway()
-        if isinstance(started, str):
-            where = dsn or "the libpq environment"
-            reason = f"no PostgreSQL server: {where}: {why}; no throwaway cluster: {started}"
-            if os.environ.get(REQUIRE_ENV) == "1":
-                pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
-            pytest.skip(reason)
-        dsn, cluster = started
-    server = PostgresServer(dsn)
-    try:
-        yield server
-    finally:
-        server.drop_all()
-        if cluster is not None:
-            cluster.stop()
+    if why is None:
+        return PostgresServer(dsn)
+    started = _throwaway()
+    if isinstance(started, str):
+        where = dsn or "the libpq environment"
+        return f"no PostgreSQL server: {where}: {why}; no throwaway cluster: {started}"
+    dsn, cluster = started
+    return PostgresServer(dsn, cluster=cluster)
+
+
+@attrs.frozen
+class PgOpener:
+    """Opens the store in one schema (picklable, for the storage kit's child processes)."""
+
+    dsn: str
+    schema: str
+    instance: str = "kit"
+
+    def __call__(self) -> PostgresStorage:
+        from ohfp_postgresql.settings import PostgresSettings
+        from ohfp_postgresql.store import PostgresStorage
+
+        return PostgresStorage(PostgresSettings(dsn=self.dsn, schema=self.schema), self.instance)
+
+
+def copy_load(store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]) -> None:
+    """Store many records fast into a PostgreSQL store: COPY, then ANALYZE so the planner
+    knows the table sizes."""
+    from ohfp_core.sql_rows import MACHINE_COLUMNS, REQUEST_COLUMNS, machine_row, request_row
+    from ohfp_postgresql.store import PostgresStorage
+
+    assert isinstance(store, PostgresStorage)
+    schema = store.schema
+    with store.transaction(), store._conn.cursor() as cursor:
+        with cursor.copy(f"COPY {schema}.requests ({REQUEST_COLUMNS}) FROM STDIN") as copy:
+            for record in requests:
+                copy.write_row(request_row(record))
+        with cursor.copy(f"COPY {schema}.machines ({MACHINE_COLUMNS}) FROM STDIN") as copy:
+            for machine in machines:
+                copy.write_row(machine_row(machine))
+    store._conn.execute(f"ANALYZE {schema}.requests")
+    store._conn.execute(f"ANALYZE {schema}.machines")
 
 
 class FreezableProxy:

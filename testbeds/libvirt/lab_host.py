@@ -1,4 +1,4 @@
-"""The test's side of the private libvirt host (:mod:`tests.libvirt.lab`): start it, use it, remove it.
+"""The test's side of the private libvirt host (:mod:`testbeds.libvirt.lab`): start it, use it, remove it.
 
 :meth:`Lab.start` makes a network namespace, starts the lab process in it, waits for
 libvirtd's socket and defines two isolated networks: ``ohfp-lab`` (DHCP, dnsmasq told not to
@@ -7,7 +7,7 @@ ping an address before offering it, which would serialise several guests' leases
 pool ``ohfp-lab`` in ``DIR/pool`` for base volumes, overlays and seeds. :meth:`Lab.clear`
 removes every domain and every volume but the bases (``base-*``); :meth:`Lab.stop` clears,
 stops the lab (libvirtd, QEMU, dnsmasq), and deletes the namespace; it runs also after a
-failed test.
+failed test. :func:`missing` says why a lab cannot run on this machine.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,20 @@ BASE_PREFIX = "base-"
 _count = itertools.count()
 
 
+def missing() -> str | None:
+    """Why a lab with real guests cannot run here (root, the Debian packages, the tools), or None."""
+    if os.geteuid() != 0:
+        return "real guests need root (network namespaces, mounts, libvirtd)"
+    tools = ("/usr/sbin/libvirtd", "/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-img", "/bin/busybox")
+    for tool in (*tools, "/usr/sbin/dnsmasq"):
+        if not Path(tool).exists():
+            return f"{tool} is missing (.ci/run installs the Debian packages)"
+    for command in ("ip", "unshare", "apt-get", "dpkg-deb"):
+        if shutil.which(command) is None:
+            return f"{command} is missing"
+    return None
+
+
 def _libvirt() -> Any:
     import libvirt
 
@@ -73,7 +88,7 @@ class Lab:
         log = open(root / "lab.out", "ab")  # noqa: SIM115  (the lab's, for its life)
         enter = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private"]
         process = subprocess.Popen(
-            [*enter, sys.executable, "-m", "tests.libvirt.lab", str(root)],
+            [*enter, sys.executable, "-m", "testbeds.libvirt.lab", str(root)],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -1,7 +1,7 @@
 """A private libvirt host for the real-guest tests: libvirtd and QEMU in a namespace of their own.
 
-``python -m tests.libvirt.lab DIR`` is started by :class:`Lab` as
-``ip netns exec NS unshare --mount --propagation private python -m tests.libvirt.lab DIR``:
+``python -m testbeds.libvirt.lab DIR`` is started by :class:`Lab` as
+``ip netns exec NS unshare --mount --propagation private python -m testbeds.libvirt.lab DIR``:
 
 - **network**: the process is in the network namespace NS, which the test made; libvirtd,
   its dnsmasq and every guest live there, on an isolated libvirt network (no forwarding), so

@@ -1,10 +1,11 @@
-"""DynamoDB on moto for the tests: a local server whose requests are handled one at a time.
+"""DynamoDB on moto for the tests and the benchmarks: a local server whose requests are handled
+one at a time, and a bulk loader straight into moto's backend.
 
 DynamoDB applies each conditional write atomically; moto's threaded server does not promise
 that (two requests may interleave inside moto), so :class:`SerialMotoServer` hands moto one
 request at a time. That keeps the lock tests honest about ohfp's code, not moto's. The
-server runs in the test process, so tests can also reach moto's backend directly (the bulk
-load of the 100,000-machine test does).
+server runs in the calling process, so it can also reach moto's backend directly
+(:func:`load_into_moto`, for the 100,000-machine test and the benchmarks).
 
 Two of moto's costs grow with the table where DynamoDB's do not, and :func:`fast_moto`
 removes them so the 100,000-machine test runs in seconds: a base-table Query walks every
@@ -23,13 +24,15 @@ import itertools
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pytest
 
-from tests.e2e.moto_faults import Forward, Response
+from testbeds.hooked_moto import Forward, Response
+
+if TYPE_CHECKING:
+    from ohfp_core.storage import MachineRecord, RequestRecord, Storage
 
 REGION = "us-east-1"
 FAKE_ENV = {
@@ -56,7 +59,7 @@ class SerialMotoServer:
     each DynamoDB request, whichever process made it."""
 
     def __init__(self) -> None:
-        from tests.e2e.moto_faults import HookedMotoServer
+        from testbeds.hooked_moto import HookedMotoServer
 
         self._server = HookedMotoServer()
         self._server.app.hook = self._record
@@ -114,6 +117,73 @@ class DynamoOpener:
             call_lease_seconds=self.call_lease,
         )
         return DynamoStorage(settings, self.instance)
+
+
+def load_into_moto(
+    store: Storage, requests: Sequence[RequestRecord], machines: Sequence[MachineRecord]
+) -> None:
+    """Store many records fast into a DynamoDB store served by moto in this process: straight
+    into moto's backend, the items the store would write (:mod:`ohfp_dynamodb.items`),
+    without a million HTTP round trips."""
+    from ohfp_core.storage import dumps, machine_record_to_doc
+    from ohfp_core.storage_rules import is_held
+    from ohfp_dynamodb import items as it
+    from ohfp_dynamodb.store import DynamoStorage
+
+    assert isinstance(store, DynamoStorage)
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(store.table)
+
+    def insert(item: dict[str, Any]) -> None:
+        """moto's Item without its per-attribute size bookkeeping (quadratic here)."""
+        made: Any = Item.__new__(Item)
+        made.attrs = LimitedSizeDict()
+        dict.update(
+            made.attrs, {k: v if isinstance(v, DynamoType) else DynamoType(v) for k, v in item.items()}
+        )
+        made.hash_key, made.range_key = made.attrs["pk"], made.attrs["sk"]
+        table.items[made.hash_key][made.range_key] = made
+
+    for record in requests:
+        for item in it.request_items(record).values():
+            if item is not None:
+                insert(item)
+    # One document shape for all: ids, names and times filled in (json.dumps of a dict is
+    # far cheaper than attrs.asdict per machine); the first is checked against the store's.
+    shape = machine_record_to_doc(machines[0])
+    for seq, machine in enumerate(machines, start=1):
+        doc = {
+            **shape,
+            "request_id": machine.request_id,
+            "template_id": machine.template_id,
+            "result": machine.result.value,
+            "return_request_id": machine.return_request_id,
+            "reclaimed_at": machine.reclaimed_at,
+            "updated_at": machine.updated_at,
+            "machine": {**shape["machine"], "machine_id": machine.machine_id, "name": machine.name},
+        }
+        text, number, mid = (
+            DynamoType({"S": dumps(doc)}),
+            DynamoType({"N": str(seq)}),
+            machine.machine_id,
+        )
+        made = [
+            {"pk": {"S": f"M#{mid}"}, "sk": {"S": "M"}, "doc": text, "seq": number},
+            {"pk": {"S": f"RM#{machine.request_id}"}, "sk": {"S": mid}, "doc": text, "seq": number},
+        ]
+        if is_held(machine):
+            sk = it.held_prefix(machine.template_id) + mid
+            made.append({"pk": {"S": it.HELD}, "sk": {"S": sk}, "doc": text, "seq": number})
+        if machine.name:
+            made.append({"pk": {"S": f"N#{machine.name}"}, "sk": {"S": mid}, "seq": number})
+        if seq == 1:
+            plain = [{k: v.to_json() if isinstance(v, DynamoType) else v for k, v in i.items()} for i in made]
+            assert plain == [i for i in it.machine_items(machine, 1, None).values() if i is not None]
+        for item in made:
+            insert(item)
 
 
 class _LightCopy:
@@ -189,21 +259,3 @@ def fast_moto() -> Iterator[None]:
         _patched[0] = 0
         Table.query = original_query  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items = original_transact  # type: ignore[method-assign]
-
-
-@pytest.fixture(scope="session")
-def dynamo_server() -> Iterator[SerialMotoServer]:
-    """A moto server for DynamoDB, fake credentials in the environment."""
-    saved = {name: os.environ.get(name) for name in FAKE_ENV}
-    os.environ.update(FAKE_ENV)
-    server = SerialMotoServer()
-    try:
-        with fast_moto():
-            yield server
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
