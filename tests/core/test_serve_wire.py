@@ -12,8 +12,9 @@ from types import ModuleType
 import pytest
 
 from ohfp_core.converter import dumps
-from ohfp_core.scripts import CALLS, Service, _sh_curl
+from ohfp_core.scripts import Service, _sh_curl
 from ohfp_core.serve import wire
+from ohfp_core.serve.wire import CALLS
 
 CLIENT = Path(wire.__file__).parent / "client.py"
 

@@ -24,14 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ohfp_core.errors import ConfigError
-
-CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
+from ohfp_core.serve.wire import CALLS
 
 
 def _here(python: str, call: str, provider: str) -> str:
@@ -55,7 +48,7 @@ def _sh(python: str, call: str, provider: str) -> str:
 
 class Service(NamedTuple):
     """What a script that asks the service needs: the build id, and curl (with ``env`` and
-    ``id``) or else the thin client. (Every call imports this module for :data:`CALLS`:
+    ``id``) or else the thin client. (Every call imports this module:
     it imports nothing heavy at the top.)"""
 
     build: str
