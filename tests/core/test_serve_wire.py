@@ -133,3 +133,21 @@ def test_the_curl_script_asks_id_only_when_written_by_another_user(
         listening.close()
         (runtime / f"serve-{tag}.sock").unlink(missing_ok=True)
         runtime.rmdir()
+
+
+def test_the_thin_client_imports_nothing_slow_to_load() -> None:
+    """Its interpreter's start is most of a call's time: no ``socket`` (enum, selectors), no
+    ``typing``, no ``json``/``re`` on the way to the service (here: straight on to its own
+    process, ``/bin/true`` standing in for the interpreter)."""
+    import sys
+
+    arguments = ["getAvailableTemplates", "mock", "0" * 20, "0" * 12, "/bin/true"]
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", str(CLIENT), *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "_socket" in imported  # the client itself was imported and timed
+    assert imported & {"socket", "typing", "json", "re", "enum", "selectors"} == set()
