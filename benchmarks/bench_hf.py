@@ -8,7 +8,10 @@ fresh process with a bare environment (``PATH=/usr/bin:/bin`` and the ``HF_*`` v
 2. Import costs: ``-X importtime`` of one call, the biggest cumulative imports.
 3. The resident service side by side with the calls in their own process: in-process, the
    fallback when no service can be had, a warm service through the curl scripts and through
-   the thin client; the service's resident memory per instance.
+   the thin client; the service's resident memory per instance. Beside the wall medians, the
+   CPU time per call: the script and all it ran (``RUSAGE_CHILDREN``) and the service meanwhile
+   (``/proc/<pid>/stat``, 10 ms ticks: a mean over many calls), which a busy machine does not
+   inflate. ``--service-only`` prints these rows (and the AWS service rows) alone.
 4. The AWS provider against a moto server in this process: latency per call (moto's own time
    included, so read it as an upper bound) and the AWS API calls each HF call makes, counted on
    the server side (:mod:`moto_counter`); RunInstances in its own process and through the
@@ -161,7 +164,8 @@ def process_cpu(pid: int | None) -> float:
 def print_cpu(instances: dict[str, Instance]) -> None:
     """Mean CPU milliseconds per call by mode: the script and what it ran (client), and the
     service meanwhile: figures that hold on a busy machine, where wall time does not."""
-    print("  CPU per call (mean ms, client + service = total; the client is the script and all it runs):")
+    print("  CPU per call (mean ms, client + service = total; the client is the script and all it runs;")
+    print("  the service's is read in 10 ms ticks):")
     print("  " + f"{'call':<24}" + "".join(f"{mode:>22}" for mode in instances))
     for call in CALLS:
         cells = []
