@@ -8,7 +8,10 @@ fresh process with a bare environment (``PATH=/usr/bin:/bin`` and the ``HF_*`` v
 2. Import costs: ``-X importtime`` of one call, the biggest cumulative imports.
 3. The resident service side by side with the calls in their own process: in-process, the
    fallback when no service can be had, a warm service through the curl scripts and through
-   the thin client; the service's resident memory per instance.
+   the thin client; the service's resident memory per instance. Beside the wall medians, the
+   CPU time per call: the script and all it ran (``RUSAGE_CHILDREN``) and the service meanwhile
+   (``/proc/<pid>/stat``, 10 ms ticks: a mean over many calls), which a busy machine does not
+   inflate. ``--service-only`` prints these rows (and the AWS service rows) alone.
 4. The AWS provider against a moto server in this process: latency per call (moto's own time
    included, so read it as an upper bound) and the AWS API calls each HF call makes, counted on
    the server side (:mod:`moto_counter`); RunInstances in its own process and through the
@@ -25,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,6 +89,10 @@ class Instance:
             command = [sys.executable, "-I", "-m", "ohfp_core", "hf", "scripts", "--provider", provider]
             command += [str(self.scripts), *(["--no-service"] if mode == "process" else [])]
         subprocess.run(command, check=True, capture_output=True)  # noqa: S603 - this installation's commands
+        self.service_pid: int | None = None
+        """The warm service's pid, once known: its CPU time is counted per call."""
+        self.cpu: dict[str, dict[str, list[float]]] = {"client": {}, "service": {}}
+        """CPU seconds per call: of the script and all it ran, and of the service meanwhile."""
 
     def env(self) -> dict[str, str]:
         return {
@@ -112,6 +120,7 @@ class Instance:
         for _ in range(300):
             found = self.service("--status")
             if found is not None:
+                self.service_pid = int(found["pid"])
                 return dict(found)
             time.sleep(0.1)
         raise SystemExit("no ohfp service came up")
@@ -127,12 +136,45 @@ class Instance:
     def call(self, call: str, payload: Any = None) -> tuple[float, Any]:
         """Run ``<call>.sh -f <file>``; (wall seconds, reply). Fails loudly on a bad reply."""
         command = [str(self.scripts / f"{call}.sh"), "-f", str(self.input_file(payload or {}))]
+        served_before = process_cpu(self.service_pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(command, env=self.env(), capture_output=True, text=True, check=False)  # noqa: S603 - runs this installation's own commands
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+        self.cpu["client"].setdefault(call, []).append(client)
+        self.cpu["service"].setdefault(call, []).append(process_cpu(self.service_pid) - served_before)
         if done.returncode != 0:
             raise SystemExit(f"{call} failed (exit {done.returncode}): {done.stdout}{done.stderr}")
         return elapsed, json.loads(done.stdout)
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 for None or a gone one."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def print_cpu(instances: dict[str, Instance]) -> None:
+    """Mean CPU milliseconds per call by mode: the script and what it ran (client), and the
+    service meanwhile: figures that hold on a busy machine, where wall time does not."""
+    print("  CPU per call (mean ms, client + service = total; the client is the script and all it runs;")
+    print("  the service's is read in 10 ms ticks):")
+    print("  " + f"{'call':<24}" + "".join(f"{mode:>22}" for mode in instances))
+    for call in CALLS:
+        cells = []
+        for instance in instances.values():
+            client = instance.cpu["client"].get(call) or [float("nan")]
+            served = instance.cpu["service"].get(call) or [0.0]
+            c, v = statistics.mean(client) * 1000, statistics.mean(served) * 1000
+            cells.append(f"{c:6.1f} + {v:5.1f} = {c + v:5.1f}")
+        print(f"  {call:<24}" + "".join(f"{cell:>22}" for cell in cells))
 
 
 def quantiles(values: list[float]) -> tuple[float, float]:
@@ -582,8 +624,11 @@ def bench_service(base: Path, runs: int) -> None:
     }
     status = instances["service"].wait_service()
     pid = status["pid"]
+    instances["client"].service_pid = pid
     round_trip(instances["service"], "bench", 2)
     round_trip(instances["client"], "bench", 2)
+    for instance in instances.values():
+        instance.cpu = {"client": {}, "service": {}}
 
     def trip(instance: Instance) -> dict[str, float]:
         return {call: seconds for call, (seconds, _) in round_trip(instance, "bench", 2).items()}
@@ -603,6 +648,7 @@ def bench_service(base: Path, runs: int) -> None:
         runs,
         notes,
     )
+    print_cpu(instances)
     one = rss_kib(pid)
     extra = [mock_instance(base / f"svc-more-{n}", f"more{n}", "service") for n in range(4)]
     for instance in extra:
@@ -628,6 +674,8 @@ def bench_aws_service(base: Path, process: Instance, counter: Any, runs: int, co
     before = rss_kib(pid)
     round_trip(service, "RunInstances", count)  # warm: the instance, its clients
     after = rss_kib(pid)
+    for instance in (process, service):
+        instance.cpu = {"client": {}, "service": {}}
     moto: dict[str, dict[str, list[float]]] = {"process": {}, "service": {}}
 
     def trip_of(mode: str) -> Any:
@@ -656,6 +704,8 @@ def bench_aws_service(base: Path, process: Instance, counter: Any, runs: int, co
             f"  {call:<24}{medians['process'][call]:>10.1f}{served:>10.1f}{own:>8.1f}"
             f"{served - own:>16.1f}  {verdict}"
         )
+    print_cpu({"process": process, "service": service})
+    print("  (moto answers in this process: its CPU is in neither column)")
     print(f"  the service's resident memory grew by {(after - before) / 1024:.1f} MiB for the AWS instance")
     service.service("--stop")
 
@@ -673,6 +723,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="rounds for the mock provider (default 15)")
     parser.add_argument("--aws-runs", type=int, default=5, help="rounds per AWS API (default 5; 0 skips AWS)")
     parser.add_argument("--aws-machines", type=int, default=2, help="machines per AWS request (default 2)")
+    parser.add_argument(
+        "--service-only",
+        action="store_true",
+        help="only the service beside the calls in their own process (mock; AWS unless --aws-runs 0)",
+    )
     args = parser.parse_args()
     import ohfp_core
 
@@ -682,6 +737,13 @@ def main() -> int:
     print(f"ohfp_core from {package} ({'bytecode compiled' if compiled else 'NO compiled bytecode'})")
     with tempfile.TemporaryDirectory(prefix="ohfp-bench-") as tmp:
         base = Path(tmp)
+        if args.service_only:
+            bench_service(base, args.runs)
+            if args.aws_runs > 0:
+                with aws_instance(base) as (instance, counter):
+                    round_trip(instance, "RunInstances", args.aws_machines)  # warm-up of this API
+                    bench_aws_service(base, instance, counter, args.aws_runs, args.aws_machines)
+            return 0
         mock = bench_mock(base, args.runs)
         import_costs(mock, "getAvailableTemplates", {})
         bench_service(base, args.runs)

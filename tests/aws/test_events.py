@@ -340,3 +340,55 @@ def test_without_a_queue_nothing_is_drained(network: Network, tmp_path: Path) ->
     provider = make_provider(make_context(tmp_path, None, {"handlers": {"order": ["RunInstances"]}}))
     assert drain.drain(provider.aws, []) == drain.Drained()
     assert "sqs" not in provider.clients.__dict__  # no client was even made
+
+
+# -- the resident service's listener ------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_listener() -> Iterator[None]:
+    """Each test starts with no listener heard in this process (:func:`drain.listening`)."""
+    drain._heard.clear()
+    yield
+    drain._heard.clear()
+
+
+def test_while_the_listener_hears_the_queue_reclaims_need_no_api_call(
+    queue: str, network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long poll that received without error, getReturnRequests answers from the
+    notices the listener stored; once the listener's receive fails, or its last good receive
+    is older than ``checkSeconds``, the call drains and describes itself again."""
+    from ohfp_aws.access.sqs import Sqs
+    from ohfp_core.errors import CloudError
+
+    provider = provider_with(tmp_path, queue, checkSeconds=30)
+    calls = count_calls(provider)
+    hooks = hooks_for(provider)
+    _, (victim, keeper), _ = launch(provider, network)
+    hosts = [MachineRef(name=i, machine_id=i) for i in (victim, keeper)]
+    put_event(STATE, {"instance-id": victim, "state": "stopping"})
+    assert drain.listen(provider.aws, 1).kept == 1 and waiting(queue) == 0
+    assert drain.listening(provider.aws)
+    calls.clear()
+    (reclaim,) = hooks.reclaimed_machines(hosts)
+    assert (reclaim.machine_id, reclaim.grace_period) == (victim, 0)
+    assert calls == {}, "answered from the listener's notices"
+
+    heard = (provider.aws.instance_name, queue)
+    drain._heard[heard] -= 31  # the last good receive is older than checkSeconds
+    assert not drain.listening(provider.aws)
+    assert [r.machine_id for r in hooks.reclaimed_machines(hosts)] == [victim]
+    assert calls["sqs:ReceiveMessage"] == 1 and calls["ec2:DescribeInstances"] == 1
+
+    assert not drain.listen(provider.aws, 1).failed and drain.listening(provider.aws)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise CloudError("injected", code="AccessDenied")
+
+    monkeypatch.setattr(Sqs, "receive", refused)
+    assert drain.listen(provider.aws, 1).failed
+    assert not drain.listening(provider.aws), "a listener whose receive failed does not count"
+    calls.clear()
+    hooks.reclaimed_machines(hosts)
+    assert calls["ec2:DescribeInstances"] == 1

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ohfp_core.cli import main
-from ohfp_core.scripts import CALLS
+from ohfp_core.serve.wire import CALLS
 
 TEMPLATE_IDS = ("mock-small", "mock-unlimited", "nope", "")
 

@@ -12,8 +12,9 @@ from types import ModuleType
 import pytest
 
 from ohfp_core.converter import dumps
-from ohfp_core.scripts import CALLS, Service, _sh_curl
+from ohfp_core.scripts import Service, _sh_curl
 from ohfp_core.serve import wire
+from ohfp_core.serve.wire import CALLS
 
 CLIENT = Path(wire.__file__).parent / "client.py"
 
@@ -82,3 +83,71 @@ def test_the_curl_script_writes_the_no_answer_reply_byte_for_byte(call: str, tmp
 
 def test_a_reply_frame_is_the_exit_code_then_stdout() -> None:
     assert wire.frame(2, b'{\n  "a": 1\n}\n') == b'2\n{\n  "a": 1\n}\n'
+
+
+def _fake(path: Path, text: str) -> str:
+    path.write_text("#!/bin/sh\n" + text)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("writer_uid", ["same", "other"])
+def test_the_curl_script_asks_id_only_when_written_by_another_user(
+    writer_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default runtime directory names the uid: the script carries its writer's, so a call
+    runs no ``id -u``; a user other than the writer finds no socket of its own there and asks."""
+    import os
+    import socket
+
+    uid = 4_000_000 + os.getpid() % 100_000  # a uid of no one: its runtime directory is the test's
+    runtime = Path(f"/tmp/ohfp-{uid}")
+    tag = f"test{os.getpid()}"
+    runtime.mkdir(mode=0o700)
+    listening = socket.socket(socket.AF_UNIX)
+    try:
+        listening.bind(str(runtime / f"serve-{tag}.sock"))
+        asked = tmp_path / "asked"
+        ident = _fake(tmp_path / "id", f"echo id >> {asked}\necho {uid}\n")
+        curl = _fake(
+            tmp_path / "curl",
+            f'while [ $# -gt 0 ]; do [ "$1" = --unix-socket ] && echo "$2" >> {asked}; shift; done\n'
+            "cat > /dev/null\nprintf '0\\n{}\\n200'\n",
+        )
+        service = Service(
+            build="0" * 20, client=str(CLIENT), tag=tag, curl=curl, env="/usr/bin/env", id=ident
+        )
+        monkeypatch.setattr(os, "getuid", lambda: uid if writer_uid == "same" else uid + 1)
+        script = tmp_path / "getAvailableTemplates.sh"
+        script.write_text(_sh_curl("/nonexistent/python", "getAvailableTemplates", "mock", service))
+        script.chmod(0o755)
+        monkeypatch.undo()
+        request = tmp_path / "in.json"
+        request.write_text("{}")
+        env = {"PATH": "/usr/bin:/bin", "HF_PROVIDER_NAME": "x"}
+        done = subprocess.run([str(script), "-f", str(request)], env=env, capture_output=True, check=False)
+        assert (done.returncode, done.stdout) == (0, b"{}\n"), done.stderr
+        expected = [str(runtime / f"serve-{tag}.sock")]
+        assert asked.read_text().split() == (expected if writer_uid == "same" else ["id", *expected])
+    finally:
+        listening.close()
+        (runtime / f"serve-{tag}.sock").unlink(missing_ok=True)
+        runtime.rmdir()
+
+
+def test_the_thin_client_imports_nothing_slow_to_load() -> None:
+    """Its interpreter's start is most of a call's time: no ``socket`` (enum, selectors), no
+    ``typing``, no ``json``/``re`` on the way to the service (here: straight on to its own
+    process, ``/bin/true`` standing in for the interpreter)."""
+    import sys
+
+    arguments = ["getAvailableTemplates", "mock", "0" * 20, "0" * 12, "/bin/true"]
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", str(CLIENT), *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "_socket" in imported  # the client itself was imported and timed
+    assert imported & {"socket", "typing", "json", "re", "enum", "selectors"} == set()

@@ -170,7 +170,8 @@ def test_the_service_listens_to_the_queue_between_calls(
     installation: Installation, ahead_scripts: Path, hooked: Account, tmp_path: Path
 ) -> None:
     """With the resident service, a warning is taken off the queue and stored while no call
-    runs; getReturnRequests then reports it without asking the queue itself."""
+    runs; getReturnRequests then reports it without any API call. Once the service's
+    listener fails to receive, the calls drain the queue and describe the hosts themselves."""
     from .service_support import stop_service, wait_serving
 
     spot = {**run_instances("Spot", 4), "priceType": "spot"}
@@ -184,7 +185,7 @@ def test_the_service_listens_to_the_queue_between_calls(
         wait_serving(hf)
         reply = hf.call("requestMachines", {"template": {"templateId": "Spot", "machineCount": 2}}).ok()
         done = poll(hf, reply["requestId"])
-        victim, _keeper = tagged(hooked, reply["requestId"])
+        victim, keeper = tagged(hooked, reply["requestId"])
         put_ec2_event(
             hooked,
             "EC2 Spot Instance Interruption Warning",
@@ -195,21 +196,41 @@ def test_the_service_listens_to_the_queue_between_calls(
             time.sleep(0.2)
         assert waiting(hooked, queue) == 0, "the service did not take the warning off the queue"
         asked: list[str] = []
+        long_polls_failed: list[str] = []
+        refuse_long_polls = False
 
         def count(api: str, forward: Forward) -> Answer:
             body = hooked.server.app.body.decode("utf-8", "replace")
             # The service's own long polls go on meanwhile (WaitTimeSeconds 20): not the call's.
-            if api.endswith("ReceiveMessage") and not re.search(r"WaitTimeSeconds\W+20\b", body):
-                asked.append(api)
+            if api.endswith("ReceiveMessage") and re.search(r"WaitTimeSeconds\W+20\b", body):
+                if refuse_long_polls:
+                    long_polls_failed.append(api)
+                    return error_response("AccessDenied", "injected", service="sqs")
+                return forward()
+            asked.append(api)
             return forward()
 
         hooked.server.app.hook = count
         reclaims = hf.call("getReturnRequests", {}).ok()["requests"]
-        hooked.server.app.hook = None
         names = {m["machineId"]: m["name"] for m in done["machines"]}
         assert [r["machine"] for r in reclaims] == [names[victim]]
         assert 100 <= reclaims[0]["gracePeriod"] <= 120, reclaims
-        assert asked == [], "getReturnRequests asked the queue itself"
+        assert asked == [], "getReturnRequests made API calls while the service listens"
+
+        # The listener's receive fails: the next call through the service drains and describes.
+        refuse_long_polls = True
+        deadline = time.monotonic() + 60
+        while not long_polls_failed and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert long_polls_failed, "the service's listener did not poll again"
+        put_ec2_event(
+            hooked, "EC2 Instance State-change Notification", {"instance-id": keeper, "state": "stopping"}
+        )
+        reclaims = hf.call("getReturnRequests", {}).ok()["requests"]
+        hooked.server.app.hook = None
+        assert {r["machine"] for r in reclaims} == {names[victim], names[keeper]}
+        assert "sqs:ReceiveMessage" in asked and "ec2:DescribeInstances" in asked, asked
+        assert waiting(hooked, queue) == 0
         give_back(hf, done)
     finally:
         stop_service(hf)

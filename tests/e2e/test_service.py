@@ -192,6 +192,30 @@ def test_no_service_runs_in_process_and_starts_one(own_service: HostFactory) -> 
     assert oct(socket_of(own_service).stat().st_mode & 0o777) == "0o600"
 
 
+def test_the_thin_client_scripts_are_answered_by_the_service(
+    own_service: HostFactory, installation: Installation, tmp_path: Path
+) -> None:
+    """Scripts that ask through the thin client (no suitable curl) get the curl scripts'
+    reply, byte for byte, from the same service."""
+    write = "import sys; from pathlib import Path; from ohfp_core.scripts import write_scripts;"
+    write += " write_scripts(Path(sys.argv[1]), 'mock', service='client')"
+    done = installation.run(installation.python, "-I", "-c", write, tmp_path / "client-scripts")
+    assert done.returncode == 0, done.stderr
+    assert "client.py" in (tmp_path / "client-scripts" / "getAvailableTemplates.sh").read_text()
+    thin = make_instance(installation, tmp_path / "client-scripts", own_service.root, own_service.name)
+    thin.env_extra.update(own_service.env_extra)
+    start_service(own_service)
+    before = served(own_service)
+    by_curl = own_service.run("getAvailableTemplates", {})
+    by_client = thin.run("getAvailableTemplates", {})
+    assert (
+        (by_client.returncode, by_client.stdout)
+        == (by_curl.returncode, by_curl.stdout)
+        == (0, by_curl.stdout)
+    )
+    assert served(own_service) == before + 2
+
+
 def test_ten_calls_at_once_start_one_service(own_service: HostFactory) -> None:
     calls = [own_service.start("getAvailableTemplates", {}) for _ in range(10)]
     assert [own_service.finish(p).code for p in calls] == [0] * 10

@@ -160,6 +160,11 @@ class EventsSettings:
     rebalance_grace_period: QuotedInt = field(
         default=120, metadata=key("rebalanceGracePeriod"), validator=rule(integer(0, 3600))
     )
+    check_seconds: QuotedInt = field(
+        default=45, metadata=key("checkSeconds"), validator=rule(integer(2, 3600))
+    )
+    """While the resident service's listener last received from the queue at most this long
+    ago, getReturnRequests answers from the notices it stored, without an API call."""
 
 
 @frozen(kw_only=True)

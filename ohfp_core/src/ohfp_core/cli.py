@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ohfp_core.plugins import Hooks
     from ohfp_core.storage import Storage
 
-from ohfp_core.scripts import CALLS as HF_CALLS  # the five calls, in the order HF documents them
+from ohfp_core.serve.wire import CALLS as HF_CALLS  # the five calls, in the order HF documents them
 
 __all__ = ["HF_CALLS", "main"]
 

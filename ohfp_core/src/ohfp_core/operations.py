@@ -129,7 +129,7 @@ class Operations:
         self.store.use_deadline(deadline)
 
     def answer(self, call: str, data: Any, deadline: Deadline | None = None) -> dict[str, Any]:
-        """Answer the Host Factory call ``call`` (one of :data:`ohfp_core.scripts.CALLS`)
+        """Answer the Host Factory call ``call`` (one of :data:`ohfp_core.serve.wire.CALLS`)
         for its parsed input ``data`` within ``deadline`` (default: the call's, from now):
         the plugins hear the call start, then it runs."""
         self.use_deadline(deadline or call_deadline(self.context.timeout_sec))

@@ -24,14 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ohfp_core.errors import ConfigError
-
-CALLS = (
-    "getAvailableTemplates",
-    "requestMachines",
-    "requestReturnMachines",
-    "getRequestStatus",
-    "getReturnRequests",
-)
+from ohfp_core.serve.wire import CALLS
 
 
 def _here(python: str, call: str, provider: str) -> str:
@@ -55,7 +48,7 @@ def _sh(python: str, call: str, provider: str) -> str:
 
 class Service(NamedTuple):
     """What a script that asks the service needs: the build id, and curl (with ``env`` and
-    ``id``) or else the thin client. (Every call imports this module for :data:`CALLS`:
+    ``id``) or else the thin client. (Every call imports this module:
     it imports nothing heavy at the top.)"""
 
     build: str
@@ -100,7 +93,10 @@ def _sh_curl(python: str, call: str, provider: str, service: Service) -> str:
         'case $2 in *[\\;,\\"\\\\]* | *\'\n\'*) run_here "$@" ;; esac\n'
         "t=${HF_PROVIDER_ACTION_TIMEOUT:-240}\n"
         "case $t in '' | *[!0-9]* | 0* | 1 | 2 | ??????*) run_here \"$@\" ;; esac\n"
-        f"sock=${{OHFP_RUNTIME_DIR:-/tmp/ohfp-$({shlex.quote(service.id)} -u)}}/serve-{service.tag}.sock\n"
+        # The writer's uid saves an 'id -u' per call; another user's falls back to asking.
+        f"sock=${{OHFP_RUNTIME_DIR:-/tmp/ohfp-{os.getuid()}}}/serve-{service.tag}.sock\n"
+        '[ -S "$sock" ] && [ -O "$sock" ] || [ -n "${OHFP_RUNTIME_DIR-}" ] ||\n'
+        f"  sock=/tmp/ohfp-$({shlex.quote(service.id)} -u)/serve-{service.tag}.sock\n"
         '[ -S "$sock" ] && [ -O "$sock" ] || run_here --start-service "$@"\n'
         f"out=$({shlex.quote(service.env)} -0 | {shlex.quote(service.curl)} -q -s --noproxy '*'"
         ' --unix-socket "$sock" --max-time $((t - 1)) \\\n'

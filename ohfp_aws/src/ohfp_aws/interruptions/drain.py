@@ -10,8 +10,13 @@ instance's ``ohfp:instance`` tag (one DescribeInstances, by filter, for the batc
 ids). Rebalance recommendations are kept only when ``aws.events.reportRebalance`` is set.
 
 Between calls the resident service long-polls the queue (:func:`listen`, the provider's
-``ohfp_wait_for_events``): notices are stored as each poll ends, and while it listens calls
-skip their own ReceiveMessage (:data:`LISTENING`).
+``ohfp_wait_for_events``): notices are stored as each poll ends. **A call skips its own
+drain only while** :func:`listening`: in the service's own process, its listener for this
+instance and queue last received from the queue without error at most
+``aws.events.checkSeconds`` ago (each long poll waits at most half that, so a healthy
+listener always has). A listener whose receive failed, that hangs, or that no longer runs
+stops counting at once or within ``checkSeconds``; a call in its own process (no service,
+``OHFP_SERVICE=off``) or in another host's service always drains.
 
 **Nothing is lost if the call dies mid-drain**: the notices go to the provider's values,
 which core stores with the call's outcome (or as the service's wait ends); a batch is
@@ -23,6 +28,8 @@ cannot be read is logged and skipped: polling still finds every reclaimed host, 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -47,20 +54,23 @@ VISIBILITY_SEC = 30
 """How long a received message stays hidden from other calls; after a crash it comes back."""
 MAX_WAIT_SEC = 20
 """SQS's longest ``WaitTimeSeconds``."""
-LISTENING = "events.listening"
-"""Stored (expiring) while the resident service long-polls the queue: calls then answer from
-the notices it stores instead of polling the queue themselves."""
+_heard: dict[tuple[str, str], float] = {}
+"""(instance, queue) -> when (``time.monotonic``) this process's listener last received
+from the queue without error; dropped when a receive fails."""
+_heard_lock = threading.Lock()
 
 
 @frozen(kw_only=True)
 class Drained:
     """What one drain did: messages received, notices kept (of instances ohfp holds),
-    messages to delete once those are stored (all received), and batches read."""
+    messages to delete once those are stored (all received), batches read, and whether a
+    receive failed."""
 
     received: int = 0
     kept: int = 0
     acknowledged: int = 0
     batches: int = 0
+    failed: bool = False
 
 
 def drain(ctx: AwsContext, held: Iterable[str], wait_sec: int = 0) -> Drained:
@@ -68,14 +78,15 @@ def drain(ctx: AwsContext, held: Iterable[str], wait_sec: int = 0) -> Drained:
 
     :param held: instance ids the call knows are ohfp's (others are checked by tag).
     :param wait_sec: how long the first ReceiveMessage may wait for messages (0 for a call,
-        which skips the queue altogether while the service listens to it).
+        which skips the queue altogether while :func:`listening`).
     Never raises a cloud error (logged; the call goes on without notices).
     """
     settings = ctx.config.events
-    if not settings.queue_url or (not wait_sec and ctx.values.get(LISTENING)):
+    if not settings.queue_url or (not wait_sec and listening(ctx)):
         return Drained()
     known = set(held)
     received = kept = acknowledged = batches = 0
+    failed = False
     try:
         while batches < settings.max_batches and _time_left(ctx):
             messages = ctx.services.sqs.receive(
@@ -98,23 +109,49 @@ def drain(ctx: AwsContext, held: Iterable[str], wait_sec: int = 0) -> Drained:
             if len(messages) < BATCH:
                 break
     except CloudError as exc:
+        failed = True
         log.warning("interruption queue unavailable; reclaims are found by polling", error=str(exc))
-    drained = Drained(received=received, kept=kept, acknowledged=acknowledged, batches=batches)
+    drained = Drained(received=received, kept=kept, acknowledged=acknowledged, batches=batches, failed=failed)
     if received:
         log.info("interruption queue drained", received=received, kept=kept)
     return drained
 
 
 def listen(ctx: AwsContext, seconds: float) -> Drained:
-    """Long-poll the queue for up to ``seconds`` (at most :data:`MAX_WAIT_SEC`) between calls,
-    storing notices as :func:`drain` does; calls skip the queue meanwhile (:data:`LISTENING`,
-    expiring a little after the poll, so a service that dies stops it within seconds)."""
-    if not ctx.config.events.queue_url:
+    """Long-poll the queue for up to ``seconds`` (at most :data:`MAX_WAIT_SEC`, and half of
+    ``aws.events.checkSeconds``) between calls, storing notices as :func:`drain` does; then
+    record whether it received without error (:func:`listening`). After a failed receive it
+    waits out the poll's time, so a queue that fails is not asked again at once."""
+    settings = ctx.config.events
+    if not settings.queue_url:
         return Drained()
-    wait = max(0, min(MAX_WAIT_SEC, int(seconds)))
+    wait = max(0, min(MAX_WAIT_SEC, int(seconds), settings.check_seconds // 2))
     ctx.clients.call_started(2 * wait + 30.0)  # a long poll needs more than half of the budget left
-    ctx.values.write_ahead({LISTENING: True}, wait + 5)  # calls elsewhere must see it now
-    return drain(ctx, (), wait_sec=wait)
+    heard = (ctx.instance_name, settings.queue_url)
+    drained = Drained(failed=True)
+    try:
+        drained = drain(ctx, (), wait_sec=wait)
+    finally:
+        with _heard_lock:
+            if drained.failed:
+                _heard.pop(heard, None)
+            else:
+                _heard[heard] = time.monotonic()
+    if drained.failed:
+        time.sleep(wait)  # a queue that fails is not asked again at once
+    return drained
+
+
+def listening(ctx: AwsContext) -> bool:
+    """True while this process's listener for the instance's queue last received from it
+    without error at most ``aws.events.checkSeconds`` ago: a call then answers from the
+    notices the listener stored, without an API call of its own."""
+    settings = ctx.config.events
+    if not settings.queue_url:
+        return False
+    with _heard_lock:
+        last = _heard.get((ctx.instance_name, settings.queue_url))
+    return last is not None and time.monotonic() - last <= settings.check_seconds
 
 
 def _time_left(ctx: AwsContext) -> bool:

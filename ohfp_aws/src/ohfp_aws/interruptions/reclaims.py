@@ -13,6 +13,11 @@ shutting-down or terminated with grace 0 (before DescribeInstances shows it), an
 ``aws.events.reportRebalance`` is set — a rebalance recommendation with
 ``aws.events.rebalanceGracePeriod`` counted from its time. Where several say a host goes, the
 shortest grace wins.
+
+While the resident service listens to the queue (:func:`~ohfp_aws.interruptions.drain.listening`)
+and every host has its instance id, the answer is the stored notices alone: no API call (the
+queue's state-change rule, which ``ohfp-aws events setup`` makes, reports hosts stopped or
+terminated outside Host Factory).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ _OUTSIDE = ("stopping", "stopped", "shutting-down", "terminated")
 
 def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
     """A :class:`Reclaim` per host AWS is taking back; hosts that are fine are left out."""
+    if machines and all(ref.machine_id for ref in machines) and _heard(ctx):
+        return _from_notices(ctx, machines)
     ec2 = ctx.services.ec2
     described = instances.describe_instances(ec2, [ref.machine_id for ref in machines if ref.machine_id])
     by_name = instances.by_name(ec2, [ref.name for ref in machines if not ref.machine_id])
@@ -60,6 +67,27 @@ def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
         if reclaim is not None:
             found.append(reclaim)
     return found
+
+
+def _heard(ctx: AwsContext) -> bool:
+    if not ctx.config.events.queue_url:
+        return False
+    from ohfp_aws.interruptions import drain
+
+    return drain.listening(ctx)
+
+
+def _from_notices(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
+    """The reclaims the stored notices tell of (the listener keeps them current)."""
+    from ohfp_aws.interruptions import notices
+
+    kept = notices.kept_for(ctx.values, [ref.machine_id for ref in machines if ref.machine_id])
+    now = ctx.clock()
+    found = (
+        _sooner(ctx, ref, {"InstanceId": ref.machine_id}, None, kept.get(ref.machine_id or "", []), now)
+        for ref in machines
+    )
+    return [reclaim for reclaim in found if reclaim is not None]
 
 
 def _queued(ctx: AwsContext, instance_ids: Sequence[str]) -> dict[str, list[Notice]]:

@@ -9,8 +9,11 @@ generated scripts.
 - :mod:`~ohfp_core.serve.calls`: one Host Factory call answered within its time.
 - :mod:`~ohfp_core.serve.server`: HTTP/1.1 over the Unix socket (and the read-only API on
   an optional loopback TCP port).
-- :mod:`~ohfp_core.serve.api`, :mod:`~ohfp_core.serve.metrics`, :mod:`~ohfp_core.serve.page`:
-  the read-only status documents, Prometheus metrics and the HTML status page.
+- :mod:`~ohfp_core.serve.state`: the running service as its listeners, documents and
+  metrics see it (a protocol the lifecycle's ``Service`` fulfils).
+- :mod:`~ohfp_core.serve.api`, :mod:`~ohfp_core.serve.metrics`, :mod:`~ohfp_core.serve.page`,
+  :mod:`~ohfp_core.serve.routes`: the read-only status documents, Prometheus metrics, the
+  HTML status page, and the paths that reach them.
 - :mod:`~ohfp_core.serve.lifecycle`: start (in the foreground or detached on demand), idle
   exit, drain on SIGTERM, restart when the installed code changes, ``--status``/``--stop``.
 - ``client.py``: the thin client the scripts run where no suitable curl is found (standard

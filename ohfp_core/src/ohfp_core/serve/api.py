@@ -1,20 +1,5 @@
-"""The read-only API: JSON documents about the service and the instances it serves.
-
-=============================  ==================================================================
-``GET /v1/health``             the service answers: ``{"status": "ok", "pid": …}``
-``GET /v1/ready``              every instance's health checks (``ohfp_health_check``, the store's):
-                               ``ready``, or ``degraded`` with the failed checks (still 200:
-                               degraded is not down)
-``GET /v1/status``             version, build id, pid, uptime, calls served with p50/p95 per Host
-                               Factory call, calls in flight, the last error, instances, plugins
-``GET /v1/requests``           requests by instance (``?instance=``, ``?state=running`` (default),
-                               ``complete``, ``complete_with_error`` or ``all``; newest 200)
-``GET /v1/requests/{id}``      one request (``?instance=``, else every instance is asked): record,
-                               machines, timeline, the provider's explanation (``ohfp requests show``)
-``GET /v1/templates``          each instance's templates with ``availableNumber``
-``GET /metrics``               Prometheus text format (:mod:`ohfp_core.serve.metrics`)
-``GET /``, ``/requests/{id}``  the HTML status page (:mod:`ohfp_core.serve.page`)
-=============================  ==================================================================
+"""The read-only API's JSON documents about the service and the instances it serves
+(:mod:`~ohfp_core.serve.routes` maps the paths onto them).
 
 Documents about an instance's requests read its state store on a worker of its own, never
 behind a busy call (:meth:`~ohfp_core.serve.workers.Pool.checkout` makes one when all are
@@ -24,7 +9,6 @@ state: templates are offered as getAvailableTemplates would, without its reconci
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -35,53 +19,11 @@ from ohfp_core.errors import OhfpError
 
 if TYPE_CHECKING:
     from ohfp_core.operations import Operations
-    from ohfp_core.serve.lifecycle import Service
+    from ohfp_core.serve.state import ServiceState
 
 READ_TIMEOUT_SEC = 10.0
 LIST_LIMIT = 200
 STATES = ("running", "complete", "complete_with_error", "all")
-JSON_TYPE = "application/json"
-Reply = tuple[int, str, bytes]
-
-
-def _json(status: int, document: Any) -> Reply:
-    return status, JSON_TYPE, (json.dumps(document, indent=2, default=str) + "\n").encode()
-
-
-def route(service: Service, path: str, query: Mapping[str, list[str]]) -> Reply:
-    """The answer to ``GET path?query``."""
-    from ohfp_core.serve import page
-
-    one = {name: values[-1] for name, values in query.items() if values}
-    try:
-        if path == "/":
-            return 200, page.HTML_TYPE, page.overview(service).encode()
-        if path.startswith("/requests/"):
-            return (
-                200,
-                page.HTML_TYPE,
-                page.request_page(service, path.removeprefix("/requests/"), one.get("instance")).encode(),
-            )
-        if path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST
-
-            return 200, CONTENT_TYPE_LATEST, service.metrics.render()
-        documents: dict[str, Callable[[], Any]] = {
-            "/v1/health": lambda: health(service),
-            "/v1/ready": lambda: ready(service),
-            "/v1/status": lambda: status(service),
-            "/v1/requests": lambda: requests(service, one.get("instance"), one.get("state", "running")),
-            "/v1/templates": lambda: templates(service, one.get("instance")),
-        }
-        if path in documents:
-            return _json(200, documents[path]())
-        if path.startswith("/v1/requests/"):
-            return _json(200, request(service, path.removeprefix("/v1/requests/"), one.get("instance")))
-    except NotFound as exc:
-        return _json(404, {"message": str(exc)})
-    except (OhfpError, TimeoutError) as exc:
-        return _json(503, {"message": f"{type(exc).__name__}: {exc}"})
-    return _json(404, {"message": f"no document at {path}"})
 
 
 class NotFound(LookupError):
@@ -89,7 +31,7 @@ class NotFound(LookupError):
 
 
 # ------------------------------------------------------------------ answered from memory
-def health(service: Service) -> dict[str, Any]:
+def health(service: ServiceState) -> dict[str, Any]:
     return {"status": "stopping" if service.stopping else "ok", "pid": os.getpid()}
 
 
@@ -101,7 +43,7 @@ def _quantile(values: list[float], q: int) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000, 1)
 
 
-def status(service: Service) -> dict[str, Any]:
+def status(service: ServiceState) -> dict[str, Any]:
     """Version, build, pid, uptime, calls per Host Factory call, in flight, last error."""
     from importlib.metadata import version
 
@@ -150,7 +92,7 @@ def status(service: Service) -> dict[str, Any]:
     }
 
 
-def instances(service: Service) -> list[dict[str, Any]]:
+def instances(service: ServiceState) -> list[dict[str, Any]]:
     """The instances this service has served, from their last call's environment."""
     found = []
     for name, key in sorted(service.pool.seen.items()):
@@ -168,7 +110,7 @@ def instances(service: Service) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ read from the instances
-def on_instance(service: Service, name: str, job: Callable[[Operations], Any]) -> Any:
+def on_instance(service: ServiceState, name: str, job: Callable[[Operations], Any]) -> Any:
     """``job(ops)`` on a worker of instance ``name``, within :data:`READ_TIMEOUT_SEC`.
 
     :raises NotFound: for an instance this service has not served.
@@ -199,7 +141,7 @@ def on_instance(service: Service, name: str, job: Callable[[Operations], Any]) -
     return result
 
 
-def _names(service: Service, instance: str | None) -> list[str]:
+def _names(service: ServiceState, instance: str | None) -> list[str]:
     if instance is None:
         return sorted(service.pool.seen)
     if instance not in service.pool.seen:
@@ -224,7 +166,7 @@ def _requests_of(ops: Operations, state: str) -> list[dict[str, Any]]:
     return listed
 
 
-def requests(service: Service, instance: str | None, state: str) -> dict[str, Any]:
+def requests(service: ServiceState, instance: str | None, state: str) -> dict[str, Any]:
     if state not in STATES:
         raise NotFound(f"state must be one of {', '.join(STATES)}, got {state!r}")
     return {
@@ -236,7 +178,7 @@ def requests(service: Service, instance: str | None, state: str) -> dict[str, An
     }
 
 
-def request(service: Service, request_id: str, instance: str | None) -> dict[str, Any]:
+def request(service: ServiceState, request_id: str, instance: str | None) -> dict[str, Any]:
     """One request as ``ohfp requests show`` gives it, with its timeline and instance."""
     for name in _names(service, instance):
         try:
@@ -271,13 +213,13 @@ def _templates_of(ops: Operations) -> dict[str, Any]:
     }
 
 
-def templates(service: Service, instance: str | None) -> dict[str, Any]:
+def templates(service: ServiceState, instance: str | None) -> dict[str, Any]:
     return {
         "instances": {name: on_instance(service, name, _templates_of) for name in _names(service, instance)}
     }
 
 
-def ready(service: Service) -> dict[str, Any]:
+def ready(service: ServiceState) -> dict[str, Any]:
     """Every instance's health checks: ``ready``, or ``degraded`` naming the failed ones."""
 
     def checks(ops: Operations) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from ohfp_core.errors import OhfpError
 
 if TYPE_CHECKING:
-    from ohfp_core.serve.lifecycle import Service
+    from ohfp_core.serve.state import ServiceState
 
 HTML_TYPE = "text/html; charset=utf-8"
 STYLE = """
@@ -49,7 +49,7 @@ def _when(stamp: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
 
 
-def overview(service: Service) -> str:
+def overview(service: ServiceState) -> str:
     """The page at ``/``."""
     from ohfp_core.serve import api
 
@@ -110,7 +110,7 @@ def overview(service: Service) -> str:
     return _page("ohfp service", "".join(parts))
 
 
-def _instance_section(service: Service, name: str) -> str:
+def _instance_section(service: ServiceState, name: str) -> str:
     from ohfp_core.serve import api
 
     heading = f'<h2 id="instance-{escape(name)}">{escape(name)}: running requests</h2>'
@@ -141,7 +141,7 @@ def _request_href(request_id: str, instance: str) -> str:
     return f"/requests/{quote(request_id)}?instance={quote(instance)}"
 
 
-def request_page(service: Service, request_id: str, instance: str | None) -> str:
+def request_page(service: ServiceState, request_id: str, instance: str | None) -> str:
     """The page at ``/requests/{id}``: the request, its machines and timeline."""
     from ohfp_core.serve import api
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote
 
 from ohfp_core.logs import get_logger
-from ohfp_core.scripts import CALLS
 from ohfp_core.serve.wire import (
     BUILD_HEADER,
+    CALLS,
     FIELD_ENV,
     FIELD_FILE,
     FIELD_INPUT,
@@ -33,7 +33,7 @@ from ohfp_core.serve.wire import (
 )
 
 if TYPE_CHECKING:
-    from ohfp_core.serve.lifecycle import Service
+    from ohfp_core.serve.state import ServiceState
 
 STOP_PATH = "/v1/stop"
 log = get_logger("ohfp.serve")
@@ -82,10 +82,10 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
-        from ohfp_core.serve import api
+        from ohfp_core.serve import routes
 
         path, _, query = self.path.partition("?")
-        status, content_type, body = api.route(self.listener.service, unquote(path), parse_qs(query))
+        status, content_type, body = routes.route(self.listener.service, unquote(path), parse_qs(query))
         self._respond(status, body, content_type)
 
     def do_POST(self) -> None:
@@ -134,7 +134,7 @@ class Handler(BaseHTTPRequestHandler):
 class _Listener(socketserver.ThreadingMixIn):
     daemon_threads = True
     block_on_close = False
-    service: Service
+    service: ServiceState
     private: bool
 
 
@@ -143,7 +143,7 @@ class UnixListener(_Listener, socketserver.UnixStreamServer):
 
     private = True
 
-    def __init__(self, path: Path, service: Service) -> None:
+    def __init__(self, path: Path, service: ServiceState) -> None:
         self.service = service
         self.path = path
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
@@ -187,7 +187,7 @@ class TcpListener(_Listener, socketserver.TCPServer):
     private = False
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, service: Service) -> None:
+    def __init__(self, host: str, port: int, service: ServiceState) -> None:
         self.service = service
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), Handler)

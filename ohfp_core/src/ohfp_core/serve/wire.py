@@ -26,6 +26,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+CALLS = (
+    "getAvailableTemplates",
+    "requestMachines",
+    "requestReturnMachines",
+    "getRequestStatus",
+    "getReturnRequests",
+)
+"""The five Host Factory calls, in the order Host Factory documents them."""
 HF_PATH = "/v1/hf/"
 BUILD_HEADER = "Ohfp-Build"
 FIELD_ENV, FIELD_FILE, FIELD_INPUT = "env", "file", "input"
