@@ -66,8 +66,8 @@ PROVIDER_ACTIONS = (
 )
 """IAM actions the provider calls whatever the API: status, reclaims, images, health."""
 
-QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
-"""IAM actions of draining the interruption queue (``aws.events.queueUrl``)."""
+QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+"""IAM actions of draining the interruption queue (``aws.events.queueUrl``) and of its health check."""
 
 QUOTA_ACTIONS = ("servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota")
 """IAM actions of quota-aware capacity (``aws.quotas.enabled``), besides DescribeInstances

@@ -1,0 +1,157 @@
+"""An administrator's day with the AWS provider, end to end: ``ohfp health`` in a fresh process
+against a hooked moto server (in this process), as the administrator runs it on a host laid out
+as Host Factory lays it out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .aws_account import AMI_ID, Account
+from .conftest import HostFactory, Installation, Reply, make_instance
+
+pytestmark = pytest.mark.e2e
+
+ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "nram": ["Numeric", "1024"]}
+
+
+@pytest.fixture(scope="module")
+def admin_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return installation.scripts("aws", tmp_path_factory.mktemp("admin-scripts"))
+
+
+@pytest.fixture
+def hooked(account: Account) -> Iterator[Account]:
+    """The account, its server's hook cleared after the test."""
+    yield account
+    account.server.app.hook = None
+
+
+def aws_instance(
+    installation: Installation,
+    scripts: Path,
+    account: Account,
+    root: Path,
+    settings: dict[str, Any] | None = None,
+) -> HostFactory:
+    """An ``awsinst`` instance on the account's server with one RunInstances template and
+    ``settings`` as its ``ohfp.json``."""
+    hf = make_instance(installation, scripts, root, "awsinst")
+    hf.env_extra["OHFP_SERVICE"] = "off"
+    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
+    template = {
+        "templateId": "OnDemand",
+        "maxNumber": 4,
+        "attributes": ATTRIBUTES,
+        "providerApi": "RunInstances",
+        "vmType": "t3.micro",
+        "imageId": AMI_ID,
+        "securityGroupIds": [account.security_group_id],
+        "subnetId": list(account.subnet_ids),
+    }
+    hf.write_config("templates", {"templates": [template]})
+    (hf.confdir / "ohfp.json").write_text(json.dumps(settings or {}), encoding="utf-8")
+    return hf
+
+
+def health(hf: HostFactory) -> tuple[Reply, dict[str, dict[str, Any]]]:
+    """``ohfp health`` in a new process: its reply and its checks by name."""
+    reply = Reply.of(hf.installation.run(hf.installation.ohfp, "health", "--provider", "aws", env=hf.env()))
+    return reply, {c["name"]: c for c in reply.doc["checks"]}
+
+
+# ohfp health ---------------------------------------------------------------------------------
+def test_health_names_the_endpoint_region_and_where_credentials_come_from(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    hf = aws_instance(installation, admin_scripts, account, tmp_path)
+    reply, checks = health(hf)
+    assert reply.code == 0 and reply.doc["message"] == "healthy", reply.doc
+    assert checks["aws.endpoint"]["detail"] == f"EC2 at {account.server.endpoint} (AWS_ENDPOINT_URL)"
+    assert checks["aws.region"]["detail"].startswith("us-east-1 (partition aws")
+    credentials = checks["aws.credentials"]["detail"]
+    assert credentials.startswith("from shared-credentials-file (") and credentials.endswith(
+        "; account 123456789012"
+    ), credentials
+    assert "testing" not in reply.stdout  # the fake keys' value
+    assert "aws.interruptions" not in checks and "aws.quotas" not in checks  # neither is configured
+
+
+def test_health_fails_a_region_botocore_does_not_know(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    """The region check reads botocore's endpoint data, whatever the endpoint answers."""
+    hf = aws_instance(installation, admin_scripts, account, tmp_path)
+    config = hf.confdir / "awsinstprov_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "AWS_REGION": "us-east-9"}))
+    reply, checks = health(hf)
+    assert reply.code == 4 and reply.doc["message"] == "unhealthy", reply.doc
+    region = checks["aws.region"]
+    assert not region["ok"] and "'us-east-9' is not in botocore" in region["detail"], region
+    assert checks["aws.endpoint"]["ok"] and checks["aws.config"]["ok"]
+
+
+def test_health_fails_a_deleted_interruption_queue(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    sqs = account.client("sqs")
+    queue = sqs.create_queue(QueueName="admin-health")["QueueUrl"]
+    hf = aws_instance(
+        installation, admin_scripts, account, tmp_path, {"aws": {"events": {"queueUrl": queue}}}
+    )
+    reply, checks = health(hf)
+    assert reply.code == 0 and checks["aws.interruptions"]["ok"], reply.doc
+    assert checks["aws.interruptions"]["detail"] == f"{queue}: readable, about 0 messages waiting"
+
+    sqs.delete_queue(QueueUrl=queue)
+    reply, checks = health(hf)
+    assert reply.code == 4 and reply.doc["message"] == "unhealthy", reply.doc
+    failed = checks["aws.interruptions"]
+    assert not failed["ok"] and failed["detail"].startswith("GetQueueAttributes: "), failed
+    assert [name for name, check in checks.items() if not check["ok"]] == ["aws.interruptions"]
+
+
+def test_health_reads_the_quotas_when_they_are_enabled(
+    installation: Installation, admin_scripts: Path, hooked: Account, tmp_path: Path
+) -> None:
+    """moto has no EC2 quotas in Service Quotas: the hook answers GetServiceQuota as AWS does,
+    then refuses it, as AWS does to a role without servicequotas:GetServiceQuota."""
+    answer: dict[str, Any] = {"Quota": {"QuotaName": "Running On-Demand Standard instances", "Value": 64.0}}
+    refuse = False
+
+    def quotas(api: str, forward: Any) -> Any:
+        if api != "servicequotas:GetServiceQuota":
+            return forward()
+        if refuse:
+            body = json.dumps({"__type": "AccessDeniedException", "message": "not allowed"}).encode()
+            return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")], body
+        return "200 OK", [("Content-Type", "application/x-amz-json-1.1")], json.dumps(answer).encode()
+
+    hooked.server.app.hook = quotas
+    hf = aws_instance(installation, admin_scripts, hooked, tmp_path, {"aws": {"quotas": {"enabled": True}}})
+    reply, checks = health(hf)
+    assert reply.code == 0, reply.doc
+    assert checks["aws.quotas"]["detail"] == "Running On-Demand Standard instances: 64 vCPUs"
+    refuse = True
+    reply, checks = health(hf)
+    assert reply.code == 4 and not checks["aws.quotas"]["ok"], reply.doc
+    assert "AccessDeniedException" in checks["aws.quotas"]["detail"]
+
+
+def test_health_fails_an_unreachable_store(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    unreachable = {
+        "storage": "postgresql",
+        "postgresql": {"dsn": "host=127.0.0.1 port=9 dbname=ohfp connect_timeout=5"},
+    }
+    hf = aws_instance(installation, admin_scripts, account, tmp_path, unreachable)
+    reply, checks = health(hf)
+    assert reply.code == 4 and reply.doc["message"] == "unhealthy", reply.doc
+    state = checks["ohfp.state"]
+    assert not state["ok"] and "127.0.0.1" in state["detail"], state
+    assert checks["aws.credentials"]["ok"]  # the provider's checks still ran
