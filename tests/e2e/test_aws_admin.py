@@ -13,6 +13,7 @@ import pytest
 
 from .aws_account import AMI_ID, Account
 from .conftest import HostFactory, Installation, Reply, make_instance
+from .moto_faults import Forward, Response, error_response
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +156,60 @@ def test_health_fails_an_unreachable_store(
     state = checks["ohfp.state"]
     assert not state["ok"] and "127.0.0.1" in state["detail"], state
     assert checks["aws.credentials"]["ok"]  # the provider's checks still ran
+
+
+# masking -------------------------------------------------------------------------------------
+KEY_ID = "OHFPKEYID0000000042"  # not shaped like an AWS key id: only the credential chain knows it
+SECRET = "ohfp-secret-0123456789abcdef"
+TOKEN = "ohfp-session-token-FwoGZXIvYXdzE0123"
+
+
+def test_credentials_from_a_shared_file_echoed_by_the_endpoint_are_masked(
+    installation: Installation, admin_scripts: Path, hooked: Account, tmp_path: Path
+) -> None:
+    """The credentials come from the shared-credentials file (the calls' environment holds
+    nothing of AWS); the endpoint quotes them back in its errors, as a misbehaving proxy may.
+    They reach neither the replies, the log nor the state store."""
+    hf = aws_instance(installation, admin_scripts, hooked, tmp_path)
+    (hf.confdir / "credentials").write_text(
+        f"[default]\naws_access_key_id = {KEY_ID}\n"
+        f"aws_secret_access_key = {SECRET}\naws_session_token = {TOKEN}\n"
+    )
+    echoed = f"The security token {TOKEN} of {KEY_ID} (secret {SECRET}) is invalid"
+    refused: set[str] = set()
+
+    def echo(api: str, forward: Forward) -> Response:
+        if api in refused:
+            return error_response("AuthFailure", echoed)
+        return forward()
+
+    hooked.server.app.hook = echo
+    asked = hf.call("requestMachines", {"template": {"templateId": "OnDemand", "machineCount": 1}}).ok()
+    refused.add("ec2:DescribeInstances")
+    polled = hf.run("getRequestStatus", {"requests": [{"requestId": asked["requestId"]}]})
+    refused.add("ec2:RunInstances")
+    failed = hf.run("requestMachines", {"template": {"templateId": "OnDemand", "machineCount": 1}})
+
+    assert "invalid" in failed.stdout and "AuthFailure" in failed.stdout, failed.stdout
+    log = (hf.logdir / "ohfp-awsinst.log").read_text()
+    assert "AuthFailure" in log
+    state = b"".join(path.read_bytes() for path in hf.state_files())
+    assert b"***" in state, "the echoed error reached the store, masked"
+    for value in (KEY_ID, SECRET, TOKEN):
+        for where, text in (
+            ("reply", polled.stdout + failed.stdout),
+            ("stderr", polled.stderr + failed.stderr),
+        ):
+            assert value not in text, (where, text)
+        assert value not in log, "the log"
+        assert value.encode() not in state, "the state store"
+    hooked.server.app.hook = None
+    give_back(hf, asked["requestId"])
+
+
+def give_back(hf: HostFactory, request_id: str) -> None:
+    """Return the machines of ``request_id`` (once the endpoint answers again)."""
+    [entry] = hf.status(request_id)
+    held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
+    if held:
+        hf.call("requestReturnMachines", {"machines": held}).ok()

@@ -21,6 +21,8 @@ honours a per-request read timeout); botocore retries only while its longest bac
 still leaves :data:`MIN_ATTEMPT_SEC` for another attempt. Past that, the call raises
 :func:`ohfp_aws.access.boundary.out_of_time`.
 
+Every credential a client signs with is masked in ohfp's output (:func:`mask_credentials`).
+
 Capacity and quota errors are never retried by botocore (:func:`no_retry_of_refusals`): AWS
 sends ``InsufficientInstanceCapacity`` with HTTP 500, which botocore's standard mode would
 try again on the same offering, where the caller's answer is the next offering (and a quota
@@ -120,6 +122,29 @@ class Budget:
         client.meta.events.register_first("needs-retry", before_retry)
 
 
+def mask_credentials(session: Any) -> None:
+    """Mask every credential the clients of ``session`` sign with, wherever ohfp writes text
+    (:func:`ohfp_core.masking.remember_secret`): the access key id, secret key and session
+    token botocore's chain resolved (environment, shared file, profile, assume-role, instance
+    role …), and each refreshed set as botocore hands it to the signer. An endpoint or proxy
+    that echoes one back in an error is masked too. Resolves the credentials (as the first
+    client would); none found: nothing to mask."""
+    from ohfp_core.masking import remember_secret
+
+    credentials = session.get_credentials()
+    if credentials is None or getattr(credentials, "_ohfp_masked", False):
+        return
+    frozen_credentials = credentials.get_frozen_credentials
+
+    def get_frozen_credentials() -> Any:
+        frozen = frozen_credentials()  # what botocore signs each request with
+        remember_secret(frozen.access_key, frozen.secret_key, frozen.token)
+        return frozen
+
+    credentials.get_frozen_credentials = get_frozen_credentials
+    credentials._ohfp_masked = True
+
+
 NOT_RETRIED = CAPACITY_CODES | QUOTA_CODES
 """AWS error codes a call is never retried on by botocore."""
 
@@ -191,6 +216,7 @@ class AwsClients:
 
     def client(self, service: str) -> Any:
         """A new client for ``service`` (prefer the cached properties)."""
+        mask_credentials(self.session)  # before the client takes the session's credentials
         client = self.session.create_client(
             service,
             region_name=self.config.region,
