@@ -213,3 +213,92 @@ def give_back(hf: HostFactory, request_id: str) -> None:
     held = [{"name": m["name"], "machineId": m["machineId"]} for m in entry["machines"]]
     if held:
         hf.call("requestReturnMachines", {"machines": held}).ok()
+
+
+# the log tells the whole story ---------------------------------------------------------------
+def lines_with(log: str, needle: str) -> list[dict[str, Any]]:
+    """The log's lines (one JSON object each) that mention ``needle``."""
+    return [json.loads(line) for line in log.splitlines() if needle in line]
+
+
+def poll(hf: HostFactory, request_id: str) -> dict[str, Any]:
+    for _ in range(20):
+        [entry] = hf.status(request_id)
+        if entry["status"] != "running":
+            return entry
+    raise AssertionError(f"{request_id} still running: {entry}")
+
+
+def test_the_log_follows_an_instance_and_a_fleet_through_their_lives(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    """requestMachines → getRequestStatus until complete → requestReturnMachines →
+    getReturnRequests and getRequestStatus of the return, through the generated scripts; then
+    the log file, grepped for one instance id, shows its request, launch, readiness and
+    return, and grepped for the fleet id, its creation and deletion."""
+    hf = aws_instance(installation, admin_scripts, account, tmp_path)
+    fleet_template = {
+        "templateId": "Fleet",
+        "maxNumber": 4,
+        "attributes": ATTRIBUTES,
+        "providerApi": "EC2Fleet",
+        "fleetType": "request",
+        "vmTypes": {"t3.micro": 1},
+        "imageId": AMI_ID,
+        "securityGroupIds": [account.security_group_id],
+        "subnetId": list(account.subnet_ids),
+    }
+    templates = json.loads((hf.confdir / "awsinstprov_templates.json").read_text())
+    hf.write_config("templates", {"templates": [*templates["templates"], fleet_template]})
+    held: dict[str, list[dict[str, str]]] = {}
+    for template_id in ("OnDemand", "Fleet"):
+        asked = hf.call("requestMachines", {"template": {"templateId": template_id, "machineCount": 1}}).ok()
+        done = poll(hf, asked["requestId"])
+        assert done["status"] == "complete", done
+        held[asked["requestId"]] = [
+            {"name": m["name"], "machineId": m["machineId"]} for m in done["machines"]
+        ]
+    machines = [m for refs in held.values() for m in refs]
+    assert hf.call("getReturnRequests", {"machines": machines}).ok()["requests"] == []
+    returned = hf.call("requestReturnMachines", {"machines": machines}).ok()
+    assert poll(hf, returned["requestId"])["status"] == "complete"
+    log = (hf.logdir / "ohfp-awsinst.log").read_text()
+
+    (run_request, fleet_request) = held
+    instance_id = held[run_request][0]["machineId"]
+    about = lines_with(log, instance_id)
+    events = [line["event"] for line in about]
+    for event in (
+        "instances launched",
+        "request submitted",
+        "machine ready",
+        "return recorded",
+        "machine returned",
+    ):
+        assert event in events, (event, events)
+    launched = next(line for line in about if line["event"] == "instances launched")
+    assert launched["request_id"] == run_request and launched["template_id"] == "OnDemand", launched
+    ready = next(line for line in about if line["event"] == "machine ready")
+    assert ready["request_id"] == run_request and ready["name"] == held[run_request][0]["name"], ready
+    assert (
+        next(line for line in about if line["event"] == "return recorded")["request_id"]
+        == returned["requestId"]
+    )
+
+    created = [
+        line for line in lines_with(log, "cloud resource created") if line["request_id"] == fleet_request
+    ]
+    fleet = next(line for line in created if line["kind"] == "EC2 fleet")
+    assert fleet["template_id"] == "Fleet" and fleet["resource_id"].startswith("fleet-"), fleet
+    template = next(line for line in created if line["kind"] == "launch template")
+    assert fleet["launch_template_id"] == template["resource_id"]
+    for resource in (fleet, template):
+        ends = [
+            line
+            for line in lines_with(log, resource["resource_id"])
+            if line["event"] == "cloud resource deleted"
+        ]
+        assert len(ends) == 1, (resource, ends)
+        assert ends[0]["made_for"] == fleet_request and ends[0]["request_id"] == returned["requestId"], ends
+    fleet_machine = held[fleet_request][0]["machineId"]
+    assert {"machine ready", "machine returned"} <= {line["event"] for line in lines_with(log, fleet_machine)}

@@ -54,6 +54,11 @@ class Ec2:
     def __init__(self, client: EC2Client) -> None:
         self.client = client
 
+    @property
+    def endpoint_url(self) -> str:
+        """The URL EC2 calls go to (configured or botocore's default; no call)."""
+        return str(self.client.meta.endpoint_url)
+
     # -- instances ------------------------------------------------------------------------
 
     def instances(

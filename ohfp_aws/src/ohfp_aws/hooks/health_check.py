@@ -66,7 +66,7 @@ def _probe(name: str, operation: str, call: Callable[[], str]) -> HealthCheck:
 
 
 def _endpoint(ctx: AwsContext) -> str:
-    url = ctx.clients.ec2.meta.endpoint_url
+    url = ctx.services.ec2.endpoint_url
     origin = "AWS_ENDPOINT_URL" if ctx.config.endpoint_url else f"botocore's default for {ctx.config.region}"
     return f"EC2 at {url} ({origin})"
 
