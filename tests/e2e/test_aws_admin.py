@@ -302,3 +302,47 @@ def test_the_log_follows_an_instance_and_a_fleet_through_their_lives(
         assert ends[0]["made_for"] == fleet_request and ends[0]["request_id"] == returned["requestId"], ends
     fleet_machine = held[fleet_request][0]["machineId"]
     assert {"machine ready", "machine returned"} <= {line["event"] for line in lines_with(log, fleet_machine)}
+
+
+# errors point at the file and the fix --------------------------------------------------------
+def test_templates_validate_lists_every_problem_in_its_file_with_the_closest_key(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    hf = aws_instance(installation, admin_scripts, account, tmp_path)
+    templates = json.loads((hf.confdir / "awsinstprov_templates.json").read_text())["templates"]
+    (good,) = templates
+    typos = {**{k: v for k, v in good.items() if k != "vmType"}, "vmTyp": "t3.micro", "priceType": "cheap"}
+    second = {**good, "templateId": "Second", "instanceTag": "team=grid"}
+    templates_file = hf.write_config("templates", {"templates": [typos, second]})
+    reply = Reply.of(
+        hf.installation.run(hf.installation.ohfp, "templates", "validate", "--provider", "aws", env=hf.env())
+    )
+    assert reply.code == 3, reply.doc
+    assert sorted(reply.doc["errors"]) == sorted(
+        [
+            f"{templates_file}: $.templates[OnDemand].vmTyp: unknown template field; did you mean 'vmType'?",
+            f"{templates_file}: $.templates[OnDemand].priceType: must be one of ondemand, spot,"
+            ' heterogeneous, got "cheap"',
+            f"{templates_file}: $.templates[Second].instanceTag: unknown template field;"
+            " did you mean 'instanceTags'?",
+        ]
+    )
+
+    config_file = hf.confdir / "awsinstprov_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(
+        json.dumps({**config, "AWS_REQUEST_RETRY_ATTEMPS": 1, "AWS_CONNECTION_TIMEOUT_MS": 0})
+    )
+    (hf.confdir / "ohfp.json").write_text(json.dumps({"aws": {"handlers": {"EC2Flet": {"enabled": False}}}}))
+    reply = Reply.of(
+        hf.installation.run(hf.installation.ohfp, "templates", "validate", "--provider", "aws", env=hf.env())
+    )
+    assert reply.code == 3, reply.doc
+    assert sorted(reply.doc["errors"]) == sorted(
+        [
+            f"{config_file}: $.AWS_REQUEST_RETRY_ATTEMPS: unknown key;"
+            " did you mean 'AWS_REQUEST_RETRY_ATTEMPTS'?",
+            f"{config_file}: $.AWS_CONNECTION_TIMEOUT_MS: must be 1..600000, got 0",
+            f"{hf.confdir / 'ohfp.json'}: $.aws.handlers.EC2Flet: unknown key; did you mean 'EC2Fleet'?",
+        ]
+    )

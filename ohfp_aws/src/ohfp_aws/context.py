@@ -18,6 +18,7 @@ from ohfp_aws.access.services import Services
 from ohfp_aws.access.session import AwsClients, Budget
 from ohfp_aws.settings import AwsConfig, load_config
 from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
+from ohfp_core.config import SETTINGS_FILE
 from ohfp_core.models import ProviderContext
 from ohfp_core.values import Values
 
@@ -56,7 +57,13 @@ class AwsContext:
 
         :raises ConfigError: for an invalid config.
         """
-        config = load_config(ctx.config, ctx.settings)
+        settings_file = ctx.confdir / SETTINGS_FILE
+        config = load_config(
+            ctx.config,
+            ctx.settings,
+            config_file=ctx.config_path,
+            settings_file=settings_file if settings_file.is_file() else None,
+        )
         clients = clients or AwsClients(config, Budget(ctx.timeout_sec))
         return cls(ctx.instance, ctx.confdir, config, clients, ctx.values)
 

@@ -167,9 +167,9 @@ def cmd_templates_validate(args: argparse.Namespace) -> int:
         report = ops.validate_templates()
         files, warnings = ops.files_read()
         problems = [p for items in report.values() for p in items]
-        if problems:
-            where = f" of {files['templates']}" if files["templates"] else ""
-            raise ConfigError(f"{len(problems)} problem(s) in the templates{where}", problems)
+        if problems:  # each names its file
+            named = [f"{files['templates']}: {p}" for p in problems] if files["templates"] else problems
+            raise ConfigError(f"{len(problems)} problem(s) in the templates", named)
         reply: dict[str, Any] = {
             "message": f"{len(report)} templates valid.",
             "templates": sorted(report),
