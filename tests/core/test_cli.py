@@ -127,6 +127,14 @@ def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out)["message"] == "healthy"
 
 
+def test_templates_validate_online_says_when_the_provider_has_no_online_checks(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["templates", "validate", "--provider", "mock", "--online"]) == 3
+    reply = json.loads(capsys.readouterr().out)
+    assert "the mock provider has no online checks: run without --online" in reply["message"], reply
+
+
 def test_templates_validate_names_the_files_read_and_warns_of_a_shadowed_one(
     hf_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -346,3 +346,97 @@ def test_templates_validate_lists_every_problem_in_its_file_with_the_closest_key
             f"{hf.confdir / 'ohfp.json'}: $.aws.handlers.EC2Flet: unknown key; did you mean 'EC2Fleet'?",
         ]
     )
+
+
+def test_templates_validate_online_names_every_missing_resource_by_template_and_field(
+    installation: Installation, admin_scripts: Path, hooked: Account, tmp_path: Path
+) -> None:
+    """``ohfp templates validate --online`` in a fresh process against the hooked moto server:
+    every missing image, subnet, security group and launch template named by template and
+    field, in one batched describe per kind."""
+    hf = aws_instance(installation, admin_scripts, hooked, tmp_path)
+    (good,) = json.loads((hf.confdir / "awsinstprov_templates.json").read_text())["templates"]
+    ec2 = hooked.client("ec2")
+    launch_template = ec2.create_launch_template(
+        LaunchTemplateName="admin-online", LaunchTemplateData={"ImageId": AMI_ID}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    gone_group = ec2.create_security_group(
+        GroupName="admin-gone", Description="deleted", VpcId=_vpc_of(ec2, hooked.subnet_ids[0])
+    )["GroupId"]
+    ec2.delete_security_group(GroupId=gone_group)
+    broken = {
+        **good,
+        "templateId": "Broken",
+        "imageId": "ami-00000000000000bad",
+        "subnetId": [hooked.subnet_ids[0], "subnet-00000000000000bad"],
+        "securityGroupIds": [hooked.security_group_id, gone_group],
+    }
+    by_launch_template = {
+        key: value for key, value in good.items() if key not in ("imageId", "securityGroupIds")
+    } | {"templateId": "FromLaunchTemplate", "launchTemplateId": launch_template}
+    missing_launch_template = {
+        **by_launch_template,
+        "templateId": "NoLaunchTemplate",
+        "launchTemplateId": "lt-00000000000000bad",
+    }
+    hf.write_config("templates", {"templates": [good, broken, by_launch_template, missing_launch_template]})
+    seen: list[str] = []
+
+    def record(api: str, forward: Forward) -> Response:
+        """Counts the calls; answers DescribeLaunchTemplates of a missing id as AWS does
+        (moto leaves the id out instead)."""
+        seen.append(api)
+        asked = [
+            v
+            for k, values in hooked.server.app.params.items()
+            if k.startswith("LaunchTemplateId.")
+            for v in values
+        ]
+        if api == "ec2:DescribeLaunchTemplates" and "lt-00000000000000bad" in asked:
+            return error_response(
+                "InvalidLaunchTemplateId.NotFound", "The specified launch template does not exist"
+            )
+        return forward()
+
+    hooked.server.app.hook = record
+    run = hf.installation.run(
+        hf.installation.ohfp, "templates", "validate", "--provider", "aws", "--online", env=hf.env()
+    )
+    reply = Reply.of(run)
+    assert reply.code == 3, reply.doc
+    templates_file = hf.confdir / "awsinstprov_templates.json"
+    assert sorted(reply.doc["errors"]) == sorted(
+        f"{templates_file}: $.templates[{where}: {what} does not exist in us-east-1 ({call})"
+        for where, what, call in (
+            ("Broken].imageId", "image ami-00000000000000bad", "DescribeImages"),
+            ("Broken].subnetId", "subnet subnet-00000000000000bad", "DescribeSubnets"),
+            ("Broken].securityGroupIds", f"security group {gone_group}", "DescribeSecurityGroups"),
+            (
+                "NoLaunchTemplate].launchTemplateId",
+                "launch template lt-00000000000000bad",
+                "DescribeLaunchTemplates",
+            ),
+        )
+    ), reply.doc
+    describes = [api for api in seen if ":Describe" in api]
+    assert sorted(set(describes)) == [
+        "ec2:DescribeImages",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+    ]
+    assert describes.count("ec2:DescribeImages") == describes.count("ec2:DescribeSubnets") == 1
+    # one call for both launch templates; one more for each, only because one was missing
+    assert describes.count("ec2:DescribeLaunchTemplates") == 3
+
+    hf.write_config("templates", {"templates": [good, by_launch_template]})
+    fine = Reply.of(
+        hf.installation.run(
+            hf.installation.ohfp, "templates", "validate", "--provider", "aws", "--online", env=hf.env()
+        )
+    )
+    assert fine.code == 0 and fine.doc["templates"] == ["FromLaunchTemplate", "OnDemand"], fine.doc
+
+
+def _vpc_of(ec2: Any, subnet_id: str) -> str:
+    return str(ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["VpcId"])

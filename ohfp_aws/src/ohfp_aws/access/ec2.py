@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ohfp_aws.access.boundary import call, pages
+from ohfp_aws.access.boundary import call, error_code, pages
+from ohfp_core.errors import CloudError
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -46,6 +47,24 @@ if TYPE_CHECKING:
         SubnetTypeDef,
         TagDescriptionTypeDef,
     )
+
+
+FILTER_VALUES = 200
+"""The most values one Describe* filter takes."""
+_LAUNCH_TEMPLATE_NOT_FOUND = frozenset(
+    {
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.Malformed",
+        "InvalidLaunchTemplateName.NotFoundException",
+    }
+)
+
+
+def _filter_batches(ids: Sequence[str]) -> Iterator[list[str]]:
+    """``ids`` without repeats, in lists a filter takes."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), FILTER_VALUES):
+        yield unique[start : start + FILTER_VALUES]
 
 
 class Ec2:
@@ -92,6 +111,63 @@ class Ec2:
     def images(self, image_ids: Sequence[str]) -> list[ImageTypeDef]:
         """DescribeImages of ``image_ids``."""
         return call("DescribeImages", self.client.describe_images, ImageIds=list(image_ids)).get("Images", [])
+
+    # -- what exists (templates validate --online) ---------------------------------------------
+
+    def existing_images(self, image_ids: Sequence[str]) -> set[str]:
+        """Which of ``image_ids`` exist and can be launched from: DescribeImages filtered by
+        ``image-id`` (a missing id is left out, not an error), batched."""
+        found: set[str] = set()
+        for batch in _filter_batches(image_ids):
+            reply = call(
+                "DescribeImages", self.client.describe_images, Filters=[{"Name": "image-id", "Values": batch}]
+            )
+            found.update(image.get("ImageId", "") for image in reply.get("Images", []))
+        return found
+
+    def existing_subnets(self, subnet_ids: Sequence[str]) -> set[str]:
+        """Which of ``subnet_ids`` exist: DescribeSubnets filtered by ``subnet-id``, batched."""
+        found: set[str] = set()
+        for batch in _filter_batches(subnet_ids):
+            reply = call(
+                "DescribeSubnets",
+                self.client.describe_subnets,
+                Filters=[{"Name": "subnet-id", "Values": batch}],
+            )
+            found.update(subnet.get("SubnetId", "") for subnet in reply.get("Subnets", []))
+        return found
+
+    def existing_security_groups(self, group_ids: Sequence[str]) -> set[str]:
+        """Which of ``group_ids`` exist: DescribeSecurityGroups filtered by ``group-id``, batched."""
+        found: set[str] = set()
+        for batch in _filter_batches(group_ids):
+            reply = call(
+                "DescribeSecurityGroups",
+                self.client.describe_security_groups,
+                Filters=[{"Name": "group-id", "Values": batch}],
+            )
+            found.update(group.get("GroupId", "") for group in reply.get("SecurityGroups", []))
+        return found
+
+    def existing_launch_templates(self, launch_template_ids: Sequence[str]) -> set[str]:
+        """Which of ``launch_template_ids`` exist: one DescribeLaunchTemplates of them all
+        (AWS has no id filter and refuses the call when one is missing); only then one call
+        per id, to tell which."""
+        ids = list(dict.fromkeys(launch_template_ids))
+        if not ids:
+            return set()
+        try:
+            return self._launch_templates_by_id(ids)
+        except CloudError as exc:
+            if error_code(exc) not in _LAUNCH_TEMPLATE_NOT_FOUND:
+                raise
+        if len(ids) == 1:
+            return set()
+        return {i for i in ids if self.existing_launch_templates([i])}
+
+    def _launch_templates_by_id(self, ids: list[str]) -> set[str]:
+        reply = call("DescribeLaunchTemplates", self.client.describe_launch_templates, LaunchTemplateIds=ids)
+        return {t.get("LaunchTemplateId", "") for t in reply.get("LaunchTemplates", [])}
 
     def instance_types(self, names: Sequence[str]) -> Iterator[InstanceTypeInfoTypeDef]:
         """DescribeInstanceTypes of ``names`` (at most 100), every page."""
