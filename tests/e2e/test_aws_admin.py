@@ -440,3 +440,34 @@ def test_templates_validate_online_names_every_missing_resource_by_template_and_
 
 def _vpc_of(ec2: Any, subnet_id: str) -> str:
     return str(ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["VpcId"])
+
+
+def test_debug_logs_each_store_transaction_and_info_does_not(
+    installation: Installation, admin_scripts: Path, account: Account, tmp_path: Path
+) -> None:
+    """OHFP_LOG_LEVEL=DEBUG: one ``store transaction`` line per commit (backend, duration,
+    rows written), beside a line per AWS call and per hook call; INFO has none of them."""
+    logs, asked_at = {}, {}
+    for level in ("DEBUG", "INFO"):
+        hf = aws_instance(installation, admin_scripts, account, tmp_path / level)
+        hf.env_extra["OHFP_LOG_LEVEL"] = level
+        asked = hf.call("requestMachines", {"template": {"templateId": "OnDemand", "machineCount": 1}}).ok()
+        asked_at[level] = asked["requestId"]
+        done = poll(hf, asked["requestId"])
+        held = [{"name": m["name"], "machineId": m["machineId"]} for m in done["machines"]]
+        hf.call("requestReturnMachines", {"machines": held}).ok()
+        logs[level] = [json.loads(line) for line in (hf.logdir / "ohfp-awsinst.log").read_text().splitlines()]
+    commits = [line for line in logs["DEBUG"] if line["event"] == "store transaction"]
+    assert commits and all(line["backend"] == "sqlite" and line["duration_ms"] >= 0 for line in commits)
+    submitted = next(
+        line
+        for line in commits
+        if line["operation"] == "requestMachines" and line["requests"] == 1 and line["machines"] == 1
+    )
+    assert submitted["level"] == "debug", submitted
+    returned = [line for line in commits if line["operation"] == "requestReturnMachines"]
+    assert any(line["requests"] == 1 and line["machines"] == 1 for line in returned), returned
+    assert {"aws call", "hook call"} <= {line["event"] for line in logs["DEBUG"]}
+    launch = next(line for line in logs["DEBUG"] if line.get("aws_operation") == "RunInstances")
+    assert launch["operation"] == "requestMachines" and launch["request_id"] == asked_at["DEBUG"], launch
+    assert not {"store transaction", "aws call", "hook call"} & {line["event"] for line in logs["INFO"]}

@@ -259,7 +259,7 @@ def logged(operation: str, started: float, outcome: Any) -> None:
     meta = reply.get("ResponseMetadata", {}) if isinstance(reply, Mapping) else {}
     log.debug(
         "aws call",
-        operation=operation,
+        aws_operation=operation,  # not ``operation``: that is the Host Factory call's, bound by core
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         attempts=int(meta.get("RetryAttempts", 0)) + 1 if meta else None,
         http_status=meta.get("HTTPStatusCode"),
