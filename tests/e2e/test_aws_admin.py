@@ -471,3 +471,50 @@ def test_debug_logs_each_store_transaction_and_info_does_not(
     launch = next(line for line in logs["DEBUG"] if line.get("aws_operation") == "RunInstances")
     assert launch["operation"] == "requestMachines" and launch["request_id"] == asked_at["DEBUG"], launch
     assert not {"store transaction", "aws call", "hook call"} & {line["event"] for line in logs["INFO"]}
+
+
+# an HTML error page ----------------------------------------------------------------------------
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 Bad Gateway"
+    b"</h1></center><hr><center>nginx</center>\n<script>var tracking = 'a very long script';</script>"
+    b"</body></html>\n"
+)
+
+
+def html_error(status: str) -> Response:
+    return status, [("Content-Type", "text/html"), ("Content-Length", str(len(HTML_PAGE)))], HTML_PAGE
+
+
+def test_an_html_error_page_from_a_proxy_is_a_short_retryable_error(
+    installation: Installation, admin_scripts: Path, hooked: Account, tmp_path: Path
+) -> None:
+    """A proxy in front of the endpoint answers with its own HTML page (502, then 503): the
+    call fails with the status and the page's first line of text, no HTML and no traceback,
+    and the request is tried again on the next poll."""
+    hf = aws_instance(installation, admin_scripts, hooked, tmp_path)
+    failing: dict[str, str] = {"ec2:RunInstances": "502 Bad Gateway"}
+
+    def proxy(api: str, forward: Forward) -> Response:
+        return html_error(failing[api]) if api in failing else forward()
+
+    hooked.server.app.hook = proxy
+    refused = hf.run("requestMachines", {"template": {"templateId": "OnDemand", "machineCount": 1}})
+    reply = Reply.of(refused)
+    assert reply.code == 0 and "requestId" not in reply.doc, reply.doc
+    message = reply.doc["message"]
+    assert "RunInstances: HTTP 502 from the endpoint (not an AWS answer): 502 Bad Gateway" in message, message
+    assert "Traceback" not in refused.stderr, refused.stderr
+
+    failing.clear()
+    asked = hf.call("requestMachines", {"template": {"templateId": "OnDemand", "machineCount": 1}}).ok()
+    failing["ec2:DescribeInstances"] = "503 Service Unavailable"
+    [entry] = hf.status(asked["requestId"])
+    assert entry["status"] == "running", entry  # retryable: asked again on the next poll
+    failing.clear()
+    assert poll(hf, asked["requestId"])["status"] == "complete"
+    log = (hf.logdir / "ohfp-awsinst.log").read_text()
+    assert "HTTP 503 from the endpoint" in log
+    for text in (refused.stdout, refused.stderr, log):
+        assert "<html" not in text.lower() and "doctype" not in text.lower() and "tracking" not in text
+    hooked.server.app.hook = None
+    give_back(hf, asked["requestId"])
