@@ -5,31 +5,23 @@ as Host Factory lays it out."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .aws_account import AMI_ID, Account
-from .conftest import HostFactory, Installation, Reply, make_instance
+from .conftest import HostFactory, Installation, Reply
 from .moto_faults import Forward, Response, error_response
+from .test_aws_ahead import ATTRIBUTES, instance, run_instances
+from .test_aws_scripts import poll
 
 pytestmark = pytest.mark.e2e
-
-ATTRIBUTES = {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "nram": ["Numeric", "1024"]}
 
 
 @pytest.fixture(scope="module")
 def admin_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return installation.scripts("aws", tmp_path_factory.mktemp("admin-scripts"))
-
-
-@pytest.fixture
-def hooked(account: Account) -> Iterator[Account]:
-    """The account, its server's hook cleared after the test."""
-    yield account
-    account.server.app.hook = None
 
 
 def aws_instance(
@@ -39,22 +31,10 @@ def aws_instance(
     root: Path,
     settings: dict[str, Any] | None = None,
 ) -> HostFactory:
-    """An ``awsinst`` instance on the account's server with one RunInstances template and
-    ``settings`` as its ``ohfp.json``."""
-    hf = make_instance(installation, scripts, root, "awsinst")
+    """An ``awsinst`` instance on the account's server with one RunInstances template
+    (``OnDemand``), ``settings`` as its ``ohfp.json``, each call in a process of its own."""
+    hf = instance(installation, scripts, account, root, [run_instances("OnDemand", 4)])
     hf.env_extra["OHFP_SERVICE"] = "off"
-    hf.write_aws_config(account.server.endpoint, AWS_REQUEST_RETRY_ATTEMPTS=0)
-    template = {
-        "templateId": "OnDemand",
-        "maxNumber": 4,
-        "attributes": ATTRIBUTES,
-        "providerApi": "RunInstances",
-        "vmType": "t3.micro",
-        "imageId": AMI_ID,
-        "securityGroupIds": [account.security_group_id],
-        "subnetId": list(account.subnet_ids),
-    }
-    hf.write_config("templates", {"templates": [template]})
     (hf.confdir / "ohfp.json").write_text(json.dumps(settings or {}), encoding="utf-8")
     return hf
 
@@ -219,14 +199,6 @@ def give_back(hf: HostFactory, request_id: str) -> None:
 def lines_with(log: str, needle: str) -> list[dict[str, Any]]:
     """The log's lines (one JSON object each) that mention ``needle``."""
     return [json.loads(line) for line in log.splitlines() if needle in line]
-
-
-def poll(hf: HostFactory, request_id: str) -> dict[str, Any]:
-    for _ in range(20):
-        [entry] = hf.status(request_id)
-        if entry["status"] != "running":
-            return entry
-    raise AssertionError(f"{request_id} still running: {entry}")
 
 
 def test_the_log_follows_an_instance_and_a_fleet_through_their_lives(

@@ -18,7 +18,6 @@ from ohfp_aws.access.services import Services
 from ohfp_aws.access.session import AwsClients, Budget
 from ohfp_aws.settings import AwsConfig, load_config
 from ohfp_aws.vocabulary import TAG_INSTANCE, TAG_REQUEST, TAG_TEMPLATE, AwsTemplate
-from ohfp_core.config import SETTINGS_FILE
 from ohfp_core.models import ProviderContext
 from ohfp_core.values import Values
 
@@ -57,12 +56,8 @@ class AwsContext:
 
         :raises ConfigError: for an invalid config.
         """
-        settings_file = ctx.confdir / SETTINGS_FILE
         config = load_config(
-            ctx.config,
-            ctx.settings,
-            config_file=ctx.config_path,
-            settings_file=settings_file if settings_file.is_file() else None,
+            ctx.config, ctx.settings, config_file=ctx.config_path, settings_file=ctx.settings_path
         )
         clients = clients or AwsClients(config, Budget(ctx.timeout_sec))
         return cls(ctx.instance, ctx.confdir, config, clients, ctx.values)

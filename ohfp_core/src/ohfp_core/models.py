@@ -360,6 +360,9 @@ class ProviderContext:
     """Which config file was read, or None when there is none."""
     settings: Mapping[str, Any] = field(factory=dict)
     """The provider's section of ``ohfp.json``."""
+    settings_path: Path | None = None
+    """Which ``ohfp.json`` was read, or None when there is none (a provider names it in its
+    errors about ``settings``)."""
     timeout_sec: float = 240.0
     """Seconds left of Host Factory's budget for this call: bound retries by it."""
     values: Values = field(factory=Values, eq=False, repr=False)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ohfp_core import hookimpl
-from ohfp_core.config import SETTINGS_FILE
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import (
     CloudRequest,
@@ -107,11 +106,5 @@ def make_provider(ctx: ProviderContext) -> MockProvider:
     :raises ConfigError: naming the key of a bad or unknown knob in the instance's config or
         in the ``mock`` section of ohfp's settings.
     """
-    settings_file = ctx.confdir / SETTINGS_FILE
-    knobs = read_knobs(
-        ctx.config,
-        ctx.settings,
-        config_file=ctx.config_path,
-        settings_file=settings_file if settings_file.is_file() else None,
-    )
+    knobs = read_knobs(ctx.config, ctx.settings, config_file=ctx.config_path, settings_file=ctx.settings_path)
     return MockProvider(ctx, knobs)

@@ -9,9 +9,9 @@ Parameters are typed by the published EC2 stubs, so mypy checks every name and v
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ohfp_aws.access.boundary import call, error_code, pages
 from ohfp_core.errors import CloudError
@@ -115,38 +115,40 @@ class Ec2:
     # -- what exists (templates validate --online) ---------------------------------------------
 
     def existing_images(self, image_ids: Sequence[str]) -> set[str]:
-        """Which of ``image_ids`` exist and can be launched from: DescribeImages filtered by
-        ``image-id`` (a missing id is left out, not an error), batched."""
-        found: set[str] = set()
-        for batch in _filter_batches(image_ids):
-            reply = call(
-                "DescribeImages", self.client.describe_images, Filters=[{"Name": "image-id", "Values": batch}]
-            )
-            found.update(image.get("ImageId", "") for image in reply.get("Images", []))
-        return found
+        """Which of ``image_ids`` exist and can be launched from (DescribeImages)."""
+        return self._existing(
+            "DescribeImages", self.client.describe_images, "image-id", ("Images", "ImageId"), image_ids
+        )
 
     def existing_subnets(self, subnet_ids: Sequence[str]) -> set[str]:
-        """Which of ``subnet_ids`` exist: DescribeSubnets filtered by ``subnet-id``, batched."""
-        found: set[str] = set()
-        for batch in _filter_batches(subnet_ids):
-            reply = call(
-                "DescribeSubnets",
-                self.client.describe_subnets,
-                Filters=[{"Name": "subnet-id", "Values": batch}],
-            )
-            found.update(subnet.get("SubnetId", "") for subnet in reply.get("Subnets", []))
-        return found
+        """Which of ``subnet_ids`` exist (DescribeSubnets)."""
+        return self._existing(
+            "DescribeSubnets", self.client.describe_subnets, "subnet-id", ("Subnets", "SubnetId"), subnet_ids
+        )
 
     def existing_security_groups(self, group_ids: Sequence[str]) -> set[str]:
-        """Which of ``group_ids`` exist: DescribeSecurityGroups filtered by ``group-id``, batched."""
+        """Which of ``group_ids`` exist (DescribeSecurityGroups)."""
+        describe = self.client.describe_security_groups
+        return self._existing(
+            "DescribeSecurityGroups", describe, "group-id", ("SecurityGroups", "GroupId"), group_ids
+        )
+
+    def _existing(
+        self,
+        operation: str,
+        describe: Callable[..., Any],
+        id_filter: str,
+        items: tuple[str, str],
+        ids: Sequence[str],
+    ) -> set[str]:
+        """The ``ids`` ``describe`` finds, filtered by ``id_filter`` (a missing id is left out,
+        not an error as it is when asked by id), in batches a filter takes; ``items`` says
+        where the reply lists them and their ids (``("Subnets", "SubnetId")``)."""
+        listed, id_key = items
         found: set[str] = set()
-        for batch in _filter_batches(group_ids):
-            reply = call(
-                "DescribeSecurityGroups",
-                self.client.describe_security_groups,
-                Filters=[{"Name": "group-id", "Values": batch}],
-            )
-            found.update(group.get("GroupId", "") for group in reply.get("SecurityGroups", []))
+        for batch in _filter_batches(ids):
+            reply = call(operation, describe, Filters=[{"Name": id_filter, "Values": batch}])
+            found.update(str(item.get(id_key, "")) for item in reply.get(listed, []))
         return found
 
     def existing_launch_templates(self, launch_template_ids: Sequence[str]) -> set[str]:
