@@ -74,3 +74,21 @@ def failing(
     with monkeypatch.context() as patch:
         patch.setattr(owner, method, flaky)
         yield seen
+
+
+@contextmanager
+def log_lines(level: str = "INFO") -> Iterator[list[dict[str, Any]]]:
+    """The lines ohfp logs at ``level`` or above inside the block, each a parsed JSON
+    object (filled in when the block ends); logging is reset afterwards."""
+    import io
+
+    from ohfp_core.logs import configure_logging, reset_logging
+
+    out = io.StringIO()
+    lines: list[dict[str, Any]] = []
+    configure_logging(logdir=None, instance="awsinst", level=level, stream=out)
+    try:
+        yield lines
+    finally:
+        reset_logging()
+        lines.extend(json.loads(line) for line in out.getvalue().splitlines())

@@ -16,6 +16,7 @@ import pytest
 from ohfp_aws.apis.asg import ASGHandler
 from ohfp_aws.vocabulary import TAG_REQUEST
 
+from .aws_support import log_lines
 from .conftest import REGION, Network
 from .fleet_support import Calls, acquire, alive_ids, answer, aws_context, returns, template
 
@@ -251,3 +252,24 @@ def test_a_short_group_waits_until_its_deadline_and_says_why(provider: Any, netw
     state = handler.inspect([request])["req-s"]
     assert state.open is False
     assert state.errors[0] == "Auto Scaling group ohfp-req-s expired with 2 of 3 units"
+
+
+def test_the_group_and_its_launch_template_are_logged_when_made_and_deleted(
+    provider: Any, network: Network
+) -> None:
+    handler = ASGHandler(provider)
+    with log_lines() as logs:
+        done = handler.provision("req-log", template(network), 1)
+        request = acquire("req-log", done)
+        assert (
+            handler.release(returns(request, list(handler.inspect([request])["req-log"].instance_ids))) == {}
+        )
+    lt = done.handle["launch_template_id"]
+    told = [(e["event"], e["kind"], e["resource_id"], e.get("made_for")) for e in logs if "kind" in e]
+    assert told == [
+        ("cloud resource created", "launch template", lt, None),
+        ("cloud resource created", "Auto Scaling group", "ohfp-req-log", None),
+        ("cloud resource deleted", "Auto Scaling group", "ohfp-req-log", "req-log"),
+        ("cloud resource deleted", "launch template", lt, "req-log"),
+    ]
+    assert all(e["level"] == "info" for e in logs if "kind" in e)

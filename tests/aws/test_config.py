@@ -45,15 +45,36 @@ def test_every_problem_names_its_key() -> None:
         "AWS_REGION": "us-east-1",
         "AWS_REQUEST_RETRY_ATTEMPTS": 12,
         "AWS_CONNECTION_TIMEOUT_MS": "soon",
-        "AWS_SECRET": "x",
+        "aws_endpoint_url": "http://localhost:5000",
+        "COLOUR": "blue",
     }
     with pytest.raises(ConfigError) as info:
-        load_config(raw, {}, environ={})
+        load_config(raw, {"handlers": {"EC2Flet": {}}}, environ={})
     assert set(info.value.problems) == {
         "AWS_REQUEST_RETRY_ATTEMPTS: must be 0..10, got 12",
         "AWS_CONNECTION_TIMEOUT_MS: must be an integer 1..600000, got 'soon'",
-        "AWS_SECRET: unknown key",
+        "aws_endpoint_url: unknown key; did you mean 'AWS_ENDPOINT_URL'?",
+        "COLOUR: unknown key (none of the 12 keys known here is close to it)",
+        "handlers.EC2Flet: unknown key; did you mean 'EC2Fleet'?",
     }
+
+
+def test_every_problem_names_its_file(tmp_path: Path) -> None:
+    config_file, settings_file = tmp_path / "awsinstprov_config.json", tmp_path / "ohfp.json"
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            {"AWS_REGON": "us-east-1"},
+            {"evnts": {}},
+            environ={},
+            config_file=config_file,
+            settings_file=settings_file,
+        )
+    assert info.value.problems == (
+        f"{config_file}: $.AWS_REGON: unknown key; did you mean 'AWS_REGION'?",
+        f"{settings_file}: $.aws.evnts: unknown key; did you mean 'events'?",
+        f"{config_file}: $.AWS_REGION: required (set it in the provider config or the AWS_REGION"
+        " environment variable)",
+    )
 
 
 def test_region_falls_back_to_the_environment() -> None:

@@ -159,7 +159,11 @@ def test_the_queue_and_quota_actions_are_in_the_policy_when_enabled(network: Net
     from ohfp_aws.vocabulary import Shortfall
 
     queue = event_rules.setup(Services(AwsClients(load_config({"AWS_REGION": REGION}))), "iam")["queueUrl"]
-    settings = {"events": {"queueUrl": queue}, "quotas": {"enabled": True}}
+    settings = {
+        "events": {"queueUrl": queue},
+        "quotas": {"enabled": True},
+        "handlers": {"ASG": {"enabled": False}},
+    }
     provider = make_provider(make_context(tmp_path, None, settings))
     calls = count_calls(provider)
     answer(
@@ -184,6 +188,7 @@ def test_the_queue_and_quota_actions_are_in_the_policy_when_enabled(network: Net
     )
     hooks.machine_status([request])
     hooks.reclaimed_machines([MachineRef(name=instance_id, machine_id=instance_id)])
+    hooks.health_check()  # reads the queue's attributes and a quota
     short = Shortfall(reason="insufficient-capacity", instance_type="t3.micro", zone=f"{REGION}a")
     offerings.remember(provider.aws, [short])
     offerings.unavailable(provider.aws, provider.templates.parse(template))
@@ -191,6 +196,7 @@ def test_the_queue_and_quota_actions_are_in_the_policy_when_enabled(network: Net
     for expected in (
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
         "servicequotas:GetServiceQuota",
         "ec2:DescribeInstanceTypes",
         "ec2:DescribeSubnets",

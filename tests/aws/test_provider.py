@@ -316,7 +316,8 @@ def test_spot_interruption_notice_grace_with_stubber(tmp_path: Path, aws_env: No
 def test_health_checks_in_moto(aws_provider: AwsProvider) -> None:
     checks = {c.name: c for c in hooks_for(aws_provider).health_check()}
     assert {"aws.config", "aws.credentials", "aws.ec2", "aws.autoscaling"} <= set(checks)
-    assert checks["aws.credentials"].ok and checks["aws.credentials"].detail == "account 123456789012"
+    assert checks["aws.credentials"].ok
+    assert checks["aws.credentials"].detail == "from env; account 123456789012"
     assert checks["aws.ec2"].ok and "zones in us-east-1" in checks["aws.ec2"].detail
 
 

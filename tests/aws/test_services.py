@@ -80,7 +80,7 @@ def test_one_debug_line_per_call_and_page(
     assert ec2.subnets(list(network.subnet_ids))
     assert list(ec2.instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])) == []
     lines = _calls(debug_log)
-    assert [line["operation"] for line in lines] == ["DescribeSubnets", "DescribeInstances"]
+    assert [line["aws_operation"] for line in lines] == ["DescribeSubnets", "DescribeInstances"]
     for line in lines:
         assert line["level"] == "debug"
         assert line["attempts"] == 1 and line["http_status"] == 200 and line["error_code"] is None
@@ -96,7 +96,7 @@ def test_a_refused_call_is_translated_and_logged_with_its_code(
     assert refused.value.code == "InvalidSubnetID.NotFound"
     assert str(refused.value).startswith("DescribeSubnets: ")
     (line,) = _calls(debug_log)
-    assert line["operation"] == "DescribeSubnets"
+    assert line["aws_operation"] == "DescribeSubnets"
     assert line["error_code"] == "InvalidSubnetID.NotFound"
     assert line["http_status"] == 400 and line["attempts"] == 1
 

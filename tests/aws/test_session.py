@@ -149,3 +149,50 @@ def test_provisioning_against_a_silent_endpoint_ends_within_the_budget(aws_env: 
     assert info.value.code == "ActionTimeout" and info.value.retryable
     assert info.value.message.startswith("DescribeInstances: no answer from AWS within the 3 s")
     assert elapsed < ctx.timeout_sec + MARGIN_SEC
+
+
+class _RotatingProvider:
+    """A credential provider whose credentials expire within botocore's mandatory refresh
+    window (10 minutes), so botocore refreshes them before each signature (as an assumed
+    role's are near their end), each time new."""
+
+    METHOD = "rotating"
+    CANONICAL_NAME = "rotating"
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+
+    def fetch(self) -> dict[str, str]:
+        from datetime import UTC, datetime, timedelta
+
+        serial = f"{len(self.issued):04d}"
+        self.issued.append(serial)
+        return {
+            "access_key": f"ROTATINGKEY{serial}",
+            "secret_key": f"rotating-secret-{serial}",
+            "token": f"rotating-token-{serial}",
+            "expiry_time": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        }
+
+    def load(self) -> Any:
+        from botocore.credentials import RefreshableCredentials
+
+        return RefreshableCredentials.create_from_metadata(self.fetch(), self.fetch, self.METHOD)
+
+
+def test_every_credential_a_client_signs_with_is_masked_refreshed_ones_too(moto_aws: None) -> None:
+    from ohfp_aws.access.services import Services
+    from ohfp_core.masking import forget_secrets, mask_secrets
+
+    forget_secrets()
+    clients = AwsClients(load_config({"AWS_REGION": REGION}, environ={}))
+    rotating = _RotatingProvider()
+    clients.session.get_component("credential_provider").insert_before("env", rotating)
+    services = Services(clients)
+    services.sts.account()
+    services.ec2.availability_zones()
+    assert len(rotating.issued) >= 3  # the first, and one refresh per signed call
+    for serial in rotating.issued[1:]:  # the first is refreshed before it signs anything
+        for value in (f"ROTATINGKEY{serial}", f"rotating-secret-{serial}", f"rotating-token-{serial}"):
+            assert mask_secrets(f"echoed: {value}") == "echoed: ***", value
+    forget_secrets()

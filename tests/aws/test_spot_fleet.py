@@ -16,6 +16,7 @@ import pytest
 from ohfp_aws.apis.spot_fleet import SpotFleetHandler
 from ohfp_aws.vocabulary import client_token
 
+from .aws_support import log_lines
 from .conftest import REGION, Network
 from .fleet_support import Calls, acquire, alive_ids, aws_context, moto_ec2_backend, returns, template
 
@@ -161,3 +162,23 @@ def test_unsupported(network: Network, tmp_path: Path) -> None:
     assert handler.unsupported(spot_template(network)) is None
     assert "fleetRole" in (handler.unsupported(template(network)) or "")
     assert "fleetType" in (handler.unsupported(evolve(spot_template(network), fleet_type="instant")) or "")
+
+
+def test_the_spot_fleet_request_is_logged_when_made_and_cancelled(provider: Any, network: Network) -> None:
+    handler = SpotFleetHandler(provider)
+    with log_lines() as logs:
+        done = handler.provision("req-log", spot_template(network), 1)
+        request = acquire("req-log", done)
+        assert (
+            handler.release(returns(request, list(handler.inspect([request])["req-log"].instance_ids))) == {}
+        )
+    fleet_id = done.handle["spot_fleet_request_id"]
+    told = [
+        (e["event"], e["resource_id"], e.get("made_for"))
+        for e in logs
+        if e.get("kind") == "spot fleet request"
+    ]
+    assert told == [
+        ("cloud resource created", fleet_id, None),
+        ("cloud resource deleted", fleet_id, "req-log"),
+    ]

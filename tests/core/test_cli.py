@@ -118,10 +118,21 @@ def test_templates_validate_and_health(hf_env: Path, capsys: pytest.CaptureFixtu
     )
     assert main(["templates", "validate", "--provider", "mock"]) == 3
     reply = json.loads(capsys.readouterr().out)
-    assert "$.templates[A].attributes.ncpus: must be a number, got 'many'" in reply["errors"]
-    assert str(hf_env / "conf" / "mockinstprov_templates.json") in reply["message"]
+    templates_file = hf_env / "conf" / "mockinstprov_templates.json"
+    assert (
+        f"{templates_file}: $.templates[A].attributes.ncpus: must be a number, got 'many'" in reply["errors"]
+    )
+    assert str(templates_file) in reply["message"]
     assert main(["health", "--provider", "mock"]) == 0
     assert json.loads(capsys.readouterr().out)["message"] == "healthy"
+
+
+def test_templates_validate_online_says_when_the_provider_has_no_online_checks(
+    hf_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["templates", "validate", "--provider", "mock", "--online"]) == 3
+    reply = json.loads(capsys.readouterr().out)
+    assert "the mock provider has no online checks: run without --online" in reply["message"], reply
 
 
 def test_templates_validate_names_the_files_read_and_warns_of_a_shadowed_one(

@@ -361,3 +361,10 @@ def account() -> Iterator[Account]:
         yield Account(server, subnets, group)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def hooked(account: Account) -> Iterator[Account]:
+    """The account, its server's hook cleared after the test."""
+    yield account
+    account.server.app.hook = None

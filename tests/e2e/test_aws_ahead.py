@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,6 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 @pytest.fixture(scope="module")
 def ahead_scripts(installation: Installation, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return installation.scripts("aws", tmp_path_factory.mktemp("ahead-scripts"))
-
-
-@pytest.fixture
-def hooked(account: Account) -> Iterator[Account]:
-    """The account, its server's hook cleared after the test."""
-    yield account
-    account.server.app.hook = None
 
 
 def instance(

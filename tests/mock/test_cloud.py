@@ -302,6 +302,32 @@ def test_knobs_from_config_override_settings() -> None:
         read_knobs({}, {"colour": "blue"})
 
 
+def test_every_bad_knob_at_once_each_in_its_file_with_the_closest_key(tmp_path: Path) -> None:
+    config_file, settings_file = tmp_path / "mockinstprov_config.json", tmp_path / "ohfp.json"
+    with pytest.raises(ConfigError) as info:
+        read_knobs(
+            {"MOCK_BOOT_SECONDZ": 1, "MOCK_SEED": "x", "MOCK_FAILURE_RATE": 2},
+            {"terminate_secs": 1},
+            config_file=config_file,
+            settings_file=settings_file,
+        )
+    assert sorted(info.value.problems) == sorted(
+        [
+            f"{settings_file}: $.mock.terminate_secs: unknown key; did you mean 'terminate_seconds'?",
+            f"{config_file}: $.MOCK_BOOT_SECONDZ: unknown key; did you mean 'MOCK_BOOT_SECONDS'?",
+            f"{config_file}: $.MOCK_SEED: must be a number, got 'x'",
+            f"{config_file}: $.MOCK_FAILURE_RATE: must be between 0 and 1, got 2",
+        ]
+    )
+
+
+def test_an_unknown_template_key_gets_the_closest_known_one(make_mock: MakeMock) -> None:
+    typo = Template(template_id="typo", max_number=1, fields={"vmTyp": "mock.large"})
+    assert [(p.path, p.message) for p in make_mock().ohfp_validate_template(typo)] == [
+        ("vmTyp", "unknown template key; did you mean 'vmType'?")
+    ]
+
+
 def test_defaults() -> None:
     assert read_knobs({}) == Knobs(
         boot_seconds=3, terminate_seconds=2, failure_rate=0, capacity=-1, reclaim_grace_seconds=120

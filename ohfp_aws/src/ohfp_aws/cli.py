@@ -90,7 +90,7 @@ def _events(args: argparse.Namespace) -> int:
                 raise ConfigError(f"cannot read {args.config}: {exc}") from None
         if args.region:
             raw = {**raw, "AWS_REGION": args.region}
-        config = load_config(raw)
+        config = load_config(raw, config_file=args.config)
     except ConfigError as exc:
         _print({"message": str(exc)})
         return 3

@@ -56,7 +56,9 @@ class AwsContext:
 
         :raises ConfigError: for an invalid config.
         """
-        config = load_config(ctx.config, ctx.settings)
+        config = load_config(
+            ctx.config, ctx.settings, config_file=ctx.config_path, settings_file=ctx.settings_path
+        )
         clients = clients or AwsClients(config, Budget(ctx.timeout_sec))
         return cls(ctx.instance, ctx.confdir, config, clients, ctx.values)
 

@@ -28,10 +28,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
 
+import attrs
 from attrs import frozen
 
+from ohfp_core import parsing
 from ohfp_core.errors import ConfigError
-from ohfp_core.parsing import FieldError, between, make_converter, structure
+from ohfp_core.parsing import NOT_READ, FieldError, between, key_of, make_converter, structure
 
 if TYPE_CHECKING:
     import cattrs
@@ -277,8 +279,22 @@ def _converter(base_dir: Path | None) -> cattrs.Converter:
 
 
 def unknown_key(cl: type, key: str) -> str:
-    """The problem of a key no field reads."""
-    return "unknown key"
+    """The problem of a key no field of ``cl`` reads: the closest key it reads as a
+    suggestion (``AWS_REGON`` → ``did you mean 'AWS_REGION'?``, case ignored)."""
+    return parsing.unknown_key(key, read_keys(cl))
+
+
+NOT_READ_MARK = next(iter(NOT_READ))
+
+
+def read_keys(cl: type, leave_out: str | None = None) -> list[str]:
+    """The keys the fields of ``cl`` read (none set by code; none whose metadata marks
+    ``leave_out``)."""
+    return [
+        key_of(a)
+        for a in attrs.fields(cl)
+        if not a.metadata.get(NOT_READ_MARK) and not (leave_out and a.metadata.get(leave_out))
+    ]
 
 
 def read(

@@ -79,6 +79,15 @@ class AwsProvider:
         return self.templates.problems(template) or self.handlers.problems(self.templates.parse(template))
 
     @hookimpl
+    def ohfp_validate_templates_online(
+        self, templates: Sequence[Template]
+    ) -> Mapping[str, Sequence[Problem]]:
+        """That each template's images, subnets, security groups and launch template exist."""
+        from ohfp_aws.hooks import validate_online
+
+        return validate_online.missing(self.aws, [self.templates.parse(t) for t in templates])
+
+    @hookimpl
     def ohfp_provision(self, request_id: str, template: Template, count: int) -> Provisioned:
         from ohfp_aws.hooks import provision
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import attrs
@@ -256,15 +257,27 @@ class AwsConfig:
         return {"http": url, "https": url}
 
 
+def _in_file(file: Path | None, section: str, problem: str) -> str:
+    """``problem`` (``key: message``) as ``file: $.<section>key: message`` when ``file`` is known."""
+    return f"{file}: $.{section}{problem}" if file is not None else problem
+
+
 def load_config(
     raw: Mapping[str, Any],
     settings: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    config_file: Path | None = None,
+    settings_file: Path | None = None,
 ) -> AwsConfig:
     """Parse IBM's AWS config keys and the ``aws`` settings section, each in one pass.
 
+    :param config_file: the file ``raw`` was read from, ``settings_file`` the ``ohfp.json``
+        whose ``aws`` section ``settings`` is: each problem names its file when given.
     :raises ConfigError: listing every problem of both, each naming its key
-        (``AWS_REQUEST_RETRY_ATTEMPTS: must be 0..10, got 12``), unknown keys included.
+        (``AWS_REQUEST_RETRY_ATTEMPTS: must be 0..10, got 12``, or with the file
+        ``/conf/awsinstprov_config.json: $.AWS_REQUEST_RETRY_ATTEMPTS: must be 0..10, got 12``),
+        an unknown key with the closest known one (``did you mean 'AWS_REGION'?``).
     """
     env = os.environ if environ is None else environ
     if not isinstance(raw, Mapping):
@@ -274,15 +287,19 @@ def load_config(
     try:
         config = read(raw, AwsConfig, message="invalid AWS provider config")
     except ConfigError as exc:
-        problems += exc.problems
+        problems += [_in_file(config_file, "", p) for p in exc.problems]
     try:
         aws = read(settings or {}, AwsSettings, message="invalid aws settings")
     except ConfigError as exc:
-        problems += exc.problems
+        problems += [_in_file(settings_file, "aws.", p) for p in exc.problems]
     region = config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region and raw.get("AWS_REGION") is None:
         problems.append(
-            "AWS_REGION: required (set it in the provider config or the AWS_REGION environment variable)"
+            _in_file(
+                config_file,
+                "",
+                "AWS_REGION: required (set it in the provider config or the AWS_REGION environment variable)",
+            )
         )
     if problems:
         raise ConfigError("invalid AWS provider configuration", problems)

@@ -61,13 +61,17 @@ PROVIDER_ACTIONS = (
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeSpotInstanceRequests",
     "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeLaunchTemplates",
     "ssm:GetParameter",
     "sts:GetCallerIdentity",
 )
-"""IAM actions the provider calls whatever the API: status, reclaims, images, health."""
+"""IAM actions the provider calls whatever the API: status, reclaims, images, health, and
+``ohfp templates validate --online`` (subnets, security groups, launch templates)."""
 
-QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
-"""IAM actions of draining the interruption queue (``aws.events.queueUrl``)."""
+QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+"""IAM actions of draining the interruption queue (``aws.events.queueUrl``) and of its health check."""
 
 QUOTA_ACTIONS = ("servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota")
 """IAM actions of quota-aware capacity (``aws.quotas.enabled``), besides DescribeInstances

@@ -164,12 +164,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_templates_validate(args: argparse.Namespace) -> int:
     def action() -> Any:
         ops = _operations(args.provider)
-        report = ops.validate_templates()
+        report = ops.validate_templates_online() if args.online else ops.validate_templates()
+        if report is None:
+            raise ConfigError(
+                f"the {ops.context.provider_type} provider has no online checks: run without --online"
+            )
         files, warnings = ops.files_read()
         problems = [p for items in report.values() for p in items]
-        if problems:
-            where = f" of {files['templates']}" if files["templates"] else ""
-            raise ConfigError(f"{len(problems)} problem(s) in the templates{where}", problems)
+        if problems:  # each names its file
+            named = [f"{files['templates']}: {p}" for p in problems] if files["templates"] else problems
+            raise ConfigError(f"{len(problems)} problem(s) in the templates", named)
         reply: dict[str, Any] = {
             "message": f"{len(report)} templates valid.",
             "templates": sorted(report),
@@ -346,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     template_cmds = templates.add_subparsers(dest="templates_command", metavar="ACTION", required=True)
     validate = template_cmds.add_parser("validate", help="check every template (core and provider rules)")
     validate.add_argument("--provider", help=provider_help)
+    validate.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the cloud whether what the templates name exists (images, networks, launch templates)",
+    )
     validate.set_defaults(handler=cmd_templates_validate)
 
     requests = commands.add_parser("requests", help="look into the instance's requests")

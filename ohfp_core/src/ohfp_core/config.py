@@ -270,6 +270,7 @@ def provider_context(
                 ["$: expected an object"],
             )
         config = raw
+    settings_path = paths.confdir / SETTINGS_FILE if paths.confdir is not None else None
     return ProviderContext(
         instance=instance,
         provider_type=provider_type,
@@ -279,6 +280,7 @@ def provider_context(
         config=config,
         config_path=config_path,
         settings=settings.section(provider_type),
+        settings_path=settings_path if settings_path is not None and settings_path.is_file() else None,
         timeout_sec=action_timeout(environ),
         values=Values(provider_type),
     )

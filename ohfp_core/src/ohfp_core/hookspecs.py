@@ -254,6 +254,25 @@ def ohfp_validate_template(template: Template) -> Sequence[Problem] | None:
 
 
 @_hookspec
+def ohfp_validate_templates_online(templates: Sequence[Template]) -> Mapping[str, Sequence[Problem]] | None:
+    """Check that what ``templates`` name exists in the cloud (images, networks, launch
+    templates …), for ``ohfp templates validate --online``.
+
+    :param templates: the templates that passed every offline rule, as offered
+        (``fields`` in the file's spelling).
+    :returns: problems per template id (``path`` names the field as the user wrote it, the
+        message the missing value: ``subnetId``: ``subnet-0abc does not exist``), an empty
+        mapping when everything exists; None when the plugin has no online checks (when no
+        plugin has, the command says so).
+    :raises CloudError: when the cloud cannot be asked (credentials, network); core reports
+        it as the command's failure.
+
+    Read only and idempotent: describe calls, batched (one per kind of resource where the
+    cloud allows), never a create. Called only by that command, never by a Host Factory call.
+    """
+
+
+@_hookspec
 def ohfp_health_check() -> Sequence[HealthCheck] | None:
     """Report health checks for ``ohfp health``.
 

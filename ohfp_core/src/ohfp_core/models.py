@@ -337,7 +337,8 @@ class ProviderContext:
     - ``logdir``: Host Factory's log directory (``HF_PROVIDER_LOGDIR``), or None (stderr).
     - ``config``: the instance's provider config file as parsed JSON (IBM's
       ``<instance>prov_config.json``), and ``config_path`` that file (None without one).
-    - ``settings``: the provider's section of ``ohfp.json``.
+    - ``settings``: the provider's section of ``ohfp.json``, and ``settings_path`` that file
+      (None without one): a provider names the files in its configuration errors.
     - ``timeout_sec``: Host Factory's time budget for this call
       (``HF_PROVIDER_ACTION_TIMEOUT``); a provider bounds its cloud calls and retries by it.
     - ``values``: the provider's memory between calls, kept in the state store
@@ -360,6 +361,9 @@ class ProviderContext:
     """Which config file was read, or None when there is none."""
     settings: Mapping[str, Any] = field(factory=dict)
     """The provider's section of ``ohfp.json``."""
+    settings_path: Path | None = None
+    """Which ``ohfp.json`` was read, or None when there is none (a provider names it in its
+    errors about ``settings``)."""
     timeout_sec: float = 240.0
     """Seconds left of Host Factory's budget for this call: bound retries by it."""
     values: Values = field(factory=Values, eq=False, repr=False)

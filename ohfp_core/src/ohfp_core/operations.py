@@ -244,6 +244,23 @@ class Operations:
         valid, broken = self.offered()
         return {**{t.template_id: [] for t in valid}, **broken}
 
+    @settled
+    def validate_templates_online(self) -> dict[str, list[str]] | None:
+        """Problems per template as :meth:`validate_templates` reports them, then, for the
+        templates without any, what the provider finds missing in the cloud
+        (``ohfp_validate_templates_online``); None when no plugin has online checks.
+
+        :raises CloudError: when the cloud cannot be asked.
+        """
+        valid, broken = self.offered()
+        online = self.hooks.validate_templates_online(valid)
+        if online is None:
+            return None
+        report: dict[str, list[str]] = {t.template_id: [] for t in valid}
+        for template_id, problems in online.items():
+            report.setdefault(template_id, []).extend(labelled(template_id, problems))
+        return {**report, **broken}
+
     def files_read(self) -> tuple[dict[str, str | None], list[str]]:
         """The instance's files (``config``, ``templates``, ``settings``: each path, or None
         when there is none) and warnings for files that are ignored because another shadows

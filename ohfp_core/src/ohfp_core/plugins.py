@@ -255,6 +255,18 @@ class Hooks:
         results = self.pm.hook.ohfp_validate_template(template=template)
         return [problem for result in results if result for problem in result]
 
+    def validate_templates_online(self, templates: Sequence[Template]) -> dict[str, list[Problem]] | None:
+        """Problems per template id from every plugin with online checks; None when no
+        plugin has any."""
+        results = self.pm.hook.ohfp_validate_templates_online(templates=tuple(templates))
+        if not results:
+            return None
+        found: dict[str, list[Problem]] = {}
+        for result in results:
+            for template_id, problems in result.items():
+                found.setdefault(template_id, []).extend(problems)
+        return found
+
     def health_check(self) -> list[HealthCheck]:
         results = self.pm.hook.ohfp_health_check()
         return [check for result in results if result for check in result]

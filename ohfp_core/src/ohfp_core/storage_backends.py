@@ -22,6 +22,7 @@ from ohfp_core import hookimpl
 from ohfp_core.errors import ConfigError
 from ohfp_core.files import private_dir
 from ohfp_core.storage import Storage, StorageContext, StorageFactory
+from ohfp_core.store_log import LoggedStore
 
 T = TypeVar("T")
 Register = Callable[[str, StorageFactory], None]
@@ -82,6 +83,8 @@ def open_backend(
     owner-only first, whatever the umask and whichever backend keeps the state: it holds
     the provider's and the call's files too (:func:`ohfp_core.files.private_dir`).
 
+    The store's commits are logged at DEBUG (:class:`ohfp_core.store_log.LoggedStore`).
+
     :raises ConfigError: when no plugin registers ``name``, listing those that do.
     """
     if name not in factories:
@@ -91,4 +94,4 @@ def open_backend(
             [f"{setting}: choose one of {registered}, or pip install the package providing it (ohfp-{name})"],
         )
     private_dir(context.workdir)
-    return factories[name](context)
+    return LoggedStore(factories[name](context), name)

@@ -2,19 +2,21 @@
 
 Keys are flat, in IBM's style (``MOCK_BOOT_SECONDS``). The instance's ``mockprov_config.json``
 wins over the ``mock`` section of ohfp's settings; that section may also spell keys in lower
-case without the prefix (``boot_seconds``). A bad value or an unknown key is a
-:class:`~ohfp_core.errors.ConfigError` naming the key.
+case without the prefix (``boot_seconds``). Bad values and unknown keys are one
+:class:`~ohfp_core.errors.ConfigError` naming each key (and its file).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from attrs import frozen
 
 from ohfp_core.errors import ConfigError
+from ohfp_core.parsing import unknown_key
 
 # Keys IBM's provider configs share; accepted and ignored.
 _GENERIC_KEYS = frozenset({"ACCEPT_PROPAGATED_LOG_SETTING"})
@@ -123,24 +125,47 @@ def _settings_key(key: str) -> str:
     return upper if upper.startswith("MOCK_") else f"MOCK_{upper}"
 
 
-def read_knobs(config: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> Knobs:
-    """Knobs from ``config`` (the instance's config file) over ``settings`` (ohfp's ``mock``
-    section).
+def read_knobs(
+    config: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+    settings_file: Path | None = None,
+) -> Knobs:
+    """Knobs from ``config`` (the instance's config file, ``config_file``) over ``settings``
+    (ohfp's ``mock`` section, of ``settings_file``).
 
-    :raises ConfigError: naming the key of a bad value or an unknown key.
+    :raises ConfigError: listing every bad value and unknown key at once, each naming its
+        key (in its file, when known: ``/conf/mockinstprov_config.json: $.MOCK_SEED: …``); an
+        unknown key with the closest known one (``did you mean 'MOCK_BOOT_SECONDS'?``).
     """
-    merged: dict[str, tuple[str, Any]] = {}
+    merged: dict[str, tuple[str, str, Any]] = {}
     for key, value in (settings or {}).items():
-        merged[_settings_key(key)] = (f"settings mock.{key}", value)
+        where = f"{settings_file}: $.mock.{key}" if settings_file else f"settings mock.{key}"
+        merged[_settings_key(key)] = (where, key, value)
     for key, value in config.items():
         if key in _GENERIC_KEYS:
             continue
-        merged[key] = (key, value)
+        merged[key] = (f"{config_file}: $.{key}" if config_file else key, key, value)
     values: dict[str, Any] = {}
-    for key, (where, value) in merged.items():
+    problems: list[str] = []
+    for key, (where, given, value) in merged.items():
         if key not in _PARSERS:
-            raise ConfigError(f"{where}: unknown key; the mock provider knows {', '.join(KNOWN_KEYS)}")
+            known = KNOWN_KEYS if given == key else [_settings_name(k) for k in KNOWN_KEYS]
+            problems.append(f"{where}: {unknown_key(given, known)}")
+            continue
         name, parse = _PARSERS[key]
-        if value is not None:
+        if value is None:
+            continue
+        try:
             values[name] = parse(where, value)
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError("invalid mock provider configuration", problems)
     return Knobs(**values)
+
+
+def _settings_name(key: str) -> str:
+    """``MOCK_BOOT_SECONDS`` as the ``mock`` section may spell it: ``boot_seconds``."""
+    return key.removeprefix("MOCK_").lower()

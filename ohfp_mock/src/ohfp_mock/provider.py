@@ -106,4 +106,5 @@ def make_provider(ctx: ProviderContext) -> MockProvider:
     :raises ConfigError: naming the key of a bad or unknown knob in the instance's config or
         in the ``mock`` section of ohfp's settings.
     """
-    return MockProvider(ctx, read_knobs(ctx.config, ctx.settings))
+    knobs = read_knobs(ctx.config, ctx.settings, config_file=ctx.config_path, settings_file=ctx.settings_path)
+    return MockProvider(ctx, knobs)

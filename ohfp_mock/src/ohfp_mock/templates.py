@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ohfp_core.models import MANDATORY_ATTRIBUTES, Attribute, Problem, Template
+from ohfp_core.parsing import unknown_key
 
 # Mock instance types: (ncpus, nram in MB).
 INSTANCE_TYPES: Mapping[str, tuple[int, int]] = {
@@ -85,7 +86,7 @@ def problems(template: Template) -> list[Problem]:
     """What the mock cannot accept in ``template.fields``: unknown keys and badly typed
     ``priceType``, ``vmType``, ``vmTypes``, ``percentOnDemand``, ``providerApi``, ``fleetType``."""
     found = [
-        Problem(key, "unknown template key for the mock provider (it accepts IBM's AWS template keys)")
+        Problem(key, unknown_key(key, KNOWN_KEYS).replace("unknown key", "unknown template key", 1))
         for key in template.fields
         if key not in KNOWN_KEYS
     ]

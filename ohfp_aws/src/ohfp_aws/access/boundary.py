@@ -259,12 +259,37 @@ def logged(operation: str, started: float, outcome: Any) -> None:
     meta = reply.get("ResponseMetadata", {}) if isinstance(reply, Mapping) else {}
     log.debug(
         "aws call",
-        operation=operation,
+        aws_operation=operation,  # not ``operation``: that is the Host Factory call's, bound by core
         duration_ms=round((time.monotonic() - started) * 1000, 1),
         attempts=int(meta.get("RetryAttempts", 0)) + 1 if meta else None,
         http_status=meta.get("HTTPStatusCode"),
         aws_request_id=meta.get("RequestId") or meta.get("HTTPHeaders", {}).get("x-amzn-requestid"),
         error_code=error_code(outcome) if failed else None,
+    )
+
+
+_TAG = re.compile(rb"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_FIRST_LINE_MAX = 200
+
+
+def looks_like_html(body: bytes) -> bool:
+    """Whether a response body is an HTML page (``<!DOCTYPE html`` or ``<html`` first)."""
+    start = body.lstrip()[:15].lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
+def not_aws(operation: str, status: int, page: bytes) -> CloudError:
+    """The error for an HTML page answered instead of AWS's reply (a proxy's or load
+    balancer's error page): ``<Operation>: HTTP 502 from the endpoint (not an AWS answer):
+    <the page's first line of text>`` (code ``HTTP502``). Retryable for 5xx and 429: such a
+    page says something on the way is down or busy, not that the request is wrong."""
+    text = _TAG.sub(b"\n", page).decode("utf-8", "replace")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "no text")
+    first = _ACCESS_KEY_RE.sub("<access key>", " ".join(first.split()))[:_FIRST_LINE_MAX]
+    return CloudError(
+        f"{operation}: HTTP {status} from the endpoint (not an AWS answer): {first}",
+        f"HTTP{status}",
+        retryable=status >= 500 or status == 429,
     )
 
 

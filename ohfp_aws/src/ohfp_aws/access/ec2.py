@@ -9,11 +9,12 @@ Parameters are typed by the published EC2 stubs, so mypy checks every name and v
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ohfp_aws.access.boundary import call, pages
+from ohfp_aws.access.boundary import call, error_code, pages
+from ohfp_core.errors import CloudError
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -48,11 +49,34 @@ if TYPE_CHECKING:
     )
 
 
+FILTER_VALUES = 200
+"""The most values one Describe* filter takes."""
+_LAUNCH_TEMPLATE_NOT_FOUND = frozenset(
+    {
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.Malformed",
+        "InvalidLaunchTemplateName.NotFoundException",
+    }
+)
+
+
+def _filter_batches(ids: Sequence[str]) -> Iterator[list[str]]:
+    """``ids`` without repeats, in lists a filter takes."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), FILTER_VALUES):
+        yield unique[start : start + FILTER_VALUES]
+
+
 class Ec2:
     """The EC2 operations ohfp uses, on one botocore client (``client``, for tests' events)."""
 
     def __init__(self, client: EC2Client) -> None:
         self.client = client
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL EC2 calls go to (configured or botocore's default; no call)."""
+        return str(self.client.meta.endpoint_url)
 
     # -- instances ------------------------------------------------------------------------
 
@@ -87,6 +111,65 @@ class Ec2:
     def images(self, image_ids: Sequence[str]) -> list[ImageTypeDef]:
         """DescribeImages of ``image_ids``."""
         return call("DescribeImages", self.client.describe_images, ImageIds=list(image_ids)).get("Images", [])
+
+    # -- what exists (templates validate --online) ---------------------------------------------
+
+    def existing_images(self, image_ids: Sequence[str]) -> set[str]:
+        """Which of ``image_ids`` exist and can be launched from (DescribeImages)."""
+        return self._existing(
+            "DescribeImages", self.client.describe_images, "image-id", ("Images", "ImageId"), image_ids
+        )
+
+    def existing_subnets(self, subnet_ids: Sequence[str]) -> set[str]:
+        """Which of ``subnet_ids`` exist (DescribeSubnets)."""
+        return self._existing(
+            "DescribeSubnets", self.client.describe_subnets, "subnet-id", ("Subnets", "SubnetId"), subnet_ids
+        )
+
+    def existing_security_groups(self, group_ids: Sequence[str]) -> set[str]:
+        """Which of ``group_ids`` exist (DescribeSecurityGroups)."""
+        describe = self.client.describe_security_groups
+        return self._existing(
+            "DescribeSecurityGroups", describe, "group-id", ("SecurityGroups", "GroupId"), group_ids
+        )
+
+    def _existing(
+        self,
+        operation: str,
+        describe: Callable[..., Any],
+        id_filter: str,
+        items: tuple[str, str],
+        ids: Sequence[str],
+    ) -> set[str]:
+        """The ``ids`` ``describe`` finds, filtered by ``id_filter`` (a missing id is left out,
+        not an error as it is when asked by id), in batches a filter takes; ``items`` says
+        where the reply lists them and their ids (``("Subnets", "SubnetId")``)."""
+        listed, id_key = items
+        found: set[str] = set()
+        for batch in _filter_batches(ids):
+            reply = call(operation, describe, Filters=[{"Name": id_filter, "Values": batch}])
+            found.update(str(item.get(id_key, "")) for item in reply.get(listed, []))
+        return found
+
+    def existing_launch_templates(self, launch_template_ids: Sequence[str]) -> set[str]:
+        """Which of ``launch_template_ids`` exist: one DescribeLaunchTemplates of them all
+        (AWS has no id filter and refuses the call when one is missing); only then one call
+        per id, to tell which."""
+        ids = list(dict.fromkeys(launch_template_ids))
+        if not ids:
+            return set()
+        try:
+            return self._launch_templates_by_id(ids)
+        except CloudError as exc:
+            if error_code(exc) not in _LAUNCH_TEMPLATE_NOT_FOUND:
+                raise
+        if len(ids) == 1:
+            return set()
+        return {i for i in ids if self.existing_launch_templates([i])}
+
+    def _launch_templates_by_id(self, ids: list[str]) -> set[str]:
+        reply = call("DescribeLaunchTemplates", self.client.describe_launch_templates, LaunchTemplateIds=ids)
+        return {t.get("LaunchTemplateId", "") for t in reply.get("LaunchTemplates", [])}
 
     def instance_types(self, names: Sequence[str]) -> Iterator[InstanceTypeInfoTypeDef]:
         """DescribeInstanceTypes of ``names`` (at most 100), every page."""

@@ -21,6 +21,9 @@ honours a per-request read timeout); botocore retries only while its longest bac
 still leaves :data:`MIN_ATTEMPT_SEC` for another attempt. Past that, the call raises
 :func:`ohfp_aws.access.boundary.out_of_time`.
 
+Every credential a client signs with is masked in ohfp's output (:func:`mask_credentials`).
+An HTML error page from a proxy is a short error, not a parse failure (:func:`html_errors`).
+
 Capacity and quota errors are never retried by botocore (:func:`no_retry_of_refusals`): AWS
 sends ``InsufficientInstanceCapacity`` with HTTP 500, which botocore's standard mode would
 try again on the same offering, where the caller's answer is the next offering (and a quota
@@ -34,7 +37,14 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from ohfp_aws.access.boundary import CAPACITY_CODES, QUOTA_CODES, out_of_time, translate
+from ohfp_aws.access.boundary import (
+    CAPACITY_CODES,
+    QUOTA_CODES,
+    looks_like_html,
+    not_aws,
+    out_of_time,
+    translate,
+)
 from ohfp_core.errors import OhfpError
 
 if TYPE_CHECKING:
@@ -120,6 +130,49 @@ class Budget:
         client.meta.events.register_first("needs-retry", before_retry)
 
 
+def mask_credentials(session: Any) -> None:
+    """Mask every credential the clients of ``session`` sign with, wherever ohfp writes text
+    (:func:`ohfp_core.masking.remember_secret`): the access key id, secret key and session
+    token botocore's chain resolved (environment, shared file, profile, assume-role, instance
+    role …), and each refreshed set as botocore hands it to the signer. An endpoint or proxy
+    that echoes one back in an error is masked too. Resolves the credentials (as the first
+    client would); none found: nothing to mask."""
+    from ohfp_core.masking import remember_secret
+
+    credentials = session.get_credentials()
+    if credentials is None or getattr(credentials, "_ohfp_masked", False):
+        return
+    frozen_credentials = credentials.get_frozen_credentials
+
+    def get_frozen_credentials() -> Any:
+        frozen = frozen_credentials()  # what botocore signs each request with
+        remember_secret(frozen.access_key, frozen.secret_key, frozen.token)
+        return frozen
+
+    credentials.get_frozen_credentials = get_frozen_credentials
+    credentials._ohfp_masked = True
+
+
+def html_errors(client: Any) -> None:
+    """Answer an error page from something between ohfp and AWS (a proxy's or load
+    balancer's HTML page, a 502 or 503) with :func:`ohfp_aws.access.boundary.not_aws` before
+    botocore tries to parse it as AWS's XML or JSON: a short error naming the status and the
+    page's first line of text, retryable when the status is (5xx, 429), instead of a parse
+    error quoting the page."""
+
+    def before_parse(operation_model: Any = None, response_dict: Any = None, **_: Any) -> None:
+        if not response_dict or int(response_dict.get("status_code") or 0) < 400:
+            return
+        body = response_dict.get("body")
+        if not isinstance(body, bytes):
+            return
+        content_type = str(response_dict.get("headers", {}).get("content-type", ""))
+        if "html" in content_type.lower() or looks_like_html(body):
+            raise not_aws(operation_model.name, int(response_dict["status_code"]), body)
+
+    client.meta.events.register("before-parse", before_parse)
+
+
 NOT_RETRIED = CAPACITY_CODES | QUOTA_CODES
 """AWS error codes a call is never retried on by botocore."""
 
@@ -191,6 +244,7 @@ class AwsClients:
 
     def client(self, service: str) -> Any:
         """A new client for ``service`` (prefer the cached properties)."""
+        mask_credentials(self.session)  # before the client takes the session's credentials
         client = self.session.create_client(
             service,
             region_name=self.config.region,
@@ -200,6 +254,7 @@ class AwsClients:
         if self.budget is not None:
             self.budget.watch(client, self.total_attempts)
         no_retry_of_refusals(client)  # first: a refusal is no reason to wait for the budget
+        html_errors(client)
         self.created.append(client)
         return client
 

@@ -63,6 +63,16 @@ class Sqs:
         )
         return reply["Attributes"]["QueueArn"]
 
+    def waiting(self, queue_url: str) -> int:
+        """GetQueueAttributes: about how many messages the queue holds (visible or not)."""
+        reply = call(
+            "GetQueueAttributes",
+            self.client.get_queue_attributes,
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+        return sum(int(value) for value in reply.get("Attributes", {}).values())
+
     def set_attributes(self, queue_url: str, attributes: Mapping[QueueAttributeNameType, str]) -> None:
         """SetQueueAttributes."""
         call(

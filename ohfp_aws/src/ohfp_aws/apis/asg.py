@@ -39,6 +39,7 @@ from ohfp_aws.apis.common import (
 )
 from ohfp_aws.apis.handles import GroupHandle
 from ohfp_aws.context import AwsContext
+from ohfp_aws.launch import resources
 from ohfp_aws.launch.launch_templates import ACTIONS as LAUNCH_TEMPLATE_ACTIONS
 from ohfp_aws.launch.launch_templates import (
     delete_for_request,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         MixedInstancesPolicyTypeDef,
     )
 
+KIND = "Auto Scaling group"
 DESCRIBE_NAMES = 100  # names per DescribeAutoScalingGroups (with MaxRecords=100)
 DETACH_IDS = 20  # DetachInstances takes at most 20 ids
 ACTIVITIES = 10  # scaling activities read to explain a shortfall (newest first)
@@ -140,6 +142,7 @@ class ASGHandler:
             if existing is not None:
                 handle = self._handle_of(existing, template, count)
             return Provisioned(handle=handles.dump(handle), message=f"group {name} exists")
+        resources.created(KIND, name, launch_template_id=handle.launch_template_id, target=count)
         return Provisioned(handle=handles.dump(handle), message=f"Auto Scaling group {name} created")
 
     def create_params(
@@ -324,18 +327,19 @@ class ASGHandler:
         batches, loose = group_returns(items, self.api, GroupHandle, lambda handle: handle.group_name)
         groups = self.describe_groups(list(batches))
         autoscaling = self.ctx.services.autoscaling
-        emptied: list[GroupHandle] = []
+        emptied: list[tuple[GroupHandle, str]] = []  # and the request each was made for
         for name, batch in batches.items():
             returned = set(batch.machine_ids)
             group = groups.get(name)
             if group is None:  # already deleted: what core saw is all we have
                 if not set(batch.request.machine_ids) - returned:
-                    emptied.append(batch.handle)
+                    emptied.append((batch.handle, batch.request.request_id))
                 continue
             members = _members(group)
             if batch.nothing_held_after or not [i for i in members if i["InstanceId"] not in returned]:
                 autoscaling.delete_group(name, force=True)
-                emptied.append(batch.handle)
+                resources.deleted(KIND, name, batch.request.request_id)
+                emptied.append((batch.handle, batch.request.request_id))
                 continue
             leaving = [i for i in members if i["InstanceId"] in returned]
             if not leaving:
@@ -349,8 +353,8 @@ class ASGHandler:
             for chunk in chunks([i["InstanceId"] for i in leaving], DETACH_IDS):
                 autoscaling.detach_instances(name, chunk, decrement=True)
         errors = self.ctx.terminate_instances([*(i for b in batches.values() for i in b.machine_ids), *loose])
-        for handle in emptied:
-            delete_for_request(self.ctx, handle)
+        for handle, made_for in emptied:
+            delete_for_request(self.ctx, handle, made_for)
         return errors
 
     # -- cancel -------------------------------------------------------------------------
@@ -368,6 +372,7 @@ class ASGHandler:
         if not self.ctx.made_for(group.get("Tags"), request_id):
             return
         self.ctx.services.autoscaling.delete_group(name, force=True)
+        resources.deleted(KIND, name, request_id)
 
 
 def launch_failure(name: str, activities: Sequence[Mapping[str, Any]]) -> str | None:

@@ -38,6 +38,7 @@ from ohfp_aws.apis import handles
 from ohfp_aws.apis.common import Clock, alive, deadline, fleet_state, group_returns, loaded
 from ohfp_aws.apis.handles import FleetHandle
 from ohfp_aws.context import AwsContext
+from ohfp_aws.launch import resources
 from ohfp_aws.launch.launch_templates import delete_for_request, discard_after_failure, ensure_for_request
 from ohfp_aws.supply.overrides import weights
 from ohfp_aws.vocabulary import TAG_REQUEST, AwsTemplate, FleetState, Shortfall
@@ -193,6 +194,13 @@ class FleetHandler:
         except CloudError as exc:
             discard_after_failure(self.ctx, draft, exc)
             raise
+        resources.created(
+            self.fleet.noun,
+            created.fleet_id,
+            fleet_type=fleet_type,
+            launch_template_id=draft.launch_template_id,
+            target=count,
+        )
         handle = attrs.evolve(
             draft,
             fleet_id=created.fleet_id,
@@ -207,9 +215,9 @@ class FleetHandler:
         if created.refusal is not None:
             # Nothing launched: leave nothing behind (the error is what the caller must see).
             with contextlib.suppress(CloudError):
-                self.fleet.delete([(handle.fleet_id, fleet_type)])
+                self.delete([(handle.fleet_id, fleet_type)], {handle.fleet_id: request_id})
             with contextlib.suppress(CloudError):
-                delete_for_request(self.ctx, handle)
+                delete_for_request(self.ctx, handle, request_id)
             raise created.refusal
         return Provisioned(handle=handles.dump(handle), message=self.fleet.created(handle))
 
@@ -303,12 +311,12 @@ class FleetHandler:
         ]
         living = alive(self.ctx, candidates)
         doomed: list[tuple[str, str]] = []
-        emptied: list[FleetHandle] = []
+        emptied: list[tuple[FleetHandle, str]] = []  # and the request each was made for
         for fleet_id, group in groups.items():
             returned = set(group.machine_ids)
             if fleet_id not in fleets:  # deleted or cancelled: what core saw is all we have
                 if not (set(group.request.machine_ids) - returned) & living:
-                    emptied.append(group.handle)
+                    emptied.append((group.handle, group.request.request_id))
                 continue
             active = {i: member for i, member in members[fleet_id].items() if i in living}
             if set(active) - returned and not group.nothing_held_after:
@@ -317,15 +325,15 @@ class FleetHandler:
                     self.fleet.lower_target(fleets[fleet_id], group.handle, leaving)
             else:
                 doomed.append((fleet_id, group.handle.fleet_type))
-                emptied.append(group.handle)
+                emptied.append((group.handle, group.request.request_id))
         # Terminate first, then delete: deleting also ends any replacement a maintain fleet
         # launched in between.
         errors = self.ctx.terminate_instances([*(i for g in groups.values() for i in g.machine_ids), *loose])
-        deleted = self.fleet.delete(doomed)
+        deleted = self.delete(doomed, {fid: group.request.request_id for fid, group in groups.items()})
         doomed_ids = {fleet_id for fleet_id, _ in doomed}
-        for handle in emptied:
+        for handle, made_for in emptied:
             if handle.fleet_id not in doomed_ids or handle.fleet_id in deleted:
-                delete_for_request(self.ctx, handle)
+                delete_for_request(self.ctx, handle, made_for)
         return errors
 
     # -- cancel -------------------------------------------------------------------------
@@ -336,9 +344,23 @@ class FleetHandler:
         :raises CloudError: when AWS refused, or did not delete a fleet.
         """
         doomed = self.find(request_id)
-        left = {fleet_id for fleet_id, _ in doomed} - self.fleet.delete(doomed)
+        left = {fleet_id for fleet_id, _ in doomed} - self.delete(
+            doomed, dict.fromkeys(dict(doomed), request_id)
+        )
         if left:
             raise CloudError(self.fleet.not_deleted(sorted(left)))
+
+    def delete(self, fleets: Sequence[tuple[str, str]], made_for: Mapping[str, str]) -> set[str]:
+        """Delete ``fleets`` (id, fleet type) with their instances: the ids deleted, each
+        logged with the request it was made for (``made_for``, by fleet id).
+
+        :raises CloudError: when AWS refused.
+        """
+        deleted = self.fleet.delete(fleets)
+        for fleet_id, _ in fleets:
+            if fleet_id in deleted:
+                resources.deleted(self.fleet.noun, fleet_id, made_for.get(fleet_id))
+        return deleted
 
     def find(self, request_id: str) -> list[tuple[str, str]]:
         """The live fleets ``(id, fleet type)`` made for ``request_id`` by this provider

@@ -17,6 +17,7 @@ from ohfp_aws.apis import handles
 from ohfp_aws.apis.common import loaded
 from ohfp_aws.apis.handles import InstancesHandle
 from ohfp_aws.context import AwsContext
+from ohfp_aws.launch import resources
 from ohfp_aws.launch.spec import needs_root_device, root_device_name, run_instances_params
 from ohfp_aws.vocabulary import (
     RUN_INSTANCES,
@@ -219,7 +220,13 @@ class RunInstancesHandler:
                     break
                 no_capacity.add(subnet)
                 continue
-            launched.extend(response.get("Instances", []))
+            got = response.get("Instances", [])
+            resources.launched(
+                [i.get("InstanceId", "") for i in got],
+                subnet_id=subnet,
+                instance_type=call_params.get("InstanceType"),
+            )
+            launched.extend(got)
         if len(launched) < size and error is None:
             error = CapacityError(f"RunInstances: AWS launched {len(launched)} of {size} instances asked")
         return launched, error

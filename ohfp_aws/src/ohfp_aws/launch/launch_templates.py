@@ -16,6 +16,7 @@ from attrs import frozen
 
 from ohfp_aws.access.boundary import TRANSIENT_CODES, error_code
 from ohfp_aws.context import AwsContext
+from ohfp_aws.launch import resources
 from ohfp_aws.launch.spec import instance_launch_data, needs_root_device, root_device_name, tag_list
 from ohfp_aws.vocabulary import AwsTemplate, client_token
 from ohfp_core.errors import CloudError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import InstanceTypeType
 
 NAME_PREFIX = "ohfp-"
+KIND = "launch template"
 DEFAULT_VERSION = "$Default"  # for a launch template the user names
 _ALREADY_EXISTS = "InvalidLaunchTemplateName.AlreadyExistsException"
 _NOT_FOUND = frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"})
@@ -92,6 +94,8 @@ def ensure_for_request(
         if error_code(exc) != _ALREADY_EXISTS:
             raise
         created = ec2.launch_templates([name])[0]
+    else:
+        resources.created(KIND, str(created.get("LaunchTemplateId")), name=name)
     create_time = created.get("CreateTime")
     return LaunchTemplateRef(
         launch_template_id=str(created.get("LaunchTemplateId")),
@@ -103,8 +107,9 @@ def ensure_for_request(
     )
 
 
-def delete_for_request(ctx: AwsContext, ref: LaunchTemplateRef) -> None:
-    """Delete the launch template ``ref`` names, only if ohfp created it.
+def delete_for_request(ctx: AwsContext, ref: LaunchTemplateRef, made_for: str | None = None) -> None:
+    """Delete the launch template ``ref`` names (made for the request ``made_for``), only if
+    ohfp created it.
 
     A template already deleted is not an error.
     """
@@ -115,6 +120,8 @@ def delete_for_request(ctx: AwsContext, ref: LaunchTemplateRef) -> None:
     except CloudError as exc:
         if error_code(exc) not in _NOT_FOUND:
             raise
+        return
+    resources.deleted(KIND, ref.launch_template_id, made_for)
 
 
 def delete_by_request_id(ctx: AwsContext, request_id: str) -> None:
@@ -135,7 +142,7 @@ def delete_by_request_id(ctx: AwsContext, request_id: str) -> None:
                 launch_template_version=str(launch_template.get("LatestVersionNumber", "")),
                 launch_template_created=True,
             )
-            delete_for_request(ctx, ref)
+            delete_for_request(ctx, ref, request_id)
 
 
 def discard_after_failure(ctx: AwsContext, ref: LaunchTemplateRef, exc: CloudError) -> None:

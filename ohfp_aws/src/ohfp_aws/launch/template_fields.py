@@ -32,6 +32,7 @@ from ohfp_aws.documents import (
     broken,
     integer,
     read,
+    read_keys,
     text,
 )
 from ohfp_aws.supply import requirements
@@ -46,14 +47,15 @@ from ohfp_aws.vocabulary import (
 )
 from ohfp_core.errors import ConfigError
 from ohfp_core.models import Problem, Template
-from ohfp_core.parsing import FieldError, key, key_of, one_of, rule
+from ohfp_core.parsing import FieldError, key, one_of, rule
+from ohfp_core.parsing import unknown_key as unknown_key_among
 from ohfp_core.templates import MAX_UNITS
 
 PRICE_TYPES = ("ondemand", "spot", "heterogeneous")
 VOLUME_TYPES = ("gp2", "gp3", "io1", "io2", "standard")
 IOPS_RANGE = {"io1": (100, 64000), "io2": (100, 256000), "gp3": (3000, 80000)}
 MAX_NUMBER = MAX_UNITS  # core's bound: IBM's plugin stops at 10000, large grids go beyond
-UNLISTED = "unlisted"  # metadata: a key accepted but not offered in "known: …"
+UNLISTED = "unlisted"  # metadata: a key accepted but never suggested for an unknown one
 
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
 
@@ -308,8 +310,8 @@ class TemplateFields:
 
 
 def _unknown_field(cl: type, key: str) -> str:
-    known = sorted(key_of(a) for a in attrs.fields(TemplateFields) if not a.metadata.get(UNLISTED))
-    return f"unknown template field; known: {', '.join(known)}"
+    suggested = unknown_key_among(key, read_keys(TemplateFields, leave_out=UNLISTED))
+    return suggested.replace("unknown key", "unknown template field", 1)
 
 
 def read_fields(fields: Mapping[str, Any], base_dir: Path | None = None) -> TemplateFields:

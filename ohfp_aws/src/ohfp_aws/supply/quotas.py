@@ -41,6 +41,8 @@ from ohfp_core.errors import CloudError, ConfigError
 from ohfp_core.logs import get_logger
 
 if TYPE_CHECKING:
+    from mypy_boto3_service_quotas.type_defs import ServiceQuotaTypeDef
+
     from ohfp_aws.context import AwsContext
     from ohfp_aws.vocabulary import AwsTemplate
     from ohfp_core.models import Template
@@ -296,16 +298,34 @@ def load_pools(ctx: AwsContext, codes: Iterable[str]) -> dict[str, Pool]:
     return pools
 
 
-def _quota(ctx: AwsContext, code: str) -> dict[str, Any]:
-    """The account's quota ``code`` (its AWS default when it has no applied value), or why not."""
+def read_quota(ctx: AwsContext, code: str) -> ServiceQuotaTypeDef:
+    """The account's EC2 quota ``code``: its applied value, else AWS's default.
+
+    :raises CloudError: when neither can be read.
+    """
     quotas = ctx.services.service_quotas
     try:
-        try:
-            quota = quotas.quota("ec2", code)
-        except CloudError as exc:
-            if error_code(exc) != "NoSuchResourceException":
-                raise
-            quota = quotas.default_quota("ec2", code)
+        return quotas.quota("ec2", code)
+    except CloudError as exc:
+        if error_code(exc) != "NoSuchResourceException":
+            raise
+        return quotas.default_quota("ec2", code)
+
+
+def quota_readable(ctx: AwsContext) -> str:
+    """The standard on-demand vCPU quota, read as availability reads it (a health check).
+
+    :raises CloudError: when it cannot be read.
+    """
+    code = CLASSES["standard"].on_demand
+    quota = read_quota(ctx, code)
+    return f"{quota.get('QuotaName') or code}: {quota.get('Value', 0.0):g} vCPUs"
+
+
+def _quota(ctx: AwsContext, code: str) -> dict[str, Any]:
+    """The account's quota ``code`` (its AWS default when it has no applied value), or why not."""
+    try:
+        quota = read_quota(ctx, code)
     except CloudError as exc:
         log.warning("vCPU quota unavailable; availability not lowered by it", quota_code=code, error=str(exc))
         return {"value": None, "error": str(exc)}
