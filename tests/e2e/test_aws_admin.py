@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from testbeds.hooked_moto import Forward, Response, error_response
+
 from .aws_account import AMI_ID, Account
 from .conftest import HostFactory, Installation, Reply
-from .moto_faults import Forward, Response, error_response
 from .test_aws_ahead import ATTRIBUTES, instance, run_instances
 from .test_aws_scripts import poll
 
