@@ -44,6 +44,12 @@ def test_errors_name_every_field_in_the_users_spelling() -> None:
         ("logLvl", ["logLevel", "provider", "storage"], "unknown key; did you mean 'logLevel'?"),
         ("VMTYPE", ["vmType", "imageId"], "unknown key; did you mean 'vmType'?"),
         ("colour", ["b", "a"], "unknown key; known: a, b"),
+        # A shared prefix alone is no likeness: AWS_SECRET is not a misspelt AWS_REGION.
+        (
+            "AWS_SECRET",
+            ["AWS_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_PROXY_HOST"],
+            "unknown key; known: AWS_ENDPOINT_URL, AWS_PROFILE, AWS_PROXY_HOST, AWS_REGION",
+        ),
         (
             "zzz",
             [f"key{n}" for n in range(30)],

@@ -394,17 +394,22 @@ def problems_of(
 
 LIST_AT_MOST = 8
 """An unknown key's message lists the known keys only when there are this few."""
+LIKENESS = 0.75
+"""How alike (difflib's ratio, case ignored) a known key must be to be suggested: a typo of
+one or two letters scores 0.85 and more; two names sharing only a prefix (``AWS_SECRET`` and
+``AWS_REGION``: 0.6) are not suggested."""
 
 
 def unknown_key(key: str, known: Iterable[str]) -> str:
     """The message for an unknown ``key`` among ``known``: the closest known key as a
-    suggestion (``vmTyp`` → ``did you mean 'vmType'?``, case ignored), else the known keys
+    suggestion (``vmTyp`` → ``did you mean 'vmType'?``, case ignored, at least
+    :data:`LIKENESS` alike), else the known keys
     when there are at most :data:`LIST_AT_MOST`, else their number."""
     import difflib
 
     names = sorted(set(known))
     by_lower = {name.lower(): name for name in names}
-    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=LIKENESS)
     if close:
         return f"unknown key; did you mean {by_lower[close[0]]!r}?"
     if not names:
