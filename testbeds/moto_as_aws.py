@@ -19,6 +19,11 @@ this process (in-process mocks and the moto servers the tests run in this proces
 
 Each is tested against moto as it is (``tests/aws/test_moto_as_aws.py``), so a moto that
 learns one of these shows up.
+
+One more, asked for apart (:func:`boot_over_time`), as it needs a clock that the test moves:
+**instances boot over time.** AWS launches an instance ``pending`` and runs it a while later;
+moto's run on their first describe. With it, moto's new instances stay ``pending`` until
+:meth:`Boots.boot` runs them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 import pytest
 
 
@@ -95,3 +101,36 @@ def like_aws() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         act_like_aws(patch)
         yield
+
+
+@attrs.define
+class Boots:
+    """The instances moto launched pending (:func:`boot_over_time`), until they boot."""
+
+    pending: list[Any] = attrs.field(factory=list)
+
+    def boot(self) -> list[str]:
+        """Run every instance still pending (one terminated meanwhile stays as it is); their ids."""
+        booted = [instance for instance in self.pending if instance.state == "pending"]
+        for instance in booted:
+            instance.instance_state.name, instance.instance_state.code = "running", 16
+        self.pending.clear()
+        return [instance.id for instance in booted]
+
+
+def boot_over_time(patch: pytest.MonkeyPatch) -> Boots:
+    """From now until ``patch`` is undone, moto's new instances (from RunInstances, fleets, Spot
+    Fleet and Auto Scaling groups alike) are ``pending`` until the returned
+    :meth:`Boots.boot` runs them, as AWS boots them."""
+    from moto.ec2.models.instances import Instance, InstanceState
+
+    boots = Boots()
+    born = Instance.__init__
+
+    def launched_pending(self: Any, *args: Any, **kwargs: Any) -> None:
+        born(self, *args, **kwargs)
+        self._state = InstanceState("pending", 0)
+        boots.pending.append(self)
+
+    patch.setattr(Instance, "__init__", launched_pending)
+    return boots

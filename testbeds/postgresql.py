@@ -260,5 +260,5 @@ class FreezableProxy:
                     sink.shutdown(socket.SHUT_WR)
                     return
                 sink.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # closed under it (ValueError: select on a closed socket)
                 return

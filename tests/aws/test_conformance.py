@@ -1,8 +1,10 @@
 """ohfp's provider conformance kit against the AWS provider on moto (RunInstances, spot).
 
 The contract runs with ``aws.handlers.order = ["RunInstances"]`` and a spot template, so a
-machine taken away is a spot interruption as AWS records it. moto needs no clock: instances
-run on the first describe and terminate at once, so the driver has no ``advance_clock()``.
+machine taken away is a spot interruption as AWS records it. moto's instances would run on
+their first describe; here they boot over time as on AWS (:func:`testbeds.moto_as_aws.boot_over_time`):
+pending until the driver's ``advance_clock()`` runs them, so the kit checks that provisioning
+returns before they boot, through every API. They terminate at once.
 """
 
 from __future__ import annotations
@@ -22,17 +24,26 @@ from ohfp_aws.provider import AwsProvider, make_provider
 from ohfp_core.models import Template
 from ohfp_core.plugins import Hooks
 from ohfp_core.testing import CloudDriver, ProviderContract
+from testbeds.moto_as_aws import boot_over_time
 
 from .conftest import REGION, Network, make_context, make_template
 
 
 class MotoDriver:
-    """A CloudDriver for moto in-process."""
+    """A CloudDriver for moto in-process, whose instances boot when the clock moves."""
 
     def __init__(self, network: Network, monkeypatch: pytest.MonkeyPatch, **fields: Any) -> None:
         self.network = network
         self.monkeypatch = monkeypatch
         self.fields = fields or {"priceType": "spot"}
+        self.boots = boot_over_time(monkeypatch)
+
+    def machines_start_pending(self) -> bool:
+        return True
+
+    def advance_clock(self) -> None:
+        """Boot every pending instance (moto terminates at once: nothing else is under way)."""
+        self.boots.boot()
 
     def template(self) -> Template:
         return make_template(self.network, "Conformance-t3", **self.fields)

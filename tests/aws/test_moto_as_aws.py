@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from testbeds.moto_as_aws import like_aws
+from testbeds.moto_as_aws import boot_over_time, like_aws
 
 from .conftest import REGION, Network
 
@@ -148,3 +148,46 @@ def test_a_second_group_of_one_name(network: Network, fixed: bool) -> None:
             autoscaling.create_auto_scaling_group(**group)
     else:
         autoscaling.create_auto_scaling_group(**group)  # moto replaces the group without a word
+
+
+def _states(instance_ids: list[str]) -> dict[str, str]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    reservations = ec2.describe_instances(InstanceIds=instance_ids)["Reservations"]
+    return {i["InstanceId"]: i["State"]["Name"] for r in reservations for i in r["Instances"]}
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_instances_boot_over_time(network: Network, monkeypatch: pytest.MonkeyPatch, fixed: bool) -> None:
+    """Pending until booted, from RunInstances and from an Auto Scaling group alike; one
+    terminated while pending stays terminated."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    boots = boot_over_time(monkeypatch) if fixed else None
+    launched = ec2.run_instances(
+        ImageId=network.ami_id,
+        InstanceType="t3.micro",
+        MinCount=3,
+        MaxCount=3,
+        SubnetId=network.subnet_ids[0],
+    )["Instances"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName="lt", LaunchTemplateData={"ImageId": network.ami_id, "InstanceType": "t3.micro"}
+    )["LaunchTemplate"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="ohfp-req-1",
+        MinSize=0,
+        MaxSize=1,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+        VPCZoneIdentifier=network.subnet_ids[0],
+    )
+    (group,) = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    ids = [i["InstanceId"] for i in launched] + [i["InstanceId"] for i in group["Instances"]]
+    if boots is None:
+        assert set(_states(ids).values()) == {"running"}
+        return
+    assert set(_states(ids).values()) == {"pending"}
+    ec2.terminate_instances(InstanceIds=ids[:1])
+    assert sorted(boots.boot()) == sorted(ids[1:])
+    assert _states(ids) == {ids[0]: "terminated", **dict.fromkeys(ids[1:], "running")}
+    assert boots.boot() == []

@@ -286,20 +286,29 @@ def test_an_overrunning_call_is_answered_in_time_and_stalls_nothing(
     hf.env_extra["OHFP_RUNTIME_DIR"] = str(tmp_path / "rt")
     other = make_instance(crash_installation, scripts, tmp_path / "other", "otherinst")
     other.env_extra["OHFP_RUNTIME_DIR"] = str(tmp_path / "rt")
+    pause = tmp_path / "pause"  # the slow call waits at its point until pause/go exists: never here
+    pause.mkdir()
     try:
         serving = start_service(hf)
         ask = {"template": {"templateId": "mock-small", "machineCount": 2}}
-        started = time.monotonic()
         slow = hf.start_with(
-            "requestMachines", ask, OHFP_CRASH_HOLD="after:ohfp_provision#1=8", HF_PROVIDER_ACTION_TIMEOUT="4"
+            "requestMachines",
+            ask,
+            OHFP_CRASH_PAUSE="after:ohfp_provision#1",
+            OHFP_CRASH_PAUSE_DIR=str(pause),
+            HF_PROVIDER_ACTION_TIMEOUT="4",
         )
-        time.sleep(0.5)
+        bound = time.monotonic() + 60  # a hang guard, not a measure
+        while not list(pause.glob("*.paused")):
+            assert slow.poll() is None and time.monotonic() < bound, "the call did not reach its pause"
+            time.sleep(0.05)
         other.call("getAvailableTemplates").ok()  # answered while the slow call holds its worker
+        # In time, by order and by the configured bound: the service answers while the call is
+        # still held (it cannot go on), at its limit under HF_PROVIDER_ACTION_TIMEOUT (the
+        # script, left without an answer, would give up with a message of its own).
         reply = HostFactory.finish(slow)
-        elapsed = time.monotonic() - started
         assert reply.code == 3, reply.stdout
         assert "did not finish within 2 s of its 4 s" in reply.doc["message"]
-        assert elapsed < 4.0
         assert "requestId" not in reply.doc
         # Still held one timeout after its answer, the call is hung: the service exits, and
         # with it what the call held. Never delivered, its request is the next call's to reconcile.
@@ -310,6 +319,7 @@ def test_an_overrunning_call_is_answered_in_time_and_stalls_nothing(
         hf.call("getReturnRequests").ok()
         assert [m for m in hf.mock("list")["machines"] if m["state"] in ("pending", "running")] == []
     finally:
+        (pause / "go").touch()  # whatever still waits there goes on, and ends
         stop_service(hf)
 
 
