@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from ohfp_aws.cli import main
-from ohfp_aws.interruptions import drain, event_rules, notices
+from ohfp_aws.interruptions import drain, event_rules, notices, reclaims
 from ohfp_aws.provider import AwsProvider, make_provider
 from ohfp_core.models import MachineRef, Template
 from ohfp_core.sqlite import SQLiteStorage
@@ -347,38 +347,57 @@ def test_without_a_queue_nothing_is_drained(network: Network, tmp_path: Path) ->
 
 @pytest.fixture(autouse=True)
 def no_listener() -> Iterator[None]:
-    """Each test starts with no listener heard in this process (:func:`drain.listening`)."""
-    drain._heard.clear()
+    """Each test starts with no listener heard (:func:`drain.listening`) and no hosts
+    described in full in this process."""
+    for memory in (drain._heard, reclaims._described):
+        memory.clear()
     yield
-    drain._heard.clear()
+    for memory in (drain._heard, reclaims._described):
+        memory.clear()
 
 
 def test_while_the_listener_hears_the_queue_reclaims_need_no_api_call(
     queue: str, network: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a long poll that received without error, getReturnRequests answers from the
-    notices the listener stored; once the listener's receive fails, or its last good receive
-    is older than ``checkSeconds``, the call drains and describes itself again."""
+    notices the listener stored (once the process has described the hosts in full, which it
+    does again every ``recheckSeconds``); once the listener's receive fails, or its last
+    good receive is older than ``checkSeconds``, the call drains and describes itself again."""
     from ohfp_aws.access.sqs import Sqs
     from ohfp_core.errors import CloudError
 
-    provider = provider_with(tmp_path, queue, checkSeconds=30)
+    provider = provider_with(tmp_path, queue, checkSeconds=30, recheckSeconds=60)
     calls = count_calls(provider)
     hooks = hooks_for(provider)
     _, (victim, keeper), _ = launch(provider, network)
     hosts = [MachineRef(name=i, machine_id=i) for i in (victim, keeper)]
+    assert drain.listen(provider.aws, 1).kept == 0 and drain.listening(provider.aws)
+    calls.clear()
+    assert hooks.reclaimed_machines(hosts) == []
+    assert calls == {"ec2:DescribeInstances": 1}, "the first call describes the hosts in full"
+
     put_event(STATE, {"instance-id": victim, "state": "stopping"})
     assert drain.listen(provider.aws, 1).kept == 1 and waiting(queue) == 0
-    assert drain.listening(provider.aws)
     calls.clear()
     (reclaim,) = hooks.reclaimed_machines(hosts)
     assert (reclaim.machine_id, reclaim.grace_period) == (victim, 0)
     assert calls == {}, "answered from the listener's notices"
 
+    # A host terminated without a notice (no state-change rule, an event never delivered) is found
+    # by the full description recheckSeconds after the last.
+    boto3.client("ec2", region_name=REGION).terminate_instances(InstanceIds=[keeper])
+    assert [r.machine_id for r in hooks.reclaimed_machines(hosts)] == [victim]
+    assert calls == {}
+    described = (provider.aws.instance_name, queue)
+    reclaims._described[described] -= 61
+    assert {r.machine_id for r in hooks.reclaimed_machines(hosts)} == {victim, keeper}
+    assert calls == {"ec2:DescribeInstances": 1}, "described again after recheckSeconds"
+
     heard = (provider.aws.instance_name, queue)
     drain._heard[heard] -= 31  # the last good receive is older than checkSeconds
     assert not drain.listening(provider.aws)
-    assert [r.machine_id for r in hooks.reclaimed_machines(hosts)] == [victim]
+    calls.clear()
+    assert {r.machine_id for r in hooks.reclaimed_machines(hosts)} == {victim, keeper}
     assert calls["sqs:ReceiveMessage"] == 1 and calls["ec2:DescribeInstances"] == 1
 
     assert not drain.listen(provider.aws, 1).failed and drain.listening(provider.aws)

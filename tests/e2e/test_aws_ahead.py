@@ -162,8 +162,9 @@ def test_the_service_listens_to_the_queue_between_calls(
     installation: Installation, ahead_scripts: Path, hooked: Account, tmp_path: Path
 ) -> None:
     """With the resident service, a warning is taken off the queue and stored while no call
-    runs; getReturnRequests then reports it without any API call. Once the service's
-    listener fails to receive, the calls drain the queue and describe the hosts themselves."""
+    runs; getReturnRequests then reports it without any API call (the service's first
+    getReturnRequests described the hosts in full). Once the service's listener fails to
+    receive, the calls drain the queue and describe the hosts themselves."""
     from .service_support import stop_service, wait_serving
 
     spot = {**run_instances("Spot", 4), "priceType": "spot"}
@@ -178,6 +179,7 @@ def test_the_service_listens_to_the_queue_between_calls(
         reply = hf.call("requestMachines", {"template": {"templateId": "Spot", "machineCount": 2}}).ok()
         done = poll(hf, reply["requestId"])
         victim, keeper = tagged(hooked, reply["requestId"])
+        assert hf.call("getReturnRequests", {}).ok()["requests"] == []  # describes in full
         put_ec2_event(
             hooked,
             "EC2 Spot Instance Interruption Warning",

@@ -166,6 +166,12 @@ class EventsSettings:
     )
     """While the resident service's listener last received from the queue at most this long
     ago, getReturnRequests answers from the notices it stored, without an API call."""
+    recheck_seconds: QuotedInt = field(
+        default=300, metadata=key("recheckSeconds"), validator=rule(integer(30, 86400))
+    )
+    """Even while the listener hears the queue, getReturnRequests describes the hosts in full
+    once this often (and on the service's first call), so a host gone without a notice is
+    found."""
 
 
 @frozen(kw_only=True)

@@ -17,11 +17,16 @@ shortest grace wins.
 While the resident service listens to the queue (:func:`~ohfp_aws.interruptions.drain.listening`)
 and every host has its instance id, the answer is the stored notices alone: no API call (the
 queue's state-change rule, which ``ohfp-aws events setup`` makes, reports hosts stopped or
-terminated outside Host Factory).
+terminated outside Host Factory). The hosts are still described in full by the service's
+first such call and then once every ``aws.events.recheckSeconds``: a host gone without a
+notice (a queue made without the state-change rule, an event EventBridge never delivered)
+is found within that time.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +40,11 @@ if TYPE_CHECKING:
 
     from ohfp_aws.interruptions.notices import Notice, Signal
 
+_described: dict[tuple[str, str], float] = {}
+"""(instance, queue) -> when (``time.monotonic``) this process last described the hosts of a
+getReturnRequests in full."""
+_described_lock = threading.Lock()
+
 SPOT_NOTICE_SEC = 120
 SPOT_INTERRUPTION_CODES = frozenset({"marked-for-termination", "marked-for-stop", "marked-for-hibernation"})
 SPOT_TERMINATION_REASON = "Server.SpotInstanceTermination"
@@ -43,8 +53,9 @@ _OUTSIDE = ("stopping", "stopped", "shutting-down", "terminated")
 
 def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
     """A :class:`Reclaim` per host AWS is taking back; hosts that are fine are left out."""
-    if machines and all(ref.machine_id for ref in machines) and _heard(ctx):
+    if machines and all(ref.machine_id for ref in machines) and _heard(ctx) and not _recheck_due(ctx):
         return _from_notices(ctx, machines)
+    described_at = time.monotonic()
     ec2 = ctx.services.ec2
     described = instances.describe_instances(ec2, [ref.machine_id for ref in machines if ref.machine_id])
     by_name = instances.by_name(ec2, [ref.name for ref in machines if not ref.machine_id])
@@ -66,7 +77,19 @@ def reclaimed(ctx: AwsContext, machines: Sequence[MachineRef]) -> list[Reclaim]:
             reclaim = _sooner(ctx, ref, instance, reclaim, events.get(instance["InstanceId"], []), now)
         if reclaim is not None:
             found.append(reclaim)
+    if ctx.config.events.queue_url:
+        with _described_lock:
+            _described[(ctx.instance_name, ctx.config.events.queue_url)] = described_at
     return found
+
+
+def _recheck_due(ctx: AwsContext) -> bool:
+    """True when this process has not described the hosts in full within
+    ``aws.events.recheckSeconds`` (or never has)."""
+    settings = ctx.config.events
+    with _described_lock:
+        last = _described.get((ctx.instance_name, settings.queue_url or ""))
+    return last is None or time.monotonic() - last > settings.recheck_seconds
 
 
 def _heard(ctx: AwsContext) -> bool:
