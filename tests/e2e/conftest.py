@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,23 +27,11 @@ if TYPE_CHECKING:
     from .aws_account import Account
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = (
-    "ohfp_core",
-    "ohfp_mock",
-    "ohfp_aws",
-    "ohfp_extras",
-    "ohfp_postgresql",
-    "ohfp_dynamodb",
-    "ohfp_libvirt",
-)
-DISTRIBUTIONS = (
-    "ohfp-core",
-    "ohfp-mock",
-    "ohfp-aws",
-    "ohfp-extras",
-    "ohfp-postgresql",
-    "ohfp-dynamodb",
-    "ohfp-libvirt",
+SOURCES = tuple(sorted(p.parent.name for p in REPO.glob("*/pyproject.toml")))
+"""Every distribution of the checkout (a directory of the repository's root with a
+``pyproject.toml``), so a new one is installed without anyone listing it here."""
+DISTRIBUTIONS = tuple(
+    tomllib.loads((REPO / source / "pyproject.toml").read_text())["project"]["name"] for source in SOURCES
 )
 BARE_PATH = "/usr/bin:/bin"
 AWS_REGION = "us-east-1"
